@@ -1,0 +1,40 @@
+"""Kafka wiring of the notifiers: confirmed alerts in, notices and patrol assignments out."""
+
+from __future__ import annotations
+
+import logging
+
+from notifiers import patrol
+from notifiers.centre import CentreNotifier
+from prevent.contracts import ALERTS, Alert, AlertStatus
+from prevent.messaging import consumer_options
+from prevent.runtime import ServiceContext
+
+log = logging.getLogger("prevent.notifiers")
+CENTRE_GROUP = "prevent-centre-notifier"
+PATROL_GROUP = "prevent-patrol-notifier"
+ACTIONABLE = (AlertStatus.CONFIRMED, AlertStatus.CLOSED)
+
+
+def register_centre(ctx: ServiceContext, notifier: CentreNotifier) -> None:
+    @ctx.broker.subscriber(ALERTS.name, **consumer_options(ctx.settings, CENTRE_GROUP))
+    async def on_alert_for_centres(alert: Alert) -> None:
+        if alert.status not in ACTIONABLE:
+            return
+        playbook = await ctx.playbooks.version(ctx.db, alert.playbook_id, alert.playbook_version)
+        sent = await notifier.handle_alert(alert, playbook)
+        log.info("alert %s r%d: %d notices sent", alert.alert_id, alert.revision, sent)
+        ctx.relay.kick()
+
+
+def register_patrol(ctx: ServiceContext) -> None:
+    @ctx.broker.subscriber(ALERTS.name, **consumer_options(ctx.settings, PATROL_GROUP))
+    async def on_alert_for_patrols(alert: Alert) -> None:
+        if alert.status not in ACTIONABLE:
+            return
+        playbook = await ctx.playbooks.version(ctx.db, alert.playbook_id, alert.playbook_version)
+        async with ctx.db.transaction() as session:
+            changed = await patrol.handle_alert(session, alert, playbook)
+        log.info("alert %s r%d: %d patrol assignments changed", alert.alert_id, alert.revision,
+                 changed)
+        ctx.relay.kick()

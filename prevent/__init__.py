@@ -1,0 +1,3 @@
+"""prevent: global event, local response."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,54 @@
+"""Administrative operations behind the CLI: registry import/export, audit listing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from prevent import audit
+from prevent.config import Settings
+from prevent.contracts import utcnow
+from prevent.registry import (
+    apply_registry,
+    export_registry,
+    known_zone_ids,
+    parse_registry,
+    registry_yaml,
+)
+from prevent.storage.db import Database
+
+
+@asynccontextmanager
+async def open_db(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(settings.effective_database_url)
+    await db.upgrade()
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def import_file(settings: Settings, path: Path, actor: str) -> dict[str, int]:
+    async with open_db(settings) as db, db.transaction() as session:
+        registry = parse_registry(path, await known_zone_ids(session))
+        counts = await apply_registry(session, registry)
+        await audit.record(session, actor=actor, action="registry.import", subject="registry",
+                           after=counts, reason=f"import of {path.name}")
+        return counts
+
+
+async def export_yaml(settings: Settings) -> str:
+    async with open_db(settings) as db, db.transaction() as session:
+        return registry_yaml(await export_registry(session))
+
+
+async def print_audit(settings: Settings, alert_id: str | None, since: timedelta | None) -> None:
+    async with open_db(settings) as db, db.transaction() as session:
+        rows = await audit.entries(session, subject=alert_id,
+                                   since=utcnow() - since if since else None)
+    for row in rows:
+        reason = f" — {row.reason}" if row.reason else ""
+        print(f"{row.at:%Y-%m-%d %H:%M:%S} {row.actor:<16} {row.action:<24} {row.subject}"
+              f"{reason}")

@@ -1,0 +1,93 @@
+"""Audience resolution: who gets which notice and which sites get patrols, for one alert.
+
+The same function serves the preview a duty inspector sees before confirming and
+the notifiers after confirmation, so what was previewed is what is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prevent.contracts import Alert
+from prevent.playbooks.schema import MATCHED, Audience, PatrolPlan, Playbook
+from prevent.storage.tables import Contact, Site
+
+
+@dataclass(frozen=True)
+class Recipient:
+    site_id: str
+    site_name: str
+    contact_id: str
+    channel: str
+    language: str
+    template: str
+
+
+@dataclass(frozen=True)
+class PatrolTarget:
+    site_id: str
+    site_name: str
+    zone_id: str
+    plan: PatrolPlan
+    lat: float | None
+    lon: float | None
+    floor_plan_ref: str | None
+
+
+@dataclass(frozen=True)
+class AudiencePlan:
+    recipients: tuple[Recipient, ...]
+    patrols: tuple[PatrolTarget, ...]
+    sites: tuple[str, ...]
+
+
+def _site_in_audience(site: Site, audience: Audience, communities: frozenset[str]) -> bool:
+    wanted = {c for c in audience.communities if c != MATCHED}
+    if MATCHED in audience.communities:
+        wanted |= communities
+    return (bool(wanted & set(site.communities))
+            and (not audience.municipalities or site.municipality in audience.municipalities)
+            and (not audience.site_kinds or site.kind in audience.site_kinds))
+
+
+def _reachable(contact: Contact, channel: str) -> bool:
+    address = {"email": contact.email, "sms": contact.phone, "webhook": contact.webhook_url}
+    return channel in contact.channels and address.get(channel) is not None
+
+
+async def resolve_audience(session: AsyncSession, alert: Alert, playbook: Playbook) -> AudiencePlan:
+    sites = (await session.execute(select(Site).order_by(Site.site_id))).scalars().all()
+    communities = frozenset(alert.communities)
+    excluded = set(alert.scope.excluded_sites)
+    targeted: dict[str, tuple[Site, list[Audience]]] = {}
+    for site in sites:
+        if site.site_id in excluded:
+            continue
+        for audience in playbook.response.notify:
+            if _site_in_audience(site, audience, communities):
+                targeted.setdefault(site.site_id, (site, []))[1].append(audience)
+    contacts = (await session.execute(
+        select(Contact).where(Contact.site_id.in_(list(targeted)), Contact.consent.is_(True))
+        .order_by(Contact.contact_id)
+    )).scalars().all() if targeted else []
+    recipients: dict[tuple[str, str], Recipient] = {}
+    for contact in contacts:
+        site, audiences = targeted[contact.site_id]
+        for audience in audiences:
+            for channel in audience.channels:
+                if channel in alert.scope.excluded_channels or not _reachable(contact, channel):
+                    continue
+                recipients.setdefault((contact.contact_id, channel), Recipient(
+                    site.site_id, site.name, contact.contact_id, channel, contact.language,
+                    audience.template))
+    plan = playbook.response.patrol
+    patrols = tuple(
+        PatrolTarget(site.site_id, site.name, site.zone_id, plan, site.lat, site.lon,
+                     site.floor_plan_ref)
+        for site, _ in targeted.values()
+        if plan is not None and site.zone_id and site.site_id not in alert.scope.excluded_patrol_sites
+    )
+    return AudiencePlan(tuple(recipients.values()), patrols, tuple(targeted))

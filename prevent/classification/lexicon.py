@@ -1,0 +1,265 @@
+"""The lexicon files: strict schemas, loading with line numbers, cross-checks.
+
+Two YAML files in the playbooks directory hold every word the classifier knows:
+``communities.yaml`` (who can be targeted, and the words that name them) and
+``incident_types.yaml`` (what can happen, how bad it is). The schemas forbid
+unknown keys so a typo is an error, never a silently ignored rule; errors carry
+``file:line`` taken from the YAML node marks so an editor can jump to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+COMMUNITIES_FILE = "communities.yaml"
+INCIDENT_TYPES_FILE = "incident_types.yaml"
+
+INCIDENT_TYPES = (
+    "armed_attack", "bombing", "arson", "vandalism", "hate_crime", "riot", "protest",
+    "terror_threat", "threat_level_change", "natural_disaster", "none",
+)
+
+Term = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=80)]
+CommunityId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+Severity = Annotated[int, Field(ge=0, le=4)]
+M = TypeVar("M", bound=BaseModel)
+
+
+class LexiconError(Exception):
+    """An invalid lexicon file; the message is ``file:line: message`` (one per line)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- communities
+
+
+class Community(_Strict):
+    id: CommunityId
+    name: str
+    kind: Literal["faith", "denomination", "diversity", "diaspora"]
+    parent: CommunityId | None = None
+    # Faiths a diaspora usually belongs to, emitted with it (e.g. somali -> muslim).
+    implies: tuple[CommunityId, ...] = ()
+    # Countries whose events concern this community's diaspora (disasters), and where
+    # a national name is not a minority marker (so parents are not emitted there).
+    home_countries: tuple[CountryCode, ...] = ()
+    people: tuple[Term, ...] = ()
+    places: tuple[Term, ...] = ()
+    clergy: tuple[Term, ...] = ()
+    observances: tuple[Term, ...] = ()
+    negative: tuple[Term, ...] = ()
+
+    def terms(self) -> Iterable[tuple[str, str]]:
+        """(group, term) for every positive term."""
+        for group in ("people", "places", "clergy", "observances"):
+            for term in getattr(self, group):
+                yield group, term
+
+
+class CommunitiesFile(_Strict):
+    version: Literal[1]
+    # A community word followed directly by one of these names the perpetrator
+    # ("Buddhist mobs", "Israeli forces"), not the target.
+    non_target_heads: tuple[Term, ...] = ()
+    countries: dict[CountryCode, tuple[Term, ...]] = {}
+    communities: tuple[Community, ...] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- incident types
+
+
+class TermRule(_Strict):
+    terms: tuple[Term, ...] = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0, le=10)
+    severity: Severity = 1
+
+
+class IncidentType(_Strict):
+    id: Literal[INCIDENT_TYPES]  # type: ignore[valid-type]
+    description: str
+    rules: tuple[TermRule, ...] = ()
+    negative: tuple[Term, ...] = ()
+
+
+class HarmRule(_Strict):
+    terms: tuple[Term, ...] = Field(min_length=1)
+    severity: Severity
+
+
+class CasualtyRule(_Strict):
+    killed: int | None = Field(default=None, ge=1)
+    injured: int | None = Field(default=None, ge=1)
+    severity: Severity
+
+
+class IncidentTypesFile(_Strict):
+    version: Literal[1]
+    severity_scale: dict[Severity, str]
+    precedence: tuple[str, ...]
+    cap_severity: dict[str, Severity]
+    casualty_severity: tuple[CasualtyRule, ...]
+    # Victim words: link a community to an incident in the same sentence; never choose the type.
+    harm: tuple[HarmRule, ...] = ()
+    # Words that raise severity wherever they appear in an incident ("devastating").
+    escalation: tuple[HarmRule, ...] = ()
+    # Title words of items that look back on an event (anniversary, trial): severity <= 1.
+    aftermath: tuple[Term, ...] = ()
+    aftermath_max_severity: Severity = 1
+    # Words after which a type word names the cause, not the incident ("riot after stabbing").
+    cause_markers: tuple[Term, ...] = ()
+    cause_weight: float = Field(default=0.5, ge=0, le=1)
+    # How far (characters, same sentence) a type or harm word may be from a community word.
+    link_window: int = Field(default=120, ge=10)
+    types: tuple[IncidentType, ...]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    communities: CommunitiesFile
+    incident_types: IncidentTypesFile
+
+
+def _node_line(node: yaml.Node, loc: tuple[int | str, ...]) -> int:
+    """The 1-based line of the deepest YAML node along a pydantic error location."""
+    for key in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if str(k.value) == str(key):
+                    child = v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
+
+
+def _duplicate_keys(node: yaml.Node, path: Path) -> list[str]:
+    """YAML silently keeps the last of two equal keys; a lexicon treats that as a mistake."""
+    errors: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            if k.value in seen:
+                errors.append(f"{path}:{k.start_mark.line + 1}: duplicate key {k.value!r}")
+            seen.add(k.value)
+            errors += _duplicate_keys(v, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            errors += _duplicate_keys(v, path)
+    return errors
+
+
+def _parse(path: Path, model: type[M]) -> tuple[M | None, yaml.Node | None, list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, None, [f"{path}:0: cannot read: {exc.strerror or exc}"]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        return None, None, [f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}"]
+    if node is None:
+        return None, None, [f"{path}:1: empty file"]
+    errors = _duplicate_keys(node, path)
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            errors.append(f"{path}:{_node_line(node, err['loc'])}: {field}: {err['msg']}")
+        return None, node, errors
+    return (parsed if not errors else None), node, errors
+
+
+def _check_communities(cf: CommunitiesFile, node: yaml.Node, path: Path) -> list[str]:
+    errors: list[str] = []
+    ids = [c.id for c in cf.communities]
+    known = set(ids)
+    for i, c in enumerate(cf.communities):
+        def err(field: str, msg: str, i: int = i) -> None:
+            errors.append(f"{path}:{_node_line(node, ('communities', i, field))}: "
+                          f"communities.{i}.{field}: {msg}")
+        if ids.count(c.id) > 1:
+            err("id", f"duplicate community id {c.id!r}")
+        if c.parent is not None and c.parent not in known:
+            err("parent", f"unknown parent {c.parent!r}")
+        for imp in c.implies:
+            if imp not in known:
+                err("implies", f"unknown community {imp!r}")
+        if not any(True for _ in c.terms()):
+            err("id", f"community {c.id!r} has no terms")
+    by_id = {c.id: c for c in cf.communities}
+    for i, c in enumerate(cf.communities):
+        seen, cur = {c.id}, c
+        while cur.parent and cur.parent in by_id:
+            if cur.parent in seen:
+                errors.append(f"{path}:{_node_line(node, ('communities', i, 'parent'))}: "
+                              f"communities.{i}.parent: parent cycle through {c.id!r}")
+                break
+            seen.add(cur.parent)
+            cur = by_id[cur.parent]
+    return errors
+
+
+def _check_types(tf: IncidentTypesFile, node: yaml.Node, path: Path) -> list[str]:
+    errors: list[str] = []
+    ids = [t.id for t in tf.types]
+    for i, t in enumerate(tf.types):
+        if ids.count(t.id) > 1:
+            errors.append(f"{path}:{_node_line(node, ('types', i, 'id'))}: "
+                          f"types.{i}.id: duplicate type {t.id!r}")
+    for i, p in enumerate(tf.precedence):
+        if p not in INCIDENT_TYPES:
+            errors.append(f"{path}:{_node_line(node, ('precedence', i))}: "
+                          f"precedence.{i}: unknown incident type {p!r}")
+    missing = set(ids) - set(tf.precedence) - {"none"}
+    if missing:
+        errors.append(f"{path}:{_node_line(node, ('precedence',))}: precedence: "
+                      f"missing {', '.join(sorted(missing))}")
+    return errors
+
+
+def _load(directory: Path) -> tuple[Lexicon | None, list[str]]:
+    cpath, tpath = directory / COMMUNITIES_FILE, directory / INCIDENT_TYPES_FILE
+    cf, cnode, errors = _parse(cpath, CommunitiesFile)
+    tf, tnode, terrors = _parse(tpath, IncidentTypesFile)
+    errors += terrors
+    if cf is not None and cnode is not None:
+        errors += _check_communities(cf, cnode, cpath)
+    if tf is not None and tnode is not None:
+        errors += _check_types(tf, tnode, tpath)
+    if errors or cf is None or tf is None:
+        return None, errors
+    return Lexicon(cf, tf), []
+
+
+def load_lexicon_errors(directory: Path) -> list[str]:
+    """Every problem in the lexicon files as ``file:line: message``; empty when valid."""
+    return _load(Path(directory))[1]
+
+
+def load_lexicon(directory: Path) -> Lexicon:
+    """The validated lexicon, or ``LexiconError`` listing every problem."""
+    lexicon, errors = _load(Path(directory))
+    if lexicon is None:
+        raise LexiconError("\n".join(errors))
+    return lexicon

@@ -1,0 +1,54 @@
+"""`prevent classify`: the stable contract reviewers evaluate the classifier with.
+
+Input: JSON lines with at least ``title``, ``summary``, ``published`` (and optionally
+``link``, ``country``). Output: one JSON line per input line, in order, with
+``communities``, ``incident_type``, ``severity``, ``playbooks`` and ``evidence``.
+Playbooks are evaluated as of the item's own publication time, so historical
+items are judged as they would have been when they happened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+
+from prevent.classification import Classifier
+from prevent.config import Settings
+from prevent.playbooks.evaluate import CompiledSet, Subject
+from prevent.playbooks.loader import load_directory
+
+
+def _published(value: object) -> datetime:
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+def classify_lines(lines: Iterable[str], settings: Settings) -> Iterator[str]:
+    classifier = Classifier.from_dir(settings.playbooks_dir)
+    playbooks = CompiledSet(load_directory(settings.playbooks_dir))
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number}: invalid JSON: {exc}") from exc
+        if not isinstance(item, dict):
+            raise ValueError(f"line {number}: expected a JSON object")
+        title, summary = str(item.get("title") or ""), str(item.get("summary") or "")
+        c = classifier.classify(title, summary, country=item.get("country"))
+        published = _published(item.get("published"))
+        subject = Subject(frozenset(c.communities), c.incident_type, c.severity, c.country,
+                          f"{title}\n{summary}".casefold(), published)
+        fired = [cp.playbook.id for cp in playbooks.matching(subject, published)]
+        out = c.to_json() | {"playbooks": fired}
+        if "id" in item:
+            out = {"id": item["id"], **out}
+        yield json.dumps(out, ensure_ascii=False)

@@ -1,0 +1,1 @@
+"""The web console (FastAPI + Jinja2, server-rendered)."""

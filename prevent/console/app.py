@@ -1,0 +1,80 @@
+"""The console web app. Pages are server-rendered; core views work without JavaScript."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+
+from prevent import alerts as alert_service
+from prevent.storage.db import Database
+from prevent.storage.tables import FeedState, IncidentRow, NoticeRow, PatrolRow
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+@dataclass
+class ConsoleState:
+    db: Database
+    outbox: Callable[[], list[Any]] | None = None  # demo SMTP sink's received mail
+    checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
+
+
+def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[ConsoleState]]
+               ) -> FastAPI:
+    """``state_factory`` opens what the console needs (and, in `prevent up`, the whole system)
+    for the lifetime of the app."""
+
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with state_factory(app) as state:
+            app.state.console = state
+            yield
+
+    app = FastAPI(title="prevent console", lifespan=lifespan)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
+              name="static")
+
+    def console(request: Request) -> ConsoleState:
+        return request.app.state.console  # type: ignore[no-any-return]
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        state = console(request)
+        checks = {"database": await state.db.ping()}
+        for name, check in state.checks.items():
+            checks[name] = bool(await check())
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def overview(request: Request) -> HTMLResponse:
+        state = console(request)
+        async with state.db.transaction() as session:
+            recent_alerts = await alert_service.list_alerts(session, limit=50)
+            incidents = (await session.execute(
+                select(IncidentRow).order_by(IncidentRow.received_at.desc()).limit(20))).scalars().all()
+            notices = (await session.execute(
+                select(NoticeRow).order_by(NoticeRow.created_at.desc()).limit(50))).scalars().all()
+            patrols = (await session.execute(
+                select(PatrolRow).order_by(PatrolRow.created_at.desc()).limit(50))).scalars().all()
+            feeds = (await session.execute(select(FeedState).order_by(FeedState.feed_id))).scalars().all()
+            incident_count = (await session.execute(select(func.count()).select_from(IncidentRow))).scalar()
+        outbox = state.outbox() if state.outbox else None
+        return TEMPLATES.TemplateResponse(request, "overview.html", {
+            "alerts": recent_alerts, "incidents": incidents, "incident_count": incident_count,
+            "notices": notices, "patrols": patrols, "feeds": feeds, "outbox": outbox,
+        })
+
+    return app

@@ -1,0 +1,235 @@
+"""Kafka plumbing shared by every service: broker factory, delivery policy, error middleware.
+
+Delivery contract (see docs/ARCHITECTURE.md):
+
+* producers wait for ``acks="all"``; idempotence only where the cluster supports it;
+* consumers join a group, never auto-commit, and commit a message's offset only
+  after the handler returned, i.e. after its effects are durable;
+* handler failures are classified by :class:`ReliabilityMiddleware`:
+
+  - a dependency that is down (database, SMTP, gateway, broker) is retried with
+    capped exponential backoff *without returning*, so nothing is committed and
+    the partition waits, in order, until the dependency is back;
+  - a message that can never be processed (invalid JSON, unknown schema
+    version, failed validation) is published to ``prevent.deadletter.v1`` with
+    its origin and the error in headers, and only then is its offset committed;
+  - anything else is retried a few times and then dead-lettered, so one bad
+    message cannot stall a partition forever.
+
+FastStream's own policies are unsafe here (``ACK_FIRST`` is at-most-once, ``ACK``
+commits after an error, ``NACK_ON_ERROR`` re-seeks at once without limit), so
+subscribers use ``NACK_ON_ERROR`` only as the backstop for what escapes the
+middleware: a cancelled handler (shutdown) is neither acked nor nacked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiokafka.errors
+import httpx
+import pydantic
+from faststream import AckPolicy
+from faststream._internal.middlewares import BaseMiddleware
+from faststream.kafka import KafkaBroker
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from prevent.config import Settings
+from prevent.contracts import DEADLETTER, Contract, Topic, cloudevent_headers, utcnow
+
+log = logging.getLogger("prevent.messaging")
+
+SUBSCRIBER_POLICY = AckPolicy.NACK_ON_ERROR
+UNKNOWN_ERROR_ATTEMPTS = 3
+
+
+class PermanentError(Exception):
+    """The message itself is bad: retrying can never help."""
+
+
+class TransientError(Exception):
+    """A dependency is unavailable: retry later, do not commit."""
+
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    TransientError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    OperationalError,
+    InterfaceError,
+    httpx.TransportError,
+    aiokafka.errors.KafkaConnectionError,
+    aiokafka.errors.KafkaTimeoutError,
+    aiokafka.errors.NotLeaderForPartitionError,
+    aiokafka.errors.RequestTimedOutError,
+)
+_PERMANENT: tuple[type[BaseException], ...] = (
+    PermanentError,
+    pydantic.ValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
+
+
+def classify_error(exc: BaseException) -> str:
+    """'transient', 'permanent' or 'unknown' — the one place that decides retry policy."""
+    if isinstance(exc, _PERMANENT):
+        return "permanent"
+    if isinstance(exc, _TRANSIENT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return "transient"
+    try:
+        import aiosmtplib
+
+        if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected
+                      | aiosmtplib.SMTPTimeoutError):
+            return "transient"
+    except ImportError:  # pragma: no cover - aiosmtplib is a dependency
+        pass
+    if isinstance(exc, OSError):
+        return "transient"
+    return "unknown"
+
+
+def backoff_delay(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    return random.uniform(0, min(cap, base * 2 ** min(attempt, 20)))
+
+
+async def strict_json_decoder(msg: Any, original_decoder: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Every message on our topics is JSON; anything else is a permanent error, named as such."""
+    try:
+        return json.loads(msg.body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PermanentError(f"invalid JSON: {exc}") from exc
+
+
+def make_broker(settings: Settings, bootstrap: str, *, client_id: str, **kwargs: Any) -> KafkaBroker:
+    """A FastStream Kafka broker with the project's delivery settings and middleware."""
+    holder: dict[str, KafkaBroker] = {}
+
+    def middleware(msg: Any, /, *, context: Any) -> ReliabilityMiddleware:
+        return ReliabilityMiddleware(msg, context=context, broker=holder["broker"], source=client_id)
+
+    broker = KafkaBroker(
+        bootstrap,
+        client_id=f"{settings.kafka_client_id}-{client_id}",
+        acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
+        middlewares=[middleware],
+        decoder=strict_json_decoder,
+        logger=logging.getLogger(f"prevent.{client_id}"),
+        log_level=logging.DEBUG,  # per-message "Received/Processed" lines are debug noise
+        **kwargs,
+    )
+    holder["broker"] = broker
+    return broker
+
+
+def consumer_options(settings: Settings, group_id: str | None) -> dict[str, Any]:
+    """Subscriber keyword arguments: group, manual commit, fetch latency, safe ack policy."""
+    opts: dict[str, Any] = {
+        "group_id": group_id,
+        "ack_policy": SUBSCRIBER_POLICY,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        # A dependency outage holds the handler in its retry loop; give it time
+        # before the group considers this consumer dead and rebalances.
+        "max_poll_interval_ms": 15 * 60 * 1000,
+    }
+    session_ms = settings.kafka_session_timeout_ms or (10_000 if settings.kafka_bootstrap else 2_000)
+    opts["session_timeout_ms"] = session_ms
+    opts["heartbeat_interval_ms"] = max(100, session_ms // 4)
+    if group_id is None:
+        opts["ack_policy"] = AckPolicy.ACK_FIRST  # group-less readers (live views) commit nothing
+        opts["auto_offset_reset"] = "latest"
+    return opts
+
+
+async def publish(broker: KafkaBroker, topic: Topic, event: Contract, *, key: str,
+                  event_id: str, source: str, subtype: str | None = None) -> None:
+    """Publish one contract event with CloudEvents headers; returns once the cluster acked."""
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topic=topic.name,
+        key=key.encode(),
+        headers=cloudevent_headers(topic, event_id, source, subtype),
+    )
+
+
+class ReliabilityMiddleware(BaseMiddleware):
+    """Classifies handler errors: retry in place, or dead-letter then commit."""
+
+    def __init__(self, msg: Any, /, *, context: Any, broker: KafkaBroker, source: str) -> None:
+        super().__init__(msg, context=context)
+        self._broker = broker
+        self._source = source
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        attempt = 0
+        unknown_failures = 0
+        while True:
+            try:
+                return await call_next(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classification is the point
+                kind = classify_error(exc)
+                where = _origin(msg)
+                if kind == "permanent" or (
+                    kind == "unknown" and (unknown_failures := unknown_failures + 1)
+                    >= UNKNOWN_ERROR_ATTEMPTS
+                ):
+                    log.error("dead-lettering message from %s: %s", where, _describe(exc))
+                    await self._dead_letter(msg, exc)
+                    return None
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log.warning("%s error handling %s (attempt %d), retrying in %.1fs: %s",
+                            kind, where, attempt, delay, _describe(exc))
+                await asyncio.sleep(delay)
+
+    async def _dead_letter(self, msg: Any, exc: BaseException) -> None:
+        record = getattr(msg, "raw_message", None)
+        headers = dict(getattr(msg, "headers", {}) or {})
+        headers.update({
+            "x-origin-topic": str(getattr(record, "topic", "")),
+            "x-origin-partition": str(getattr(record, "partition", "")),
+            "x-origin-offset": str(getattr(record, "offset", "")),
+            "x-error": _describe(exc)[:2000],
+            "x-error-kind": type(exc).__name__,
+            "x-dead-lettered-by": self._source,
+            "x-dead-lettered-at": utcnow().isoformat(),
+        })
+        body = getattr(record, "value", None) or msg.body or b""
+        attempt = 0
+        while True:  # the dead-letter publish is itself an effect that must be durable
+            try:
+                await self._broker.publish(body, topic=DEADLETTER.name,
+                                           key=getattr(record, "key", None), headers=headers)
+                return
+            except Exception as pub_exc:  # noqa: BLE001
+                attempt += 1
+                log.warning("dead-letter publish failed (attempt %d): %s", attempt, pub_exc)
+                await asyncio.sleep(backoff_delay(attempt))
+
+
+def _origin(msg: Any) -> str:
+    record = getattr(msg, "raw_message", None)
+    if record is None:
+        return "unknown origin"
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+                 for e in exc.errors()[:5]]
+        return f"validation failed: {'; '.join(parts)}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,1 @@
+"""The playbook engine: schema, loading (atomic, versioned) and evaluation."""

@@ -1,0 +1,101 @@
+"""The playbook language. Playbooks are data written by engagement officers, validated here.
+
+Strict on purpose (``extra="forbid"``): a misspelt key is an error with file and line,
+never a silently ignored rule.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MATCHED = "$matched"  # in notify.communities: the communities the incident matched
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommunityMatch(Strict):
+    any: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> CommunityMatch:
+        if not self.any and not self.all:
+            raise ValueError("give communities in 'any' or 'all'")
+        return self
+
+
+class CountryMatch(Strict):
+    include: tuple[str, ...] = Field(default=(), description="ISO alpha-2; empty = anywhere")
+    exclude: tuple[str, ...] = ()
+
+
+class KeywordMatch(Strict):
+    any: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+
+
+class ActivePeriod(Strict):
+    start: date = Field(alias="from")
+    end: date = Field(alias="to")
+    label: str = ""
+
+
+class Match(Strict):
+    communities: CommunityMatch
+    incident_types: tuple[str, ...] = Field(default=(), description="empty = any type")
+    min_severity: int = Field(default=2, ge=0, le=4)
+    countries: CountryMatch = CountryMatch()
+    keywords: KeywordMatch = KeywordMatch()
+    max_age_hours: float | None = Field(default=72, gt=0)
+    active: tuple[ActivePeriod, ...] = Field(default=(), description="empty = always active")
+
+
+class Confirmation(Strict):
+    mode: Literal["required", "auto"] = "required"
+    auto_at_severity: int | None = Field(default=None, ge=0, le=4,
+                                         description="auto-confirm at or above this severity")
+
+    def auto_confirms(self, severity: int) -> bool:
+        if self.mode == "auto":
+            return self.auto_at_severity is None or severity >= self.auto_at_severity
+        return self.auto_at_severity is not None and severity >= self.auto_at_severity
+
+
+class Audience(Strict):
+    communities: tuple[str, ...] = (MATCHED,)
+    municipalities: tuple[str, ...] = Field(default=(), description="empty = every municipality")
+    site_kinds: tuple[str, ...] = Field(default=(), description="empty = every kind of site")
+    channels: tuple[Literal["email", "sms", "webhook"], ...] = ("email",)
+    template: str = "default"
+
+
+class PatrolPlan(Strict):
+    every_minutes: int = Field(default=120, gt=0)
+    duration_hours: float = Field(default=72, gt=0)
+    priority: Literal["low", "normal", "high", "critical"] = "normal"
+    instructions: str = ""
+
+
+class Response(Strict):
+    confirmation: Confirmation = Confirmation()
+    escalation_minutes: tuple[int, ...] = Field(default=(15, 30),
+                                                description="escalation levels, minutes")
+    notify: tuple[Audience, ...] = ()
+    patrol: PatrolPlan | None = None
+    ack_window_minutes: int | None = Field(default=None, gt=0)
+
+
+class Playbook(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,80}$")
+    title: str
+    owner: str
+    description: str = ""
+    priority: int = Field(default=50, ge=0, le=100, description="higher inhibits lower")
+    cooldown_minutes: int = Field(default=0, ge=0)
+    match: Match
+    response: Response

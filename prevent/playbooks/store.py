@@ -1,0 +1,74 @@
+"""Versioned playbooks in the database; the YAML files in ``playbooks/`` are seed and export.
+
+Every apply stores a new version of each changed playbook (author, time, note)
+and announces the new set on ``prevent.playbooks.v1``; running rules consumers
+swap to it atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prevent import audit
+from prevent.contracts import PLAYBOOKS, PlaybooksChanged, stable_id, utcnow
+from prevent.playbooks.loader import PlaybookSet, parse_sources, playbook_files
+from prevent.storage import outbox
+from prevent.storage.tables import PlaybookVersion
+
+
+async def latest_versions(session: AsyncSession) -> list[PlaybookVersion]:
+    newest = (select(PlaybookVersion.playbook_id, func.max(PlaybookVersion.version).label("v"))
+              .group_by(PlaybookVersion.playbook_id).subquery())
+    query = select(PlaybookVersion).join(
+        newest, (PlaybookVersion.playbook_id == newest.c.playbook_id)
+        & (PlaybookVersion.version == newest.c.v)).order_by(PlaybookVersion.playbook_id)
+    return list((await session.execute(query)).scalars())
+
+
+async def current_set(session: AsyncSession) -> PlaybookSet:
+    rows = await latest_versions(session)
+    playbooks = parse_sources((f"{r.playbook_id}@v{r.version}", r.source) for r in rows)
+    return PlaybookSet(tuple(playbooks), {r.playbook_id: r.version for r in rows})
+
+
+async def get_version(session: AsyncSession, playbook_id: str, version: int) -> PlaybookVersion | None:
+    return await session.get(PlaybookVersion, (playbook_id, version))
+
+
+async def apply_sources(session: AsyncSession, sources: Iterable[tuple[str, str]], *, author: str,
+                        note: str = "") -> dict[str, int]:
+    """Validate all sources (raises SourceError, storing nothing), store changed ones as new
+    versions, announce the new set. Returns {playbook id: new version} of what changed."""
+    sources = list(sources)
+    parsed = parse_sources(sources)
+    current = {r.playbook_id: r for r in await latest_versions(session)}
+    changed: dict[str, int] = {}
+    for playbook, (_name, text) in zip(parsed, sources, strict=True):
+        previous = current.get(playbook.id)
+        if previous is not None and previous.source == text:
+            continue
+        version = (previous.version if previous else 0) + 1
+        session.add(PlaybookVersion(playbook_id=playbook.id, version=version, source=text,
+                                    author=author, note=note, created_at=utcnow()))
+        changed[playbook.id] = version
+        await audit.record(session, actor=author, action="playbook.apply",
+                           subject=f"playbook:{playbook.id}",
+                           before={"version": previous.version} if previous else None,
+                           after={"version": version}, reason=note or None)
+    if changed:
+        versions = {pid: r.version for pid, r in current.items()} | changed
+        event = PlaybooksChanged(versions=versions, actor=author, at=utcnow())
+        await outbox.stage(session, PLAYBOOKS, event, key="playbooks",
+                           event_id=stable_id("pbs", sorted(versions.items())))
+    return changed
+
+
+async def apply_directory(session: AsyncSession, directory: Path, *, author: str,
+                          note: str = "") -> dict[str, int]:
+    files = playbook_files(directory)
+    return await apply_sources(session, ((str(p), p.read_text(encoding="utf-8")) for p in files),
+                               author=author, note=note)

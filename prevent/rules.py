@@ -1,0 +1,96 @@
+"""The rules stage: classify an incident, group it, evaluate playbooks, raise or update alerts.
+
+Pure domain logic over a database session; ``consumers/rules.py`` is the thin Kafka
+wrapper. Idempotent: an incident version already processed changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prevent import alerts, grouping
+from prevent.classification import Classification, Classifier
+from prevent.contracts import Alert, AlertStatus, GlobalIncident, alert_id_for, utcnow
+from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
+from prevent.storage.tables import AlertRow, IncidentRow
+
+log = logging.getLogger("prevent.rules")
+ACTOR = "rules-consumer"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    incident_id: str
+    already_processed: bool
+    classification: Classification | None
+    cluster_id: str | None
+    alerts: tuple[Alert, ...]
+
+
+def classify_incident(classifier: Classifier, incident: GlobalIncident) -> Classification:
+    return classifier.classify(
+        incident.title, incident.summary,
+        cap_severity=incident.cap.severity if incident.cap else None,
+        country=incident.location.country if incident.location else None,
+    )
+
+
+def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
+    return Subject(
+        communities=frozenset(c.communities), incident_type=c.incident_type, severity=c.severity,
+        country=c.country, text=f"{incident.title}\n{incident.summary}".casefold(),
+        published=incident.published,
+    )
+
+
+async def process_incident(session: AsyncSession, incident: GlobalIncident, classifier: Classifier,
+                           playbooks: CompiledSet, *, now: datetime | None = None) -> Outcome:
+    """Everything the rules stage does for one incident, in the caller's transaction."""
+    now = now or utcnow()
+    if await session.get(IncidentRow, (incident.incident_id, incident.content_hash)) is not None:
+        return Outcome(incident.incident_id, True, None, None, ())
+    c = classify_incident(classifier, incident)
+    cluster_id = await grouping.assign_cluster(session, incident, c)
+    session.add(IncidentRow(
+        incident_id=incident.incident_id, content_hash=incident.content_hash,
+        feed_id=incident.feed_id, cluster_id=cluster_id, title=incident.title,
+        published_at=incident.published, received_at=now,
+        payload=incident.model_dump(mode="json"), classification=c.to_json(),
+    ))
+    subject = subject_of(incident, c)
+    raised = []
+    for cp in playbooks.matching(subject, now):
+        alert = await _raise_or_update(session, cp, incident, c, cluster_id, now)
+        if alert is not None:
+            raised.append(alert)
+    return Outcome(incident.incident_id, False, c, cluster_id, tuple(raised))
+
+
+async def _raise_or_update(session: AsyncSession, cp: CompiledPlaybook, incident: GlobalIncident,
+                           c: Classification, cluster_id: str, now: datetime) -> Alert | None:
+    alert_id = alert_id_for(cluster_id, cp.playbook.id)
+    row = await session.get(AlertRow, alert_id)
+    if row is not None:
+        existing = alerts.from_row(row)
+        if existing.status in alerts.OPEN and c.severity > existing.severity:
+            return await alerts.raise_severity(session, existing, severity=c.severity,
+                                               incident_id=incident.incident_id, actor=ACTOR)
+        await alerts.attach_report(session, existing, incident.incident_id)
+        return None
+    auto = cp.playbook.response.confirmation.auto_confirms(c.severity)
+    alert = Alert(
+        alert_id=alert_id, cluster_id=cluster_id, incident_ids=(incident.incident_id,),
+        playbook_id=cp.playbook.id, playbook_version=cp.version,
+        status=AlertStatus.CONFIRMED if auto else AlertStatus.PROPOSED, revision=1,
+        severity=c.severity, communities=tuple(c.communities), incident_type=c.incident_type,
+        title=incident.title, summary=incident.summary, country=c.country,
+        evidence=tuple(c.evidence), auto_confirmed=auto, exercise=incident.exercise,
+        decided_by=ACTOR if auto else None,
+        note=f"auto-confirmed by playbook {cp.playbook.id} at severity {c.severity}" if auto else None,
+        created_at=now, updated_at=now,
+    )
+    return await alerts.create(session, alert, actor=ACTOR)

@@ -1,0 +1,126 @@
+"""Assembling a service process: settings, database, Kafka broker, outbox relay.
+
+Each service (rules consumer, notifiers, console, watcher) registers its
+subscribers on the process's one FastStream broker; ``prevent up`` registers all
+of them in one process, the production commands one each. Either way, stages
+talk only through Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from faststream.kafka import KafkaBroker
+
+from prevent.config import Settings
+from prevent.contracts import TOPICS, cloudevent_headers
+from prevent.messaging import make_broker
+from prevent.playbooks import store
+from prevent.playbooks.evaluate import CompiledSet
+from prevent.playbooks.loader import PlaybookSet
+from prevent.playbooks.schema import Playbook
+from prevent.storage.db import Database
+from prevent.storage.outbox import OutboxRelay
+from prevent.yamlsource import SourceError, parse_model
+
+log = logging.getLogger("prevent.runtime")
+TOPICS_BY_NAME = {t.name: t for t in TOPICS}
+
+
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    single = {"prevent.playbooks.v1", "prevent.audit.v1", "prevent.deadletter.v1"}
+    return {t.name: 1 if t.name in single else settings.kafka_partitions for t in TOPICS}
+
+
+@dataclass
+class PlaybookHolder:
+    """The playbook set in force; swapped whole, so a reader never sees half a reload."""
+
+    compiled: CompiledSet = field(default_factory=lambda: CompiledSet(PlaybookSet(())))
+    _by_version: dict[tuple[str, int], Playbook] = field(default_factory=dict)
+
+    async def reload(self, db: Database) -> None:
+        try:
+            async with db.transaction() as session:
+                playbooks = await store.current_set(session)
+        except SourceError as exc:  # stored versions were validated; keep the last good set
+            log.error("playbook reload failed, keeping the previous set: %s", exc)
+            return
+        self.compiled = CompiledSet(playbooks)
+        log.info("playbooks in force: %s", dict(playbooks.versions))
+
+    async def version(self, db: Database, playbook_id: str, version: int) -> Playbook:
+        """The exact playbook version an alert was raised under (notifiers follow it)."""
+        key = (playbook_id, version)
+        if key not in self._by_version:
+            async with db.transaction() as session:
+                row = await store.get_version(session, playbook_id, version)
+            if row is None:
+                current = self.compiled.source.get(playbook_id)
+                if current is None:
+                    raise LookupError(f"playbook {playbook_id} v{version} is not stored")
+                return current
+            self._by_version[key] = parse_model(Playbook, row.source, f"{playbook_id}@v{version}")
+        return self._by_version[key]
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    db: Database
+    broker: KafkaBroker
+    relay: OutboxRelay
+    playbooks: PlaybookHolder
+    source: str
+
+
+def outbox_sender(broker: KafkaBroker, source: str):  # noqa: ANN201 - returns outbox.Sender
+    async def send(topic: str, key: str, event_id: str, subtype: str | None, payload: str,
+                   extra: dict[str, str]) -> None:
+        headers = cloudevent_headers(TOPICS_BY_NAME[topic], event_id, source, subtype) | extra
+        await broker.publish(payload.encode(), topic=topic, key=key.encode(), headers=headers)
+    return send
+
+
+@asynccontextmanager
+async def service_context(settings: Settings, bootstrap: str, *, name: str
+                          ) -> AsyncIterator[ServiceContext]:
+    """Open the database (schema upgraded) and build the broker; the caller registers
+    subscribers, then calls ``start_services``."""
+    db = Database(settings.effective_database_url)
+    await db.upgrade()
+    broker = make_broker(settings, bootstrap, client_id=name)
+    relay = OutboxRelay(db, outbox_sender(broker, f"prevent/{name}"))
+    holder = PlaybookHolder()
+    ctx = ServiceContext(settings, db, broker, relay, holder, f"prevent/{name}")
+    try:
+        yield ctx
+    finally:
+        await relay.stop()
+        await broker.stop()
+        await db.dispose()
+
+
+async def start_broker(broker: KafkaBroker) -> None:
+    """``broker.start()``, but joining the consumer groups concurrently.
+
+    FastStream starts subscribers one after another, and each consumer's first
+    group join takes seconds (about 5 s on the embedded broker), so a process with
+    four subscribers would need 20 s to start; joined together it needs one.
+    """
+    await broker.connect()
+    await asyncio.gather(*(sub.start() for sub in broker.subscribers))
+    for pub in broker.publishers:
+        await pub.start()
+    broker.running = True
+
+
+async def start_services(ctx: ServiceContext) -> None:
+    await ctx.playbooks.reload(ctx.db)
+    await start_broker(ctx.broker)
+    ctx.relay.start()
+    ctx.relay.kick()

@@ -1,0 +1,165 @@
+"""Running the services: all in one process (`prevent up`) or one per process (production).
+
+In both shapes the stages talk only through Kafka; `up` simply registers every
+stage's subscribers on one broker connection in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from notifiers.centre import CentreNotifier
+from notifiers.channels.email import EmailChannel
+from notifiers.service import register_centre, register_patrol
+from notifiers.templates import NoticeRenderer
+from prevent.acklinks import AckLinks
+from prevent.broker import EmbeddedBroker, ensure_topics
+from prevent.classification import Classifier
+from prevent.config import Settings
+from prevent.console.app import ConsoleState
+from prevent.contracts import INCIDENTS, GlobalIncident
+from prevent.demo import SAMPLE_PARTNERS, DemoFeedServer, SmtpSink
+from prevent.feeds.fetch import new_client
+from prevent.feeds.registry import FeedConfig, load_feeds
+from prevent.feeds.watcher import FeedWatcher
+from prevent.messaging import publish
+from prevent.playbooks import store
+from prevent.registry import apply_registry, parse_registry
+from prevent.runtime import ServiceContext, service_context, start_services, topic_partitions
+from prevent.storage.tables import Site
+
+log = logging.getLogger("prevent.services")
+SERVICES = ("watcher", "rules", "centre-notifier", "patrol-notifier")
+
+
+@dataclass
+class System:
+    """What a running process holds, for the console and for tests."""
+
+    ctx: ServiceContext
+    bootstrap: str
+    sink: SmtpSink | None = None
+    feeds: list[FeedConfig] = field(default_factory=list)
+    watcher: FeedWatcher | None = None
+
+    def console_state(self) -> ConsoleState:
+        sink = self.sink
+        return ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None)
+
+
+async def resolve_bootstrap(settings: Settings, stack: AsyncExitStack) -> str:
+    """The configured cluster (topics ensured), else an embedded broker for this process."""
+    topics = topic_partitions(settings)
+    if settings.kafka_bootstrap:
+        await ensure_topics(settings.kafka_bootstrap, topics)
+        return settings.kafka_bootstrap
+    broker = await stack.enter_async_context(EmbeddedBroker(topics=topics))
+    log.info("embedded Kafka broker (Tansu) on %s", broker.bootstrap)
+    return broker.bootstrap
+
+
+async def seed(ctx: ServiceContext, *, sample_partners: bool) -> None:
+    """First start: store the playbooks from YAML (new ids only) and, in demo mode, the
+    fictional sample registry when the registry is empty."""
+    async with ctx.db.transaction() as session:
+        stored = {r.playbook_id for r in await store.latest_versions(session)}
+        directory = ctx.settings.playbooks_dir
+        sources = [(str(p), p.read_text(encoding="utf-8"))
+                   for p in sorted(directory.glob("*.yaml")) if _is_playbook(p)]
+        new = [(name, text) for name, text in sources if _playbook_id(text) not in stored]
+        if new:
+            await store.apply_sources(session, new, author="seed", note="seeded from playbooks/")
+        if sample_partners and not (await session.execute(select(func.count()).select_from(Site))).scalar():
+            await apply_registry(session, parse_registry(SAMPLE_PARTNERS))
+
+
+def _is_playbook(path: Path) -> bool:
+    from prevent.playbooks.loader import NOT_PLAYBOOKS
+
+    return path.name not in NOT_PLAYBOOKS
+
+
+def _playbook_id(text: str) -> str | None:
+    import yaml
+
+    data = yaml.safe_load(text)
+    return data.get("id") if isinstance(data, dict) else None
+
+
+def register_services(ctx: ServiceContext, names: tuple[str, ...]) -> None:
+    from consumers import rules
+
+    if "rules" in names:
+        rules.register(ctx, Classifier.from_dir(ctx.settings.playbooks_dir))
+    if "centre-notifier" in names:
+        renderer = NoticeRenderer(ctx.settings.playbooks_dir / "templates")
+        channels = {"email": EmailChannel(ctx.settings)}
+        register_centre(ctx, CentreNotifier(ctx.db, renderer, channels,
+                                            AckLinks.from_settings(ctx.settings)))
+    if "patrol-notifier" in names:
+        register_patrol(ctx)
+
+
+def incident_publisher(ctx: ServiceContext):  # noqa: ANN201
+    async def publish_incident(incident: GlobalIncident) -> None:
+        await publish(ctx.broker, INCIDENTS, incident, key=incident.incident_id,
+                      event_id=f"{incident.incident_id}:{incident.content_hash}", source=ctx.source)
+    return publish_incident
+
+
+@asynccontextmanager
+async def running_system(settings: Settings, *, services: tuple[str, ...] = SERVICES,
+                         demo: bool | None = None, feeds: list[FeedConfig] | None = None,
+                         name: str = "up") -> AsyncIterator[System]:
+    """Start the embedded broker (unless configured), the database and the chosen services."""
+    demo = settings.demo if demo is None else demo
+    async with AsyncExitStack() as stack:
+        bootstrap = await resolve_bootstrap(settings, stack)
+        sink = None
+        if demo and "centre-notifier" in services and settings.smtp_port == Settings().smtp_port:
+            sink = SmtpSink().start()
+            stack.callback(sink.stop)
+            settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": sink.port})
+        if feeds is None:
+            feeds = _configured_feeds(settings, stack, demo)
+        ctx = await stack.enter_async_context(service_context(settings, bootstrap, name=name))
+        await seed(ctx, sample_partners=demo)
+        register_services(ctx, services)
+        await start_services(ctx)
+        system = System(ctx, bootstrap, sink, feeds)
+        if "watcher" in services and feeds:
+            client = await stack.enter_async_context(new_client())
+            system.watcher = FeedWatcher(feeds, ctx.db, client, incident_publisher(ctx))
+            system.watcher.start()
+            stack.callback(system.watcher.stop)
+        log.info("prevent is running: services %s on Kafka %s", ", ".join(services), bootstrap)
+        yield system
+
+
+def _configured_feeds(settings: Settings, stack: AsyncExitStack, demo: bool) -> list[FeedConfig]:
+    if settings.feeds_file:
+        return load_feeds(settings.feeds_file)
+    if not demo:
+        return []
+    server = DemoFeedServer().start()
+    stack.callback(server.stop)
+    return [FeedConfig(id="demo-world-news", url=server.url, kind="rss", interval_seconds=30,
+                       language="en")]
+
+
+async def run_until_stopped(settings: Settings, services: tuple[str, ...]) -> None:
+    """Production shape: one or more services in this process until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_system(settings, services=services, name="-".join(services)):
+        await stop.wait()

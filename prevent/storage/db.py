@@ -1,0 +1,102 @@
+"""The database: one async engine per process, sessions, and schema upgrades via alembic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # WAL lets the console read while a consumer writes; busy_timeout makes
+    # concurrent writers from several service processes wait instead of failing.
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Database:
+    """Owns the engine; ``session()`` yields a session whose ``begin()`` commits or rolls back."""
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        """``schema`` (PostgreSQL only) isolates a test run in its own schema."""
+        self.url = url
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True,
+                                                       connect_args=connect_args)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def upgrade(self) -> None:
+        """Bring the schema to the newest migration (safe to call on every start)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_run_upgrade)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def _run_upgrade(sync_conn: object) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+def run_sync_upgrade(url: str) -> None:
+    """For the CLI: ``prevent db upgrade``."""
+    db = Database(url)
+
+    async def go() -> None:
+        try:
+            await db.upgrade()
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+
+
+__all__ = ["Database", "Engine", "alembic_config", "run_sync_upgrade"]

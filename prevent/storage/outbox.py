@@ -1,0 +1,92 @@
+"""Transactional outbox: stage events with the state change, publish them after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prevent.contracts import Contract, Topic, utcnow
+from prevent.storage.db import Database
+from prevent.storage.tables import OutboxRow
+
+log = logging.getLogger("prevent.outbox")
+
+# (topic name, key, event id, subtype, payload json, extra headers) -> awaits the broker's ack
+Sender = Callable[[str, str, str, str | None, str, dict[str, str]], Awaitable[None]]
+
+
+async def stage(session: AsyncSession, topic: Topic, event: Contract, *, key: str,
+                event_id: str, subtype: str | None = None,
+                headers: dict[str, str] | None = None) -> None:
+    """Add an event to the outbox in the caller's transaction; a repeated event id is a no-op."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(OutboxRow).values(
+        event_id=event_id, topic=topic.name, key=key, subtype=subtype, headers=headers,
+        payload=event.model_dump_json(), created_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=["event_id"])
+    await session.execute(stmt)
+
+
+async def flush(db: Database, send: Sender, *, batch: int = 500) -> int:
+    """Publish pending events in order; returns how many were published."""
+    total = 0
+    while True:
+        async with db.transaction() as session:
+            rows = (await session.execute(
+                select(OutboxRow).where(OutboxRow.published_at.is_(None))
+                .order_by(OutboxRow.seq).limit(batch)
+            )).scalars().all()
+        if not rows:
+            return total
+        for row in rows:
+            await send(row.topic, row.key, row.event_id, row.subtype, row.payload, row.headers or {})
+        async with db.transaction() as session:
+            await session.execute(update(OutboxRow).where(OutboxRow.seq.in_([r.seq for r in rows]))
+                                  .values(published_at=utcnow()))
+        total += len(rows)
+
+
+class OutboxRelay:
+    """Flushes the outbox on demand and every ``interval`` seconds as a safety net."""
+
+    def __init__(self, db: Database, send: Sender, interval: float = 1.0) -> None:
+        self._db = db
+        self._send = send
+        self._interval = interval
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def flush(self) -> int:
+        async with self._lock:  # one flusher per process keeps the order
+            return await flush(self._db, self._send)
+
+    def kick(self) -> None:
+        """Ask for a flush soon, without waiting for it (new events were committed)."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # noqa: BLE001 - keep relaying; the next round retries
+                log.warning("outbox flush failed, will retry: %s", exc)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,241 @@
+"""Tables. Every side effect of the pipeline has a row here keyed by a deterministic id,
+so a redelivered message finds its effect already done instead of doing it twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class FeedState(Base):
+    """Per-feed fetch state: conditional-GET validators, health and backoff."""
+
+    __tablename__ = "feed_state"
+
+    feed_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    last_success_at: Mapped[datetime | None]
+    last_error_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    next_poll_at: Mapped[datetime | None]
+    items_emitted: Mapped[int] = mapped_column(Integer, default=0)
+    fetches: Mapped[int] = mapped_column(Integer, default=0)
+    not_modified: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_fetched: Mapped[int] = mapped_column(Integer, default=0)
+    last_duration_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class SeenEntry(Base):
+    """An entry the watcher has published; the content hash detects updates."""
+
+    __tablename__ = "seen_entries"
+
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    feed_id: Mapped[str] = mapped_column(String(100), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class IncidentRow(Base):
+    """Every incident version the rules consumer has processed (its idempotency record)."""
+
+    __tablename__ = "incidents"
+
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    feed_id: Mapped[str] = mapped_column(String(100))
+    cluster_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]
+    classification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class AlertRow(Base):
+    """The current state of an alert; ``revision`` is the optimistic-concurrency version."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("cluster_id", "playbook_id"),)
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(String(64))
+    playbook_id: Mapped[str] = mapped_column(String(100), index=True)
+    playbook_version: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    severity: Mapped[int]
+    revision: Mapped[int]
+    exercise: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+
+
+class Zone(Base):
+    __tablename__ = "zones"
+
+    zone_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    dispatch_email: Mapped[str | None] = mapped_column(String(320))
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    site_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(50))
+    communities: Mapped[list[str]]
+    address: Mapped[str] = mapped_column(Text, default="")
+    municipality: Mapped[str] = mapped_column(String(200), index=True)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    zone_id: Mapped[str | None] = mapped_column(String(100))
+    floor_plan_ref: Mapped[str | None] = mapped_column(String(500))
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+
+class Contact(Base):
+    """A partner contact: only what is needed to reach them (data minimisation)."""
+
+    __tablename__ = "contacts"
+
+    contact_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    language: Mapped[str] = mapped_column(String(5), default="en")
+    channels: Mapped[list[str]]
+    consent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class NoticeRow(Base):
+    """One notice to one contact on one channel. Written before sending (queued)."""
+
+    __tablename__ = "notices"
+
+    notice_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(64), index=True)
+    alert_revision: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(20))
+    site_id: Mapped[str] = mapped_column(String(100))
+    contact_id: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(5))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    exercise: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+
+
+class PatrolRow(Base):
+    __tablename__ = "patrols"
+
+    assignment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(String(100))
+    zone_id: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_subject_at", "subject", "at"),)
+
+    audit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PlaybookVersion(Base):
+    __tablename__ = "playbook_versions"
+
+    playbook_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
+class OutboxRow(Base):
+    """Events staged in the same transaction as the state they describe (transactional outbox).
+
+    A relay publishes them in ``seq`` order and stamps ``published_at``; a crash between
+    the two republishes, which consumers absorb because every event id is deterministic.
+    """
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(200))
+    subtype: Mapped[str | None] = mapped_column(String(50))
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(index=True)

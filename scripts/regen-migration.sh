@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Development only, until the first release: regenerate the initial migration from
+# prevent/storage/tables.py. After a release, add new revisions instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+rm -f prevent/migrations/versions/0001_initial_schema.py
+.venv/bin/python - "$tmp/gen.db" <<'PY'
+import asyncio, sys
+from alembic import command
+from prevent.storage.db import Database, alembic_config
+
+async def main(path: str) -> None:
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    def generate(conn):
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.revision(cfg, message="initial schema", autogenerate=True, rev_id="0001")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(generate)
+    await db.dispose()
+
+asyncio.run(main(sys.argv[1]))
+PY
+rm -rf "$tmp"

@@ -1,0 +1,63 @@
+"""Shared fixtures: a database on SQLite always and on PostgreSQL when configured."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from fixtures.broker import kafka_bootstrap  # noqa: F401 - re-exported fixture
+
+from prevent.config import Settings
+from prevent.storage.db import Database
+
+PG_URL = os.environ.get("PREVENT_TEST_DATABASE_URL")
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+DB_PARAMS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL tests need PREVENT_TEST_DATABASE_URL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@pytest.fixture(params=DB_PARAMS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+        schema = None
+    else:
+        assert PG_URL
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL))
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.close()
+        database = Database(PG_URL, schema=schema)
+    await database.upgrade()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        if schema:
+            conn = await asyncpg.connect(_asyncpg_dsn(PG_URL))
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(var_dir=tmp_path / "var", secret_key="test-secret-key-not-for-production")

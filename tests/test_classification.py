@@ -1,0 +1,249 @@
+"""Unit tests of the classification stage: lexicon, matching, casualties, linking, severity."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from prevent.classification import Classification, Classifier, LexiconError, load_lexicon_errors
+from prevent.classification.casualties import casualty_totals, find_casualties
+from prevent.classification.matcher import fold
+
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
+
+
+@pytest.fixture(scope="module")
+def clf() -> Classifier:
+    return Classifier.from_dir(PLAYBOOKS)
+
+
+def totals(text: str) -> dict[str, int | None]:
+    return casualty_totals(find_casualties(fold(text)))
+
+
+# ------------------------------------------------------------------ folding and matching
+
+
+@given(st.text())
+def test_fold_keeps_length(text: str) -> None:
+    assert len(fold(text)) == len(text)
+
+
+def test_accents_and_case_fold(clf: Classifier) -> None:
+    c = clf.classify("Fusillade dans une MOSQUÉE de Québec", "")
+    assert c.communities == ("muslim",)
+    assert c.incident_type == "armed_attack"
+    c = clf.classify("Incendie criminel à la synagogue de Rouen", "")
+    assert c.communities == ("jewish",)
+    assert c.incident_type == "arson"
+
+
+def test_evidence_offsets_point_at_the_original_text(clf: Classifier) -> None:
+    title = "Gunman opens fire at Sikh GURDWARA"
+    summary = "Two worshippers were injured at the gurdwara in Surrey, B.C."
+    c = clf.classify(title, summary)
+    assert c.evidence
+    for ev in c.evidence:
+        text = title if ev.field == "title" else summary
+        assert text[ev.start:ev.end] == ev.term
+    rules = {ev.rule for ev in c.evidence}
+    assert {"community:sikh", "type:armed_attack", "casualties"} <= rules
+
+
+def test_word_boundaries(clf: Classifier) -> None:
+    # "Christchurch" contains "church", "Jewishness" is not a separate word.
+    c = clf.classify("Shooting reported in Christchurch suburb", "")
+    assert "christian" not in c.communities
+
+
+# ------------------------------------------------------------------ negative contexts
+
+
+@pytest.mark.parametrize("title", [
+    "Temple Run update adds new runner and jungle levels",
+    "Crash closes Church Street; two drivers injured",
+    "Ten Jewish holiday recipes for a sweet Rosh Hashanah",
+    "Temple University names new president",
+    "Dubai the Mecca of shopping as retail sales explode",
+])
+def test_negative_contexts_stay_low(clf: Classifier, title: str) -> None:
+    c = clf.classify(title, "")
+    assert not (c.communities and c.severity >= 2), c
+
+
+def test_perpetrator_is_not_the_target(clf: Classifier) -> None:
+    c = clf.classify("Buddhist mobs attack Muslim homes and mosques in Kandy", "")
+    assert c.communities == ("muslim",)
+
+
+def test_speakers_are_not_targets(clf: Classifier) -> None:
+    c = clf.classify("Gunman kills three at Texas church",
+                     "The gunman opened fire during Sunday service; Muslim leaders condemned the attack.")
+    assert "muslim" not in c.communities
+    assert "christian" in c.communities
+
+
+# ------------------------------------------------------------------ proximity
+
+
+def test_type_in_another_sentence_does_not_link(clf: Classifier) -> None:
+    c = clf.classify("Bombing at market kills 20",
+                     "The blast tore through the market at noon. Separately, a mosque held an open day.")
+    assert c.incident_type == "bombing"
+    assert "muslim" not in c.communities
+
+
+def test_type_in_same_sentence_links(clf: Classifier) -> None:
+    c = clf.classify("Explosion at market", "The blast damaged a nearby mosque and wounded 12.")
+    assert "muslim" in c.communities
+
+
+def test_no_incident_means_no_community(clf: Classifier) -> None:
+    c = clf.classify("Mosque opening ceremony draws hundreds", "Worshippers celebrated the new building.")
+    assert c == Classification(communities=(), incident_type="none", severity=0,
+                               casualties={"killed": None, "injured": None}, evidence=(), country=None)
+
+
+# ------------------------------------------------------------------ casualties and severity
+
+
+@pytest.mark.parametrize(("text", "killed", "injured"), [
+    ("At least 49 killed in attacks on two mosques", 49, None),
+    ("Gunman opened fire, killing three worshippers", 3, None),
+    ("Dozens injured as mob storms temple", None, 24),
+    ("Death toll rises to 51", 51, None),
+    ("Twenty-three people were wounded and five dead", 5, 23),
+    ("Floods killed more than 1,700 people", 1700, None),
+    ("No one was injured.", None, None),
+    ("The 2019 attack killed 51 people", 51, None),
+])
+def test_casualty_extraction(text: str, killed: int | None, injured: int | None) -> None:
+    assert totals(text) == {"killed": killed, "injured": injured}
+
+
+def test_severity_scale(clf: Classifier) -> None:
+    assert clf.classify("Swastika daubed on synagogue door").severity == 1
+    assert clf.classify("Two injured in stabbing outside synagogue").severity == 2
+    assert clf.classify("Gunman kills three at synagogue").severity == 3
+    assert clf.classify("Gunman kills 11 at synagogue").severity == 4
+
+
+@pytest.mark.parametrize(("cap", "severity"), [
+    ("Extreme", 4), ("Severe", 3), ("moderate", 2), ("Minor", 1)])
+def test_cap_severity(clf: Classifier, cap: str, severity: int) -> None:
+    c = clf.classify("Flood warning in effect for the Red River", cap_severity=cap)
+    assert c.incident_type == "natural_disaster"
+    assert c.severity == severity
+
+
+def test_aftermath_title_caps_severity(clf: Classifier) -> None:
+    c = clf.classify("City marks five years since mosque attacks",
+                     "Families of the 51 people killed gathered to remember.")
+    assert c.severity <= 1
+
+
+# ------------------------------------------------------------------ communities and country
+
+
+def test_denominations_fold_into_parent(clf: Classifier) -> None:
+    c = clf.classify("Bomb kills 29 at Coptic cathedral in Cairo")
+    assert "christian" in c.communities and "coptic" in c.communities
+    assert c.country == "EG"
+
+
+def test_diaspora_emits_parents_abroad_only(clf: Classifier) -> None:
+    abroad = clf.classify("Indian engineer shot dead in Kansas bar")
+    assert {"indian", "south-asian", "asian"} <= set(abroad.communities)
+    assert abroad.country == "US"
+
+
+def test_disaster_takes_diaspora_of_country(clf: Classifier) -> None:
+    c = clf.classify("Magnitude 7.8 earthquake devastates southern Turkey", "Thousands were killed.")
+    assert c.incident_type == "natural_disaster"
+    assert c.severity == 4
+    assert {"muslim", "turkish"} <= set(c.communities)
+
+
+def test_country_falls_back_to_argument(clf: Classifier) -> None:
+    assert clf.classify("Shots fired at synagogue", country="ca").country == "CA"
+
+
+def test_to_json_shape(clf: Classifier) -> None:
+    data = clf.classify("Gunman kills 11 at Pittsburgh synagogue").to_json()
+    assert set(data) == {"communities", "incident_type", "severity", "evidence", "casualties",
+                         "country"}
+    assert data["communities"] == ["jewish"]
+    assert data["evidence"][0]["rule"].startswith("community:")
+
+
+# ------------------------------------------------------------------ lexicon validation
+
+
+def broken_copy(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    dest = tmp_path / "playbooks"
+    shutil.copytree(PLAYBOOKS, dest, ignore=shutil.ignore_patterns("templates", "tests"))
+    path = dest / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return dest
+
+
+def line_of(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_shipped_lexicon_is_valid() -> None:
+    assert load_lexicon_errors(PLAYBOOKS) == []
+
+
+def test_unknown_key_names_file_and_line(tmp_path: Path) -> None:
+    d = broken_copy(tmp_path, "communities.yaml", "    kind: faith\n", "    kind: faith\n    colour: red\n")
+    errors = load_lexicon_errors(d)
+    line = line_of(d / "communities.yaml", "colour: red")
+    assert any(e.startswith(f"{d / 'communities.yaml'}:{line}:") and "colour" in e for e in errors)
+    with pytest.raises(LexiconError, match=r"communities\.yaml:\d+: "):
+        Classifier.from_dir(d)
+
+
+def test_bad_value_names_file_and_line(tmp_path: Path) -> None:
+    d = broken_copy(tmp_path, "incident_types.yaml", "weight: 2.5", "weight: heavy")
+    errors = load_lexicon_errors(d)
+    line = line_of(d / "incident_types.yaml", "weight: heavy")
+    assert any(f"incident_types.yaml:{line}:" in e and "weight" in e for e in errors), errors
+
+
+def test_unknown_parent_is_an_error(tmp_path: Path) -> None:
+    d = broken_copy(tmp_path, "communities.yaml", "parent: muslim", "parent: muslims")
+    errors = load_lexicon_errors(d)
+    line = line_of(d / "communities.yaml", "parent: muslims")
+    assert any(f"communities.yaml:{line}:" in e and "unknown parent" in e for e in errors), errors
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    d = broken_copy(tmp_path, "incident_types.yaml", "version: 1", "version: [1")
+    errors = load_lexicon_errors(d)
+    assert errors and "incident_types.yaml:" in errors[0] and "invalid YAML" in errors[0]
+
+
+# ------------------------------------------------------------------ throughput
+
+
+def test_throughput(clf: Classifier) -> None:
+    title = "Gunman opens fire at mosque in Christchurch during Friday prayers, killing 51"
+    summary = ("A white supremacist attacked the Al Noor Mosque and the Linwood Islamic Centre, "
+               "killing 51 worshippers and injuring dozens more. Police arrested a suspect. "
+               "New Zealand's prime minister called it one of the country's darkest days and "
+               "community leaders urged calm as vigils were held across the country.")
+    n = 2000
+    start = time.perf_counter()
+    for _ in range(n):
+        clf.classify(title, summary)
+    rate = n / (time.perf_counter() - start)
+    print(f"\n{rate:.0f} incidents/s")
+    assert rate > 2000  # generous floor for slow CI machines; target is >= 20,000/s
