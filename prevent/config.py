@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     kafka_idempotent_producer: bool = Field(
         default=False, description="enable on Apache Kafka; the embedded broker lacks it")
     kafka_client_id: str = "prevent"
+    kafka_max_request_bytes: int = Field(
+        default=8 * 1024 * 1024, description="producer limit; large enough to dead-letter any input")
+    max_message_bytes: int = Field(
+        default=1024 * 1024, description="larger input messages are dead-lettered unread")
 
     # --- data
     playbooks_dir: Path = REPO_ROOT / "playbooks"
@@ -65,6 +69,35 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 10.0
     mail_from: str = "prevent@example.org"
 
+    # --- notifier channels beyond email (notifiers/channels/)
+    sms_gateway_url: str | None = Field(
+        default=None, description="HTTP SMS gateway endpoint; unset = SMS not configured "
+                                  "(demo: the local HTTP sink)")
+    sms_gateway_kind: Literal["json", "twilio"] = Field(
+        default="json", description="json: generic JSON POST; twilio: Twilio-compatible form")
+    sms_gateway_username: str | None = Field(
+        default=None, description="basic-auth user (Twilio: the account SID)")
+    sms_gateway_token: SecretStr | None = Field(
+        default=None, description="basic-auth password / bearer token (Twilio: auth token, "
+                                  "which also verifies inbound signatures)")
+    sms_sender: str = Field(default="PREVENT", description="SMS sender id or number")
+    sms_max_segments: int = Field(default=3, ge=1, le=10, description="longer texts are shortened")
+    sms_inbound_secret: SecretStr | None = Field(
+        default=None, description="verifies POST /sms/inbound (json gateways: HMAC signature)")
+    webhook_signing_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for the Prevent-Signature header on webhooks")
+    http_timeout_seconds: float = Field(default=10.0, gt=0, description="SMS gateway and webhooks")
+    channel_rate_per_second: dict[str, float] = Field(
+        default={"email": 20.0, "sms": 5.0, "webhook": 10.0},
+        description="token-bucket rate per channel (burst = 2 seconds' worth)")
+    engagement_officer_email: str | None = Field(
+        default=None, description="receives unacknowledged-notice follow-ups and stand-down reviews")
+    ack_followup_min_severity: int = Field(
+        default=3, ge=0, le=4, description="alerts at or above this severity get ack follow-ups")
+    stand_down_review_hours: float = Field(
+        default=12.0, gt=0, description="email the stand-down review this long before a plan ends")
+    scanner_interval_seconds: float = Field(default=60.0, gt=0)
+
     # --- web
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -75,6 +108,8 @@ class Settings(BaseSettings):
     # --- demo
     demo: bool = Field(default=True, description="serve the bundled demo feed and SMTP sink")
     demo_feed_port: int = 8001
+    demo_http_sink_port: int = Field(
+        default=8002, description="local sink for demo SMS and webhooks (sample contacts point at it)")
 
     @classmethod
     def settings_customise_sources(

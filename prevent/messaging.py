@@ -102,12 +102,19 @@ def backoff_delay(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
     return random.uniform(0, min(cap, base * 2 ** min(attempt, 20)))
 
 
-async def strict_json_decoder(msg: Any, original_decoder: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Every message on our topics is JSON; anything else is a permanent error, named as such."""
-    try:
-        return json.loads(msg.body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PermanentError(f"invalid JSON: {exc}") from exc
+def strict_json_decoder(max_bytes: int) -> Callable[[Any, Any], Awaitable[Any]]:
+    """Every message on our topics is JSON of bounded size; anything else is a permanent
+    error, named as such, and never parsed."""
+
+    async def decode(msg: Any, original_decoder: Callable[[Any], Awaitable[Any]]) -> Any:
+        if len(msg.body) > max_bytes:
+            raise PermanentError(f"message of {len(msg.body)} bytes exceeds the {max_bytes}-byte limit")
+        try:
+            return json.loads(msg.body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PermanentError(f"invalid JSON: {exc}") from exc
+
+    return decode
 
 
 def make_broker(settings: Settings, bootstrap: str, *, client_id: str, **kwargs: Any) -> KafkaBroker:
@@ -123,7 +130,8 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str, **kwargs:
         acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
         middlewares=[middleware],
-        decoder=strict_json_decoder,
+        decoder=strict_json_decoder(settings.max_message_bytes),
+        max_request_size=settings.kafka_max_request_bytes,
         logger=logging.getLogger(f"prevent.{client_id}"),
         log_level=logging.DEBUG,  # per-message "Received/Processed" lines are debug noise
         **kwargs,

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, fi
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prevent.storage.tables import Contact, Site, Zone
-from prevent.yamlsource import SourceError, load_yaml, validation_problems
+from prevent.storage.tables import Contact, RosterEntry, Site, Zone
+from prevent.yamlsource import SourceError, line_of, load_yaml, validation_problems
 
 Channel = Literal["email", "sms", "webhook"]
 SiteKind = Literal["place_of_worship", "community_centre", "school", "cultural_centre", "other"]
@@ -76,9 +76,20 @@ class SiteIn(Strict):
         return [c.strip() for c in v.split(";") if c.strip()] if isinstance(v, str) else v
 
 
+class RosterEntryIn(Strict):
+    """One escalation contact on the duty roster: level 1 is told first, level 2 next."""
+
+    entry_id: str = Field(min_length=1, max_length=100)
+    level: Literal[1, 2]
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+
+
 class RegistryIn(Strict):
     zones: list[ZoneIn] = []
     sites: list[SiteIn] = []
+    # None: the file says nothing about the roster, so an import leaves it as it is.
+    roster: list[RosterEntryIn] | None = None
 
 
 CSV_SITE_FIELDS = ("site_id", "site_name", "kind", "communities", "address", "municipality", "lat",
@@ -90,31 +101,40 @@ CSV_CONTACT_FIELDS = ("contact_id", "contact_name", "role", "email", "phone", "w
 def parse_registry(path: Path, known_zones: Iterable[str] = ()) -> RegistryIn:
     """Validate a YAML or CSV registry file; SourceError lists every bad row with its line."""
     text = path.read_text(encoding="utf-8-sig")
-    registry = (_parse_csv(text, str(path)) if path.suffix.lower() == ".csv"
-                else _parse_yaml(text, str(path)))
-    _check_references(registry, set(known_zones), str(path))
+    registry, lines = (_parse_csv(text, str(path)) if path.suffix.lower() == ".csv"
+                       else _parse_yaml(text, str(path)))
+    _check_references(registry, set(known_zones), str(path), lines)
     return registry
 
 
-def _parse_yaml(text: str, source: str) -> RegistryIn:
+# Where each site (and roster entry) starts in the file, so a cross-row problem names a line too.
+Lines = dict[str, int]
+
+
+def _parse_yaml(text: str, source: str) -> tuple[RegistryIn, Lines]:
     data, node = load_yaml(text, source)
     try:
-        return RegistryIn.model_validate(data or {})
+        registry = RegistryIn.model_validate(data or {})
     except ValidationError as exc:
         raise SourceError(validation_problems(exc, node, source)) from exc
+    lines = {s.site_id: line_of(node, ["sites", i]) for i, s in enumerate(registry.sites)}
+    lines |= {f"roster:{r.entry_id}": line_of(node, ["roster", i])
+              for i, r in enumerate(registry.roster or ())}
+    return registry, lines
 
 
 def _blank_to_none(row: dict[str, str]) -> dict[str, str | None]:
     return {k: (v if v not in ("", None) else None) for k, v in row.items()}
 
 
-def _parse_csv(text: str, source: str) -> RegistryIn:
+def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines]:
     reader = csv.DictReader(io.StringIO(text))
     missing = {"site_id", "site_name", "communities", "municipality"} - set(reader.fieldnames or ())
     if missing:
         raise SourceError([f"{source}:1: header lacks columns: {', '.join(sorted(missing))}"])
     problems: list[str] = []
     sites: dict[str, SiteIn] = {}
+    lines: Lines = {}
     for row in reader:
         line = reader.line_num
         values = _blank_to_none(row)
@@ -134,25 +154,39 @@ def _parse_csv(text: str, source: str) -> RegistryIn:
                 problems.append(f"{source}:{line}: {field}: {err['msg']}")
             continue
         existing = sites.setdefault(site.site_id, site)
+        lines.setdefault(site.site_id, line)
         if contact:
             existing.contacts.append(contact)
     if problems:
         raise SourceError(problems)
-    return RegistryIn(sites=list(sites.values()))
+    return RegistryIn(sites=list(sites.values())), lines
 
 
-def _check_references(registry: RegistryIn, known_zones: set[str], source: str) -> None:
+def _check_references(registry: RegistryIn, known_zones: set[str], source: str,
+                      lines: Lines | None = None) -> None:
+    lines = lines or {}
+
+    def at(key: str) -> str:
+        return f"{source}:{lines[key]}" if key in lines else source
+
     zones = known_zones | {z.zone_id for z in registry.zones}
     problems = []
     contact_ids: dict[str, str] = {}
     for site in registry.sites:
         if site.zone_id and site.zone_id not in zones:
-            problems.append(f"{source}: site {site.site_id}: unknown patrol zone '{site.zone_id}'")
+            problems.append(f"{at(site.site_id)}: site {site.site_id}: unknown patrol zone "
+                            f"'{site.zone_id}'")
         for contact in site.contacts:
             other = contact_ids.setdefault(contact.contact_id, site.site_id)
             if other != site.site_id:
-                problems.append(f"{source}: contact {contact.contact_id} appears at sites "
+                problems.append(f"{at(site.site_id)}: contact {contact.contact_id} appears at sites "
                                 f"{other} and {site.site_id}")
+    roster_ids: set[str] = set()
+    for entry in registry.roster or ():
+        if entry.entry_id in roster_ids:
+            problems.append(f"{at('roster:' + entry.entry_id)}: roster entry {entry.entry_id} "
+                            "appears twice")
+        roster_ids.add(entry.entry_id)
     if problems:
         raise SourceError(problems)
 
@@ -174,8 +208,57 @@ async def apply_registry(session: AsyncSession, registry: RegistryIn) -> dict[st
         await session.execute(delete(Contact).where(Contact.site_id == site.site_id))
         for contact in site.contacts:
             await session.merge(Contact(site_id=site.site_id, **contact.model_dump()))
+    if registry.roster is not None:
+        await replace_roster(session, registry.roster)
     return {"zones": len(registry.zones), "sites": len(registry.sites),
-            "contacts": sum(len(s.contacts) for s in registry.sites)}
+            "contacts": sum(len(s.contacts) for s in registry.sites),
+            "roster": len(registry.roster or ())}
+
+
+async def replace_roster(session: AsyncSession, roster: list[RosterEntryIn]) -> None:
+    """The roster is small and ordered: replace it whole rather than merge entries."""
+    await session.execute(delete(RosterEntry))
+    await session.flush()
+    positions: dict[int, int] = {}
+    for entry in roster:
+        position = positions[entry.level] = positions.get(entry.level, -1) + 1
+        session.add(RosterEntry(entry_id=entry.entry_id, level=entry.level, position=position,
+                                name=entry.name, email=str(entry.email)))
+
+
+async def roster(session: AsyncSession) -> list[RosterEntryIn]:
+    rows = (await session.execute(select(RosterEntry).order_by(RosterEntry.level,
+                                                               RosterEntry.position))).scalars()
+    return [RosterEntryIn(entry_id=r.entry_id, level=r.level, name=r.name, email=r.email)
+            for r in rows]
+
+
+async def upsert_site(session: AsyncSession, site: SiteIn) -> None:
+    """One site and its contacts (replacing them); the zone must exist."""
+    _check_references(RegistryIn(sites=[site]), await known_zone_ids(session), f"site {site.site_id}")
+    other = (await session.execute(select(Contact.contact_id, Contact.site_id).where(
+        Contact.contact_id.in_([c.contact_id for c in site.contacts]),
+        Contact.site_id != site.site_id))).first() if site.contacts else None
+    if other is not None:
+        raise SourceError([f"site {site.site_id}: contact {other[0]} belongs to site {other[1]}"])
+    await apply_registry(session, RegistryIn(sites=[site]))
+
+
+async def delete_site(session: AsyncSession, site_id: str) -> bool:
+    """Remove a site and, with it, its contacts' personal data."""
+    await session.execute(delete(Contact).where(Contact.site_id == site_id))
+    return (await session.execute(delete(Site).where(Site.site_id == site_id))).rowcount > 0
+
+
+async def upsert_zone(session: AsyncSession, zone: ZoneIn) -> None:
+    await session.merge(Zone(**zone.model_dump()))
+
+
+async def delete_zone(session: AsyncSession, zone_id: str) -> bool:
+    users = (await session.execute(select(Site.site_id).where(Site.zone_id == zone_id))).scalars().all()
+    if users:
+        raise SourceError([f"zone {zone_id} is used by sites: {', '.join(users)}"])
+    return (await session.execute(delete(Zone).where(Zone.zone_id == zone_id))).rowcount > 0
 
 
 async def export_registry(session: AsyncSession) -> RegistryIn:
@@ -193,6 +276,7 @@ async def export_registry(session: AsyncSession) -> RegistryIn:
                       address=s.address, municipality=s.municipality, lat=s.lat, lon=s.lon,
                       zone_id=s.zone_id, floor_plan_ref=s.floor_plan_ref, notes=s.notes,
                       contacts=by_site.get(s.site_id, [])) for s in sites],
+        roster=await roster(session),
     )
 
 

@@ -124,7 +124,8 @@ async def running_system(settings: Settings, *, services: tuple[str, ...] = SERV
     async with AsyncExitStack() as stack:
         bootstrap = await resolve_bootstrap(settings, stack)
         sink = None
-        if demo and "centre-notifier" in services and settings.smtp_port == Settings().smtp_port:
+        smtp_configured = {"smtp_host", "smtp_port"} & settings.model_fields_set
+        if demo and "centre-notifier" in services and not smtp_configured:
             sink = SmtpSink().start()
             stack.callback(sink.stop)
             settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": sink.port})

@@ -32,7 +32,8 @@ _GAP = r"(?:[a-z]+ +){0,4}?"
 
 _PATTERN = re.compile(
     # "at least 49 people were killed", "dozens injured"
-    rf"(?<!no )\b{_QUAL}(?!(?:19|20)\d\d\b)(?P<n1>{_NUM}) +{_GAP}(?P<w1>{_KILLED}|{_INJURED})\b"
+    # (no leading qualifier here: an optional prefix would be tried at every position)
+    rf"(?<!no )\b(?!(?:19|20)\d\d\b)(?P<n1>{_NUM}) +{_GAP}(?P<w1>{_KILLED}|{_INJURED})\b"
     # "killing three", "kills 11 worshippers", "wounding dozens"
     rf"|\b(?P<w2>killing|kills|killed|kill|wounding|wounded|injuring|injured|injures) +"
     rf"{_QUAL}(?P<n2>{_NUM})\b"
@@ -76,10 +77,12 @@ def _is_year(raw: str, n: int) -> bool:
     return raw.isdigit() and len(raw) == 4 and 1900 <= n <= 2099
 
 
-def find_casualties(folded: str) -> list[CasualtyMatch]:
-    """Every casualty statement in a folded text."""
+def find_casualties(folded: str, windows: list[tuple[int, int]] | None = None) -> list[CasualtyMatch]:
+    """Every casualty statement in a folded text, or only within ``windows`` (start, end)."""
     out: list[CasualtyMatch] = []
-    for m in _PATTERN.finditer(folded):
+    spans = windows if windows is not None else [(0, len(folded))]
+    matches = (m for start, end in spans for m in _PATTERN.finditer(folded, start, end))
+    for m in matches:
         raw = m.group("n1") or m.group("n2") or m.group("n3") or m.group("n4")
         word = m.group("w1") or m.group("w2") or m.group("w3") or "killed"
         n = parse_number(raw)

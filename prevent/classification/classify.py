@@ -34,14 +34,29 @@ from prevent.contracts import Evidence
 
 FieldName = Literal["title", "summary"]
 TITLE_WEIGHT = 1.5
+CASUALTY_REACH = 60  # characters around a harm word searched for a casualty figure
 LINK_WEIGHT = 1.5  # type words next to a targeted community say most about what happened
 NATURAL_DISASTER = "natural_disaster"
 
-# Sentence ends, except after initials ("U.S.") and common abbreviations ("St.").
-_SENTENCE_END = re.compile(
-    r"(?<![A-Z])(?<!\bSt)(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bRev)(?<!\bNo)(?<!\bGen)"
-    r"[.!?;]+(?=\s|$)"
-)
+_SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)")
+# A full stop after these is an abbreviation ("St. Mary's", "Rev. King"), not a sentence end.
+_ABBREVIATIONS = frozenset({"st", "dr", "mr", "ms", "mrs", "rev", "no", "gen", "lt", "col", "sgt",
+                            "jr", "sr", "mt", "ft", "vs"})
+
+
+def _sentence_ends(text: str, pos: int = 0) -> list[int]:
+    ends = []
+    for m in _SENTENCE_END.finditer(text, pos):
+        i = m.start()
+        j = i
+        while j > 0 and text[j - 1].isalpha():
+            j -= 1
+        word = text[j:i]
+        # "U.S." and initials: a single capital letter before the stop.
+        if text[i] == "." and (word.lower() in _ABBREVIATIONS or (len(word) == 1 and word.isupper())):
+            continue
+        ends.append(m.end())
+    return ends
 
 
 _PLACE_PREPOSITIONS = (" in ", " near ", " at ", " en ", " au ", " a ", " dans ")
@@ -81,9 +96,9 @@ class _Scan:
 
     texts: dict[FieldName, str]
     folded: dict[FieldName, str]
-    by_kind: dict[Kind, list[_Located]] = field(default_factory=lambda: defaultdict(list))
+    by_kind: dict[str, list[_Located]] = field(default_factory=lambda: defaultdict(list))
 
-    def of(self, kind: Kind) -> list[_Located]:
+    def of(self, kind: str) -> list[_Located]:
         return self.by_kind.get(kind, [])
 
     def evidence(self, rule: str, loc: _Located) -> Evidence:
@@ -135,8 +150,8 @@ class Classifier:
             itype = NATURAL_DISASTER  # CAP feeds carry hazard alerts; their words may be unknown
 
         casualty_matches = [
-            (f, m) for f in scan.texts if scan.of(Kind.HARM)
-            for m in find_casualties(scan.folded[f])
+            (f, m) for f in scan.texts
+            for m in find_casualties(scan.folded[f], self._harm_windows(scan, f))
         ]
         casualties = casualty_totals([m for _, m in casualty_matches])
         severity = self._severity(scan, itype, type_hits, casualties, cap)
@@ -177,7 +192,7 @@ class Classifier:
             scan.folded[name] = folded
             hits = self._matcher.scan(folded)
             heads = {h.start for h in hits if h.pattern.kind is Kind.NON_TARGET}
-            ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+            ends = _sentence_ends(text)
             for hit in hits:
                 if hit.pattern.kind is Kind.COMMUNITY and heads and _next_word(folded, hit.end) in heads:
                     continue
@@ -232,6 +247,20 @@ class Classifier:
             if any(h.sentence == loc.sentence and not start < h.hit.start < end for h in hits):
                 spans.append((loc.field, start, end))
         return spans
+
+    @staticmethod
+    def _harm_windows(scan: _Scan, name: FieldName) -> list[tuple[int, int]]:
+        """Where casualty figures can be: around the harm words, so the regex skips the rest."""
+        spans = sorted((loc.hit.start, loc.hit.end) for loc in scan.of(Kind.HARM)
+                       if loc.field == name and loc.hit.pattern.severity >= 2)
+        windows: list[tuple[int, int]] = []
+        for start, end in spans:
+            start, end = max(0, start - CASUALTY_REACH), end + CASUALTY_REACH
+            if windows and start <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
+            else:
+                windows.append((start, end))
+        return windows
 
     def _severity(self, scan: _Scan, itype: str, type_hits: list[_Located],
                   casualties: dict[str, int | None], cap: int | None) -> int:
@@ -294,8 +323,8 @@ def _ancestors(cid: str, communities: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _sentence_end(text: str, pos: int) -> tuple[int, ...]:
-    m = _SENTENCE_END.search(text, pos)
-    return (m.start(),) if m else ()
+    ends = _sentence_ends(text, pos)
+    return (ends[0] - 1,) if ends else ()
 
 
 def _next_word(folded: str, pos: int) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 
 import ahocorasick
 
@@ -43,7 +42,9 @@ def fold_term(term: str) -> str:
     return fold(term).strip()
 
 
-class Kind(Enum):
+class Kind:
+    """Kinds of lexicon pattern. Plain strings, not an Enum: they key dicts on the hot path."""
+
     COMMUNITY = "community"
     TYPE = "type"
     HARM = "harm"
@@ -57,7 +58,7 @@ class Kind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
-    kind: Kind
+    kind: str  # one of the Kind constants
     key: str  # community id, incident type, country code; "" when not needed
     weight: float = 0.0
     severity: int = 0
@@ -131,7 +132,7 @@ class Matcher:
         self._automaton = ahocorasick.Automaton()
         for key, pats in table.items():
             # Sorted for deterministic evidence order across runs.
-            ordered = tuple(sorted(pats, key=lambda p: (p.kind.value, p.key, p.weight)))
+            ordered = tuple(sorted(pats, key=lambda p: (p.kind, p.key, p.weight)))
             self._automaton.add_word(key, (len(key), ordered))
         self._automaton.make_automaton()
         self.size = len(table)

@@ -1,8 +1,8 @@
 """Bytes in, entries out: the parse stage of a feed watcher. Never touches the network.
 
 Standalone CAP goes to ``cap``, GeoJSON to ``geojson``, everything else (RSS 0.9x/2.0,
-RSS 1.0/RDF, Atom, CAP-in-Atom) to feedparser on the raw bytes, after ``safe_xml``
-has removed what feedparser would otherwise expand (see ``neutralise_dtd``).
+RSS 1.0/RDF, Atom, CAP-in-Atom) to feedparser on the raw bytes, after
+``neutralise_dtd`` has removed every entity declaration feedparser could expand.
 """
 
 from __future__ import annotations
@@ -245,9 +245,14 @@ def _parse_xml_feed(body: bytes, *, url: str, headers: dict[str, str]) -> Parsed
     # A file object, never the bytes: given bytes, feedparser first tries them as a
     # *file name*, so a body "/etc/passwd" would be read from disk.
     # sanitize_html / resolve_relative_uris only rewrite embedded HTML, which we reduce
-    # to text anyway: skipping them roughly halves the parse time.
-    result = feedparser.parse(io.BytesIO(body), response_headers=headers,
-                              sanitize_html=False, resolve_relative_uris=False)
+    # to text anyway: skipping them saves work on HTML-heavy feeds.
+    try:
+        result = feedparser.parse(io.BytesIO(body), response_headers=headers,
+                                  sanitize_html=False, resolve_relative_uris=False)
+    except Exception as exc:  # feedparser's own bugs on garbage input
+        # e.g. ValueError/UnicodeDecodeError from its encoding sniffing on stray NULs:
+        # for the watcher that is one unreadable body, not a crash of the poll.
+        raise FeedParseError(url, f"unreadable ({type(exc).__name__}: {exc})") from None
     exc = result.get("bozo_exception") if result.get("bozo") else None
     if isinstance(exc, feedparser.NonXMLContentType) and "content-type" not in headers:
         exc = None  # no header at all (a file, a test): nothing to report

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import quote, unquote_plus, urljoin, urlsplit, urlunsplit
 
@@ -53,10 +54,23 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+_DROP_BLOCK = re.compile(r"<(script|style)\b.*?(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+_ANY_TAG = re.compile(r"<[^>]*>?")
+
+
+def _strip_crudely(text: str) -> str:
+    return unescape(_ANY_TAG.sub(" ", _DROP_BLOCK.sub(" ", text)))
+
+
 def _strip_once(text: str) -> str:
     parser = _TextExtractor()
-    parser.feed(text)
-    parser.close()
+    try:
+        parser.feed(text)
+        parser.close()
+    except AssertionError:
+        # html.parser (3.11) asserts on some broken declarations ("<![x"); a regex pass
+        # is cruder but never fails, and the caller's guard still removes tag openers.
+        return _strip_crudely(text)
     return "".join(parser.parts)
 
 

@@ -151,6 +151,7 @@ class Contact(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     phone: Mapped[str | None] = mapped_column(String(40))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
+    webhook_format: Mapped[str] = mapped_column(String(10), default="json")  # json | cap
     language: Mapped[str] = mapped_column(String(5), default="en")
     channels: Mapped[list[str]]
     consent: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -179,6 +180,24 @@ class NoticeRow(Base):
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
+    acknowledged_via: Mapped[str | None] = mapped_column(String(20))  # link | sms
+    # Short code an SMS recipient replies with ("ACK 123456"); derived from the notice id.
+    ack_code: Mapped[str | None] = mapped_column(String(8), index=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    cap_xml: Mapped[str | None] = mapped_column(Text)  # the notice as a CAP 1.2 document
+
+
+class PatrolVisitRow(Base):
+    """A patrol visit an officer recorded as done; id from (assignment, visited_at) or a client key."""
+
+    __tablename__ = "patrol_visits"
+
+    visit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    assignment_id: Mapped[str] = mapped_column(String(64), index=True)
+    visited_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[datetime]
 
 
 class PatrolRow(Base):
@@ -239,3 +258,99 @@ class OutboxRow(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+# ------------------------------------------------------------------ lifecycle (issue 5)
+
+
+class RosterEntry(Base):
+    """Duty roster for escalation: who is told, at which level, when nobody decides.
+
+    Only a name and a work email: what an escalation notice needs, nothing more.
+    """
+
+    __tablename__ = "duty_roster"
+    __table_args__ = (UniqueConstraint("level", "position"),)
+
+    entry_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[int]
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+
+
+class EscalationTimer(Base):
+    """A persisted due time: escalate (level >= 1) or expire (level 0) an undecided alert.
+
+    ``timer_id`` is hash(alert, kind, level); the scanner claims a row by moving it
+    ``due → firing`` with a compare-and-set, so a restart or a second scanner neither
+    loses nor duplicates it.
+    """
+
+    __tablename__ = "escalation_timers"
+    __table_args__ = (Index("ix_escalation_state_due", "state", "due_at"),)
+
+    timer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # escalate | expire
+    level: Mapped[int]
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(20))  # due | firing | fired | moot | failed
+    roster_entry_id: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    fired_at: Mapped[datetime | None]
+
+
+class SilenceRow(Base):
+    """A duty inspector's silence: matching alerts are recorded but not proposed."""
+
+    __tablename__ = "silences"
+
+    silence_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    matchers: Mapped[dict[str, Any]]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    comment: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    expired_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class SuppressedMatch(Base):
+    """A playbook match that was not proposed because a silence or an inhibition applied."""
+
+    __tablename__ = "suppressed_matches"
+
+    match_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(64), index=True)
+    incident_id: Mapped[str] = mapped_column(String(64))
+    cluster_id: Mapped[str] = mapped_column(String(64))
+    playbook_id: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(20))  # silenced | inhibited
+    by: Mapped[str] = mapped_column(String(64))  # silence id or inhibiting alert id
+    exercise: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(index=True)
+    payload: Mapped[dict[str, Any]]
+
+
+class UserRow(Base):
+    """A console/API user. Only an argon2 hash of the password is stored."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(30))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    """An API bearer token; only its SHA-256 is stored, the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(100), index=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -161,3 +161,5 @@ def test_html_to_text_edge_cases() -> None:
     assert html_to_text("<scr<script>ipt>alert(1)</script>") == "ipt>alert(1)"
     assert html_to_text("unclosed <a href='x") == "unclosed < a href='x"
     assert html_to_text("line\n\n\tbreaks   here") == "line breaks here"
+    # html.parser asserts on this declaration; the fallback still yields text
+    assert html_to_text("Bomb <b>hoax</b> <![x1[ more") == "Bomb hoax"

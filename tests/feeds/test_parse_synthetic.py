@@ -122,6 +122,16 @@ def test_unreadable_bodies_raise(body: bytes) -> None:
     assert err.value.url == URL and URL in str(err.value)
 
 
+def test_feedparser_internal_errors_become_parse_errors() -> None:
+    # A stray byte in the declared encoding name makes feedparser's sniffing raise
+    # (ValueError for NUL, UnicodeDecodeError for 0x80) instead of reporting bozo.
+    for junk in (b"\x00", b"\x80"):
+        body = (b'<?xml version="1.0" encoding="' + junk + b'UTF-8"?>\n'
+                b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title></feed>')
+        with pytest.raises(FeedParseError, match="unreadable"):
+            parse_feed(body, url=URL)
+
+
 def test_fatal_error_names_line_and_column() -> None:
     body = b'<?xml version="1.0"?>\n<rss version="2.0">\n<channel><title>t</title>\n<bad <<\n'
     with pytest.raises(FeedParseError) as err:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:45:16.379990
+Create Date: 2026-11-25 19:51:36.068003
 """
 from alembic import op
 import sqlalchemy as sa
@@ -38,6 +38,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_alerts_playbook_id'), ['playbook_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_alerts_status'), ['status'], unique=False)
 
+    op.create_table('api_tokens',
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('user_name', sa.String(length=100), nullable=False),
+    sa.Column('created_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('token_sha256')
+    )
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_tokens_user_name'), ['user_name'], unique=False)
+
     op.create_table('audit_log',
     sa.Column('audit_id', sa.String(length=64), nullable=False),
     sa.Column('at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
@@ -61,6 +71,7 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=320), nullable=True),
     sa.Column('phone', sa.String(length=40), nullable=True),
     sa.Column('webhook_url', sa.String(length=500), nullable=True),
+    sa.Column('webhook_format', sa.String(length=10), nullable=False),
     sa.Column('language', sa.String(length=5), nullable=False),
     sa.Column('channels', sa.JSON(), nullable=False),
     sa.Column('consent', sa.Boolean(), nullable=False),
@@ -68,6 +79,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contacts_site_id'), ['site_id'], unique=False)
+
+    op.create_table('duty_roster',
+    sa.Column('entry_id', sa.String(length=100), nullable=False),
+    sa.Column('level', sa.Integer(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.PrimaryKeyConstraint('entry_id'),
+    sa.UniqueConstraint('level', 'position')
+    )
+    op.create_table('escalation_timers',
+    sa.Column('timer_id', sa.String(length=64), nullable=False),
+    sa.Column('alert_id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('level', sa.Integer(), nullable=False),
+    sa.Column('due_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('roster_entry_id', sa.String(length=100), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('fired_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('timer_id')
+    )
+    with op.batch_alter_table('escalation_timers', schema=None) as batch_op:
+        batch_op.create_index('ix_escalation_state_due', ['state', 'due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_escalation_timers_alert_id'), ['alert_id'], unique=False)
 
     op.create_table('feed_state',
     sa.Column('feed_id', sa.String(length=100), nullable=False),
@@ -121,9 +157,14 @@ def upgrade() -> None:
     sa.Column('updated_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=True),
     sa.Column('acknowledged_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('acknowledged_via', sa.String(length=20), nullable=True),
+    sa.Column('ack_code', sa.String(length=8), nullable=True),
+    sa.Column('provider_ref', sa.String(length=200), nullable=True),
+    sa.Column('cap_xml', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('notice_id')
     )
     with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notices_ack_code'), ['ack_code'], unique=False)
         batch_op.create_index(batch_op.f('ix_notices_alert_id'), ['alert_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_notices_state'), ['state'], unique=False)
 
@@ -142,6 +183,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_published_at'), ['published_at'], unique=False)
+
+    op.create_table('patrol_visits',
+    sa.Column('visit_id', sa.String(length=64), nullable=False),
+    sa.Column('assignment_id', sa.String(length=64), nullable=False),
+    sa.Column('visited_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('recorded_by', sa.String(length=100), nullable=False),
+    sa.Column('recorded_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('visit_id')
+    )
+    with op.batch_alter_table('patrol_visits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_patrol_visits_assignment_id'), ['assignment_id'], unique=False)
 
     op.create_table('patrols',
     sa.Column('assignment_id', sa.String(length=64), nullable=False),
@@ -179,6 +232,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_seen_entries_feed_id'), ['feed_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_seen_entries_seen_at'), ['seen_at'], unique=False)
 
+    op.create_table('silences',
+    sa.Column('silence_id', sa.String(length=64), nullable=False),
+    sa.Column('matchers', sa.JSON(), nullable=False),
+    sa.Column('starts_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('comment', sa.Text(), nullable=False),
+    sa.Column('created_by', sa.String(length=100), nullable=False),
+    sa.Column('created_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expired_by', sa.String(length=100), nullable=True),
+    sa.PrimaryKeyConstraint('silence_id')
+    )
+    with op.batch_alter_table('silences', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_silences_ends_at'), ['ends_at'], unique=False)
+
     op.create_table('sites',
     sa.Column('site_id', sa.String(length=100), nullable=False),
     sa.Column('name', sa.String(length=300), nullable=False),
@@ -196,6 +263,31 @@ def upgrade() -> None:
     with op.batch_alter_table('sites', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sites_municipality'), ['municipality'], unique=False)
 
+    op.create_table('suppressed_matches',
+    sa.Column('match_id', sa.String(length=64), nullable=False),
+    sa.Column('alert_id', sa.String(length=64), nullable=False),
+    sa.Column('incident_id', sa.String(length=64), nullable=False),
+    sa.Column('cluster_id', sa.String(length=64), nullable=False),
+    sa.Column('playbook_id', sa.String(length=100), nullable=False),
+    sa.Column('reason', sa.String(length=20), nullable=False),
+    sa.Column('by', sa.String(length=64), nullable=False),
+    sa.Column('exercise', sa.Boolean(), nullable=False),
+    sa.Column('at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('match_id')
+    )
+    with op.batch_alter_table('suppressed_matches', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_suppressed_matches_alert_id'), ['alert_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_suppressed_matches_at'), ['at'], unique=False)
+
+    op.create_table('users',
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('role', sa.String(length=30), nullable=False),
+    sa.Column('password_hash', sa.String(length=200), nullable=False),
+    sa.Column('created_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('disabled', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
     op.create_table('zones',
     sa.Column('zone_id', sa.String(length=100), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -208,10 +300,20 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table('zones')
+    op.drop_table('users')
+    with op.batch_alter_table('suppressed_matches', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_suppressed_matches_at'))
+        batch_op.drop_index(batch_op.f('ix_suppressed_matches_alert_id'))
+
+    op.drop_table('suppressed_matches')
     with op.batch_alter_table('sites', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sites_municipality'))
 
     op.drop_table('sites')
+    with op.batch_alter_table('silences', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_silences_ends_at'))
+
+    op.drop_table('silences')
     with op.batch_alter_table('seen_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_seen_entries_seen_at'))
         batch_op.drop_index(batch_op.f('ix_seen_entries_feed_id'))
@@ -223,6 +325,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_patrols_alert_id'))
 
     op.drop_table('patrols')
+    with op.batch_alter_table('patrol_visits', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_patrol_visits_assignment_id'))
+
+    op.drop_table('patrol_visits')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_published_at'))
 
@@ -230,6 +336,7 @@ def downgrade() -> None:
     with op.batch_alter_table('notices', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notices_state'))
         batch_op.drop_index(batch_op.f('ix_notices_alert_id'))
+        batch_op.drop_index(batch_op.f('ix_notices_ack_code'))
 
     op.drop_table('notices')
     with op.batch_alter_table('incidents', schema=None) as batch_op:
@@ -238,6 +345,12 @@ def downgrade() -> None:
 
     op.drop_table('incidents')
     op.drop_table('feed_state')
+    with op.batch_alter_table('escalation_timers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_escalation_timers_alert_id'))
+        batch_op.drop_index('ix_escalation_state_due')
+
+    op.drop_table('escalation_timers')
+    op.drop_table('duty_roster')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contacts_site_id'))
 
@@ -247,6 +360,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_audit_log_at'))
 
     op.drop_table('audit_log')
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_tokens_user_name'))
+
+    op.drop_table('api_tokens')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_alerts_status'))
         batch_op.drop_index(batch_op.f('ix_alerts_playbook_id'))

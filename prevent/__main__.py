@@ -1,0 +1,3 @@
+from prevent.cli import app
+
+app()

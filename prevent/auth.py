@@ -1,0 +1,50 @@
+"""Resolving the acting :class:`Principal` for an HTTP request.
+
+``current_principal`` tries each registered source in order and takes the first
+that recognises the request. Bearer tokens are the only source today; a
+cookie-session source (with CSRF) for the browser console is added with
+``PRINCIPAL_SOURCES.append(session_principal)`` and needs no change here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import HTTPException, Request, status
+
+from prevent import users
+from prevent.users import AuthError, Principal
+
+# A source returns None when the request carries nothing it understands (try the next),
+# a Principal when it authenticates, and raises AuthError when credentials are bad.
+PrincipalSource = Callable[[Request], Awaitable[Principal | None]]
+
+
+def _console_db(request: Request):  # noqa: ANN202 - prevent.storage.db.Database
+    return request.app.state.console.db
+
+
+async def bearer_principal(request: Request) -> Principal | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    async with _console_db(request).transaction() as session:
+        return await users.principal_for_token(session, token.strip())
+
+
+PRINCIPAL_SOURCES: list[PrincipalSource] = [bearer_principal]
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the authenticated principal, or 401."""
+    for source in PRINCIPAL_SOURCES:
+        try:
+            principal = await source(request)
+        except AuthError as exc:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc),
+                                headers={"WWW-Authenticate": "Bearer"}) from exc
+        if principal is not None:
+            return principal
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "authentication required",
+                        headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,135 @@
+"""Local users, roles and API tokens: who may do what.
+
+Passwords are stored only as argon2 hashes; API tokens only as their SHA-256 (a token
+is random and long, so a fast hash suffices and lookups stay O(1)). Role checks live
+here, in the domain, so the web layer cannot forget them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prevent import audit
+from prevent.contracts import utcnow
+from prevent.storage.tables import ApiToken, UserRow
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,99}$")
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    DUTY_INSPECTOR = "duty_inspector"
+    ENGAGEMENT_OFFICER = "engagement_officer"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: resolved from a bearer token now, from a session cookie later."""
+
+    name: str
+    role: Role
+
+
+SYSTEM = Principal("system", Role.ADMIN)
+
+
+class AuthError(Exception):
+    """Not authenticated (unknown user, bad password or token)."""
+
+
+class PermissionDenied(Exception):
+    """Authenticated, but the role does not allow the action."""
+
+
+class UserError(ValueError):
+    """Invalid input for user management; the message names the field."""
+
+
+def require(principal: Principal, *roles: Role, action: str) -> None:
+    """Raise unless the principal has one of ``roles`` (admin is not implied: least privilege)."""
+    if principal.role not in roles:
+        allowed = " or ".join(r.value for r in roles)
+        raise PermissionDenied(f"{principal.name} ({principal.role.value}) may not {action}; "
+                               f"needs {allowed}")
+
+
+def parse_role(text: str) -> Role:
+    try:
+        return Role(text)
+    except ValueError:
+        raise UserError(f"role '{text}' is not one of {', '.join(r.value for r in Role)}") from None
+
+
+async def add_user(session: AsyncSession, name: str, role: Role, password: str, *,
+                   actor: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise UserError(f"user name '{name}': use 2-100 lower-case letters, digits, '.', '_' or '-'")
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password for {name}: at least {MIN_PASSWORD} characters")
+    if await session.get(UserRow, name) is not None:
+        raise UserError(f"user {name} already exists")
+    session.add(UserRow(name=name, role=role.value, password_hash=_hasher.hash(password),
+                        created_at=utcnow(), disabled=False))
+    await audit.record(session, actor=actor, action="user.add", subject=f"user:{name}",
+                       after={"role": role.value})
+
+
+async def login(session: AsyncSession, name: str, password: str) -> Principal:
+    """Verify a password; every attempt, good or bad, is audited (without the password)."""
+    row = await session.get(UserRow, name)
+    ok = False
+    if row is not None and not row.disabled:
+        try:
+            ok = _hasher.verify(row.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+    await audit.record(session, actor=name, action="auth.login" if ok else "auth.login_failed",
+                       subject=f"user:{name}")
+    if not ok or row is None:
+        raise AuthError("unknown user or wrong password")
+    return Principal(row.name, Role(row.role))
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def issue_token(session: AsyncSession, name: str, *, actor: str) -> str:
+    """A new bearer token for ``name``; returned once, only its digest is stored."""
+    row = await session.get(UserRow, name)
+    if row is None or row.disabled:
+        raise UserError(f"no active user {name}")
+    token = f"pvt_{secrets.token_urlsafe(32)}"
+    digest = token_digest(token)
+    session.add(ApiToken(token_sha256=digest, user_name=name, created_at=utcnow()))
+    await audit.record(session, actor=actor, action="user.token_issued", subject=f"user:{name}",
+                       after={"token_sha256_prefix": digest[:8]})
+    return token
+
+
+async def principal_for_token(session: AsyncSession, token: str) -> Principal:
+    row = (await session.execute(
+        select(UserRow).join(ApiToken, ApiToken.user_name == UserRow.name)
+        .where(ApiToken.token_sha256 == token_digest(token), ApiToken.revoked_at.is_(None),
+               UserRow.disabled.is_(False)))).scalar_one_or_none()
+    if row is None:
+        raise AuthError("invalid or revoked token")
+    return Principal(row.name, Role(row.role))
+
+
+async def list_users(session: AsyncSession, principal: Principal) -> list[dict[str, object]]:
+    require(principal, Role.ADMIN, action="list users")
+    rows = (await session.execute(select(UserRow).order_by(UserRow.name))).scalars()
+    return [{"name": r.name, "role": r.role, "disabled": r.disabled} for r in rows]

@@ -1,0 +1,65 @@
+"""`make run`'s promise: `prevent up` on embedded defaults shows the demo notice on the console
+within 30 seconds, and Ctrl-C stops everything, embedded broker included."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prevent.netutil import free_port
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tansu_pids() -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"tansu" in cmdline.split(b"\0")[0]:
+                pids.add(int(proc.name))
+    return pids
+
+
+def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    before = tansu_pids()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREVENT_")}
+    env |= {"PREVENT_VAR_DIR": str(tmp_path / "var"), "PREVENT_HTTP_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "prevent", "up"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        started = time.monotonic()
+        page = ""
+        while time.monotonic() - started < 30:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+            except httpx.TransportError:
+                page = ""
+            if "Message-ID" in page:
+                break
+            time.sleep(0.5)
+        assert "Demo outbox" in page and "Message-ID" in page, "no demo notice within 30 s"
+        assert "Riverside Islamic Centre" in page or "mosque" in page
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+        ours = tansu_pids() - before
+        assert ours, "the embedded broker should be running"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert proc.returncode == 0, output[-3000:]
+    deadline = time.monotonic() + 10
+    while tansu_pids() & ours and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (tansu_pids() & ours), "Ctrl-C left the embedded broker running"
