@@ -22,6 +22,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/prevent playbooks check
+	$(BIN)/prevent playbooks test
 	$(BIN)/pytest -q -rs $(PYTEST_ARGS)
 
 lint: $(STAMP)

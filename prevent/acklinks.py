@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -41,11 +42,17 @@ class AckLinks:
     def from_settings(cls, settings: Settings) -> AckLinks:
         return cls(secret_key(settings), settings.public_base_url)
 
-    def token(self, notice_id: str) -> str:
-        return self._serializer.dumps(notice_id)
+    def token(self, notice_id: str, issued_at: datetime | None = None) -> str:
+        """``issued_at`` (the notice's creation) makes the token deterministic: every send
+        and resend of a notice carries the same link, and it expires counting from then."""
+        if issued_at is None:
+            return self._serializer.dumps(notice_id)
+        signer = self._serializer.make_signer()
+        signer.get_timestamp = lambda: int(issued_at.timestamp())  # type: ignore[method-assign]
+        return signer.sign(self._serializer.dump_payload(notice_id)).decode()
 
-    def url(self, notice_id: str) -> str:
-        return f"{self._base_url}/ack/{self.token(notice_id)}"
+    def url(self, notice_id: str, issued_at: datetime | None = None) -> str:
+        return f"{self._base_url}/ack/{self.token(notice_id, issued_at)}"
 
     def notice_id(self, token: str) -> str:
         try:

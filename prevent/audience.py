@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.contracts import Alert
-from prevent.playbooks.schema import MATCHED, Audience, PatrolPlan, Playbook
+from prevent.playbooks.schema import ANY_COMMUNITY, MATCHED, Audience, PatrolPlan, Playbook
 from prevent.storage.tables import Contact, Site
 
 
@@ -48,7 +48,7 @@ def _site_in_audience(site: Site, audience: Audience, communities: frozenset[str
     wanted = {c for c in audience.communities if c != MATCHED}
     if MATCHED in audience.communities:
         wanted |= communities
-    return (bool(wanted & set(site.communities))
+    return ((ANY_COMMUNITY in wanted or bool(wanted & set(site.communities)))
             and (not audience.municipalities or site.municipality in audience.municipalities)
             and (not audience.site_kinds or site.kind in audience.site_kinds))
 

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from prevent.config import Settings, get_settings
+from prevent.yamlsource import SourceError
 
 app = typer.Typer(help="prevent: global event, local response.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -26,6 +27,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(partners_app, name="partners")
+users_app = typer.Typer(help="Console/API users and their tokens.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts: list, raise exercises.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(alerts_app, name="alerts")
 
 
 def _logging(verbose: bool = False) -> None:
@@ -231,7 +236,6 @@ def playbooks_apply(path: Annotated[Path | None, typer.Argument()] = None,
     """Validate and store a new version of each changed playbook; running consumers swap."""
     from prevent.playbooks import store
     from prevent.storage.db import Database
-    from prevent.yamlsource import SourceError
 
     settings = get_settings()
 
@@ -250,6 +254,52 @@ def playbooks_apply(path: Annotated[Path | None, typer.Argument()] = None,
     except SourceError as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"stored {changed}" if changed else "no playbook changed")
+
+
+@playbooks_app.command("test")
+def playbooks_test(
+    path: Annotated[Path | None, typer.Argument(help="playbooks directory")] = None,
+    since: Annotated[str | None, typer.Option(help="backtest stored incidents, e.g. 30d")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help="backtest a JSON-lines file")] = None,
+    at: Annotated[str | None, typer.Option(help="judge as of this time (ISO 8601)")] = None,
+) -> None:
+    """Backtest playbooks over stored incidents or a file; with neither, run the golden cases
+    in playbooks/tests/ as an assertion suite (exit 1 on a failing case)."""
+    from prevent.playbooks import tools
+
+    directory = path or get_settings().playbooks_dir
+    try:
+        ok = tools.run_test_command(get_settings(), directory, since=_duration(since) if since else None,
+                                    input_file=input_file, at=at)
+    except SourceError as exc:
+        raise _fail(str(exc)) from exc
+    if not ok:
+        raise typer.Exit(1)
+
+
+@playbooks_app.command("explain")
+def playbooks_explain(
+    target: Annotated[str, typer.Argument(help="a stored incident id, or a JSON file with title/summary")],
+    playbook: Annotated[str | None, typer.Option(help="only this playbook")] = None,
+    at: Annotated[str | None, typer.Option(help="judge as of this time (ISO 8601)")] = None,
+) -> None:
+    """Why an incident matched a playbook or did not, rule by rule."""
+    from prevent.playbooks import tools
+
+    try:
+        tools.run_explain_command(get_settings(), target, playbook, at)
+    except (SourceError, LookupError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@playbooks_app.command("export")
+def playbooks_export(output: Annotated[Path, typer.Option(help="directory to write")] = Path("playbooks")
+                     ) -> None:
+    """Write the stored (newest) version of every playbook as YAML files."""
+    from prevent.playbooks import tools
+
+    for written in tools.run_export_command(get_settings(), output):
+        typer.echo(f"wrote {written}")
 
 
 @feeds_app.command("check")
@@ -276,7 +326,6 @@ def feeds_check(target: Annotated[str, typer.Argument(help="a URL or a file")],
 def partners_import(path: Path, actor: str = "cli") -> None:
     """Validate a CSV or YAML registry file, then apply it all or nothing."""
     from prevent.admin import import_file
-    from prevent.yamlsource import SourceError
 
     try:
         counts = asyncio.run(import_file(get_settings(), path, actor))
@@ -301,6 +350,68 @@ def audit(alert: str | None = None, since: Annotated[str | None, typer.Option(
 
     delta = _duration(since) if since else None
     asyncio.run(print_audit(get_settings(), alert, delta))
+
+
+@users_app.command("add")
+def users_add(name: str, role: Annotated[str, typer.Option(
+        help="viewer, duty_inspector, engagement_officer or admin")],
+              actor: str = "cli") -> None:
+    """Add a user; the password is prompted for, or read from stdin when piped."""
+    from prevent import users
+    from prevent.lifecycle_cli import add_user
+
+    password = (sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty()
+                else typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    try:
+        asyncio.run(add_user(get_settings(), name, users.parse_role(role), password, actor))
+    except users.UserError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"user {name} added as {role}")
+
+
+@users_app.command("token")
+def users_token(name: str, actor: str = "cli") -> None:
+    """Print a new API bearer token for NAME (shown once; only its SHA-256 is stored)."""
+    from prevent import users
+    from prevent.lifecycle_cli import new_token
+
+    try:
+        typer.echo(asyncio.run(new_token(get_settings(), name, actor)))
+    except users.UserError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@alerts_app.command("exercise")
+def alerts_exercise(
+    title: str,
+    playbook: Annotated[str, typer.Option(help="playbook id")] = "place-of-worship-attack",
+    community: Annotated[list[str], typer.Option(help="repeatable, e.g. --community muslim")] = [],  # noqa: B006
+    severity: Annotated[int, typer.Option(min=0, max=4)] = 3,
+    summary: str = "",
+    actor: str = "cli",
+) -> None:
+    """Raise a proposed EXERCISE alert; it flows end to end marked as an exercise."""
+    from prevent.alerts import AlertError
+    from prevent.lifecycle_cli import raise_exercise
+
+    try:
+        alert = asyncio.run(raise_exercise(get_settings(), actor, playbook, community or ["muslim"],
+                                           severity, title, summary))
+    except AlertError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"exercise alert {alert.alert_id} proposed (revision {alert.revision})")
+
+
+@alerts_app.command("list")
+def alerts_list(status: Annotated[list[str], typer.Option(help="repeatable filter")] = [],  # noqa: B006
+                ) -> None:
+    """List alerts (newest first), exercises marked."""
+    from prevent.lifecycle_cli import list_alerts
+
+    for a in asyncio.run(list_alerts(get_settings(), status)):
+        mark = " [EXERCISE]" if a.exercise else ""
+        typer.echo(f"{a.updated_at:%Y-%m-%d %H:%M} {a.alert_id} {a.status.value:<9} r{a.revision} "
+                   f"sev{a.severity} {a.playbook_id}{mark} {a.title}")
 
 
 def _duration(text: str) -> timedelta:

@@ -60,6 +60,25 @@ class Settings(BaseSettings):
     allow_private_addresses: bool = Field(
         default=False, description="let feeds/webhooks reach loopback and private networks")
 
+    # --- feed watcher (prevent/feeds; see docs/ARCHITECTURE.md "Feed watcher")
+    feed_min_interval_seconds: int = Field(default=60, ge=1, description="never poll a feed more often")
+    feed_max_interval_seconds: int = Field(default=6 * 3600, ge=1, description="never wait longer")
+    feed_backoff_max_seconds: int = Field(default=6 * 3600, ge=1, description="error backoff cap")
+    feed_max_consecutive_errors: int = Field(
+        default=12, ge=1, description="auto-disable a feed after this many failures in a row")
+    feed_seen_retention_days: int = Field(default=30, ge=1, description="how long seen entries are kept")
+    feed_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    feed_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    feed_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    feed_total_timeout_seconds: float = Field(default=30.0, gt=0, description="whole-fetch deadline")
+    feed_max_redirects: int = Field(default=5, ge=0)
+    feed_max_concurrency: int = Field(default=100, ge=1, description="fetches in flight, all hosts")
+    feed_per_host_concurrency: int = Field(default=4, ge=1, description="fetches in flight per host")
+    websub_enabled: bool = Field(default=True, description="subscribe to hubs that feeds advertise")
+    websub_lease_seconds: int = Field(default=7 * 86400, ge=60)
+    websub_poll_factor: float = Field(
+        default=6.0, ge=1, description="poll interval multiplier while a WebSub lease is active")
+
     # --- smtp
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
@@ -104,6 +123,10 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = Field(
         default=None, description="signs acknowledgement links; unset = generated under var_dir")
+
+    # --- escalation
+    escalation_scan_seconds: float = Field(
+        default=5.0, gt=0, description="how often undecided alerts' due times are checked")
 
     # --- demo
     demo: bool = Field(default=True, description="serve the bundled demo feed and SMTP sink")

@@ -177,6 +177,9 @@ class NoticeKind(StrEnum):
     INITIAL = "initial"
     UPDATE = "update"
     ALL_CLEAR = "all_clear"
+    # Messages to the engagement officer, sent through the same pipeline:
+    ACK_FOLLOWUP = "ack_followup"  # high-priority notices not acknowledged in time
+    STAND_DOWN_REVIEW = "stand_down_review"  # a patrol plan is about to end
 
 
 class NoticeState(StrEnum):

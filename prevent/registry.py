@@ -42,6 +42,7 @@ class ContactIn(Strict):
     email: EmailStr | None = None
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{7,20}$")
     webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_format: Literal["json", "cap"] = "json"
     language: Literal["en", "fr"] = "en"
     channels: list[Channel] = ["email"]
     consent: bool = False
@@ -95,7 +96,7 @@ class RegistryIn(Strict):
 CSV_SITE_FIELDS = ("site_id", "site_name", "kind", "communities", "address", "municipality", "lat",
                    "lon", "zone_id", "floor_plan_ref", "notes")
 CSV_CONTACT_FIELDS = ("contact_id", "contact_name", "role", "email", "phone", "webhook_url",
-                      "language", "channels", "consent")
+                      "webhook_format", "language", "channels", "consent")
 
 
 def parse_registry(path: Path, known_zones: Iterable[str] = ()) -> RegistryIn:
@@ -103,7 +104,7 @@ def parse_registry(path: Path, known_zones: Iterable[str] = ()) -> RegistryIn:
     text = path.read_text(encoding="utf-8-sig")
     registry, lines = (_parse_csv(text, str(path)) if path.suffix.lower() == ".csv"
                        else _parse_yaml(text, str(path)))
-    _check_references(registry, set(known_zones), str(path), lines)
+    check_references(registry, set(known_zones), str(path), lines)
     return registry
 
 
@@ -162,7 +163,7 @@ def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines]:
     return RegistryIn(sites=list(sites.values())), lines
 
 
-def _check_references(registry: RegistryIn, known_zones: set[str], source: str,
+def check_references(registry: RegistryIn, known_zones: set[str], source: str,
                       lines: Lines | None = None) -> None:
     lines = lines or {}
 
@@ -235,7 +236,7 @@ async def roster(session: AsyncSession) -> list[RosterEntryIn]:
 
 async def upsert_site(session: AsyncSession, site: SiteIn) -> None:
     """One site and its contacts (replacing them); the zone must exist."""
-    _check_references(RegistryIn(sites=[site]), await known_zone_ids(session), f"site {site.site_id}")
+    check_references(RegistryIn(sites=[site]), await known_zone_ids(session), f"site {site.site_id}")
     other = (await session.execute(select(Contact.contact_id, Contact.site_id).where(
         Contact.contact_id.in_([c.contact_id for c in site.contacts]),
         Contact.site_id != site.site_id))).first() if site.contacts else None
@@ -269,7 +270,8 @@ async def export_registry(session: AsyncSession) -> RegistryIn:
     for c in contacts:
         by_site.setdefault(c.site_id, []).append(ContactIn(
             contact_id=c.contact_id, name=c.name, role=c.role, email=c.email, phone=c.phone,
-            webhook_url=c.webhook_url, language=c.language, channels=c.channels, consent=c.consent))
+            webhook_url=c.webhook_url, webhook_format=c.webhook_format, language=c.language,
+            channels=c.channels, consent=c.consent))
     return RegistryIn(
         zones=[ZoneIn(zone_id=z.zone_id, name=z.name, dispatch_email=z.dispatch_email) for z in zones],
         sites=[SiteIn(site_id=s.site_id, name=s.name, kind=s.kind, communities=s.communities,

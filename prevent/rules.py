@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prevent import alerts, grouping
+from prevent import alerts, grouping, lifecycle
 from prevent.classification import Classification, Classifier
 from prevent.contracts import Alert, AlertStatus, GlobalIncident, alert_id_for, utcnow
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
@@ -31,12 +31,19 @@ class Outcome:
     alerts: tuple[Alert, ...]
 
 
+THREAT_LEVEL_SEVERITY = 3
+
+
 def classify_incident(classifier: Classifier, incident: GlobalIncident) -> Classification:
-    return classifier.classify(
+    c = classifier.classify(
         incident.title, incident.summary,
         cap_severity=incident.cap.severity if incident.cap else None,
         country=incident.location.country if incident.location else None,
     )
+    if incident.threat_level is not None:  # the watcher saw the national level change
+        return c.model_copy(update={"incident_type": "threat_level_change",
+                                    "severity": max(c.severity, THREAT_LEVEL_SEVERITY)})
+    return c
 
 
 def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
@@ -64,14 +71,15 @@ async def process_incident(session: AsyncSession, incident: GlobalIncident, clas
     subject = subject_of(incident, c)
     raised = []
     for cp in playbooks.matching(subject, now):
-        alert = await _raise_or_update(session, cp, incident, c, cluster_id, now)
+        alert = await _raise_or_update(session, cp, incident, c, cluster_id, now, playbooks)
         if alert is not None:
             raised.append(alert)
     return Outcome(incident.incident_id, False, c, cluster_id, tuple(raised))
 
 
 async def _raise_or_update(session: AsyncSession, cp: CompiledPlaybook, incident: GlobalIncident,
-                           c: Classification, cluster_id: str, now: datetime) -> Alert | None:
+                           c: Classification, cluster_id: str, now: datetime,
+                           playbooks: CompiledSet) -> Alert | None:
     alert_id = alert_id_for(cluster_id, cp.playbook.id)
     row = await session.get(AlertRow, alert_id)
     if row is not None:
@@ -93,4 +101,10 @@ async def _raise_or_update(session: AsyncSession, cp: CompiledPlaybook, incident
         note=f"auto-confirmed by playbook {cp.playbook.id} at severity {c.severity}" if auto else None,
         created_at=now, updated_at=now,
     )
-    return await alerts.create(session, alert, actor=ACTOR)
+    # Silences and inhibition are consulted here: a suppressed match is recorded in
+    # suppressed_matches (and audited) instead of being raised and published.
+    return await lifecycle.open_alert(
+        session, alert, cp.playbook, incident_id=incident.incident_id,
+        text=f"{incident.title}\n{incident.summary}", published=incident.published,
+        priority_of=lambda pid: getattr(playbooks.source.get(pid), "priority", 0), now=now,
+        actor=ACTOR)

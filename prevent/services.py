@@ -27,6 +27,7 @@ from prevent.config import Settings
 from prevent.console.app import ConsoleState
 from prevent.contracts import INCIDENTS, GlobalIncident
 from prevent.demo import SAMPLE_PARTNERS, DemoFeedServer, SmtpSink
+from prevent.escalation import escalation_scheduler
 from prevent.feeds.fetch import new_client
 from prevent.feeds.registry import FeedConfig, load_feeds
 from prevent.feeds.watcher import FeedWatcher
@@ -52,7 +53,8 @@ class System:
 
     def console_state(self) -> ConsoleState:
         sink = self.sink
-        return ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None)
+        return ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None,
+                            kick=self.ctx.relay.kick)
 
 
 async def resolve_bootstrap(settings: Settings, stack: AsyncExitStack) -> str:
@@ -136,6 +138,10 @@ async def running_system(settings: Settings, *, services: tuple[str, ...] = SERV
         register_services(ctx, services)
         await start_services(ctx)
         system = System(ctx, bootstrap, sink, feeds)
+        if "rules" in services:  # the escalation/expiry scanner runs with the rules stage
+            escalator = escalation_scheduler(ctx)
+            escalator.start()
+            stack.callback(escalator.stop)
         if "watcher" in services and feeds:
             client = await stack.enter_async_context(new_client())
             system.watcher = FeedWatcher(feeds, ctx.db, client, incident_publisher(ctx))

@@ -86,6 +86,13 @@ async def add_user(session: AsyncSession, name: str, role: Role, password: str, 
                        after={"role": role.value})
 
 
+async def create_user(session: AsyncSession, principal: Principal, name: str, role: Role,
+                      password: str) -> None:
+    """Administrators manage users (the CLI, run on the server, calls ``add_user`` directly)."""
+    require(principal, Role.ADMIN, action="manage users")
+    await add_user(session, name, role, password, actor=principal.name)
+
+
 async def login(session: AsyncSession, name: str, password: str) -> Principal:
     """Verify a password; every attempt, good or bad, is audited (without the password)."""
     row = await session.get(UserRow, name)

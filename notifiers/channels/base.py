@@ -17,6 +17,9 @@ class OutgoingNotice:
     exercise: bool
     payload: dict[str, object] = field(default_factory=dict)  # JSON body for webhooks
     cap_xml: str | None = None
+    ack_url: str = ""
+    ack_code: str = ""  # SMS recipients reply "ACK <code>"
+    webhook_format: str = "json"  # json | cap (a contact flag)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
 from prevent import alerts as alert_service
+from prevent import api
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, IncidentRow, NoticeRow, PatrolRow
 
@@ -25,6 +26,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 class ConsoleState:
     db: Database
     outbox: Callable[[], list[Any]] | None = None  # demo SMTP sink's received mail
+    kick: Callable[[], None] | None = None  # the process's outbox relay: publish decisions now
     checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
 
@@ -41,6 +43,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app = FastAPI(title="prevent console", lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")
+    app.include_router(api.router)
 
     def console(request: Request) -> ConsoleState:
         return request.app.state.console  # type: ignore[no-any-return]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prevent.playbooks.loader import PlaybookSet
-from prevent.playbooks.schema import Match, Playbook
+from prevent.playbooks.schema import ANY_COMMUNITY, Match, Playbook
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ def _communities(match: Match) -> Predicate:
     all_of = frozenset(match.communities.all)
 
     def rule(s: Subject, _now: datetime) -> RuleResult:
-        ok = (not any_of or bool(any_of & s.communities)) and all_of <= s.communities
+        ok = (not any_of or ANY_COMMUNITY in any_of or bool(any_of & s.communities)) \
+            and all_of <= s.communities
         want = f"any of {sorted(any_of)}" if any_of else f"all of {sorted(all_of)}"
         return RuleResult("communities", ok, f"incident has {sorted(s.communities)}; needs {want}")
     return rule
@@ -151,7 +152,7 @@ class CompiledSet:
 
     def candidates(self, communities: frozenset[str]) -> list[CompiledPlaybook]:
         seen: dict[str, CompiledPlaybook] = {}
-        for c in communities:
+        for c in (*communities, ANY_COMMUNITY):
             for cp in self._by_community.get(c, ()):
                 seen.setdefault(cp.playbook.id, cp)
         return sorted(seen.values(), key=lambda cp: (-cp.playbook.priority, cp.playbook.id))

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MATCHED = "$matched"  # in notify.communities: the communities the incident matched
+ANY_COMMUNITY = "*"  # in match.communities.any: no community needed; in notify: every site
 
 
 class Strict(BaseModel):

@@ -65,6 +65,10 @@ class FeedState(Base):
     not_modified: Mapped[int] = mapped_column(Integer, default=0)
     bytes_fetched: Mapped[int] = mapped_column(Integer, default=0)
     last_duration_ms: Mapped[float | None] = mapped_column(Float)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    last_error_kind: Mapped[str | None] = mapped_column(String(30))  # timeout, http_5xx, parse, ...
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    disabled_at: Mapped[datetime | None]
 
 
 class SeenEntry(Base):
@@ -77,6 +81,43 @@ class SeenEntry(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     published_at: Mapped[datetime]
     seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebSubSubscription(Base):
+    """A WebSub (PubSubHubbub) subscription of one feed: secret, state and lease.
+
+    ``callback_id`` is the random path segment of the callback URL, so a push names its
+    subscription without revealing the feed; ``pending_mode`` is the request awaiting the
+    hub's verification (only then is a challenge echoed).
+    """
+
+    __tablename__ = "websub_subscriptions"
+
+    feed_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    callback_id: Mapped[str] = mapped_column(String(64), unique=True)
+    hub_url: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(20))  # pending | active | denied | failed
+    pending_mode: Mapped[str | None] = mapped_column(String(20))  # subscribe | unsubscribe
+    lease_seconds: Mapped[int | None] = mapped_column(Integer)
+    requested_at: Mapped[datetime]
+    verified_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_push_at: Mapped[datetime | None]
+    pushes: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ThreatLevelState(Base):
+    """The last national threat level a ``threat_level`` feed showed (changes are events)."""
+
+    __tablename__ = "threat_levels"
+
+    feed_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[str] = mapped_column(String(100))
+    observed_at: Mapped[datetime]  # first time this level was seen
+    checked_at: Mapped[datetime]
 
 
 class IncidentRow(Base):
@@ -354,3 +395,21 @@ class ApiToken(Base):
     user_name: Mapped[str] = mapped_column(String(100), index=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class ClusterRow(Base):
+    """An incident cluster: reports of one event from different feeds."""
+
+    __tablename__ = "clusters"
+
+    cluster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+    first_published_at: Mapped[datetime] = mapped_column(index=True)
+    last_published_at: Mapped[datetime] = mapped_column(index=True)
+    title: Mapped[str] = mapped_column(Text)
+    communities: Mapped[list[str]]
+    incident_type: Mapped[str] = mapped_column(String(50))
+    country: Mapped[str | None] = mapped_column(String(2))
+    tokens: Mapped[list[str]]
+    max_severity: Mapped[int]
+    report_count: Mapped[int]

@@ -1,0 +1,66 @@
+"""Webhooks: a signed JSON (or CAP 1.2 XML) POST to a partner's own endpoint.
+
+* ``Prevent-Signature: t=<unix>,v1=<hex>`` is HMAC-SHA256 over ``"<t>." + body`` with
+  ``webhook_signing_secret`` (verify with :func:`notifiers.channels.http.verify`);
+* ``Idempotency-Key`` is the notice id, so a resend after a crash is recognisable;
+* the URL passes the SSRF guard (:mod:`prevent.netguard`) at connect time;
+* 5xx, 408/429 and timeouts are retried; other 4xx fail at once.
+
+Unlike the SMTP relay and the SMS gateway, the endpoint is the partner's, not ours:
+one partner's server being down must not hold every other notice back, so
+connection failures are per-notice retryable results, not a blocked partition.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from notifiers.channels.base import OutgoingNotice, SendResult
+from notifiers.channels.http import SIGNATURE_HEADER, result_for_status, sign
+from prevent.config import Settings
+from prevent.netguard import BlockedAddress, Resolver, check_url, guarded_client, system_resolver
+
+CAP_CONTENT_TYPE = "application/cap+xml"
+
+
+def webhook_body(notice: OutgoingNotice) -> tuple[bytes, str]:
+    if notice.webhook_format == "cap" and notice.cap_xml:
+        return notice.cap_xml.encode(), CAP_CONTENT_TYPE
+    return json.dumps(notice.payload, sort_keys=True, default=str).encode(), "application/json"
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, settings: Settings, resolver: Resolver = system_resolver) -> None:
+        self.settings = settings
+        self._resolver = resolver
+
+    async def send(self, notice: OutgoingNotice) -> SendResult:
+        s = self.settings
+        try:
+            check_url(notice.address)
+        except BlockedAddress as exc:
+            return SendResult.fail(f"webhook URL refused: {exc}")
+        body, content_type = webhook_body(notice)
+        headers = {"Content-Type": content_type, "Idempotency-Key": notice.notice_id,
+                   "User-Agent": "prevent-notifier/1"}
+        if s.webhook_signing_secret:
+            headers[SIGNATURE_HEADER] = sign(s.webhook_signing_secret.get_secret_value(), body)
+        if notice.exercise:
+            headers["Prevent-Exercise"] = "true"
+        if notice.ack_url:
+            headers["Prevent-Ack-Url"] = notice.ack_url
+        try:
+            async with guarded_client(s.allow_private_addresses, timeout=s.http_timeout_seconds,
+                                      resolver=self._resolver) as client:
+                response = await client.post(notice.address, content=body, headers=headers)
+        except BlockedAddress as exc:
+            return SendResult.fail(f"webhook URL refused: {exc}")
+        except httpx.TimeoutException as exc:
+            return SendResult.retry(f"webhook timed out: {type(exc).__name__}")
+        except httpx.TransportError as exc:
+            return SendResult.retry(f"webhook unreachable: {type(exc).__name__}")
+        return result_for_status(response.status_code, "webhook")

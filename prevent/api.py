@@ -1,0 +1,327 @@
+"""The service API: JSON over HTTP under ``/api/``, used by the console and by tools.
+
+Thin: validate the request body (pydantic), resolve the principal, call the domain
+service (which checks the role), commit, then kick the outbox relay so the
+decision reaches Kafka at once instead of at the relay's next tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from prevent import alerts, audit, lifecycle, partners, suppression, users
+from prevent.auth import current_principal
+from prevent.contracts import Scope, utcnow
+from prevent.registry import RosterEntryIn, SiteIn, ZoneIn
+from prevent.users import Principal
+from prevent.yamlsource import SourceError
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LoginIn(Body):
+    name: str
+    password: str
+
+
+class ConfirmIn(Body):
+    revision: int = Field(ge=1, description="the revision you saw (optimistic concurrency)")
+    note: str | None = Field(default=None, max_length=4000)
+    scope: Scope | None = None
+
+
+class DismissIn(Body):
+    revision: int = Field(ge=1)
+    disposition: Literal[alerts.DISPOSITIONS]  # type: ignore[valid-type]
+    note: str = Field(min_length=1, max_length=4000)
+
+
+class CloseIn(Body):
+    revision: int = Field(ge=1)
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class ExerciseIn(Body):
+    playbook: str
+    communities: list[str] = Field(min_length=1)
+    severity: int = Field(ge=0, le=4)
+    title: str = Field(min_length=1, max_length=1000)
+    summary: str = ""
+
+
+class UserIn(Body):
+    name: str
+    role: users.Role
+    password: str
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """Domain errors → HTTP statuses, with the domain's message for the person who acted."""
+    try:
+        yield
+    except users.PermissionDenied as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except alerts.AlertNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except alerts.AlertConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, {
+            "message": str(exc), "decided_by": exc.current.decided_by,
+            "status": exc.current.status.value, "revision": exc.current.revision}) from exc
+    except alerts.IllegalTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except SourceError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.problems) from exc
+    except (alerts.AlertError, suppression.SilenceError, users.UserError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    except users.AuthError as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from exc
+
+
+def _state(request: Request) -> Any:
+    return request.app.state.console
+
+
+def _kick(request: Request) -> None:
+    kick = getattr(_state(request), "kick", None)
+    if kick is not None:
+        kick()
+
+
+# ------------------------------------------------------------------ authentication
+
+
+@router.post("/login")
+async def login(body: LoginIn, request: Request) -> dict[str, str]:
+    """Exchange a name and password for a new bearer token (audited, good or bad)."""
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            principal = await users.login(session, body.name, body.password)
+        if principal is None:  # pragma: no cover - login raises instead
+            raise users.AuthError("login failed")
+        async with _state(request).db.transaction() as session:
+            token = await users.issue_token(session, principal.name, actor=principal.name)
+    _kick(request)
+    return {"token": token, "name": principal.name, "role": principal.role.value}
+
+
+@router.get("/me")
+async def me(principal: Principal = Depends(current_principal)) -> dict[str, str]:
+    return {"name": principal.name, "role": principal.role.value}
+
+
+# ------------------------------------------------------------------ alerts
+
+
+@router.get("/alerts")
+async def list_alerts(request: Request, status_: list[str] = Query(default=[], alias="status"),
+                      playbook: str | None = None, community: str | None = None,
+                      exercise: bool | None = None, limit: int = Query(default=200, ge=1, le=1000),
+                      _p: Principal = Depends(current_principal)) -> list[dict[str, Any]]:
+    async with _state(request).db.transaction() as session:
+        found = await lifecycle.list_alerts(session, status=status_, playbook=playbook,
+                                            community=community, exercise=exercise, limit=limit)
+    return [a.model_dump(mode="json") for a in found]
+
+
+@router.get("/alerts/{alert_id}")
+async def alert_detail(alert_id: str, request: Request,
+                       _p: Principal = Depends(current_principal)) -> dict[str, Any]:
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            return await lifecycle.detail(session, alert_id)
+
+
+async def _decide(request: Request, principal: Principal, alert_id: str, action: str,
+                  **kwargs: Any) -> dict[str, Any]:
+    with _domain_errors():
+        alert = await lifecycle.decide(_state(request).db, principal, alert_id, action=action,
+                                       **kwargs)
+    _kick(request)
+    return alert.model_dump(mode="json")
+
+
+@router.post("/alerts/{alert_id}/confirm")
+async def confirm(alert_id: str, body: ConfirmIn, request: Request,
+                  principal: Principal = Depends(current_principal)) -> dict[str, Any]:
+    return await _decide(request, principal, alert_id, "confirm", expected_revision=body.revision,
+                         note=body.note, scope=body.scope)
+
+
+@router.post("/alerts/{alert_id}/dismiss")
+async def dismiss(alert_id: str, body: DismissIn, request: Request,
+                  principal: Principal = Depends(current_principal)) -> dict[str, Any]:
+    return await _decide(request, principal, alert_id, "dismiss", expected_revision=body.revision,
+                         note=body.note, disposition=body.disposition)
+
+
+@router.post("/alerts/{alert_id}/close")
+async def close(alert_id: str, body: CloseIn, request: Request,
+                principal: Principal = Depends(current_principal)) -> dict[str, Any]:
+    return await _decide(request, principal, alert_id, "close", expected_revision=body.revision,
+                         note=body.note)
+
+
+@router.post("/exercises", status_code=status.HTTP_201_CREATED)
+async def raise_exercise(body: ExerciseIn, request: Request,
+                         principal: Principal = Depends(current_principal)) -> dict[str, Any]:
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            alert = await lifecycle.raise_exercise(
+                session, principal, playbook_id=body.playbook, communities=body.communities,
+                severity=body.severity, title=body.title, summary=body.summary)
+    _kick(request)
+    return alert.model_dump(mode="json")
+
+
+@router.get("/stats")
+async def stats(request: Request, _p: Principal = Depends(current_principal)) -> dict[str, Any]:
+    async with _state(request).db.transaction() as session:
+        return await lifecycle.statistics(session)
+
+
+# ------------------------------------------------------------------ silences
+
+
+@router.get("/silences")
+async def list_silences(request: Request, active: bool = False,
+                        _p: Principal = Depends(current_principal)) -> list[dict[str, object]]:
+    now = utcnow()
+    async with _state(request).db.transaction() as session:
+        rows = await suppression.list_silences(session, active_at=now if active else None)
+    return [suppression.silence_view(r, now) for r in rows]
+
+
+@router.post("/silences", status_code=status.HTTP_201_CREATED)
+async def create_silence(body: suppression.SilenceIn, request: Request,
+                         principal: Principal = Depends(current_principal)) -> dict[str, object]:
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            row = await suppression.create_silence(session, principal, body)
+    _kick(request)
+    return suppression.silence_view(row)
+
+
+@router.delete("/silences/{silence_id}")
+async def expire_silence(silence_id: str, request: Request, reason: str | None = None,
+                         principal: Principal = Depends(current_principal)) -> dict[str, object]:
+    """Expire a silence early (silences are never deleted: they are part of the record)."""
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            row = await suppression.expire_silence(session, principal, silence_id, reason=reason)
+    _kick(request)
+    return suppression.silence_view(row)
+
+
+@router.get("/suppressed")
+async def suppressed(request: Request, _p: Principal = Depends(current_principal)
+                     ) -> list[dict[str, object]]:
+    async with _state(request).db.transaction() as session:
+        rows = await suppression.suppressed(session)
+    return [{"match_id": r.match_id, "alert_id": r.alert_id, "incident_id": r.incident_id,
+             "playbook_id": r.playbook_id, "reason": r.reason, "by": r.by, "exercise": r.exercise,
+             "at": r.at.isoformat()} for r in rows]
+
+
+# ------------------------------------------------------------------ registry
+
+
+@router.get("/registry")
+async def get_registry(request: Request, principal: Principal = Depends(current_principal)
+                       ) -> dict[str, Any]:
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            return (await partners.read(session, principal)).model_dump(mode="json")
+
+
+async def _registry_change(request: Request, change: Any) -> None:
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            await change(session)
+    _kick(request)
+
+
+def _same_id(path_id: str, body_id: str) -> None:
+    if path_id != body_id:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"id in the path ({path_id}) differs from the body ({body_id})")
+
+
+@router.put("/registry/sites/{site_id}")
+async def put_site(site_id: str, body: SiteIn, request: Request,
+                   principal: Principal = Depends(current_principal)) -> dict[str, str]:
+    _same_id(site_id, body.site_id)
+    await _registry_change(request, lambda s: partners.put_site(s, principal, body))
+    return {"site_id": site_id}
+
+
+@router.delete("/registry/sites/{site_id}")
+async def delete_site(site_id: str, request: Request,
+                      principal: Principal = Depends(current_principal)) -> dict[str, str]:
+    await _registry_change(request, lambda s: partners.delete_site(s, principal, site_id))
+    return {"site_id": site_id}
+
+
+@router.put("/registry/zones/{zone_id}")
+async def put_zone(zone_id: str, body: ZoneIn, request: Request,
+                   principal: Principal = Depends(current_principal)) -> dict[str, str]:
+    _same_id(zone_id, body.zone_id)
+    await _registry_change(request, lambda s: partners.put_zone(s, principal, body))
+    return {"zone_id": zone_id}
+
+
+@router.delete("/registry/zones/{zone_id}")
+async def delete_zone(zone_id: str, request: Request,
+                      principal: Principal = Depends(current_principal)) -> dict[str, str]:
+    await _registry_change(request, lambda s: partners.delete_zone(s, principal, zone_id))
+    return {"zone_id": zone_id}
+
+
+@router.put("/registry/roster")
+async def put_roster(body: list[RosterEntryIn], request: Request,
+                     principal: Principal = Depends(current_principal)) -> dict[str, int]:
+    await _registry_change(request, lambda s: partners.put_roster(s, principal, body))
+    return {"entries": len(body)}
+
+
+# ------------------------------------------------------------------ users, audit
+
+
+@router.get("/users")
+async def list_users(request: Request, principal: Principal = Depends(current_principal)
+                     ) -> list[dict[str, object]]:
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            return await users.list_users(session, principal)
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+async def add_user(body: UserIn, request: Request,
+                   principal: Principal = Depends(current_principal)) -> dict[str, str]:
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            await users.create_user(session, principal, body.name, body.role, body.password)
+    _kick(request)
+    return {"name": body.name, "role": body.role.value}
+
+
+@router.get("/audit")
+async def audit_trail(request: Request, subject: str | None = None,
+                      since_hours: float | None = Query(default=None, gt=0),
+                      _p: Principal = Depends(current_principal)) -> list[dict[str, object]]:
+    since: datetime | None = utcnow() - timedelta(hours=since_hours) if since_hours else None
+    async with _state(request).db.transaction() as session:
+        rows = await audit.entries(session, subject=subject, since=since)
+    return [{"audit_id": r.audit_id, "at": r.at.isoformat(), "actor": r.actor, "action": r.action,
+             "subject": r.subject, "before": r.before, "after": r.after, "reason": r.reason}
+            for r in rows]

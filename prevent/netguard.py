@@ -1,0 +1,142 @@
+"""SSRF guard for outbound HTTP to addresses someone else chose (feed URLs, partner webhooks).
+
+A URL check alone is not enough: a hostname can resolve to a public address when
+checked and to 127.0.0.1 when connected (DNS rebinding). So the check lives in the
+connection itself: :class:`GuardedBackend` resolves the host, refuses the connection
+if *any* resolved address is loopback, private, link-local (cloud metadata),
+multicast, reserved or unspecified, and connects to the address it checked. TLS
+still verifies the certificate against the original hostname (httpcore passes it as
+the SNI/server name), so pinning the address costs nothing in security.
+
+``allow_private_addresses`` (settings) turns the refusal off, for the demo and tests.
+
+Usage: ``async with guarded_client(settings) as client: await client.post(url, ...)``;
+a refused address raises :class:`BlockedAddress` (not an ``httpx`` error: retrying
+cannot help, callers treat it as permanent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BlockedAddress(Exception):
+    """The URL points at an address outbound requests must not reach."""
+
+
+def is_forbidden(ip: IPAddress) -> bool:
+    """True for every address that is not plainly on the public internet."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return (not ip.is_global or ip.is_multicast or ip.is_loopback or ip.is_link_local
+            or ip.is_private or ip.is_reserved or ip.is_unspecified)
+
+
+def check_url(url: str) -> str:
+    """Validate the shape of an outbound URL at the edge; returns its host.
+
+    Only http(s), a host, no credentials in the URL. Addresses are checked at connect time.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise BlockedAddress(f"only http and https URLs are allowed, not '{parts.scheme}'")
+    if not parts.hostname:
+        raise BlockedAddress("the URL has no host")
+    if parts.username or parts.password:
+        raise BlockedAddress("credentials in URLs are not allowed")
+    return parts.hostname
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _checked(addresses: Iterable[str], host: str, allow_private: bool) -> str:
+    parsed = [ipaddress.ip_address(a.split("%", 1)[0]) for a in addresses]
+    if not parsed:
+        raise BlockedAddress(f"{host} did not resolve")
+    if not allow_private:
+        bad = [str(ip) for ip in parsed if is_forbidden(ip)]
+        if bad:
+            # Refuse when any record is internal: a mixed answer is how rebinding starts.
+            raise BlockedAddress(f"{host} resolves to a non-public address ({bad[0]})")
+    return str(parsed[0])
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolve, check, then connect to exactly the checked address."""
+
+    def __init__(self, *, allow_private: bool, resolver: Resolver = system_resolver,
+                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._allow_private = allow_private
+        self._resolver = resolver
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def resolve(self, host: str, port: int, timeout: float | None) -> str:
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None:
+            return _checked([str(literal)], host, self._allow_private)
+        try:
+            addresses = await asyncio.wait_for(self._resolver(host, port), timeout)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except socket.gaierror as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        return _checked(addresses, host, self._allow_private)
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        address = await self.resolve(host, port, timeout)
+        return await self._inner.connect_tcp(address, port, timeout=timeout,
+                                             local_address=local_address,
+                                             socket_options=socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddress("unix sockets are not reachable through the guard")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with :class:`GuardedBackend` underneath (no proxies from the env)."""
+
+    def __init__(self, *, allow_private: bool, resolver: Resolver = system_resolver,
+                 verify: bool = True, limits: httpx.Limits = httpx.Limits()) -> None:
+        # Not calling super().__init__: it builds a pool with the default network
+        # backend; this is the same pool with ours.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(allow_private=allow_private, resolver=resolver),
+        )
+
+
+def guarded_client(allow_private: bool, *, timeout: float = 10.0,
+                   resolver: Resolver = system_resolver, **kwargs: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` that cannot reach internal addresses (unless allowed).
+
+    Redirects are not followed: a redirect is a new URL someone else chose.
+    """
+    return httpx.AsyncClient(transport=GuardedTransport(allow_private=allow_private, resolver=resolver),
+                             timeout=timeout, follow_redirects=False, trust_env=False, **kwargs)

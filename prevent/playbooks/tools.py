@@ -1,0 +1,129 @@
+"""The `prevent playbooks test | explain | export` commands: I/O around ``backtest``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from sqlalchemy import select
+
+from prevent.admin import open_db
+from prevent.classification import Classifier
+from prevent.config import Settings
+from prevent.contracts import utcnow
+from prevent.playbooks import store
+from prevent.playbooks.backtest import (
+    IncidentInput,
+    evaluate,
+    explain,
+    parse_time,
+    read_jsonl,
+    run_cases,
+    summarize,
+)
+from prevent.playbooks.evaluate import CompiledSet
+from prevent.playbooks.loader import load_directory
+from prevent.storage.tables import IncidentRow
+
+console = Console()
+
+
+def _engine(directory: Path) -> tuple[Classifier, CompiledSet]:
+    return Classifier.from_dir(directory), CompiledSet(load_directory(directory))
+
+
+def run_test_command(settings: Settings, directory: Path, *, since: timedelta | None,
+                     input_file: Path | None, at: str | None) -> bool:
+    classifier, playbooks = _engine(directory)
+    if input_file is None and since is None:
+        return _run_cases(directory, classifier, playbooks)
+    items = read_jsonl(input_file) if input_file else asyncio.run(_stored_incidents(settings, since))
+    verdicts = list(evaluate(track(items, description="backtesting", console=console),
+                             classifier, playbooks, at=parse_time(at)))
+    counts, examples = summarize(verdicts)
+    table = Table(title=f"What would have fired over {len(verdicts)} incidents")
+    table.add_column("playbook")
+    table.add_column("fired", justify="right")
+    table.add_column("examples")
+    for cp in playbooks.compiled:
+        pid = cp.playbook.id
+        table.add_row(pid, str(counts.get(pid, 0)), "\n".join(examples.get(pid, [])[:3]))
+    console.print(table)
+    return True
+
+
+def _run_cases(directory: Path, classifier: Classifier, playbooks: CompiledSet) -> bool:
+    results = run_cases(directory / "tests", classifier, playbooks)
+    for r in results:
+        mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        console.print(f"{mark} {r.name}")
+        for problem in r.problems:
+            console.print(f"     {r.source}: {problem}")
+    failed = sum(not r.passed for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+    return failed == 0 and bool(results)
+
+
+async def _stored_incidents(settings: Settings, since: timedelta | None) -> list[IncidentInput]:
+    async with open_db(settings) as db, db.transaction() as session:
+        query = select(IncidentRow.payload).order_by(IncidentRow.published_at)
+        if since:
+            query = query.where(IncidentRow.published_at >= utcnow() - since)
+        payloads = (await session.execute(query)).scalars().all()
+    return [_from_payload(p) for p in payloads]
+
+
+def _from_payload(p: dict) -> IncidentInput:
+    location = p.get("location") or {}
+    cap = p.get("cap") or {}
+    return IncidentInput(id=p["incident_id"], title=p["title"], summary=p.get("summary", ""),
+                         published=p["published"], country=location.get("country"),
+                         cap_severity=cap.get("severity"))
+
+
+async def _find_incident(settings: Settings, incident_id: str) -> IncidentInput:
+    async with open_db(settings) as db, db.transaction() as session:
+        payload = (await session.execute(select(IncidentRow.payload).where(
+            IncidentRow.incident_id == incident_id).limit(1))).scalar()
+    if payload is None:
+        raise LookupError(f"no stored incident {incident_id} (give a JSON file instead?)")
+    return _from_payload(payload)
+
+
+def run_explain_command(settings: Settings, target: str, only: str | None, at: str | None) -> None:
+    path = Path(target)
+    item = (IncidentInput.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            if path.is_file() else asyncio.run(_find_incident(settings, target)))
+    classifier, playbooks = _engine(settings.playbooks_dir)
+    c, rows = explain(item, classifier, playbooks, at=parse_time(at), only=only)
+    console.print(f"[bold]{item.title}[/bold]")
+    console.print(f"communities {list(c.communities)}, type {c.incident_type}, "
+                  f"severity {c.severity}, country {c.country}")
+    for e in c.evidence:
+        console.print(f"  evidence {e.rule}: '{e.term}' in {e.field} [{e.start}:{e.end}]")
+    if not rows:
+        raise LookupError(f"no playbook {only}")
+    for pid, version, results in rows:
+        verdict = "MATCHES" if all(r.passed for r in results) else "does not match"
+        console.print(f"\n[bold]{pid}[/bold] v{version}: {verdict}")
+        for r in results:
+            console.print(f"  {'✓' if r.passed else '✗'} {r.rule}: {r.detail}")
+
+
+def run_export_command(settings: Settings, output: Path) -> list[Path]:
+    async def rows() -> list:
+        async with open_db(settings) as db, db.transaction() as session:
+            return await store.latest_versions(session)
+
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for row in asyncio.run(rows()):
+        target = output / f"{row.playbook_id}.yaml"
+        target.write_text(row.source, encoding="utf-8")
+        written.append(target)
+    return written

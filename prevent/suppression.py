@@ -1,0 +1,170 @@
+"""Silences and inhibition (after Prometheus Alertmanager): matches recorded, not proposed.
+
+* A **silence** is created by a duty inspector: matchers (playbook, community, cluster,
+  keyword; every given matcher must match), a start, an expiry, a mandatory comment.
+  While active, a new alert it matches is not raised: the match is written to
+  ``suppressed_matches`` (and audited) instead, and nothing is published.
+* **Inhibition**: a confirmed alert for a cluster inhibits a lower-priority playbook's
+  new alert for the same cluster when the confirmed alert already covers all of its
+  communities. The inhibited match is recorded the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prevent import audit
+from prevent.contracts import Alert, AlertStatus, stable_id, utcnow
+from prevent.storage.tables import AlertRow, SilenceRow, SuppressedMatch
+from prevent.users import Principal, Role, require
+
+SILENCED, INHIBITED = "silenced", "inhibited"
+
+
+class Matchers(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    playbook: str | None = Field(default=None, min_length=1)
+    community: str | None = Field(default=None, min_length=1)
+    cluster: str | None = Field(default=None, min_length=1)
+    keyword: str | None = Field(default=None, min_length=2)
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Matchers:
+        if not any((self.playbook, self.community, self.cluster, self.keyword)):
+            raise ValueError("a silence needs at least one matcher: playbook, community, cluster "
+                             "or keyword")
+        return self
+
+    def match(self, alert: Alert, text: str) -> bool:
+        return ((self.playbook is None or alert.playbook_id == self.playbook)
+                and (self.community is None or self.community in alert.communities)
+                and (self.cluster is None or alert.cluster_id == self.cluster)
+                and (self.keyword is None or self.keyword.casefold() in text.casefold()))
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    matchers: Matchers
+    starts_at: AwareDatetime | None = None  # None: now
+    ends_at: AwareDatetime
+    comment: str = Field(min_length=3, max_length=2000)
+
+
+class SilenceError(ValueError):
+    pass
+
+
+def silence_view(row: SilenceRow, now: datetime | None = None) -> dict[str, object]:
+    now = now or utcnow()
+    return {"silence_id": row.silence_id, "matchers": row.matchers,
+            "starts_at": row.starts_at.isoformat(), "ends_at": row.ends_at.isoformat(),
+            "comment": row.comment, "created_by": row.created_by, "expired_by": row.expired_by,
+            "active": row.starts_at <= now < row.ends_at}
+
+
+async def create_silence(session: AsyncSession, principal: Principal, silence: SilenceIn, *,
+                         now: datetime | None = None) -> SilenceRow:
+    require(principal, Role.DUTY_INSPECTOR, action="create silences")
+    now = now or utcnow()
+    starts = silence.starts_at or now
+    if silence.ends_at <= starts:
+        raise SilenceError("silence: ends_at must be after starts_at")
+    matchers = silence.matchers.model_dump(exclude_none=True)
+    row = SilenceRow(silence_id=stable_id("sil", principal.name, sorted(matchers.items()),
+                                          starts.isoformat(), silence.ends_at.isoformat()),
+                     matchers=matchers, starts_at=starts, ends_at=silence.ends_at,
+                     comment=silence.comment, created_by=principal.name, created_at=now)
+    if await session.get(SilenceRow, row.silence_id) is not None:
+        raise SilenceError(f"the same silence already exists: {row.silence_id}")
+    session.add(row)
+    await audit.record(session, actor=principal.name, action="silence.create",
+                       subject=row.silence_id, after=silence_view(row, now), reason=silence.comment)
+    return row
+
+
+async def list_silences(session: AsyncSession, *, active_at: datetime | None = None
+                        ) -> list[SilenceRow]:
+    query = select(SilenceRow).order_by(SilenceRow.created_at.desc())
+    if active_at is not None:
+        query = query.where(SilenceRow.starts_at <= active_at, SilenceRow.ends_at > active_at)
+    return list((await session.execute(query)).scalars())
+
+
+async def expire_silence(session: AsyncSession, principal: Principal, silence_id: str, *,
+                         reason: str | None = None, now: datetime | None = None) -> SilenceRow:
+    """End a silence early (idempotent: an already ended silence is left as it is)."""
+    require(principal, Role.DUTY_INSPECTOR, action="expire silences")
+    now = now or utcnow()
+    row = await session.get(SilenceRow, silence_id)
+    if row is None:
+        raise SilenceError(f"no silence {silence_id}")
+    if row.ends_at <= now:
+        return row
+    before = silence_view(row, now)
+    await session.execute(update(SilenceRow).where(SilenceRow.silence_id == silence_id)
+                          .values(ends_at=now, expired_by=principal.name))
+    await session.refresh(row)
+    await audit.record(session, actor=principal.name, action="silence.expire", subject=silence_id,
+                       before=before, after=silence_view(row, now), reason=reason)
+    return row
+
+
+async def _silence_for(session: AsyncSession, alert: Alert, text: str, now: datetime
+                       ) -> SilenceRow | None:
+    for row in await list_silences(session, active_at=now):
+        if Matchers.model_validate(row.matchers).match(alert, text):
+            return row
+    return None
+
+
+async def _inhibitor_for(session: AsyncSession, alert: Alert, priority_of: Callable[[str], int]
+                         ) -> AlertRow | None:
+    rows = (await session.execute(select(AlertRow).where(
+        AlertRow.cluster_id == alert.cluster_id, AlertRow.playbook_id != alert.playbook_id,
+        AlertRow.status == AlertStatus.CONFIRMED.value))).scalars()
+    mine = priority_of(alert.playbook_id)
+    for row in rows:
+        covers = set(alert.communities) <= set(row.payload.get("communities", ()))
+        if priority_of(row.playbook_id) > mine and covers:
+            return row
+    return None
+
+
+async def gate(session: AsyncSession, alert: Alert, *, incident_id: str, text: str,
+               priority_of: Callable[[str], int], now: datetime) -> SuppressedMatch | None:
+    """Before a new alert is raised: record and return the suppression that applies, if any."""
+    silence = await _silence_for(session, alert, text, now)
+    if silence is not None:
+        reason, by, why = SILENCED, silence.silence_id, f"silence by {silence.created_by}: " \
+                                                         f"{silence.comment}"
+    else:
+        inhibitor = await _inhibitor_for(session, alert, priority_of)
+        if inhibitor is None:
+            return None
+        reason, by = INHIBITED, inhibitor.alert_id
+        why = f"confirmed alert {inhibitor.alert_id} (playbook {inhibitor.playbook_id}) covers it"
+    match_id = stable_id("sup", alert.alert_id, incident_id)
+    existing = await session.get(SuppressedMatch, match_id)
+    if existing is not None:
+        return existing
+    row = SuppressedMatch(match_id=match_id, alert_id=alert.alert_id, incident_id=incident_id,
+                          cluster_id=alert.cluster_id, playbook_id=alert.playbook_id, reason=reason,
+                          by=by, exercise=alert.exercise, at=now,
+                          payload=alert.model_dump(mode="json"))
+    session.add(row)
+    await audit.record(session, actor="rules-consumer", action=f"alert.{reason}",
+                       subject=alert.alert_id, after={"incident": incident_id, "by": by},
+                       reason=why, key=match_id)
+    return row
+
+
+async def suppressed(session: AsyncSession, *, limit: int = 200) -> list[SuppressedMatch]:
+    return list((await session.execute(select(SuppressedMatch).order_by(SuppressedMatch.at.desc())
+                                        .limit(limit))).scalars())
