@@ -1,0 +1,73 @@
+"""Storage on SQLite and PostgreSQL: migrations, UTC timestamps, the transactional outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from prevent.contracts import AUDIT, AuditEvent
+from prevent.storage import outbox
+from prevent.storage.tables import AuditRow, OutboxRow
+
+
+def event(n: int) -> AuditEvent:
+    return AuditEvent(audit_id=f"a{n}", actor="t", action="x", subject="s",
+                      at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def test_migrations_are_idempotent(db) -> None:
+    await db.upgrade()
+    assert await db.ping()
+
+
+async def test_timestamps_come_back_aware_utc(db) -> None:
+    local = datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5)))
+    async with db.transaction() as session:
+        session.add(AuditRow(audit_id="t1", at=local, actor="a", action="b", subject="c"))
+    async with db.transaction() as session:
+        row = await session.get(AuditRow, "t1")
+    assert row.at == local and row.at.tzinfo is not None and row.at.utcoffset() == timedelta(0)
+
+
+async def test_naive_timestamps_are_refused(db) -> None:
+    with pytest.raises(Exception, match="naive"):
+        async with db.transaction() as session:
+            session.add(AuditRow(audit_id="t2", at=datetime(2026, 1, 1), actor="a", action="b",
+                                 subject="c"))
+
+
+async def test_outbox_stages_once_and_flushes_in_order(db) -> None:
+    async with db.transaction() as session:
+        for n in (1, 2, 3):
+            await outbox.stage(session, AUDIT, event(n), key="s", event_id=f"e{n}")
+        await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")  # repeated id
+    sent: list[str] = []
+
+    async def send(topic, key, event_id, subtype, payload, headers) -> None:  # noqa: ANN001
+        sent.append(event_id)
+
+    assert await outbox.flush(db, send) == 3
+    assert sent == ["e1", "e2", "e3"]
+    assert await outbox.flush(db, send) == 0  # stamped: nothing is published twice
+    async with db.transaction() as session:
+        rows = (await session.execute(select(OutboxRow))).scalars().all()
+    assert all(r.published_at is not None for r in rows)
+
+
+async def test_a_failed_send_leaves_events_pending(db) -> None:
+    async with db.transaction() as session:
+        await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")
+
+    async def broken(*_args: object) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        await outbox.flush(db, broken)
+    delivered: list[str] = []
+
+    async def send(topic, key, event_id, *_rest) -> None:  # noqa: ANN001
+        delivered.append(event_id)
+
+    assert await outbox.flush(db, send) == 1 and delivered == ["e1"]
