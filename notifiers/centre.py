@@ -161,11 +161,10 @@ class CentreNotifier:
         if not self.officer_email or await session.get(NoticeRow, notice_id) is not None:
             return False
         prefix = "[EXERCISE] " if alert.exercise else ""
-        await _insert_notice(session, dict(
+        return await _insert_notice(session, dict(
             notice_id=notice_id, alert_id=alert.alert_id, alert_revision=alert.revision,
             kind=kind.value, site_id=site_id, contact_id=OFFICER, channel="email", language="en",
             subject=prefix + subject, body=body, exercise=alert.exercise), utcnow())
-        return True
 
     # ------------------------------------------------------------------ delivery
 
@@ -264,11 +263,13 @@ class CentreNotifier:
                                        "x-error": (error or "")[:2000]})
 
 
-async def _insert_notice(session: AsyncSession, values: dict[str, object], now: datetime) -> None:
+async def _insert_notice(session: AsyncSession, values: dict[str, object], now: datetime) -> bool:
+    """Insert a queued notice unless its id exists; True if this call inserted it."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(NoticeRow).values(
+    result = await session.execute(insert(NoticeRow).values(
         **values, state=NoticeState.QUEUED.value, attempts=0, created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["notice_id"]))
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def notice_event(row: NoticeRow, state: NoticeState, error: str | None, at: object) -> Notice:

@@ -37,7 +37,8 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         async with self._lock:  # first come, first served
-            while (wait := self.try_acquire()) > 0:
+            # Waiting for time to pass, not for an event: a sleep is the right tool.
+            while (wait := self.try_acquire()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(wait)
 
 

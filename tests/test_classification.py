@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -231,19 +230,81 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
     assert errors and "incident_types.yaml:" in errors[0] and "invalid YAML" in errors[0]
 
 
+# ------------------------------------------------------------------ targets, context, background
+
+
+def test_a_faith_word_inside_another_faiths_phrase_does_not_count(clf: Classifier) -> None:
+    c = clf.classify("Hindu priest hacked to death in Bangladesh")
+    assert c.communities == ("hindu",)
+
+
+def test_national_name_before_capital_is_not_a_target(clf: Classifier) -> None:
+    c = clf.classify("Truck bomb kills 500 in the Somali capital")
+    assert c.communities == ()
+
+
+def test_community_of_an_earlier_incident_is_not_a_target(clf: Classifier) -> None:
+    c = clf.classify("Mobs attack mosques in Sri Lanka",
+                     "Mobs attacked mosques and Muslim shops weeks after the Easter bombings, "
+                     "killing one man.")
+    assert c.communities == ("muslim",)
+
+
+def test_found_dead_needs_a_hate_context(clf: Classifier) -> None:
+    plain = clf.classify("LGBTQ activist found dead in Nairobi", "Police opened an investigation.")
+    assert plain.incident_type == "none"
+    hate = clf.classify("LGBTQ activist found dead in Nairobi",
+                        "Friends called for an inquiry into homophobic violence.")
+    assert hate.incident_type == "hate_crime" and "lgbtq" in hate.communities and hate.severity == 3
+
+
+def test_incident_only_in_a_background_sentence_stays_minor(clf: Classifier) -> None:
+    c = clf.classify("Prime minister inaugurates temple in Ayodhya",
+                     "The temple stands where Hindu mobs demolished a mosque in 1992.")
+    assert c.severity <= 1
+
+
+def test_attack_on_worshippers_takes_the_countrys_majority_faith(clf: Classifier) -> None:
+    c = clf.classify("Gunmen kill 12 worshippers at shrine in Pakistan")
+    assert c.communities == ("muslim",)
+    assert any(e.rule == "majority_faith:muslim" for e in c.evidence)
+    # Not where the majority is smaller or attacks usually hit minorities.
+    assert clf.classify("Gunmen kill 12 worshippers at shrine in India").communities == ()
+    # Not without a religious gathering.
+    assert clf.classify("Truck bomb kills 20 at market in Pakistan").communities == ()
+
+
+def test_every_casualty_word_is_a_harm_word() -> None:
+    from prevent.classification import load_lexicon
+    from prevent.classification.casualties import CASUALTY_WORDS
+    from prevent.classification.matcher import fold_term
+
+    harm = {fold_term(t) for rule in load_lexicon(PLAYBOOKS).incident_types.harm for t in rule.terms}
+    assert CASUALTY_WORDS <= harm, CASUALTY_WORDS - harm
+
+
+def test_evidence_is_built_on_demand_and_round_trips(clf: Classifier) -> None:
+    c = clf.classify("Gunman kills 11 at Pittsburgh synagogue")
+    again = Classification(communities=c.communities, incident_type=c.incident_type,
+                           severity=c.severity, casualties=c.casualties, country=c.country,
+                           evidence=c.evidence)
+    assert again == c and again.evidence == c.evidence
+    assert c.to_json()["evidence"] == [e.model_dump() for e in c.evidence]
+    assert c.model_copy(update={"severity": 1}).severity == 1
+
+
 # ------------------------------------------------------------------ throughput
 
 
-def test_throughput(clf: Classifier) -> None:
-    title = "Gunman opens fire at mosque in Christchurch during Friday prayers, killing 51"
-    summary = ("A white supremacist attacked the Al Noor Mosque and the Linwood Islamic Centre, "
-               "killing 51 worshippers and injuring dozens more. Police arrested a suspect. "
-               "New Zealand's prime minister called it one of the country's darkest days and "
-               "community leaders urged calm as vigils were held across the country.")
-    n = 2000
-    start = time.perf_counter()
-    for _ in range(n):
-        clf.classify(title, summary)
-    rate = n / (time.perf_counter() - start)
-    print(f"\n{rate:.0f} incidents/s")
-    assert rate > 2000  # generous floor for slow CI machines; target is >= 20,000/s
+def test_benchmark_runs() -> None:
+    # Figures only (python -m bench.classification); no timing is asserted here.
+    import importlib.util
+
+    path = PLAYBOOKS.parent / "bench" / "classification.py"
+    spec = importlib.util.spec_from_file_location("bench_classification", path)
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.run(seconds=0.2)
+    assert out["playbooks"] == 50 and out["items"] >= 150 and out["lexicon_terms"] > 1000
+    print(f"\n{out}")

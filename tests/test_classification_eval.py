@@ -18,6 +18,9 @@ from prevent.classification import Classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_SET = ROOT / "tests" / "data" / "incidents-eval.jsonl"
+# Written before the lexicon was tuned for it (see docs/CLASSIFICATION.md): real incidents
+# 2015-2025 with patterns the eval set lacks, and near-miss negatives.
+HOLDOUT_SET = ROOT / "tests" / "data" / "incidents-holdout.jsonl"
 DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "incidents-dev.jsonl"
 
 CORE = {"muslim", "jewish", "christian", "sikh", "hindu", "buddhist", "lgbtq", "black", "asian",
@@ -110,10 +113,11 @@ def clf() -> Classifier:
     return Classifier.from_dir(ROOT / "playbooks")
 
 
-def test_eval_set_is_large_and_well_formed() -> None:
-    items = [json.loads(x) for x in EVAL_SET.read_text(encoding="utf-8").splitlines() if x.strip()]
-    assert len(items) >= 150
-    assert sum(1 for i in items if i["severity"] == 0) >= 40
+@pytest.mark.parametrize(("path", "size", "negatives"), [(EVAL_SET, 150, 40), (HOLDOUT_SET, 60, 20)])
+def test_labelled_sets_are_large_and_well_formed(path: Path, size: int, negatives: int) -> None:
+    items = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    assert len(items) >= size
+    assert sum(1 for i in items if i["severity"] == 0) >= negatives
     for item in items:
         assert {"title", "summary", "published", "country", "communities", "incident_type",
                 "severity", "source"} <= item.keys()
@@ -125,6 +129,17 @@ def test_eval_set_is_large_and_well_formed() -> None:
 def test_eval_set_meets_the_bars(clf: Classifier) -> None:
     fig, misses = evaluate(clf, EVAL_SET)
     print("\neval:", fig.line())
+    for miss in misses:
+        print("  ", miss)
+    assert fig.precision >= 0.90, fig.line()
+    assert fig.recall >= 0.90, fig.line()
+    assert fig.type_accuracy >= 0.80, fig.line()
+    assert fig.alarm_rate <= 0.05, fig.line()
+
+
+def test_holdout_set_meets_the_bars(clf: Classifier) -> None:
+    fig, misses = evaluate(clf, HOLDOUT_SET)
+    print("\nholdout:", fig.line())
     for miss in misses:
         print("  ", miss)
     assert fig.precision >= 0.90, fig.line()

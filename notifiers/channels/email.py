@@ -28,9 +28,10 @@ def build_message(notice: OutgoingNotice, sender: str) -> EmailMessage:
     msg["X-Prevent-Notice-Id"] = notice.notice_id
     if notice.exercise:
         msg["X-Prevent-Exercise"] = "yes"
-    msg["Content-Language"] = notice.language
     msg.set_content(notice.text)
     msg.add_alternative(notice.html, subtype="html")
+    # After the body: set_content() drops every Content-* header set before it.
+    msg["Content-Language"] = notice.language
     return msg
 
 

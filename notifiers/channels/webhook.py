@@ -14,6 +14,7 @@ connection failures are per-notice retryable results, not a blocked partition.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,9 +35,13 @@ def webhook_body(notice: OutgoingNotice) -> tuple[bytes, str]:
 class WebhookChannel:
     name = "webhook"
 
-    def __init__(self, settings: Settings, resolver: Resolver = system_resolver) -> None:
+    def __init__(self, settings: Settings, resolver: Resolver = system_resolver,
+                 trusted_origins: frozenset[str] = frozenset()) -> None:
+        """``trusted_origins`` ("http://127.0.0.1:8002") may be private: the demo's local sink,
+        without opening private addresses to every URL (PREVENT_ALLOW_PRIVATE_ADDRESSES)."""
         self.settings = settings
         self._resolver = resolver
+        self._trusted = trusted_origins
 
     async def send(self, notice: OutgoingNotice) -> SendResult:
         s = self.settings
@@ -53,8 +58,10 @@ class WebhookChannel:
             headers["Prevent-Exercise"] = "true"
         if notice.ack_url:
             headers["Prevent-Ack-Url"] = notice.ack_url
+        parts = urlsplit(notice.address)
+        allow_private = s.allow_private_addresses or f"{parts.scheme}://{parts.netloc}" in self._trusted
         try:
-            async with guarded_client(s.allow_private_addresses, timeout=s.http_timeout_seconds,
+            async with guarded_client(allow_private, timeout=s.http_timeout_seconds,
                                       resolver=self._resolver) as client:
                 response = await client.post(notice.address, content=body, headers=headers)
         except BlockedAddress as exc:

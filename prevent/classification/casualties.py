@@ -30,18 +30,25 @@ _KILLED = r"killed|dead|died|deaths|slain|murdered|lost their lives|perished"
 _INJURED = r"injured|wounded|hurt|injuries|wounding|injuring"
 _GAP = r"(?:[a-z]+ +){0,4}?"
 
-_PATTERN = re.compile(
-    # "at least 49 people were killed", "dozens injured"
-    # (no leading qualifier here: an optional prefix would be tried at every position)
-    rf"(?<!no )\b(?!(?:19|20)\d\d\b)(?P<n1>{_NUM}) +{_GAP}(?P<w1>{_KILLED}|{_INJURED})\b"
-    # "killing three", "kills 11 worshippers", "wounding dozens"
-    rf"|\b(?P<w2>killing|kills|killed|kill|wounding|wounded|injuring|injured|injures) +"
-    rf"{_QUAL}(?P<n2>{_NUM})\b"
-    # "leaving five dead"
-    rf"|\b(?:leaving|left) +{_QUAL}(?P<n3>{_NUM}) +(?:[a-z]+ +){{0,2}}?(?P<w3>dead|injured|wounded)\b"
-    # "death toll rises to 51"
-    rf"|\bdeath toll +(?:[a-z]+ +){{0,3}}?(?P<n4>{_NUM})\b"
-)
+_KILLED_WORDS = frozenset(_KILLED.split("|"))
+_INJURED_WORDS = frozenset(_INJURED.split("|"))
+_VERBS = frozenset({"killing", "kills", "killed", "kill", "wounding", "wounded", "injuring", "injured",
+                    "injures"})
+_INJURING_VERBS = frozenset({"wounding", "wounded", "injuring", "injured", "injures"})
+TOLL = "death toll"
+# Every word a figure can hang on; the classifier passes the spans of its harm words,
+# which include all of these (tests/test_classification.py checks the lexicon).
+CASUALTY_WORDS = _KILLED_WORDS | _INJURED_WORDS | _VERBS | {TOLL}
+_ANCHOR = re.compile(r"\b(?:" + "|".join(sorted(CASUALTY_WORDS, key=len, reverse=True)) + r")\b")
+REACH = 60  # characters before a casualty word searched for its figure
+
+# Each pattern is tried at one place only, next to a casualty word, never scanned over the text.
+# "at least 49 people were killed", "dozens injured": the figure ends a short run before the word
+_BEFORE = re.compile(rf"(?<![a-z0-9])(?<!no )(?!(?:19|20)\d\d\b)(?P<n>{_NUM}) +(?:[a-z]+ +){{0,4}}$")
+# "killing three", "kills 11 worshippers", "wounding dozens"
+_AFTER = re.compile(rf" +{_QUAL}(?P<n>{_NUM})\b")
+# "death toll rises to 51"
+_TOLL = re.compile(rf" +(?:[a-z]+ +){{0,3}}?(?P<n>{_NUM})\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +84,38 @@ def _is_year(raw: str, n: int) -> bool:
     return raw.isdigit() and len(raw) == 4 and 1900 <= n <= 2099
 
 
-def find_casualties(folded: str, windows: list[tuple[int, int]] | None = None) -> list[CasualtyMatch]:
-    """Every casualty statement in a folded text, or only within ``windows`` (start, end)."""
+def find_casualties(folded: str, anchors: list[tuple[int, int]] | None = None) -> list[CasualtyMatch]:
+    """Every casualty statement in a folded text, looked for next to ``anchors`` (the
+    spans of harm words, as the classifier found them) or, by default, next to every
+    casualty word in the text."""
+    if anchors is None:
+        anchors = [m.span() for m in _ANCHOR.finditer(folded)]
     out: list[CasualtyMatch] = []
-    spans = windows if windows is not None else [(0, len(folded))]
-    matches = (m for start, end in spans for m in _PATTERN.finditer(folded, start, end))
-    for m in matches:
-        raw = m.group("n1") or m.group("n2") or m.group("n3") or m.group("n4")
-        word = m.group("w1") or m.group("w2") or m.group("w3") or "killed"
-        n = parse_number(raw)
-        if n is None or _is_year(raw, n):
-            continue
-        killed = not re.match(_INJURED + r"|injures", word)
-        out.append(CasualtyMatch(killed, n, m.start(), m.end()))
+    seen: set[tuple[int, int]] = set()
+    for start, end in anchors:
+        word = folded[start:end]
+        if word in _KILLED_WORDS or word in _INJURED_WORDS:
+            m = _BEFORE.search(folded, max(0, start - REACH), start)
+            if m:
+                _add(out, seen, m.group("n"), word in _KILLED_WORDS, m.start(), end)
+        if word in _VERBS:
+            m = _AFTER.match(folded, end)
+            if m:
+                _add(out, seen, m.group("n"), word not in _INJURING_VERBS, start, m.end())
+        elif word == TOLL:
+            m = _TOLL.match(folded, end)
+            if m:
+                _add(out, seen, m.group("n"), True, start, m.end())
     return out
+
+
+def _add(out: list[CasualtyMatch], seen: set[tuple[int, int]], raw: str, killed: bool,
+         start: int, end: int) -> None:
+    n = parse_number(raw)
+    if n is None or _is_year(raw, n) or (start, end) in seen:
+        return
+    seen.add((start, end))
+    out.append(CasualtyMatch(killed, n, start, end))
 
 
 def casualty_totals(matches: list[CasualtyMatch]) -> dict[str, int | None]:

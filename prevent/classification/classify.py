@@ -3,38 +3,51 @@
 The rules, in order (docs/CLASSIFICATION.md explains them for lexicon editors):
 
 1. One scan per field finds community, type, harm, escalation, aftermath and
-   country terms; negative contexts have already cancelled what they cover.
+   country terms; negative contexts have already cancelled what they cover, and a
+   faith's word inside another faith's phrase ("Hindu priest") is not counted.
 2. A community word directly followed by a perpetrator head ("Buddhist mobs",
-   "Israeli forces") is dropped: it names who acted, not who was targeted.
+   "Israeli forces", "the Somali capital") is dropped: it names who acted, not who was
+   targeted.
 3. A community is a *target* only when a type or harm word sits in the same
-   sentence; a community merely mentioned elsewhere is ignored.
+   sentence; a community merely mentioned elsewhere is ignored, and so is one named
+   only inside a cause clause ("weeks after the Easter bombings").
 4. The type is the best weighted score over the type words of the linking
-   sentences (title words count 1.5x); ties go to the precedence list.
+   sentences (title words count 1.5x); ties go to the precedence list. Type words
+   marked ``needs_context`` ("found dead") count only when a hate-context word is present.
 5. Natural disasters take their communities from the affected country's
    diaspora (``home_countries``), not from words in the text.
 6. Severity is the highest of: the chosen type's words, harm and escalation
-   words, casualty figures, CAP severity; an aftermath word in the title caps it.
+   words, casualty figures, CAP severity; an aftermath word in the title caps it, and
+   so does an item whose only incident words sit in background sentences ("... was
+   demolished by mobs in 1992").
+7. An attack on worshippers, pilgrims or a shrine that names no faith takes the
+   faith of its country when ``majority_faith`` in communities.yaml lists one.
+
+Hot path: one Aho-Corasick pass per field yields ``(start, end, pattern)`` tuples; all
+lookups (emitted ids, precedence, casualty rules) are precomputed; sentences are only
+split for fields that have both a community and an incident word; the casualty regex
+runs only around harm words; Evidence models are built on first access to
+``Classification.evidence`` from plain tuples.
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections import defaultdict
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prevent.classification.casualties import casualty_totals, find_casualties
 from prevent.classification.lexicon import Lexicon, load_lexicon
-from prevent.classification.matcher import Hit, Kind, Matcher, fold
+from prevent.classification.matcher import Kind, Matcher, Pattern, fold
 from prevent.contracts import Evidence
 
 FieldName = Literal["title", "summary"]
+FIELDS: tuple[FieldName, FieldName] = ("title", "summary")
 TITLE_WEIGHT = 1.5
-CASUALTY_REACH = 60  # characters around a harm word searched for a casualty figure
 LINK_WEIGHT = 1.5  # type words next to a targeted community say most about what happened
 NATURAL_DISASTER = "natural_disaster"
 
@@ -42,6 +55,8 @@ _SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)")
 # A full stop after these is an abbreviation ("St. Mary's", "Rev. King"), not a sentence end.
 _ABBREVIATIONS = frozenset({"st", "dr", "mr", "ms", "mrs", "rev", "no", "gen", "lt", "col", "sgt",
                             "jr", "sr", "mt", "ft", "vs"})
+# "in 1992", "in 2019": a sentence dated like this tells background, not today's news.
+_BACKGROUND_YEAR = re.compile(r"\bin (?:19|20)\d\d\b", re.IGNORECASE)
 
 
 def _sentence_ends(text: str, pos: int = 0) -> list[int]:
@@ -61,50 +76,74 @@ def _sentence_ends(text: str, pos: int = 0) -> list[int]:
 
 _PLACE_PREPOSITIONS = (" in ", " near ", " at ", " en ", " au ", " a ", " dans ")
 
+# Evidence rows: (rule, term, field, start, end), turned into Evidence models on demand.
+EvidenceRow = tuple[str, str, str, int, int]
+
 
 class Classification(BaseModel):
+    """The result of :meth:`Classifier.classify`. ``evidence`` is built on first access."""
+
     model_config = ConfigDict(frozen=True)
 
     communities: tuple[str, ...]
     incident_type: str
     severity: int
     casualties: dict[str, int | None]
-    evidence: tuple[Evidence, ...]
     country: str | None
+    evidence_rows: tuple[EvidenceRow, ...] = Field(default=(), repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_evidence(cls, data: Any) -> Any:
+        """``Classification(evidence=[Evidence(...), ...])`` still works."""
+        if isinstance(data, dict) and "evidence" in data:
+            data = dict(data)
+            rows = []
+            for e in data.pop("evidence") or ():
+                e = e if isinstance(e, Evidence) else Evidence.model_validate(e)
+                rows.append((e.rule, e.term, e.field, e.start, e.end))
+            data["evidence_rows"] = tuple(rows)
+        return data
+
+    @cached_property
+    def evidence(self) -> tuple[Evidence, ...]:
+        return tuple(Evidence(rule=r, term=t, field=f, start=s, end=e)  # type: ignore[arg-type]
+                     for r, t, f, s, e in self.evidence_rows)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "communities": list(self.communities),
             "incident_type": self.incident_type,
             "severity": self.severity,
-            "evidence": [e.model_dump() for e in self.evidence],
+            "evidence": [{"rule": r, "term": t, "field": f, "start": s, "end": e}
+                         for r, t, f, s, e in self.evidence_rows],
             "casualties": dict(self.casualties),
             "country": self.country,
         }
 
 
-@dataclass(slots=True)
-class _Located:
-    hit: Hit
-    field: FieldName
-    sentence: tuple[str, int]
+_FIELDS_SET = frozenset(Classification.model_fields)
+_new = object.__new__
+_set = object.__setattr__
 
 
-@dataclass(slots=True)
-class _Scan:
-    """Hits of one item, sorted by kind."""
+def _result(communities: tuple[str, ...], incident_type: str, severity: int,
+            casualties: dict[str, int | None], country: str | None,
+            rows: tuple[EvidenceRow, ...]) -> Classification:
+    """A Classification from values the classifier built itself, without re-validating them
+    (what ``model_construct`` does, minus its generic per-field loop: this is the hot path)."""
+    c = _new(Classification)
+    _set(c, "__dict__", {"communities": communities, "incident_type": incident_type,
+                         "severity": severity, "casualties": casualties, "country": country,
+                         "evidence_rows": rows})
+    _set(c, "__pydantic_fields_set__", set(_FIELDS_SET))
+    _set(c, "__pydantic_extra__", None)
+    _set(c, "__pydantic_private__", None)
+    return c
 
-    texts: dict[FieldName, str]
-    folded: dict[FieldName, str]
-    by_kind: dict[str, list[_Located]] = field(default_factory=lambda: defaultdict(list))
 
-    def of(self, kind: str) -> list[_Located]:
-        return self.by_kind.get(kind, [])
-
-    def evidence(self, rule: str, loc: _Located) -> Evidence:
-        text = self.texts[loc.field]
-        return Evidence(rule=rule, term=text[loc.hit.start:loc.hit.end], field=loc.field,
-                        start=loc.hit.start, end=loc.hit.end)
+# A hit during classification: (field index 0 title / 1 summary, start, end, pattern, sentence)
+_H = tuple[int, int, int, Pattern, int]  # + sentence number, -1 until needed
 
 
 class Classifier:
@@ -114,21 +153,34 @@ class Classifier:
         self.lexicon = lexicon
         self._matcher = Matcher(lexicon)
         tf = lexicon.incident_types
-        self._precedence = {t: i for i, t in enumerate(tf.precedence)}
+        cf = lexicon.communities
+        last = len(tf.precedence)
+        self._rank = {t: last - i for i, t in enumerate(tf.precedence)}  # higher wins ties
         self._cap = {k.lower(): v for k, v in tf.cap_severity.items()}
-        self._casualty_rules = tf.casualty_severity
+        self._casualty_rules = tuple((r.killed, r.injured, r.severity) for r in tf.casualty_severity)
         self._aftermath_cap = tf.aftermath_max_severity
         self._cause_weight = tf.cause_weight
         self._link_window = tf.link_window
-        communities = {c.id: c for c in lexicon.communities.communities}
-        self._ancestors = {cid: _ancestors(cid, communities) for cid in communities}
-        self._implies = {cid: c.implies for cid, c in communities.items()}
+        communities = {c.id: c for c in cf.communities}
+        ancestors = {cid: _ancestors(cid, communities) for cid in communities}
+        self._ancestors = ancestors
+        # Ids emitted for a matched community abroad, and at home (no ancestors there:
+        # "Chinese" in China is not "asian"); implied faiths come with their ancestors.
+        self._out_abroad: dict[str, frozenset[str]] = {}
+        self._out_home: dict[str, frozenset[str]] = {}
+        for cid, c in communities.items():
+            implied = {x for imp in c.implies for x in (imp, *ancestors[imp])}
+            self._out_home[cid] = frozenset({cid, *implied})
+            self._out_abroad[cid] = frozenset({cid, *ancestors[cid], *implied})
         self._home = {cid: frozenset(c.home_countries) for cid, c in communities.items()}
-        diaspora: dict[str, list[str]] = defaultdict(list)
+        diaspora: dict[str, list[str]] = {}
         for c in communities.values():
             for code in c.home_countries:
-                diaspora[code].append(c.id)
-        self._diaspora = {code: tuple(ids) for code, ids in diaspora.items()}
+                diaspora.setdefault(code, []).append(c.id)
+        self._diaspora = {code: tuple(sorted(ids)) for code, ids in diaspora.items()}
+        self._majority = {code: faith for faith, codes in cf.majority_faith.items() for code in codes}
+        self._gathering = frozenset(fold(t).strip() for t in cf.religious_gatherings)
+        self._emit_cache: dict[tuple[frozenset[str], str | None], tuple[str, ...]] = {}
 
     @classmethod
     def from_dir(cls, directory: Path) -> Classifier:
@@ -139,178 +191,271 @@ class Classifier:
 
     def classify(self, title: str, summary: str = "", *, cap_severity: str | None = None,
                  country: str | None = None) -> Classification:
-        scan = self._scan(title, summary)
-        found_country, country_ev = self._country(scan)
-        country = found_country or (country.upper() if country else None)
-        cap = self._cap.get((cap_severity or "").strip().lower())
+        texts = (title, summary)
+        folded = (fold(title), fold(summary) if summary else "")
+        com: list[_H] = []
+        typ: list[_H] = []
+        harm: list[_H] = []
+        other: list[_H] = []  # escalation, aftermath, cause, country, context: rare, few
+        heads: set[tuple[int, int]] = set()
+        scan = self._matcher.scan_spans
+        for f in (0, 1):
+            if not folded[f]:
+                continue
+            for s, e, p in scan(folded[f]):
+                kind = p.kind
+                if kind is Kind.COMMUNITY:
+                    com.append((f, s, e, p, -1))
+                elif kind is Kind.TYPE:
+                    typ.append((f, s, e, p, -1))
+                elif kind is Kind.HARM:
+                    harm.append((f, s, e, p, -1))
+                elif kind is Kind.NON_TARGET:
+                    heads.add((f, s))
+                else:
+                    other.append((f, s, e, p, -1))
+        if heads and com:
+            com = [h for h in com if (h[0], _next_word(folded[h[0]], h[2])) not in heads]
+        if typ and any(h[3].needs_context for h in typ) and not any(
+                h[3].kind is Kind.CONTEXT for h in other):
+            typ = [h for h in typ if not h[3].needs_context]
 
-        targets = self._targets(scan)
-        itype, type_hits = self._choose_type(scan, {loc.sentence for loc in targets})
-        if itype == "none" and cap is not None:
-            itype = NATURAL_DISASTER  # CAP feeds carry hazard alerts; their words may be unknown
+        found, country_row = self._country(texts, folded, com, other)
+        country = found or (country.upper() if country else None)
+        cap = self._cap.get(cap_severity.strip().lower()) if cap_severity else None
 
-        casualty_matches = [
-            (f, m) for f in scan.texts
-            for m in find_casualties(scan.folded[f], self._harm_windows(scan, f))
-        ]
-        casualties = casualty_totals([m for _, m in casualty_matches])
-        severity = self._severity(scan, itype, type_hits, casualties, cap)
+        if not typ and cap is None:
+            # Harm words alone ("Pope dies at 88") are not an incident.
+            return _result((), "none", 0, {"killed": None, "injured": None}, country,
+                           (country_row,) if country_row else ())
 
-        if itype == NATURAL_DISASTER:
-            communities = self._diaspora.get(country or "", ())
-            targets = []
-        elif itype == "none":
-            communities, targets = (), []
+        sentences = _Sentences(texts)
+        sentence = sentences.index
+        causes = self._cause_spans(texts, other, typ, sentence) if other else ()
+        if com and typ:
+            # Sentence numbers, once per hit, only when a community could be linked.
+            typ = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in typ]
+            harm = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in harm]
+            targets = self._targets(com, typ, harm, causes, sentence)
         else:
-            communities = tuple({loc.hit.pattern.key for loc in targets})
-        evidence = [scan.evidence(f"community:{loc.hit.pattern.key}", loc) for loc in targets]
-        evidence += [scan.evidence(f"type:{itype}", loc) for loc in type_hits]
-        evidence += [
-            Evidence(rule="casualties", term=scan.texts[f][m.start:m.end], field=f,
-                     start=m.start, end=m.end)
-            for f, m in casualty_matches
-        ]
-        evidence += country_ev
-        return Classification(
-            communities=self._emit(communities, country),
-            incident_type=itype,
-            severity=severity,
-            casualties=casualties,
-            evidence=tuple(evidence),
-            country=country,
-        )
+            targets = []
+        if typ:
+            itype, type_hits = self._choose_type(typ, {(h[0], h[4]) for h in targets}, causes)
+        else:
+            itype, type_hits = NATURAL_DISASTER, []  # CAP feeds carry hazard alerts
+
+        casualty_matches = []
+        for f in (0, 1):
+            anchors = [(s, e) for hf, s, e, p, _ in harm if hf == f and p.severity >= 2]
+            if anchors:
+                casualty_matches += [(f, m) for m in find_casualties(folded[f], anchors)]
+        casualties = casualty_totals([m for _, m in casualty_matches])
+        severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences)
+
+        majority_row: EvidenceRow | None = None
+        if itype == NATURAL_DISASTER:
+            ids: tuple[str, ...] | set[str] = self._diaspora.get(country or "", ())
+            targets = []
+        else:
+            ids = {h[3].key for h in targets}
+            if not ids and country in self._majority:
+                gathering = self._gathering_attacked(folded, typ, harm, sentence)
+                if gathering:
+                    faith = self._majority[country]
+                    ids = {faith}
+                    f, gs, ge = gathering
+                    majority_row = (f"majority_faith:{faith}", texts[f][gs:ge], FIELDS[f], gs, ge)
+
+        rows: list[EvidenceRow] = [(h[3].rule, texts[h[0]][h[1]:h[2]], FIELDS[h[0]], h[1], h[2])
+                                   for h in targets]
+        if majority_row:
+            rows.append(majority_row)
+        rows += [(h[3].rule, texts[h[0]][h[1]:h[2]], FIELDS[h[0]], h[1], h[2]) for h in type_hits]
+        rows += [("casualties", texts[f][m.start:m.end], FIELDS[f], m.start, m.end)
+                 for f, m in casualty_matches]
+        if country_row:
+            rows.append(country_row)
+        return _result(self._emit(ids, country) if ids else (), itype, severity, casualties, country,
+                       tuple(rows))
 
     # ------------------------------------------------------------------ steps
 
-    def _scan(self, title: str, summary: str) -> _Scan:
-        scan = _Scan({"title": title, "summary": summary}, {})
-        for name, text in scan.texts.items():
-            if not text:
-                scan.folded[name] = ""
-                continue
-            folded = fold(text)
-            scan.folded[name] = folded
-            hits = self._matcher.scan(folded)
-            heads = {h.start for h in hits if h.pattern.kind is Kind.NON_TARGET}
-            ends = _sentence_ends(text)
-            for hit in hits:
-                if hit.pattern.kind is Kind.COMMUNITY and heads and _next_word(folded, hit.end) in heads:
-                    continue
-                scan.by_kind[hit.pattern.kind].append(
-                    _Located(hit, name, (name, bisect_right(ends, hit.start))))
-        return scan
-
-    def _targets(self, scan: _Scan) -> list[_Located]:
-        """Community words with a type or harm word close by in the same sentence."""
-        if not scan.of(Kind.TYPE):
-            return []  # harm words alone ("Pope dies at 88") are not an incident
-        incident: dict[tuple[str, int], list[Hit]] = defaultdict(list)
-        for loc in (*scan.of(Kind.TYPE), *scan.of(Kind.HARM)):
-            incident[loc.sentence].append(loc.hit)
+    def _targets(self, com: list[_H], typ: list[_H], harm: list[_H], causes: Any,
+                 sentence: Any) -> list[_H]:
+        """Community words with a type or harm word close by in the same sentence,
+        outside any cause clause that reports an earlier incident."""
+        incident: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for f, s, e, _, n in typ:
+            incident.setdefault((f, n), []).append((s, e))
+        for f, s, e, _, n in harm:
+            incident.setdefault((f, n), []).append((s, e))
         window = self._link_window
-        return [
-            loc for loc in scan.of(Kind.COMMUNITY)
-            if any(max(h.start, loc.hit.start) - min(h.end, loc.hit.end) <= window
-                   for h in incident.get(loc.sentence, ()))
-        ]
+        out = []
+        for f, s, e, p, _ in com:
+            n = sentence(f, s)
+            near = incident.get((f, n))
+            if not near:
+                continue
+            for hs, he in near:
+                if (hs - e if hs > s else s - he) <= window:
+                    break
+            else:
+                continue
+            # "... weeks after the Easter bombings": the target of an earlier incident.
+            if causes and any(cf == f and cs < s < ce and any(
+                    h[0] == f and cs < h[1] < ce for h in typ) for cf, cs, ce in causes):
+                continue
+            out.append((f, s, e, p, n))
+        return out
 
-    def _choose_type(self, scan: _Scan, linked: set[tuple[str, int]]) -> tuple[str, list[_Located]]:
-        hits = scan.of(Kind.TYPE)
-        if not hits:
-            return "none", []
-        causes = self._cause_spans(scan, hits)
-        scores: dict[str, float] = defaultdict(float)
-        for loc in hits:
-            weight = loc.hit.pattern.weight
-            if loc.field == "title":
+    def _choose_type(self, typ: list[_H], linked: set[tuple[int, int]],
+                     causes: Any) -> tuple[str, list[_H]]:
+        scores: dict[str, float] = {}
+        cause_weight = self._cause_weight
+        for f, s, _, p, n in typ:
+            weight = p.weight
+            if f == 0:
                 weight *= TITLE_WEIGHT
-            if loc.sentence in linked:
+            if linked and (f, n) in linked:
                 weight *= LINK_WEIGHT
-            if any(f == loc.field and s < loc.hit.start < e for f, s, e in causes):
-                weight *= self._cause_weight
-            scores[loc.hit.pattern.key] += weight
-        last = len(self._precedence)
-        best = max(scores, key=lambda t: (scores[t], -self._precedence.get(t, last)))
-        return best, [loc for loc in hits if loc.hit.pattern.key == best]
+            if causes and any(cf == f and cs < s < ce for cf, cs, ce in causes):
+                weight *= cause_weight
+            scores[p.key] = scores.get(p.key, 0.0) + weight
+        if len(scores) == 1:
+            return p.key, typ
+        rank = self._rank
+        best = max(scores, key=lambda t: (scores[t], rank.get(t, 0)))
+        return best, [h for h in typ if h[3].key == best]
 
     @staticmethod
-    def _cause_spans(scan: _Scan, hits: list[_Located]) -> list[tuple[str, int, int]]:
+    def _cause_spans(texts: tuple[str, str], other: list[_H], typ: list[_H],
+                     sentence: Any) -> list[tuple[int, int, int]]:
         """Spans from a cause marker to the next comma or sentence end ("Following X, mobs
         attacked"), kept only where the sentence reports something outside them too:
         in "Curfew imposed after clashes" the clashes are the incident."""
         spans = []
-        for loc in scan.of(Kind.CAUSE):
-            text = scan.texts[loc.field]
-            ends = [i for i in (text.find(",", loc.hit.end), *_sentence_end(text, loc.hit.end))
-                    if i >= 0]
-            start, end = loc.hit.start, min(ends, default=len(text))
-            if any(h.sentence == loc.sentence and not start < h.hit.start < end for h in hits):
-                spans.append((loc.field, start, end))
+        for f, s, e, p, _ in other:
+            if p.kind is not Kind.CAUSE:
+                continue
+            text = texts[f]
+            stops = [i for i in (text.find(",", e), *_sentence_end(text, e)) if i >= 0]
+            end = min(stops, default=len(text))
+            sent = sentence(f, s)
+            if any(hf == f and not s < hs < end and sentence(hf, hs) == sent for hf, hs, _, _, _ in typ):
+                spans.append((f, s, end))
         return spans
 
-    @staticmethod
-    def _harm_windows(scan: _Scan, name: FieldName) -> list[tuple[int, int]]:
-        """Where casualty figures can be: around the harm words, so the regex skips the rest."""
-        spans = sorted((loc.hit.start, loc.hit.end) for loc in scan.of(Kind.HARM)
-                       if loc.field == name and loc.hit.pattern.severity >= 2)
-        windows: list[tuple[int, int]] = []
-        for start, end in spans:
-            start, end = max(0, start - CASUALTY_REACH), end + CASUALTY_REACH
-            if windows and start <= windows[-1][1]:
-                windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
-            else:
-                windows.append((start, end))
-        return windows
-
-    def _severity(self, scan: _Scan, itype: str, type_hits: list[_Located],
-                  casualties: dict[str, int | None], cap: int | None) -> int:
+    def _severity(self, itype: str, type_hits: list[_H], harm: list[_H], other: list[_H],
+                  casualties: dict[str, int | None], cap: int | None, sentences: _Sentences) -> int:
         if itype == "none":
             return 0
-        levels = [1, cap or 0]
-        levels += [loc.hit.pattern.severity for loc in type_hits]
-        levels += [loc.hit.pattern.severity for loc in scan.of(Kind.HARM)]
-        levels += [loc.hit.pattern.severity for loc in scan.of(Kind.ESCALATION)]
-        for rule in self._casualty_rules:
-            if (rule.killed and (casualties["killed"] or 0) >= rule.killed) or (
-                    rule.injured and (casualties["injured"] or 0) >= rule.injured):
-                levels.append(rule.severity)
-        severity = max(levels)
-        if any(loc.field == "title" for loc in scan.of(Kind.AFTERMATH)):
+        severity = max(1, cap or 0, *(h[3].severity for h in type_hits), *(h[3].severity for h in harm))
+        aftermath = False
+        for f, _, _, p, _ in other:
+            if p.kind is Kind.ESCALATION:
+                severity = max(severity, p.severity)
+            elif p.kind is Kind.AFTERMATH and f == 0:
+                aftermath = True
+        killed, injured = casualties["killed"] or 0, casualties["injured"] or 0
+        for k, i, level in self._casualty_rules:
+            if level > severity and ((k and killed >= k) or (i and injured >= i)):
+                severity = level
+        if aftermath or (cap is None and type_hits and _background_only(type_hits, sentences)):
             severity = min(severity, self._aftermath_cap)
         return severity
 
-    def _country(self, scan: _Scan) -> tuple[str | None, list[Evidence]]:
-        community_spans = [(loc.field, loc.hit.start, loc.hit.end) for loc in scan.of(Kind.COMMUNITY)]
-        hits = [
-            loc for loc in scan.of(Kind.COUNTRY)
+    def _gathering_attacked(self, folded: tuple[str, str], typ: list[_H], harm: list[_H],
+                            sentence: Any) -> tuple[int, int, int] | None:
+        """A religious-gathering word (worshippers, pilgrims, shrine) shares a sentence
+        with a violent type word: an attack on a faith the text does not name."""
+        gathering = self._gathering
+        for f, s, _, p, _ in (*typ, *harm):
+            if p.severity < 2:
+                continue
+            text = folded[f]
+            sent = sentence(f, s)
+            for word in gathering:
+                i = text.find(word)
+                while i >= 0:
+                    j = i + len(word)
+                    if ((i == 0 or text[i - 1] == " ") and (j == len(text) or text[j] == " ")
+                            and sentence(f, i) == sent):
+                        return f, i, j
+                    i = text.find(word, j)
+        return None
+
+    def _country(self, texts: tuple[str, str], folded: tuple[str, str], com: list[_H],
+                 other: list[_H]) -> tuple[str | None, EvidenceRow | None]:
+        best: tuple[bool, bool, int] | None = None
+        best_hit: _H | None = None
+        for h in other:
+            f, s, e, p, _ = h
+            if p.kind is not Kind.COUNTRY:
+                continue
             # "Congregation Beth Israel" names a synagogue, not a country.
-            if not any(f == loc.field and s <= loc.hit.start and loc.hit.end <= e
-                       and e - s > loc.hit.end - loc.hit.start for f, s, e in community_spans)
-        ]
-        if not hits:
-            return None, []
-
-        def rank(loc: _Located) -> tuple[bool, bool, int]:
-            before = scan.folded[loc.field][max(0, loc.hit.start - 5):loc.hit.start]
-            located = before.endswith(_PLACE_PREPOSITIONS)
+            if any(cf == f and cs <= s and e <= ce and ce - cs > e - s for cf, cs, ce, _, _ in com):
+                continue
+            before = folded[f][max(0, s - 5):s]
             # "attacked in Amsterdam" beats "fans from Israel"; the title beats the summary.
-            return (not located, loc.field != "title", loc.hit.start)
+            rank = (not before.endswith(_PLACE_PREPOSITIONS), f != 0, s)
+            if best is None or rank < best:
+                best, best_hit = rank, h
+        if best_hit is None:
+            return None, None
+        f, s, e, p, _ = best_hit
+        return p.key, (p.rule, texts[f][s:e], FIELDS[f], s, e)
 
-        first = min(hits, key=rank)
-        code = first.hit.pattern.key
-        return code, [scan.evidence(f"country:{code}", first)]
+    def _emit(self, communities: Any, country: str | None) -> tuple[str, ...]:
+        key = (frozenset(communities), country)
+        out = self._emit_cache.get(key)
+        if out is None:
+            ids: set[str] = set()
+            for cid in key[0]:
+                ids |= (self._out_home if country in self._home[cid] else self._out_abroad)[cid]
+            out = tuple(sorted(ids))
+            if len(self._emit_cache) < 4096:
+                self._emit_cache[key] = out
+        return out
 
-    def _emit(self, communities: tuple[str, ...] | list[str], country: str | None) -> tuple[str, ...]:
-        out: set[str] = set()
-        for cid in communities:
-            out.add(cid)
-            # At home a nationality is not a minority marker: "Chinese" in China is not "asian".
-            if country not in self._home[cid]:
-                out.update(self._ancestors[cid])
-            for implied in self._implies[cid]:
-                out.add(implied)
-                out.update(self._ancestors[implied])
-        return tuple(sorted(out))
+
+class _Sentences:
+    """Sentence numbers of positions in the title (0) and summary (1), split on demand."""
+
+    __slots__ = ("texts", "ends")
+
+    def __init__(self, texts: tuple[str, str]) -> None:
+        self.texts = texts
+        self.ends: list[list[int] | None] = [None, None]
+
+    def _ends(self, f: int) -> list[int]:
+        e = self.ends[f]
+        if e is None:
+            e = self.ends[f] = _sentence_ends(self.texts[f])
+        return e
+
+    def index(self, f: int, pos: int) -> int:
+        return bisect_right(self.ends[f] or self._ends(f), pos)
+
+    def span(self, f: int, n: int) -> tuple[int, int]:
+        ends = self._ends(f)
+        return (ends[n - 1] if n else 0), (ends[n] if n < len(ends) else len(self.texts[f]))
+
+
+def _background_only(type_hits: list[_H], sentences: _Sentences) -> bool:
+    """Every word of the chosen type is in a summary sentence dated "in 1992": the item
+    is about something else and recalls an old incident ("the temple built where mobs
+    demolished a mosque in 1992")."""
+    checked: dict[int, bool] = {}
+    for f, s, _, _, _ in type_hits:
+        if f == 0:
+            return False
+        n = sentences.index(f, s)
+        if n not in checked:
+            lo, hi = sentences.span(f, n)
+            checked[n] = _BACKGROUND_YEAR.search(sentences.texts[f], lo, hi) is not None
+        if not checked[n]:
+            return False
+    return True
 
 
 def _ancestors(cid: str, communities: dict[str, Any]) -> tuple[str, ...]:

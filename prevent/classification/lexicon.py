@@ -72,6 +72,11 @@ class CommunitiesFile(_Strict):
     # ("Buddhist mobs", "Israeli forces"), not the target.
     non_target_heads: tuple[Term, ...] = ()
     countries: dict[CountryCode, tuple[Term, ...]] = {}
+    # Countries where one faith is the religion of nine in ten people or more: an attack on
+    # a religious gathering there that names no faith is taken to target that faith.
+    majority_faith: dict[CommunityId, tuple[CountryCode, ...]] = {}
+    # Words for a religious gathering or its place, used with majority_faith.
+    religious_gatherings: tuple[Term, ...] = ()
     communities: tuple[Community, ...] = Field(min_length=1)
 
 
@@ -82,6 +87,9 @@ class TermRule(_Strict):
     terms: tuple[Term, ...] = Field(min_length=1)
     weight: float = Field(default=1.0, gt=0, le=10)
     severity: Severity = 1
+    # Words that report an incident only where the item also has a hate_context word
+    # ("found dead" is a hate crime in "LGBTQ activist found dead ... homophobic violence").
+    needs_context: bool = False
 
 
 class IncidentType(_Strict):
@@ -118,6 +126,8 @@ class IncidentTypesFile(_Strict):
     # Words after which a type word names the cause, not the incident ("riot after stabbing").
     cause_markers: tuple[Term, ...] = ()
     cause_weight: float = Field(default=0.5, ge=0, le=1)
+    # Words that show hate motivation; they enable rules marked needs_context.
+    hate_context: tuple[Term, ...] = ()
     # How far (characters, same sentence) a type or harm word may be from a community word.
     link_window: int = Field(default=120, ge=10)
     types: tuple[IncidentType, ...]
@@ -207,6 +217,10 @@ def _check_communities(cf: CommunitiesFile, node: yaml.Node, path: Path) -> list
                 err("implies", f"unknown community {imp!r}")
         if not any(True for _ in c.terms()):
             err("id", f"community {c.id!r} has no terms")
+    for faith in cf.majority_faith:
+        if faith not in known:
+            errors.append(f"{path}:{_node_line(node, ('majority_faith', faith))}: "
+                          f"majority_faith.{faith}: unknown community {faith!r}")
     by_id = {c.id: c for c in cf.communities}
     for i, c in enumerate(cf.communities):
         seen, cur = {c.id}, c

@@ -16,6 +16,10 @@ from sqlalchemy import func, select
 
 from prevent import alerts as alert_service
 from prevent import api
+from prevent.config import Settings
+from prevent.console import ack, notices, outbox, patrols, sms
+from prevent.console import metrics as metrics_routes
+from prevent.console import websub as websub_routes
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, IncidentRow, NoticeRow, PatrolRow
 
@@ -27,7 +31,10 @@ class ConsoleState:
     db: Database
     outbox: Callable[[], list[Any]] | None = None  # demo SMTP sink's received mail
     kick: Callable[[], None] | None = None  # the process's outbox relay: publish decisions now
+    settings: Settings | None = None  # None: the process's settings (get_settings)
+    http_outbox: Callable[[], list[Any]] | None = None  # demo HTTP sink's SMS and webhook requests
     checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    websub: Callable[[str, bytes, Any], Any] | None = None  # the in-process watcher's push receiver
 
 
 def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[ConsoleState]]
@@ -44,6 +51,13 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")
     app.include_router(api.router)
+    app.include_router(ack.router)
+    app.include_router(sms.router)
+    app.include_router(notices.router)
+    app.include_router(patrols.router)
+    app.include_router(outbox.router)
+    app.include_router(websub_routes.router)
+    app.include_router(metrics_routes.router)
 
     def console(request: Request) -> ConsoleState:
         return request.app.state.console  # type: ignore[no-any-return]

@@ -1,135 +1,429 @@
-"""The feed watcher: one APScheduler job per feed; fetch, parse, dedupe, publish.
+"""The feed watcher: one APScheduler job per feed; fetch, parse, dedupe, publish, schedule.
 
-Nothing is marked seen before Kafka acknowledged its publish, so a broker outage
-or a crash re-publishes (absorbed downstream by the deterministic incident id)
-rather than losing an entry.
+* Nothing is marked seen before Kafka acknowledged its publish, so a broker outage or a
+  crash re-publishes (absorbed downstream by the deterministic incident id) rather than
+  losing an entry; a failed publish also keeps the old ETag/Last-Modified, so the next
+  poll gets the full body again instead of a 304 that would hide the unpublished entries.
+* One feed's failure is recorded on that feed (kind, message, consecutive count,
+  backoff, auto-disable) and never reaches the others: every poll is its own job, the
+  network is bounded per host and overall (:class:`~prevent.feeds.fetch.Fetcher`), and
+  parsing runs in a thread.
+* When to poll next is :mod:`prevent.feeds.schedule`; the job's next run is moved after
+  every poll (APScheduler's own interval is only the fallback).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+import random
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import httpx
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
-from prevent.contracts import GlobalIncident, utcnow
-from prevent.feeds.fetch import FetchError, fetch
+from prevent.config import Settings
+from prevent.contracts import FeedKind, GlobalIncident, utcnow
+from prevent.feeds import schedule
+from prevent.feeds.fetch import Fetcher, FetchError, FetchResult
 from prevent.feeds.normalize import incidents_from_bytes
 from prevent.feeds.parse import FeedParseError
 from prevent.feeds.registry import FeedConfig
+from prevent.feeds.threat import ThreatLevelError, change_incident, extract_level
+from prevent.feeds.websub import WebSub, record_push
 from prevent.storage.db import Database
-from prevent.storage.tables import FeedState, SeenEntry
+from prevent.storage.tables import FeedState, SeenEntry, ThreatLevelState
 
 log = logging.getLogger("prevent.watcher")
 Publish = Callable[[GlobalIncident], Awaitable[None]]
+SEEN_CHUNK = 500  # ids per IN (...) query: well under every driver's parameter limit
+# Kinds that will not fix themselves: disable at once rather than after N tries.
+PERMANENT_STATUS = frozenset({410})
+
+
+class PublishFailed(Exception):
+    """Kafka did not acknowledge a publish after every retry (the broker is down)."""
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    feed_id: str
+    published: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    next_in: float | None = None  # seconds; None when the feed is (now) disabled
+    disabled: bool = False
 
 
 class FeedWatcher:
-    def __init__(self, feeds: Sequence[FeedConfig], db: Database, client: httpx.AsyncClient,
-                 publish: Publish) -> None:
-        self.feeds = [f for f in feeds if f.enabled]
+    def __init__(self, feeds: Sequence[FeedConfig], db: Database,
+                 fetcher: Fetcher | httpx.AsyncClient, publish: Publish, *,
+                 settings: Settings | None = None, websub: WebSub | None = None,
+                 publish_attempts: int = 6, publish_backoff: float = 0.5,
+                 reload: Callable[[], list[FeedConfig]] | None = None,
+                 rng: random.Random | None = None, startup_spread: float = 5.0) -> None:
+        self.settings = settings or Settings()
+        self.feeds = {f.id: f for f in feeds if f.enabled}
         self.db = db
-        self.client = client
+        self.fetcher = fetcher if isinstance(fetcher, Fetcher) else Fetcher.from_settings(
+            fetcher, self.settings)
         self.publish = publish
+        self.websub = websub
+        self.bounds = schedule.Bounds.from_settings(self.settings)
+        self.publish_attempts = publish_attempts
+        self.publish_backoff = publish_backoff
+        self.reload = reload
+        self.rng = rng or random.Random()
+        self.startup_spread = startup_spread
+        self.retention = timedelta(days=self.settings.feed_seen_retention_days)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        # Poll and WebSub push of one feed never interleave their dedupe and mark-seen.
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    def start(self) -> None:
-        for feed in self.feeds:
-            self.scheduler.add_job(
-                self.poll, "interval", seconds=feed.interval_seconds, args=[feed], id=feed.id,
-                coalesce=True, max_instances=1, jitter=min(30, feed.interval_seconds // 10),
-                next_run_time=utcnow(),
-            )
+    # ------------------------------------------------------------------ scheduling
+
+    async def start(self) -> None:
+        states = await self._states(self.feeds)
+        now = utcnow()
+        for feed in self.feeds.values():
+            state = states.get(feed.id)
+            if state is not None and state.disabled_reason:
+                log.warning("feed_id=%s is disabled: %s (`prevent feeds enable %s`)",
+                            feed.id, state.disabled_reason, feed.id)
+                continue
+            self._add_job(feed, self._first_run(feed, state, now))
+        self.scheduler.add_job(self.prune_seen, "interval", hours=1, id="__prune_seen__",
+                               coalesce=True, max_instances=1, next_run_time=now)
+        self.scheduler.add_job(self.sync, "interval", seconds=60, id="__sync__",
+                               coalesce=True, max_instances=1)
+        if self.websub is not None:
+            self.scheduler.add_job(self.websub.renew_due, "interval", minutes=5, id="__websub_renew__",
+                                   coalesce=True, max_instances=1)
         self.scheduler.start()
+
+    def _first_run(self, feed: FeedConfig, state: FeedState | None, now: datetime) -> datetime:
+        # A restart honours a backoff or Retry-After still running; first polls of many
+        # feeds are spread over a few seconds instead of one burst.
+        due = state.next_poll_at if state is not None and state.next_poll_at else now
+        spread = self.rng.uniform(0, min(self.startup_spread, feed.interval_seconds / 10))
+        return max(due, now) + timedelta(seconds=spread)
+
+    def _add_job(self, feed: FeedConfig, first: datetime) -> None:
+        self.scheduler.add_job(
+            self.poll, "interval", seconds=feed.interval_seconds, args=[feed.id], id=feed.id,
+            coalesce=True, max_instances=1, jitter=min(30, feed.interval_seconds // 10),
+            next_run_time=first, misfire_grace_time=None, replace_existing=True,
+        )
+
+    def _reschedule(self, feed_id: str, seconds: float | None) -> None:
+        if not self.scheduler.running:
+            return
+        try:
+            if seconds is None:
+                self.scheduler.remove_job(feed_id)
+            else:
+                when = utcnow() + timedelta(seconds=schedule.jittered(seconds, rng=self.rng))
+                self.scheduler.modify_job(feed_id, next_run_time=when)
+        except JobLookupError:
+            pass  # removed meanwhile (disabled, or the registry changed)
 
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
-    async def poll(self, feed: FeedConfig) -> int:
-        """Poll one feed once; returns how many incidents were published. Never raises:
-        one failing feed must not disturb the others."""
-        try:
-            return await self._poll(feed)
-        except Exception as exc:  # noqa: BLE001 - recorded per feed
-            log.warning("feed %s: %s", feed.id, exc)
-            await self._record_error(feed, exc)
-            return 0
+    async def sync(self) -> None:
+        """Pick up registry edits and feeds re-enabled with `prevent feeds enable`."""
+        if self.reload is not None:
+            try:
+                fresh = {f.id: f for f in self.reload() if f.enabled}
+            except Exception as exc:  # noqa: BLE001 - keep the feeds we have
+                log.error("feeds registry not reloaded: %s", exc)
+                fresh = self.feeds
+            for gone in set(self.feeds) - set(fresh):
+                self._reschedule(gone, None)
+            changed = {i for i in fresh if i in self.feeds and fresh[i] != self.feeds[i]}
+            for feed_id in changed:
+                self._reschedule(feed_id, None)
+            self.feeds = fresh
+        states = await self._states(self.feeds)
+        now = utcnow()
+        for feed in self.feeds.values():
+            state = states.get(feed.id)
+            if self.scheduler.get_job(feed.id) is None and not (state and state.disabled_reason):
+                self._add_job(feed, self._first_run(feed, state, now))
 
-    async def _poll(self, feed: FeedConfig) -> int:
+    # ------------------------------------------------------------------ polling
+
+    async def poll_all(self, feeds: Iterable[str] | None = None) -> list[PollOutcome]:
+        """Poll the given (default: every) feed once, concurrently within the fetch bounds."""
+        ids = list(feeds) if feeds is not None else list(self.feeds)
+        return list(await asyncio.gather(*(self.poll(i) for i in ids)))
+
+    async def poll(self, feed_id: str) -> PollOutcome:
+        """Poll one feed once. Never raises: one failing feed must not disturb the others."""
+        feed = self.feeds.get(feed_id)
+        if feed is None:
+            return PollOutcome(feed_id, error="unknown or disabled feed")
+        try:
+            outcome = await self._poll(feed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded per feed, never raised
+            log.exception("feed_id=%s unexpected error", feed.id)
+            outcome = await self._failed(feed, type(exc).__name__, str(exc) or type(exc).__name__)
+        self._reschedule(feed.id, outcome.next_in)
+        return outcome
+
+    async def _poll(self, feed: FeedConfig) -> PollOutcome:
         async with self.db.transaction() as session:
-            state = await session.get(FeedState, feed.id) or FeedState(feed_id=feed.id)
-            etag, last_modified = state.etag, state.last_modified
-        result = await fetch(self.client, feed.url, etag=etag, last_modified=last_modified)
-        if result.not_modified:
-            await self._record_success(feed, result.etag, result.last_modified, 0, 0,
-                                       result.duration_ms, not_modified=True)
-            return 0
+            state = await session.get(FeedState, feed.id)
+        if state is not None and state.disabled_reason:
+            return PollOutcome(feed.id, error=state.disabled_reason, disabled=True)
+        etag = state.etag if state else None
+        last_modified = state.last_modified if state else None
+        try:
+            result = await self.fetcher.fetch(feed.url, etag=etag, last_modified=last_modified)
+        except FetchError as exc:
+            return await self._failed(feed, exc.kind, str(exc), retry_after=exc.retry_after,
+                                      status=exc.status)
+        if result.not_modified:  # costs one request and one row update
+            return await self._succeeded(feed, result, emitted=0)
+        try:
+            async with self._locks[feed.id]:
+                if feed.kind is FeedKind.THREAT_LEVEL:
+                    emitted, ttl, hub = await self._threat_level(feed, result), None, None
+                else:
+                    emitted, ttl, hub = await self._entries(feed, result)
+        except (FeedParseError, ThreatLevelError) as exc:
+            return await self._failed(feed, "parse", str(exc), status=result.status)
+        except PublishFailed as exc:
+            return await self._publish_failed(feed, exc)
+        if hub and self.websub is not None:
+            await self._ensure_websub(feed, hub, result)
+        return await self._succeeded(feed, result, emitted=emitted, ttl_minutes=ttl)
+
+    async def _entries(self, feed: FeedConfig, result: FetchResult
+                       ) -> tuple[int, int | None, str | None]:
         incidents, parsed, problems = await asyncio.to_thread(
             incidents_from_bytes, result.body, feed, headers=result.headers)
         for problem in problems:
-            log.info("feed %s: %s", feed.id, problem)
-        fresh = await self._unseen(incidents)
-        for incident in fresh:
-            await self.publish(incident)
-            await self._mark_seen(incident)
-        await self._record_success(feed, result.etag, result.last_modified, len(fresh),
-                                   len(result.body), result.duration_ms)
-        if fresh:
-            log.info("feed %s: published %d new or updated incidents", feed.id, len(fresh))
-        return len(fresh)
+            log.info("feed_id=%s %s", feed.id, problem)
+        emitted = await self.ingest(feed, incidents)
+        return emitted, parsed.ttl_minutes, parsed.hub_url
 
-    async def _unseen(self, incidents: list[GlobalIncident]) -> list[GlobalIncident]:
+    async def _ensure_websub(self, feed: FeedConfig, hub: str, result: FetchResult) -> None:
+        assert self.websub is not None
+        try:
+            await self.websub.ensure(feed, hub, feed.url if feed.url.startswith("http") else result.url)
+        except Exception as exc:  # noqa: BLE001 - polling goes on without push
+            log.warning("feed_id=%s websub: %s", feed.id, exc)
+
+    # ------------------------------------------------------------------ dedupe + publish
+
+    async def ingest(self, feed: FeedConfig, incidents: Sequence[GlobalIncident]) -> int:
+        """Publish what is new or changed, then mark it seen; the one path for polls and pushes.
+
+        Returns how many were published. Raises PublishFailed after marking seen what
+        was acknowledged before the failure.
+        """
         if not incidents:
-            return []
-        async with self.db.transaction() as session:
-            rows = (await session.execute(select(SeenEntry.incident_id, SeenEntry.content_hash)
-                    .where(SeenEntry.incident_id.in_([i.incident_id for i in incidents])))).all()
-        known = dict(rows)  # type: ignore[arg-type]
-        return [i for i in incidents if known.get(i.incident_id) != i.content_hash]
+            return 0
+        now = utcnow()
+        known = await self._known([i.incident_id for i in incidents])
+        fresh = [i for i in incidents if i.incident_id not in known
+                 or known[i.incident_id][0] != i.content_hash]
+        # Entries still in the feed stay remembered: their seen_at is refreshed before
+        # the retention window could prune them.
+        refresh = [i.incident_id for i in incidents if i.incident_id in known
+                   and known[i.incident_id][0] == i.content_hash
+                   and known[i.incident_id][1] < now - self.retention / 2]
+        acked: list[GlobalIncident] = []
+        try:
+            for incident in fresh:
+                await self._publish_with_retry(incident)
+                acked.append(incident)
+        finally:
+            if acked or refresh:
+                await self._mark_seen(acked, set(known), refresh, now)
+        if acked:
+            log.info("feed_id=%s published %d new or updated incidents", feed.id, len(acked))
+        return len(acked)
 
-    async def _mark_seen(self, incident: GlobalIncident) -> None:
-        async with self.db.transaction() as session:
-            await session.merge(SeenEntry(
-                incident_id=incident.incident_id, feed_id=incident.feed_id,
-                content_hash=incident.content_hash, published_at=incident.published,
-                seen_at=utcnow()))
+    async def _publish_with_retry(self, incident: GlobalIncident) -> None:
+        delay = self.publish_backoff
+        for attempt in range(1, self.publish_attempts + 1):
+            try:
+                await self.publish(incident)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any publish failure is retried
+                if attempt == self.publish_attempts:
+                    raise PublishFailed(f"publish of {incident.incident_id} failed "
+                                        f"{attempt} times: {type(exc).__name__}: {exc}") from exc
+                log.warning("incident_id=%s publish failed (attempt %d): %s",
+                            incident.incident_id, attempt, exc)
+                await asyncio.sleep(delay * self.rng.uniform(0.8, 1.2))
+                delay = min(delay * 2, 30.0)
 
-    async def _record_success(self, feed: FeedConfig, etag: str | None, last_modified: str | None,
-                              emitted: int, size: int, duration_ms: float,
-                              not_modified: bool = False) -> None:
+    async def _known(self, ids: list[str]) -> dict[str, tuple[str, datetime]]:
+        known: dict[str, tuple[str, datetime]] = {}
+        async with self.db.transaction() as session:
+            for start in range(0, len(ids), SEEN_CHUNK):
+                chunk = ids[start:start + SEEN_CHUNK]
+                rows = await session.execute(
+                    select(SeenEntry.incident_id, SeenEntry.content_hash, SeenEntry.seen_at)
+                    .where(SeenEntry.incident_id.in_(chunk)))
+                known.update({r.incident_id: (r.content_hash, r.seen_at) for r in rows})
+        return known
+
+    async def _mark_seen(self, acked: list[GlobalIncident], known: set[str], refresh: list[str],
+                         now: datetime) -> None:
+        async with self.db.transaction() as session:
+            session.add_all(SeenEntry(incident_id=i.incident_id, feed_id=i.feed_id,
+                                      content_hash=i.content_hash, published_at=i.published,
+                                      seen_at=now) for i in acked if i.incident_id not in known)
+            for i in acked:
+                if i.incident_id in known:
+                    await session.execute(update(SeenEntry).where(SeenEntry.incident_id == i.incident_id)
+                                          .values(content_hash=i.content_hash, seen_at=now))
+            for start in range(0, len(refresh), SEEN_CHUNK):
+                await session.execute(update(SeenEntry).values(seen_at=now)
+                                      .where(SeenEntry.incident_id.in_(refresh[start:start + SEEN_CHUNK])))
+
+    async def prune_seen(self, *, now: datetime | None = None) -> int:
+        """Forget entries not seen within the retention window; returns how many."""
+        cutoff = (now or utcnow()) - self.retention
+        async with self.db.transaction() as session:
+            result = await session.execute(delete(SeenEntry).where(SeenEntry.seen_at < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def receive_push(self, feed_id: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """A WebSub content push (signature already checked): same parse, dedupe, publish."""
+        feed = self.feeds.get(feed_id)
+        if feed is None:
+            raise LookupError(f"feed {feed_id} is not watched (removed or disabled)")
+        incidents, _parsed, problems = await asyncio.to_thread(
+            incidents_from_bytes, body, feed, headers=headers)
+        for problem in problems:
+            log.info("feed_id=%s push: %s", feed_id, problem)
+        async with self._locks[feed_id]:
+            emitted = await self.ingest(feed, incidents)
+        await record_push(self.db, feed_id)
+        if emitted:
+            async with self.db.transaction() as session:
+                state = await session.get(FeedState, feed_id) or _new_state(feed_id)
+                state.items_emitted = (state.items_emitted or 0) + emitted
+                await session.merge(state)
+        return emitted
+
+    # ------------------------------------------------------------------ threat level
+
+    async def _threat_level(self, feed: FeedConfig, result: FetchResult) -> int:
+        level = await asyncio.to_thread(extract_level, result.body, feed, result.headers)
         now = utcnow()
         async with self.db.transaction() as session:
-            state = await session.get(FeedState, feed.id) or FeedState(
-                feed_id=feed.id, consecutive_errors=0, items_emitted=0, fetches=0,
-                not_modified=0, bytes_fetched=0)
-            state.etag, state.last_modified = etag, last_modified
+            row = await session.get(ThreatLevelState, feed.id)
+            if row is None:  # first observation: recorded, not an event (see threat.py)
+                session.add(ThreatLevelState(feed_id=feed.id, level=level, observed_at=now,
+                                             checked_at=now))
+                log.info("feed_id=%s threat level is %s (first observation)", feed.id, level)
+                return 0
+            if row.level == level:
+                row.checked_at = now
+                return 0
+            previous, since = row.level, row.observed_at
+        incident = change_incident(feed, previous, level, previous_since=since, now=now)
+        emitted = await self.ingest(feed, [incident])  # raises PublishFailed: state unchanged
+        async with self.db.transaction() as session:
+            row = await session.get(ThreatLevelState, feed.id)
+            assert row is not None
+            row.level, row.observed_at, row.checked_at = level, now, now
+        log.warning("feed_id=%s threat level changed from %s to %s", feed.id, previous, level)
+        return emitted
+
+    # ------------------------------------------------------------------ feed state
+
+    async def _states(self, feeds: Iterable[str]) -> dict[str, FeedState]:
+        ids = list(feeds)
+        async with self.db.transaction() as session:
+            rows = (await session.execute(select(FeedState).where(FeedState.feed_id.in_(ids)))
+                    ).scalars().all() if ids else []
+        return {r.feed_id: r for r in rows}
+
+    async def _succeeded(self, feed: FeedConfig, result: FetchResult, *, emitted: int,
+                         ttl_minutes: int | None = None) -> PollOutcome:
+        interval = float(feed.interval_seconds)
+        if self.websub is not None and await self.websub.is_active(feed.id):
+            interval *= self.settings.websub_poll_factor  # push is primary; polling the fallback
+        next_in = schedule.next_interval(interval, self.bounds, ttl_minutes=ttl_minutes,
+                                         max_age=result.max_age, retry_after=result.retry_after)
+        now = utcnow()
+        async with self.db.transaction() as session:
+            state = await session.get(FeedState, feed.id) or _new_state(feed.id)
+            state.etag, state.last_modified = result.etag, result.last_modified
             state.last_success_at = now
+            state.last_status = result.status
             state.consecutive_errors = 0
             state.items_emitted = (state.items_emitted or 0) + emitted
             state.fetches = (state.fetches or 0) + 1
-            state.not_modified = (state.not_modified or 0) + int(not_modified)
-            state.bytes_fetched = (state.bytes_fetched or 0) + size
-            state.last_duration_ms = duration_ms
-            state.next_poll_at = now + timedelta(seconds=feed.interval_seconds)
+            state.not_modified = (state.not_modified or 0) + int(result.not_modified)
+            state.bytes_fetched = (state.bytes_fetched or 0) + len(result.body)
+            state.last_duration_ms = result.duration_ms
+            state.next_poll_at = now + timedelta(seconds=next_in)
             await session.merge(state)
+        return PollOutcome(feed.id, published=emitted, not_modified=result.not_modified,
+                           next_in=next_in)
 
-    async def _record_error(self, feed: FeedConfig, exc: Exception) -> None:
-        kind = exc.kind if isinstance(exc, FetchError) else (
-            "parse" if isinstance(exc, FeedParseError) else type(exc).__name__)
+    async def _failed(self, feed: FeedConfig, kind: str, message: str, *,
+                      retry_after: float | None = None, status: int | None = None) -> PollOutcome:
+        log.warning("feed_id=%s %s: %s", feed.id, kind, message)
+        now = utcnow()
         try:
             async with self.db.transaction() as session:
-                state = await session.get(FeedState, feed.id) or FeedState(
-                    feed_id=feed.id, consecutive_errors=0, items_emitted=0, fetches=0,
-                    not_modified=0, bytes_fetched=0)
-                state.last_error_at = utcnow()
-                state.last_error = f"{kind}: {exc}"[:2000]
-                state.consecutive_errors = (state.consecutive_errors or 0) + 1
+                state = await session.get(FeedState, feed.id) or _new_state(feed.id)
+                errors = (state.consecutive_errors or 0) + 1
+                state.consecutive_errors = errors
+                state.errors = (state.errors or 0) + 1
                 state.fetches = (state.fetches or 0) + 1
+                state.last_error_at, state.last_error_kind = now, kind
+                state.last_error = f"{kind}: {message}"[:2000]
+                state.last_status = status
+                next_in: float | None = schedule.backoff_seconds(
+                    feed.interval_seconds, errors, self.bounds, retry_after=retry_after)
+                if status in PERMANENT_STATUS or schedule.should_disable(errors, self.bounds):
+                    why = "the feed is gone (HTTP 410)" if status in PERMANENT_STATUS else \
+                        f"{errors} consecutive errors"
+                    state.disabled_reason = f"auto-disabled: {why}; last error {kind}: {message}"[:2000]
+                    state.disabled_at, next_in = now, None
+                    log.error("feed_id=%s %s", feed.id, state.disabled_reason)
+                state.next_poll_at = now + timedelta(seconds=next_in) if next_in is not None else None
                 await session.merge(state)
         except Exception as db_exc:  # noqa: BLE001 - the database may be the thing that failed
-            log.warning("feed %s: could not record error: %s", feed.id, db_exc)
+            log.warning("feed_id=%s could not record error: %s", feed.id, db_exc)
+            next_in = schedule.backoff_seconds(feed.interval_seconds, 1, self.bounds)
+        return PollOutcome(feed.id, error=f"{kind}: {message}", next_in=next_in,
+                           disabled=next_in is None)
+
+    async def _publish_failed(self, feed: FeedConfig, exc: PublishFailed) -> PollOutcome:
+        """The broker, not the feed, failed: recorded, not counted towards auto-disable,
+        validators unchanged, and the feed is polled again soon."""
+        log.error("feed_id=%s %s", feed.id, exc)
+        next_in = self.bounds.min_seconds
+        async with self.db.transaction() as session:
+            state = await session.get(FeedState, feed.id) or _new_state(feed.id)
+            state.last_error_at, state.last_error_kind = utcnow(), "publish"
+            state.last_error = f"publish: {exc}"[:2000]
+            state.next_poll_at = utcnow() + timedelta(seconds=next_in)
+            await session.merge(state)
+        return PollOutcome(feed.id, error=f"publish: {exc}", next_in=next_in)
+
+
+def _new_state(feed_id: str) -> FeedState:
+    return FeedState(feed_id=feed_id, consecutive_errors=0, items_emitted=0, fetches=0,
+                     not_modified=0, bytes_fetched=0, errors=0)

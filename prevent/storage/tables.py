@@ -413,3 +413,16 @@ class ClusterRow(Base):
     tokens: Mapped[list[str]]
     max_severity: Mapped[int]
     report_count: Mapped[int]
+
+
+class ClusterKey(Base):
+    """Index of a cluster's distinctive words (and its country/type shape) for grouping:
+    finding candidate clusters is one indexed lookup, not a scan of every open cluster."""
+
+    __tablename__ = "cluster_keys"
+    __table_args__ = (Index("ix_cluster_keys_key_last", "key", "last_published_at"),)
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_published_at: Mapped[datetime]
+

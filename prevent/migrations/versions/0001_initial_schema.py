@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:53:27.376395
+Create Date: 2026-11-25 20:00:53.592414
 """
 from alembic import op
 import sqlalchemy as sa
@@ -62,6 +62,15 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
         batch_op.create_index('ix_audit_subject_at', ['subject', 'at'], unique=False)
+
+    op.create_table('cluster_keys',
+    sa.Column('key', sa.String(length=120), nullable=False),
+    sa.Column('cluster_id', sa.String(length=64), nullable=False),
+    sa.Column('last_published_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key', 'cluster_id')
+    )
+    with op.batch_alter_table('cluster_keys', schema=None) as batch_op:
+        batch_op.create_index('ix_cluster_keys_key_last', ['key', 'last_published_at'], unique=False)
 
     op.create_table('clusters',
     sa.Column('cluster_id', sa.String(length=64), nullable=False),
@@ -415,6 +424,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_clusters_first_published_at'))
 
     op.drop_table('clusters')
+    with op.batch_alter_table('cluster_keys', schema=None) as batch_op:
+        batch_op.drop_index('ix_cluster_keys_key_last')
+
+    op.drop_table('cluster_keys')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_subject_at')
         batch_op.drop_index(batch_op.f('ix_audit_log_at'))

@@ -1,0 +1,136 @@
+"""Rules-consumer throughput against the transport's limit, and the burst of a major event.
+
+Both consumers read the same burst of incidents from the same embedded broker:
+the pass-through consumer (aiokafka only: consume a batch, re-produce it, wait for
+the acks, commit) measures what the transport allows; the real rules consumer
+(50 playbooks, 500 partner sites, SQLite) is measured from the same burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import func, select
+
+from bench.fixtures import incidents, playbooks_dir, registry_file
+from prevent.broker import EmbeddedBroker
+from prevent.config import Settings
+from prevent.contracts import INCIDENTS, GlobalIncident
+from prevent.registry import apply_registry, parse_registry
+from prevent.runtime import topic_partitions
+from prevent.services import running_system
+from prevent.storage.tables import AlertRow, IncidentRow
+
+
+async def publish_burst(bootstrap: str, topic: str, items: list[GlobalIncident]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = [await producer.send(topic, i.model_dump_json().encode(), key=i.incident_id.encode())
+                   for i in items]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def pass_through(bootstrap: str, source: str, sink: str, n: int, ready: asyncio.Event) -> float:
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"passthrough-{source}",
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=50, session_timeout_ms=2000,
+                                heartbeat_interval_ms=500)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    ready.set()
+    done = 0
+    started: float | None = None
+    try:
+        while done < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            if batches and started is None:
+                started = time.perf_counter()
+            futures = [await producer.send(sink, r.value, key=r.key)
+                       for records in batches.values() for r in records]
+            await asyncio.gather(*futures)
+            await consumer.commit()
+            done += len(futures)
+        return time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def stored(system: Any, model: Any) -> int:
+    async with system.ctx.db.transaction() as session:
+        return (await session.execute(select(func.count()).select_from(model))).scalar()
+
+
+async def run_rules(n: int, work: Path, *, lag_samples: list[tuple[float, int]] | None = None
+                    ) -> dict[str, float]:
+    settings = Settings(var_dir=work / "var", playbooks_dir=playbooks_dir(work / "playbooks"),
+                        demo=False, secret_key="bench")
+    items = incidents(n, tag=f"rules-{n}")
+    async with running_system(settings, services=("rules",), feeds=[], demo=False) as system:
+        async with system.ctx.db.transaction() as session:
+            await apply_registry(session, parse_registry(registry_file(work / "sites.yaml")))
+        started = time.perf_counter()
+        publish_s = await publish_burst(system.bootstrap, INCIDENTS.name, items)
+        first_seen = None
+        while (count := await stored(system, IncidentRow)) < n:
+            now = time.perf_counter() - started
+            if count and first_seen is None:
+                first_seen = now
+            if lag_samples is not None:
+                lag_samples.append((round(now, 2), n - count))
+            await asyncio.sleep(0.25)
+        elapsed = time.perf_counter() - started
+        alerts = await stored(system, AlertRow)
+    return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed,
+            "publish_seconds": publish_s, "alerts": alerts}
+
+
+async def run_pass_through(n: int) -> dict[str, float]:
+    topics = topic_partitions(Settings()) | {"bench.out": 3}
+    async with EmbeddedBroker(topics=topics) as broker:
+        ready = asyncio.Event()
+        items = incidents(n, tag=f"pt-{n}")
+        task = asyncio.create_task(pass_through(broker.bootstrap, INCIDENTS.name, "bench.out", n, ready))
+        await ready.wait()
+        await asyncio.sleep(2.5)  # let the consumer join its group before the burst
+        started = time.perf_counter()
+        await publish_burst(broker.bootstrap, INCIDENTS.name, items)
+        await task
+        elapsed = time.perf_counter() - started
+    return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed}
+
+
+async def compare(n: int = 10_000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        passthrough = await run_pass_through(n)
+        rules = await run_rules(n, Path(tmp))
+    return {"pass_through": passthrough, "rules": rules,
+            "ratio": rules["per_second"] / passthrough["per_second"]}
+
+
+async def burst(n: int = 20_000) -> dict[str, Any]:
+    lag: list[tuple[float, int]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        result = await run_rules(n, Path(tmp), lag_samples=lag)
+    step = max(1, len(lag) // 20)
+    return result | {"lag_curve": lag[::step]}
+
+
+if __name__ == "__main__":
+    import json
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    print(json.dumps(asyncio.run(compare(5000)), indent=2))

@@ -1,0 +1,158 @@
+"""Time-driven follow-ups, each sent once to the engagement officer:
+
+* acknowledgement follow-up: an alert at or above ``ack_followup_min_severity`` whose
+  playbook sets ``response.ack_window_minutes``, with initial notices sent longer ago
+  than the window and still not acknowledged -> one email listing them;
+* stand-down review: an alert's patrol plan ends within ``stand_down_review_hours``
+  -> one email asking to extend or end it.
+
+Ids are deterministic per alert (``hash(alert, kind)``) and the messages are notices,
+so the centre notifier's pipeline sends, retries and records them, and a second scan
+(or a second replica) finds them already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from notifiers.centre import OFFICER, CentreNotifier
+from prevent.alerts import from_row
+from prevent.config import Settings
+from prevent.contracts import Alert, AlertStatus, NoticeKind, NoticeState, PatrolAssignment, stable_id, utcnow
+from prevent.runtime import PlaybookHolder
+from prevent.storage.db import Database
+from prevent.storage.tables import AlertRow, NoticeRow, PatrolRow, Site
+
+log = logging.getLogger("prevent.notifier.scanner")
+STUCK_AFTER = timedelta(minutes=5)  # an officer message queued this long ago was orphaned by a crash
+
+
+def officer_notice_id(alert_id: str, kind: NoticeKind) -> str:
+    return stable_id("ntc", alert_id, kind.value, OFFICER)
+
+
+class Scanner:
+    def __init__(self, settings: Settings, db: Database, notifier: CentreNotifier,
+                 playbooks: PlaybookHolder, kick: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.db = db
+        self.notifier = notifier
+        self.playbooks = playbooks
+        self.kick = kick
+        self._task: asyncio.Task[None] | None = None
+
+    async def scan_once(self, now: datetime | None = None) -> list[str]:
+        """Queue and send what is due; returns the ids of the messages queued by this scan."""
+        now = now or utcnow()
+        queued = await self.ack_followups(now) + await self.stand_down_reviews(now)
+        for notice_id in queued + await self._orphans(now):
+            await self.notifier.deliver(notice_id)
+        if queued:
+            self.kick()
+        return queued
+
+    async def ack_followups(self, now: datetime) -> list[str]:
+        queued = []
+        async with self.db.transaction() as session:
+            rows = (await session.execute(select(AlertRow).where(
+                AlertRow.status == AlertStatus.CONFIRMED.value,
+                AlertRow.severity >= self.settings.ack_followup_min_severity))).scalars().all()
+        for row in rows:
+            alert = from_row(row)
+            playbook = await self.playbooks.version(self.db, alert.playbook_id, alert.playbook_version)
+            window = playbook.response.ack_window_minutes
+            if window is None:
+                continue
+            async with self.db.transaction() as session:
+                late = (await session.execute(select(NoticeRow).where(
+                    NoticeRow.alert_id == alert.alert_id, NoticeRow.kind == NoticeKind.INITIAL.value,
+                    NoticeRow.acknowledged_at.is_(None),
+                    NoticeRow.state.in_([NoticeState.SENT.value, NoticeState.DELIVERED.value]),
+                    NoticeRow.sent_at <= now - timedelta(minutes=window)))).scalars().all()
+                if not late:
+                    continue
+                sites = {s.site_id: s.name for s in (await session.execute(
+                    select(Site).where(Site.site_id.in_({n.site_id for n in late})))).scalars()}
+                lines = [f"- {sites.get(n.site_id, n.site_id)}: {n.channel} notice sent "
+                         f"{n.sent_at:%Y-%m-%d %H:%M} UTC ({n.notice_id})" for n in late]
+                notice_id = officer_notice_id(alert.alert_id, NoticeKind.ACK_FOLLOWUP)
+                if await self.notifier.queue_officer_message(
+                        session, notice_id=notice_id, alert=alert, kind=NoticeKind.ACK_FOLLOWUP,
+                        site_id="", subject=f"Not acknowledged after {window} min: {alert.title}",
+                        body=_ack_body(alert, window, lines, self.settings.public_base_url)):
+                    queued.append(notice_id)
+        return queued
+
+    async def stand_down_reviews(self, now: datetime) -> list[str]:
+        horizon = now + timedelta(hours=self.settings.stand_down_review_hours)
+        due: dict[str, list[PatrolAssignment]] = {}
+        async with self.db.transaction() as session:
+            for row in (await session.execute(select(PatrolRow).where(
+                    PatrolRow.status == "assigned"))).scalars():
+                plan = PatrolAssignment.model_validate(row.payload)
+                if now - timedelta(hours=1) < plan.ends_at <= horizon:
+                    due.setdefault(plan.alert_id, []).append(plan)
+        queued = []
+        for alert_id, plans in due.items():
+            async with self.db.transaction() as session:
+                alert_row = await session.get(AlertRow, alert_id)
+                if alert_row is None or alert_row.status != AlertStatus.CONFIRMED.value:
+                    continue
+                alert = from_row(alert_row)
+                notice_id = officer_notice_id(alert_id, NoticeKind.STAND_DOWN_REVIEW)
+                ends = min(p.ends_at for p in plans)
+                if await self.notifier.queue_officer_message(
+                        session, notice_id=notice_id, alert=alert, kind=NoticeKind.STAND_DOWN_REVIEW,
+                        site_id="", subject=f"Stand-down review due by {ends:%Y-%m-%d %H:%M} UTC: "
+                                            f"{alert.title}",
+                        body=_review_body(alert, plans, self.settings.public_base_url)):
+                    queued.append(notice_id)
+        return queued
+
+    async def _orphans(self, now: datetime) -> list[str]:
+        async with self.db.transaction() as session:
+            return list((await session.execute(select(NoticeRow.notice_id).where(
+                NoticeRow.contact_id == OFFICER,
+                NoticeRow.state.in_([NoticeState.QUEUED.value, NoticeState.SENDING.value]),
+                NoticeRow.updated_at <= now - STUCK_AFTER))).scalars())
+
+    # ------------------------------------------------------------------ running
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.scan_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed scan is retried at the next tick
+                log.warning("follow-up scan failed, will retry: %s", exc)
+            await asyncio.sleep(self.settings.scanner_interval_seconds)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="notifier-scanner")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _ack_body(alert: Alert, window: int, lines: list[str], base_url: str) -> str:
+    return (f"These partner notices about \"{alert.title}\" (alert {alert.alert_id}, severity "
+            f"{alert.severity}) were not acknowledged within {window} minutes:\n\n"
+            + "\n".join(lines)
+            + f"\n\nPlease contact these partners directly.\nConsole: {base_url.rstrip('/')}/\n")
+
+
+def _review_body(alert: Alert, plans: list[PatrolAssignment], base_url: str) -> str:
+    lines = [f"- {p.site_name} ({p.zone}): every {p.every_minutes} min until "
+             f"{p.ends_at:%Y-%m-%d %H:%M} UTC" for p in plans]
+    return (f"The directed patrol plan for \"{alert.title}\" (alert {alert.alert_id}) is about to "
+            f"end:\n\n" + "\n".join(lines)
+            + "\n\nPlease review it: extend the plan, or let it end / close the alert."
+            + f"\nConsole: {base_url.rstrip('/')}/\n")

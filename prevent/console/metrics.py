@@ -1,0 +1,18 @@
+"""``GET /metrics``: Prometheus text format. Feed metrics now; other stages may add theirs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from prevent.console import deps
+from prevent.feeds.metrics import feed_health, prometheus_text
+
+router = APIRouter()
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> PlainTextResponse:
+    text = prometheus_text(await feed_health(deps.db(request)))
+    return PlainTextResponse(text, media_type=CONTENT_TYPE)

@@ -1,0 +1,129 @@
+"""The centre notifier against a real SMTP server and a real HTTP receiver: success,
+retry, permanent failure with dead letter, dropped connection; signed webhooks."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from notifiers.channels.http import SIGNATURE_HEADER, verify
+from prevent.config import Settings
+from prevent.contracts import DEADLETTER, NOTICES
+from prevent.messaging import TransientError
+from prevent.storage.db import Database
+from prevent.storage.tables import NoticeRow, OutboxRow
+
+from .helpers import ScriptedHttp, ScriptedSmtp, alert, contact, load_registry, notifier, playbook, registry
+
+SECRET = "webhook-test-secret"
+
+
+async def notices(db: Database) -> list[NoticeRow]:
+    async with db.transaction() as session:
+        return list((await session.execute(select(NoticeRow).order_by(NoticeRow.contact_id))).scalars())
+
+
+async def outbox(db: Database, topic: str) -> list[OutboxRow]:
+    async with db.transaction() as session:
+        return list((await session.execute(select(OutboxRow).where(OutboxRow.topic == topic)
+                                            .order_by(OutboxRow.seq))).scalars())
+
+
+async def test_email_sent_once_with_message_id_from_the_notice(db: Database, settings: Settings) -> None:
+    await load_registry(db, registry([contact(1), contact(2, language="fr")]))
+    with ScriptedSmtp() as smtp:
+        n = notifier(db, settings.model_copy(update={"smtp_port": smtp.port}))
+        assert await n.handle_alert(alert(), playbook()) == 2
+        assert await n.handle_alert(alert(), playbook()) == 0  # redelivered event: nothing new
+    rows = await notices(db)
+    assert [r.state for r in rows] == ["sent", "sent"]
+    assert sorted(smtp.message_ids()) == sorted(f"<{r.notice_id}@example.org>" for r in rows)
+    french = next(m for m in smtp.received if "fr" in m["Content-Language"])
+    assert french["Subject"].startswith("Avis")
+    assert {p.get_content_type() for p in french.walk()} >= {"text/plain", "text/html"}
+    assert [e.subtype for e in await outbox(db, NOTICES.name)] == ["sent", "sent"]
+
+
+async def test_a_4xx_reply_is_retried_then_sent(db: Database, settings: Settings) -> None:
+    await load_registry(db, registry([contact(1)]))
+    with ScriptedSmtp(["451 try again later", "452 still busy"]) as smtp:
+        n = notifier(db, settings.model_copy(update={"smtp_port": smtp.port}))
+        assert await n.handle_alert(alert(), playbook()) == 1
+    (row,) = await notices(db)
+    assert (row.state, row.attempts, smtp.attempts) == ("sent", 3, 3)
+    assert len(smtp.received) == 1
+
+
+async def test_a_5xx_reply_fails_at_once_and_is_dead_lettered(db: Database, settings: Settings) -> None:
+    await load_registry(db, registry([contact(1)]))
+    with ScriptedSmtp(["550 mailbox unavailable"]) as smtp:
+        n = notifier(db, settings.model_copy(update={"smtp_port": smtp.port}))
+        assert await n.handle_alert(alert(), playbook()) == 0
+    (row,) = await notices(db)
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert "550" in (row.error or "")
+    (dead,) = await outbox(db, DEADLETTER.name)
+    assert dead.key == row.notice_id
+    assert dead.headers and dead.headers["x-origin-topic"] == "prevent.alerts.v1"
+    assert "550" in dead.headers["x-error"]
+
+
+async def test_a_4xx_reply_past_the_limit_fails(db: Database, settings: Settings) -> None:
+    await load_registry(db, registry([contact(1)]))
+    with ScriptedSmtp(["451 a", "451 b", "451 c", "451 d"]) as smtp:
+        n = notifier(db, settings.model_copy(update={"smtp_port": smtp.port}))
+        await n.handle_alert(alert(), playbook())
+    (row,) = await notices(db)
+    assert (row.state, row.attempts, smtp.attempts) == ("failed", 3, 3)
+
+
+async def test_a_dropped_connection_waits_and_resends_the_same_message(db: Database,
+                                                                       settings: Settings) -> None:
+    await load_registry(db, registry([contact(1)]))
+    with ScriptedSmtp(["drop"]) as smtp:
+        n = notifier(db, settings.model_copy(update={"smtp_port": smtp.port}))
+        with pytest.raises(TransientError):  # the Kafka handler retries without committing
+            await n.handle_alert(alert(), playbook())
+        (row,) = await notices(db)
+        assert row.state == "sending"
+        assert await n.handle_alert(alert(), playbook()) == 1  # the redelivery resumes it
+    (row,) = await notices(db)
+    assert (row.state, row.attempts) == ("sent", 2)
+    assert smtp.message_ids() == [f"<{row.notice_id}@example.org>"]
+
+
+async def test_webhooks_are_signed_keyed_and_retried_on_503(db: Database, settings: Settings) -> None:
+    with ScriptedHttp([503, 503]) as http:
+        await load_registry(db, registry([
+            contact(1, channels=["webhook"], webhook_url=f"{http.url}/hook"),
+            contact(2, channels=["webhook"], webhook_url=f"{http.url}/cap", webhook_format="cap")]))
+        s = settings.model_copy(update={"allow_private_addresses": True,
+                                        "webhook_signing_secret": SecretStr(SECRET)})
+        assert await notifier(db, s).handle_alert(alert(exercise=True), playbook()) == 2
+    rows = {r.contact_id: r for r in await notices(db)}
+    assert {r.state for r in rows.values()} == {"sent"}
+    assert len(http.received) == 4  # two 503s, then one delivery each
+    for req in http.received:
+        assert verify(SECRET, req.body, req.headers[SIGNATURE_HEADER])
+        assert not verify("another-secret", req.body, req.headers[SIGNATURE_HEADER])
+        assert req.headers["Prevent-Exercise"] == "true"
+    retried = [r for r in http.received if r.headers["Idempotency-Key"] == rows["contact-001"].notice_id]
+    assert len(retried) == 3 and len({r.body for r in retried}) == 1  # same body every attempt
+    body = retried[-1].json()
+    assert body["notice_id"] == rows["contact-001"].notice_id and body["exercise"] is True
+    assert body["subject"].startswith("[EXERCISE]") and "/ack/" in body["ack_url"]
+    cap = next(r for r in http.received if r.path == "/cap")
+    assert cap.headers["Content-Type"] == "application/cap+xml"
+    assert b"<status>Exercise</status>" in cap.body
+
+
+async def test_webhook_to_a_private_address_is_refused_without_sending(db: Database,
+                                                                       settings: Settings) -> None:
+    with ScriptedHttp() as http:
+        await load_registry(db, registry([contact(1, channels=["webhook"],
+                                                  webhook_url=f"{http.url}/hook")]))
+        assert await notifier(db, settings).handle_alert(alert(), playbook()) == 0
+    (row,) = await notices(db)
+    assert row.state == "failed" and "non-public address" in (row.error or "")
+    assert http.received == []

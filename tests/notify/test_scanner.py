@@ -1,0 +1,99 @@
+"""Follow-ups to the engagement officer: unacknowledged high-priority notices after the
+playbook's window, and the stand-down review before a patrol plan ends; each once."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from notifiers import patrol
+from notifiers.centre import OFFICER
+from notifiers.scanner import Scanner
+from prevent import alerts
+from prevent.config import Settings
+from prevent.playbooks import store
+from prevent.runtime import PlaybookHolder
+from prevent.storage.db import Database
+from prevent.storage.tables import NoticeRow
+
+from .helpers import (
+    PLAYBOOK_FILE,
+    ScriptedSmtp,
+    ago,
+    alert,
+    contact,
+    load_registry,
+    notifier,
+    playbook,
+    registry,
+)
+
+OFFICER_EMAIL = "officer@police.example.org"
+
+
+async def setup(db: Database, settings: Settings, smtp_port: int, *, severity: int, alert_age_hours: float
+                ) -> Scanner:
+    await load_registry(db, registry([contact(1), contact(2)]))
+    a = alert(severity=severity, at=ago(hours=alert_age_hours))
+    async with db.transaction() as session:
+        await store.apply_sources(session, [(str(PLAYBOOK_FILE), PLAYBOOK_FILE.read_text())], author="t")
+        session.add(alerts.to_row(a))
+        await patrol.handle_alert(session, a, playbook())
+    s = settings.model_copy(update={"smtp_port": smtp_port, "engagement_officer_email": OFFICER_EMAIL})
+    n = notifier(db, s, officer_email=OFFICER_EMAIL)
+    await n.handle_alert(a, playbook())
+    return Scanner(s, db, n, PlaybookHolder())
+
+
+async def officer_rows(db: Database) -> list[NoticeRow]:
+    async with db.transaction() as session:
+        return list((await session.execute(select(NoticeRow).where(NoticeRow.contact_id == OFFICER)
+                                            .order_by(NoticeRow.kind))).scalars())
+
+
+async def test_unacknowledged_notices_are_followed_up_once(db: Database, settings: Settings) -> None:
+    with ScriptedSmtp() as smtp:
+        scanner = await setup(db, settings, smtp.port, severity=3, alert_age_hours=1)
+        assert await scanner.scan_once() == []  # sent just now: inside the 120-minute window
+        async with db.transaction() as session:
+            first = (await session.execute(
+                select(NoticeRow).order_by(NoticeRow.contact_id))).scalars().first()
+            await session.execute(update(NoticeRow).values(sent_at=ago(minutes=121)))
+            await session.execute(update(NoticeRow).where(NoticeRow.notice_id == first.notice_id)
+                                  .values(acknowledged_at=ago(minutes=5), state="acknowledged"))
+        queued = await scanner.scan_once()
+        assert await scanner.scan_once() == []  # once
+    (row,) = await officer_rows(db)
+    assert queued == [row.notice_id] and (row.kind, row.state) == ("ack_followup", "sent")
+    mail = smtp.received[-1]
+    assert mail["To"] == OFFICER_EMAIL and mail["Subject"].startswith("Not acknowledged after 120 min")
+    body = mail.get_body(("plain",)).get_content()
+    assert body.count("notice sent") == 1 and "contact-" not in body and "@" not in body.split("Console")[0]
+
+
+async def test_low_severity_alerts_get_no_ack_follow_up(db: Database, settings: Settings) -> None:
+    with ScriptedSmtp() as smtp:
+        scanner = await setup(db, settings, smtp.port, severity=2, alert_age_hours=1)
+        async with db.transaction() as session:
+            await session.execute(update(NoticeRow).values(sent_at=ago(hours=5)))
+        assert await scanner.scan_once() == []
+    assert await officer_rows(db) == []
+
+
+async def test_stand_down_review_before_the_plan_ends_once(db: Database, settings: Settings) -> None:
+    with ScriptedSmtp() as smtp:
+        scanner = await setup(db, settings, smtp.port, severity=2, alert_age_hours=20)
+        assert await scanner.scan_once() == []  # ends in 52 h: not yet
+        queued = await scanner.scan_once(now=ago(hours=-45))  # 7 h before the end
+        assert await scanner.scan_once(now=ago(hours=-46)) == []
+    (row,) = await officer_rows(db)
+    assert queued == [row.notice_id] and row.kind == "stand_down_review" and row.state == "sent"
+    assert "Stand-down review due" in smtp.received[-1]["Subject"]
+    assert "Sample Mosque 0 (zone-test)" in smtp.received[-1].get_body(("plain",)).get_content()
+
+
+async def test_without_an_officer_address_nothing_is_queued(db: Database, settings: Settings) -> None:
+    with ScriptedSmtp() as smtp:
+        scanner = await setup(db, settings, smtp.port, severity=3, alert_age_hours=70)
+        scanner.notifier.officer_email = None
+        assert await scanner.scan_once() == []
+    assert await officer_rows(db) == []
