@@ -1,9 +1,8 @@
 """Resolving the acting :class:`Principal` for an HTTP request.
 
 ``current_principal`` tries each registered source in order and takes the first
-that recognises the request. Bearer tokens are the only source today; a
-cookie-session source (with CSRF) for the browser console is added with
-``PRINCIPAL_SOURCES.append(session_principal)`` and needs no change here.
+that recognises the request: a bearer token, then the console's cookie session
+(``prevent.console.sessions``, which checks the CSRF token on state-changing requests).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import HTTPException, Request, status
 
 from prevent import users
+from prevent.console.sessions import session_principal
 from prevent.users import AuthError, Principal
 
 # A source returns None when the request carries nothing it understands (try the next),
@@ -33,7 +33,9 @@ async def bearer_principal(request: Request) -> Principal | None:
         return await users.principal_for_token(session, token.strip())
 
 
-PRINCIPAL_SOURCES: list[PrincipalSource] = [bearer_principal]
+# Bearer first: an API call carrying a token is judged by it alone (no CSRF: not ambient).
+# Then the console's cookie session, which checks the CSRF token on state-changing requests.
+PRINCIPAL_SOURCES: list[PrincipalSource] = [bearer_principal, session_principal]
 
 
 async def current_principal(request: Request) -> Principal:

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = Field(
         default=None, description="signs acknowledgement links; unset = generated under var_dir")
+    metrics_public: bool = Field(
+        default=True, description="serve /metrics without sign-in (for a Prometheus scraper on a "
+                                  "trusted network); false: it needs a session or bearer token")
 
     # --- escalation
     escalation_scan_seconds: float = Field(

@@ -110,3 +110,14 @@ def test_golden_cases_pass() -> None:
                         CompiledSet(load_directory(REPO / "playbooks")))
     assert len(results) >= 9
     assert [(r.name, r.problems) for r in results if not r.passed] == []
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"communities": frozenset({"muslim"})}, {"incident_type": "vandalism"}, {"severity": 1},
+    {"country": "CA"}, {"country": None}, {"text": "exercise drill: synagogue set on fire"},
+    {"published": NOW - timedelta(hours=100)}, {"communities": frozenset()},
+])
+def test_fast_path_agrees_with_explain(overrides: dict) -> None:
+    for cp in CompiledSet(load_directory(REPO / "playbooks")).compiled + compiled().compiled:
+        s = subject(**overrides)
+        assert cp.matches(s, NOW) is all(r.passed for r in cp.explain(s, NOW)), cp.playbook.id

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from prevent import alerts as alert_service
 from prevent import api
 from prevent.config import Settings
-from prevent.console import ack, notices, outbox, patrols, sms
+from prevent.console import ack, boards, live, notices, outbox, pages, patrols, security, signin, sms
 from prevent.console import metrics as metrics_routes
 from prevent.console import websub as websub_routes
 from prevent.storage.db import Database
@@ -47,9 +47,18 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
             app.state.console = state
             yield
 
-    app = FastAPI(title="prevent console", lifespan=lifespan)
+    # Every route needs a session or a bearer token unless security.PUBLIC_PATHS lists it;
+    # the interactive docs are off (they would be unauthenticated Starlette routes).
+    app = FastAPI(title="prevent console", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, dependencies=[Depends(security.gate)])
+    app.add_middleware(security.SecurityHeaders)
+    app.state.signin_limiter = security.SigninLimiter()
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")
+    app.include_router(signin.router)
+    app.include_router(live.router)  # before pages: /alerts/stream is not an alert id
+    app.include_router(pages.router)
+    app.include_router(boards.router)
     app.include_router(api.router)
     app.include_router(ack.router)
     app.include_router(sms.router)
@@ -75,7 +84,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/overview", response_class=HTMLResponse)
     async def overview(request: Request) -> HTMLResponse:
         state = console(request)
         async with state.db.transaction() as session:

@@ -42,8 +42,11 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+        # Hundreds of feeds polled at once each touch the database briefly: a pool
+        # sized for bursts, and a long wait rather than a failed poll when it is full.
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True,
-                                                       connect_args=connect_args)
+                                                       connect_args=connect_args, pool_size=10,
+                                                       max_overflow=40, pool_timeout=120)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -384,6 +384,22 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Base32 TOTP secret (pyotp) when a second factor is enrolled; required for admins.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+
+
+class ConsoleSessionRow(Base):
+    """A signed-in browser session. Only the SHA-256 of the cookie's random id is stored,
+    so a copy of the table cannot be replayed; the CSRF token lives here (synchronizer)."""
+
+    __tablename__ = "console_sessions"
+
+    session_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(100), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):

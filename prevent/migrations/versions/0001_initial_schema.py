@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:00:53.592414
+Create Date: 2026-11-25 20:05:59.436091
 """
 from alembic import op
 import sqlalchemy as sa
@@ -89,6 +89,18 @@ def upgrade() -> None:
     with op.batch_alter_table('clusters', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_clusters_first_published_at'), ['first_published_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_clusters_last_published_at'), ['last_published_at'], unique=False)
+
+    op.create_table('console_sessions',
+    sa.Column('session_sha256', sa.String(length=64), nullable=False),
+    sa.Column('user_name', sa.String(length=100), nullable=False),
+    sa.Column('csrf_token', sa.String(length=100), nullable=False),
+    sa.Column('created_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('session_sha256')
+    )
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_console_sessions_user_name'), ['user_name'], unique=False)
 
     op.create_table('contacts',
     sa.Column('contact_id', sa.String(length=100), nullable=False),
@@ -324,6 +336,7 @@ def upgrade() -> None:
     sa.Column('password_hash', sa.String(length=200), nullable=False),
     sa.Column('created_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=False),
     sa.Column('disabled', sa.Boolean(), nullable=False),
+    sa.Column('totp_secret', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('websub_subscriptions',
@@ -419,6 +432,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contacts_site_id'))
 
     op.drop_table('contacts')
+    with op.batch_alter_table('console_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_console_sessions_user_name'))
+
+    op.drop_table('console_sessions')
     with op.batch_alter_table('clusters', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_clusters_last_published_at'))
         batch_op.drop_index(batch_op.f('ix_clusters_first_published_at'))

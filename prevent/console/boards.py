@@ -1,0 +1,161 @@
+"""Read-mostly console pages: notices, the patrol board (and its printable sheet), the
+audit log, feed health, and the partner registry (list, search, CSV import)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from prevent import audit, partners, registry
+from prevent.console import deps, render
+from prevent.console.security import gate
+from prevent.contracts import PatrolAssignment, PatrolStatus, utcnow
+from prevent.feeds.metrics import feed_health
+from prevent.storage.tables import AuditRow, NoticeRow, PatrolRow
+from prevent.users import PermissionDenied, Principal, require
+from prevent.yamlsource import SourceError
+
+router = APIRouter()
+MAX_IMPORT_BYTES = 2_000_000
+
+
+@router.get("/notices", response_class=HTMLResponse)
+async def notices(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
+    alert_id = request.query_params.get("alert", "").strip()[:64]
+    query = select(NoticeRow).order_by(NoticeRow.alert_id, NoticeRow.site_id, NoticeRow.created_at)
+    if alert_id:
+        query = query.where(NoticeRow.alert_id == alert_id)
+    async with deps.db(request).transaction() as session:
+        rows = (await session.execute(query.limit(1000))).scalars().all()
+    by_alert: dict[str, list[NoticeRow]] = defaultdict(list)
+    for row in rows:
+        by_alert[row.alert_id].append(row)
+    state = deps.state(request)
+    demo_outbox = bool(getattr(state, "outbox", None) or getattr(state, "http_outbox", None))
+    return render.page(request, "notices.html", {"by_alert": dict(by_alert), "alert_id": alert_id,
+                                                 "demo_outbox": demo_outbox})
+
+
+async def active_assignments(request: Request, zone: str | None = None) -> dict[str, list[PatrolAssignment]]:
+    query = select(PatrolRow).where(PatrolRow.status == PatrolStatus.ASSIGNED.value)
+    if zone:
+        query = query.where(PatrolRow.zone_id == zone)
+    async with deps.db(request).transaction() as session:
+        rows = (await session.execute(query.order_by(PatrolRow.zone_id, PatrolRow.created_at))).scalars()
+        plans = [PatrolAssignment.model_validate(r.payload) for r in rows]
+    now = utcnow()
+    by_zone: dict[str, list[PatrolAssignment]] = defaultdict(list)
+    for plan in plans:
+        if plan.ends_at >= now:
+            by_zone[plan.zone].append(plan)
+    return dict(by_zone)
+
+
+@router.get("/patrols", response_class=HTMLResponse)
+async def patrol_board(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
+    return render.page(request, "patrols.html", {"zones": await active_assignments(request)})
+
+
+@router.get("/patrols/zones/{zone}/sheet", response_class=HTMLResponse)
+async def patrol_sheet(request: Request, zone: str, _p: Principal = Depends(gate)) -> HTMLResponse:
+    """A printable sheet for one zone (the stylesheet's print rules drop the navigation)."""
+    zones = await active_assignments(request, zone[:100])
+    return render.page(request, "patrol_sheet.html", {"zone": zone, "plans": zones.get(zone, []),
+                                                      "printed": utcnow()})
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_log(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
+    q = request.query_params
+    subject, actor, action = (q.get(k, "").strip()[:200] for k in ("subject", "actor", "action"))
+    hours = q.get("hours", "168")
+    since = utcnow() - timedelta(hours=float(hours)) if hours.replace(".", "", 1).isdigit() else None
+    query = select(AuditRow).order_by(AuditRow.at.desc()).limit(500)
+    if subject:
+        query = query.where(AuditRow.subject == subject)
+    if actor:
+        query = query.where(AuditRow.actor == actor)
+    if action:
+        query = query.where(AuditRow.action.startswith(action))
+    if since:
+        query = query.where(AuditRow.at >= since)
+    async with deps.db(request).transaction() as session:
+        rows = (await session.execute(query)).scalars().all()
+    return render.page(request, "audit.html", {"rows": rows, "f": {
+        "subject": subject, "actor": actor, "action": action, "hours": hours}})
+
+
+@router.get("/feeds", response_class=HTMLResponse)
+async def feeds(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
+    return render.page(request, "feeds.html", {"feeds": await feed_health(deps.db(request))})
+
+
+async def _partners_page(request: Request, principal: Principal, *, problems: list[str] | None = None,
+                         imported: dict[str, int] | None = None, status: int = 200) -> HTMLResponse:
+    search = request.query_params.get("q", "").strip().casefold()[:100]
+    try:
+        async with deps.db(request).transaction() as session:
+            current = await partners.read(session, principal)
+    except PermissionDenied as exc:
+        return render.message(request, "Not allowed", str(exc), status=403)
+    sites = [s for s in current.sites if not search or search in
+             " ".join([s.site_id, s.name, s.municipality, *s.communities]).casefold()]
+    return render.page(request, "partners.html", {"sites": sites, "q": search, "problems": problems,
+                                                  "imported": imported}, status=status)
+
+
+@router.get("/partners", response_class=HTMLResponse)
+async def partners_page(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
+    return await _partners_page(request, principal)
+
+
+@router.post("/partners/import", response_class=HTMLResponse)
+async def partners_import(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
+    """All or nothing, as `prevent partners import`: every bad row is reported with its line."""
+    try:
+        require(principal, *partners.EDITORS, action="import the partner registry")
+    except PermissionDenied as exc:
+        return render.message(request, "Not allowed", str(exc), status=403)
+    upload = (await request.form()).get("file")
+    data = await upload.read(MAX_IMPORT_BYTES + 1) if hasattr(upload, "read") else b""
+    if not data or len(data) > MAX_IMPORT_BYTES:
+        return await _partners_page(request, principal, status=422,
+                                    problems=["choose a CSV file of at most 2 MB"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.csv"
+        path.write_bytes(data)
+        try:
+            async with deps.db(request).transaction() as session:
+                parsed = registry.parse_registry(path, await registry.known_zone_ids(session))
+                counts = await registry.apply_registry(session, parsed)
+                await audit.record(session, actor=principal.name, action="registry.import",
+                                   subject="registry", after=counts)
+        except SourceError as exc:
+            problems = [p.replace(str(path), "upload.csv") for p in exc.problems]
+            return await _partners_page(request, principal, problems=problems, status=422)
+    deps.kick(request)
+    return await _partners_page(request, principal, imported=counts)
+
+
+@router.get("/playbooks", response_class=HTMLResponse)
+async def playbooks(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
+    from sqlalchemy import func
+
+    from prevent.playbooks import store
+    from prevent.storage.tables import AlertRow
+
+    since = utcnow() - timedelta(days=30)
+    async with deps.db(request).transaction() as session:
+        latest = await store.latest_versions(session)
+        fired = dict((await session.execute(
+            select(AlertRow.playbook_id, func.count()).where(AlertRow.created_at >= since)
+            .group_by(AlertRow.playbook_id))).all())
+    return render.page(request, "playbooks.html", {"playbooks": latest, "fired": fired})
+
+
