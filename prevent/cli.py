@@ -386,6 +386,23 @@ def users_token(name: str, actor: str = "cli") -> None:
         raise _fail(str(exc)) from exc
 
 
+@users_app.command("totp")
+def users_totp(name: str, actor: str = "cli") -> None:
+    """Enrol (or replace) NAME's TOTP second factor; prints the otpauth:// URI once."""
+    from prevent import users
+    from prevent.admin import open_db
+    from prevent.console.sessions import enroll_totp
+
+    async def enroll() -> str:
+        async with open_db(get_settings()) as db, db.transaction() as session:
+            return await enroll_totp(session, name, actor=actor)
+
+    try:
+        typer.echo(asyncio.run(enroll()))
+    except users.UserError as exc:
+        raise _fail(str(exc)) from exc
+
+
 @alerts_app.command("exercise")
 def alerts_exercise(
     title: str,

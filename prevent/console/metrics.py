@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from prevent.console import deps
+from prevent.console.opsmetrics import domain_metrics
 from prevent.feeds.metrics import feed_health, prometheus_text
 
 router = APIRouter()
@@ -15,4 +16,5 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> PlainTextResponse:
     text = prometheus_text(await feed_health(deps.db(request)))
+    text += await domain_metrics(deps.db(request))
     return PlainTextResponse(text, media_type=CONTENT_TYPE)

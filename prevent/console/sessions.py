@@ -141,3 +141,17 @@ async def session_principal(request: Request) -> Principal | None:
         return None
     await csrf.verify(request, found.csrf_token)
     return found.principal
+
+
+async def enroll_totp(session: AsyncSession, name: str, *, actor: str, issuer: str = "prevent") -> str:
+    """Give ``name`` a new TOTP secret (replacing any old one) and end their sessions;
+    returns the otpauth:// URI for an authenticator app (shown once, never logged)."""
+    import pyotp
+
+    row = await session.get(UserRow, name)
+    if row is None or row.disabled:
+        raise UserError(f"no active user {name}")
+    row.totp_secret = pyotp.random_base32()
+    await revoke_all(session, name)
+    await audit.record(session, actor=actor, action="user.totp_enrolled", subject=f"user:{name}")
+    return pyotp.TOTP(row.totp_secret).provisioning_uri(name=name, issuer_name=issuer)

@@ -44,9 +44,9 @@ class Database:
         connect_args = {"server_settings": {"search_path": schema}} if schema else {}
         # Hundreds of feeds polled at once each touch the database briefly: a pool
         # sized for bursts, and a long wait rather than a failed poll when it is full.
+        pool = {} if ":memory:" in url else {"pool_size": 10, "max_overflow": 40, "pool_timeout": 120}
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True,
-                                                       connect_args=connect_args, pool_size=10,
-                                                       max_overflow=40, pool_timeout=120)
+                                                       connect_args=connect_args, **pool)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -358,3 +358,21 @@ async def test_scheduler_runs_one_job_per_feed_and_moves_it(rig: Rig, feed_serve
     finally:
         watcher.stop()
     assert len(out.published) == 2
+
+
+async def test_sync_picks_up_registry_edits_and_re_enabled_feeds(rig: Rig, feed_server: FeedServer) -> None:
+    from prevent.feeds.admin import clear_auto_disable
+
+    feed_server.routes["/gone"] = lambda req: (410, {}, b"")
+    registry = [rss_feed("gone", feed_server.url("/gone"))]
+    watcher = rig.watcher(registry, reload=lambda: list(registry), startup_spread=0)
+    await watcher.start()
+    try:
+        assert (await watcher.poll("gone")).disabled
+        assert watcher.scheduler.get_job("gone") is None
+        registry.append(rss_feed("added", feed_server.url("/gone")))
+        await clear_auto_disable(rig.db, "gone")
+        await watcher.sync()
+        assert {j.id for j in watcher.scheduler.get_jobs()} >= {"gone", "added"}
+    finally:
+        watcher.stop()

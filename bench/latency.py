@@ -1,0 +1,167 @@
+"""End-to-end latency: an item appears in a locally served feed → the SMTP server accepts
+the notice, through every stage and the embedded Kafka broker, with an auto-confirming
+playbook. The poll interval is excluded (the bench triggers each poll as soon as the item
+appears); poll→publish and publish→SMTP are reported separately."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import statistics
+import tempfile
+import threading
+import time
+from email import message_from_bytes
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiosmtpd.controller import Controller
+
+from bench.fixtures import playbooks_dir
+from prevent.config import Settings
+from prevent.contracts import GlobalIncident, utcnow
+from prevent.feeds.registry import FeedConfig
+from prevent.netutil import free_port
+from prevent.registry import apply_registry, parse_registry
+from prevent.services import running_system
+
+AUTO_PLAYBOOK = {
+    "id": "bench-auto", "title": "Bench: auto-confirmed mosque attack", "owner": "bench",
+    "match": {"communities": {"any": ["muslim"]}, "incident_types": ["armed_attack"],
+              "min_severity": 2, "max_age_hours": 72},
+    "response": {"confirmation": {"mode": "auto"},
+                 "notify": [{"communities": ["$matched"], "channels": ["email"]}]},
+}
+REGISTRY = {"zones": [{"zone_id": "z1", "name": "Zone 1"}],
+            "sites": [{"site_id": "s1", "name": "Bench Mosque (sample)", "communities": ["muslim"],
+                       "municipality": "Benchtown", "zone_id": "z1",
+                       "contacts": [{"contact_id": "c1", "name": "Bench Contact",
+                                     "email": "bench@example.org", "channels": ["email"],
+                                     "consent": True}]}]}
+
+
+class Feed:
+    """A feed whose items the bench adds; the newest 30 are served."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+        feed = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                when = format_datetime(utcnow())
+                items = "".join(f"<item><guid>{g}</guid><title>{t}</title><pubDate>{when}</pubDate>"
+                                f"<description>{t}.</description></item>" for g, t in feed.items[-30:])
+                body = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>bench</title>'
+                        f"{items}</channel></rss>").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.xml"
+
+
+class TimedSink:
+    def __init__(self) -> None:
+        self.received: dict[int, float] = {}
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:  # noqa: N802
+                subject = str(message_from_bytes(envelope.content).get("Subject", ""))
+                if match := re.search(r"evt(\d+)", subject):
+                    sink.received.setdefault(int(match.group(1)), time.perf_counter())
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+
+def title(i: int, rng: random.Random) -> str:
+    # Unrelated words, so every item is its own event (its own cluster, alert and notice).
+    noise = " ".join("".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=7)) for _ in range(12))
+    return f"Gunmen kill 3 at mosque evt{i} {noise}"
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 2:
+        return {"n": len(values)}
+    ordered = sorted(values)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50_ms": q[49] * 1000, "p95_ms": q[94] * 1000, "p99_ms": q[98] * 1000,
+            "max_ms": ordered[-1] * 1000, "n": len(ordered)}
+
+
+async def measure(n: int, fetch_wait_ms: int, work: Path) -> dict[str, Any]:
+    pb = playbooks_dir(work / "playbooks", n=0)
+    (pb / "bench-auto.yaml").write_text(yaml.safe_dump(AUTO_PLAYBOOK))
+    (work / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
+    feed, sink, rng = Feed(), TimedSink(), random.Random(7)
+    sink.controller.start()
+    settings = Settings(var_dir=work / "var", playbooks_dir=pb, demo=False, secret_key="bench",
+                        smtp_port=sink.port, allow_private_addresses=True,
+                        kafka_fetch_max_wait_ms=fetch_wait_ms)
+    feeds = [FeedConfig(id="bench", url=feed.url, kind="rss", interval_seconds=3600)]
+    appeared: dict[int, float] = {}
+    polled: dict[int, float] = {}
+    published: dict[int, float] = {}
+    try:
+        async with running_system(settings, feeds=feeds, demo=False) as system:
+            async with system.ctx.db.transaction() as session:
+                await apply_registry(session, parse_registry(work / "registry.yaml"))
+            watcher = system.watcher
+            original = watcher.publish
+
+            async def timed_publish(incident: GlobalIncident) -> None:
+                await original(incident)
+                if match := re.search(r"evt(\d+)", incident.title):
+                    published[int(match.group(1))] = time.perf_counter()
+
+            watcher.publish = timed_publish
+            await asyncio.sleep(1)
+            for i in range(n):
+                feed.items.append((f"g{i}", title(i, rng)))
+                appeared[i] = polled[i] = time.perf_counter()
+                await watcher.poll("bench")
+                await asyncio.sleep(0.02)
+            deadline = time.perf_counter() + 60
+            while len(sink.received) < n and time.perf_counter() < deadline:
+                await asyncio.sleep(0.1)
+    finally:
+        sink.controller.stop()
+        feed.server.shutdown()
+    done = [i for i in range(n) if i in sink.received and i in published]
+    return {
+        "fetch_max_wait_ms": fetch_wait_ms, "incidents": n, "delivered": len(sink.received),
+        "poll_to_publish": percentiles([published[i] - polled[i] for i in done]),
+        "publish_to_smtp": percentiles([sink.received[i] - published[i] for i in done]),
+        "poll_to_smtp": percentiles([sink.received[i] - polled[i] for i in done]),
+    }
+
+
+async def run(n: int = 500) -> dict[str, Any]:
+    results = {}
+    for wait_ms in (500, 10):
+        with tempfile.TemporaryDirectory() as tmp:
+            results[f"fetch_wait_{wait_ms}ms"] = await measure(n, wait_ms, Path(tmp))
+    return results
+
+
+if __name__ == "__main__":
+    import json
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.WARNING)
+    print(json.dumps(asyncio.run(run(int(sys.argv[1]) if len(sys.argv) > 1 else 500)), indent=2))

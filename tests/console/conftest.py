@@ -1,0 +1,57 @@
+"""A console app on a migrated database with one user per role, signed in via the form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from prevent import users
+from prevent.config import Settings
+from prevent.console.app import ConsoleState, create_app
+from prevent.demo import SAMPLE_PARTNERS
+from prevent.playbooks import store
+from prevent.registry import apply_registry, parse_registry
+from prevent.storage.db import Database
+from prevent.users import Role
+
+PASSWORD = "a long enough test password"
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
+
+
+@dataclass
+class Console:
+    app: FastAPI
+    db: Database
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://console")
+
+    async def signed_in(self, role: Role) -> tuple[httpx.AsyncClient, str]:
+        """A client holding a session cookie for the role's user, and its CSRF token."""
+        client = self.client()
+        response = await client.post("/signin", data={"name": role.value.replace("_", "-"),
+                                                       "password": PASSWORD, "next": "/"})
+        assert response.status_code == 303, response.text
+        page = await client.get("/")
+        match = CSRF_META.search(page.text)
+        assert match and match.group(1), "signed-in pages carry the CSRF token"
+        return client, match.group(1)
+
+
+@pytest.fixture
+async def console(db: Database, settings: Settings) -> AsyncIterator[Console]:
+    async with db.transaction() as session:
+        for role in Role:
+            if role is not Role.ADMIN:  # admins need TOTP: tested on their own
+                await users.add_user(session, role.value.replace("_", "-"), role, PASSWORD,
+                                     actor="test")
+        await store.apply_directory(session, settings.playbooks_dir, author="test")
+        await apply_registry(session, parse_registry(SAMPLE_PARTNERS))
+    app = create_app(None)  # type: ignore[arg-type] - state set directly, no lifespan
+    app.state.console = ConsoleState(db=db, settings=settings)
+    yield Console(app, db)

@@ -1,0 +1,180 @@
+"""Every non-public route refuses anonymous requests; every state-changing route refuses a
+session request without the CSRF token; sessions, headers and sign-in limits behave."""
+
+from __future__ import annotations
+
+import re
+from contextlib import aclosing
+
+import pyotp
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from prevent import users
+from prevent.console import security, sessions
+from prevent.storage.tables import UserRow
+from prevent.users import Role
+
+from .conftest import PASSWORD, Console
+
+PUBLIC = security.PUBLIC_PATHS | {security.METRICS_PATH}  # /metrics: public by default
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def protected_routes(console: Console) -> list[tuple[str, str]]:
+    # iter_route_contexts flattens included routers (app.routes holds them lazily).
+    found = [(method, route.path) for route in iter_route_contexts(console.app.routes)
+             if isinstance(route.original_route, APIRoute) and route.path not in PUBLIC
+             for method in sorted(route.methods or ())]
+    assert len(found) > 30, "the console's routes were enumerated"
+    return found
+
+
+async def test_every_protected_route_rejects_anonymous_requests(console: Console) -> None:
+    async with console.client() as client:
+        for method, path in protected_routes(console):
+            response = await client.request(method, concrete(path), headers={"accept": "text/html"})
+            if response.status_code == 303:
+                assert response.headers["location"].startswith("/signin?next="), (method, path)
+                assert method == "GET", (method, path)
+            else:
+                assert response.status_code in (401, 403), (method, path, response.status_code)
+
+
+async def test_every_state_changing_route_rejects_a_session_without_csrf(console: Console) -> None:
+    client, token = await console.signed_in(Role.DUTY_INSPECTOR)
+    async with aclosing(client):
+        unsafe = [(m, p) for m, p in protected_routes(console) if m in UNSAFE]
+        assert unsafe
+        for method, path in unsafe:
+            for data in ({}, {"csrf_token": "forged"}):
+                response = await client.request(method, concrete(path), data=data)
+                assert response.status_code == 403, (method, path, response.status_code)
+                assert "CSRF" in response.text, (method, path)
+        # The same session with the token gets through to the domain (here: a missing alert).
+        response = await client.post("/alerts/nope/confirm", data={"csrf_token": token, "revision": "1"})
+        assert response.status_code == 404
+
+
+async def test_public_routes_answer_without_a_session(console: Console) -> None:
+    async with console.client() as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200
+        assert (await client.get("/signin")).status_code == 200
+
+
+async def test_bearer_calls_are_exempt_from_csrf(console: Console) -> None:
+    async with console.db.transaction() as session:
+        token = await users.issue_token(session, "duty-inspector", actor="test")
+    async with console.client() as client:
+        response = await client.post("/api/alerts/nope/confirm", json={"revision": 1},
+                                     headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 404
+
+
+async def test_security_headers_and_cookie_flags(console: Console) -> None:
+    async with console.client() as client:
+        page = await client.get("/signin")
+        signin = await client.post("/signin", data={"name": "viewer", "password": PASSWORD})
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    cookie = signin.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie  # plain http
+    async with console.client() as client:
+        https = await client.post("/signin", data={"name": "viewer", "password": PASSWORD},
+                                  headers={"x-forwarded-proto": "https"})
+    assert "secure" in https.headers["set-cookie"].lower()
+
+
+async def test_signout_and_password_change_revoke_sessions(console: Console) -> None:
+    client, token = await console.signed_in(Role.VIEWER)
+    other, _ = await console.signed_in(Role.VIEWER)
+    async with aclosing(client), aclosing(other):
+        changed = await client.post("/account/password", data={
+            "csrf_token": token, "current": PASSWORD, "new": "another long password",
+            "repeat": "another long password"})
+        assert changed.status_code == 303
+        for c in (client, other):  # every session of the user ended, not just this one
+            assert (await c.get("/", headers={"accept": "text/html"})).status_code == 303
+    client, token = await console.signed_in(Role.DUTY_INSPECTOR)
+    async with aclosing(client):
+        assert (await client.post("/signout", data={"csrf_token": token})).status_code == 303
+        client.cookies.clear()
+    async with console.db.transaction() as session:
+        rows = (await session.execute(sessions.ConsoleSessionRow.__table__.select())).all()
+    assert rows and all(r.revoked_at is not None for r in rows)
+
+
+async def test_idle_and_absolute_timeouts(console: Console) -> None:
+    from datetime import timedelta
+
+    from prevent.contracts import utcnow
+
+    start = utcnow()
+    async with console.db.transaction() as session:
+        sid = await sessions.create(session, "viewer", now=start)
+    async with console.db.transaction() as session:
+        assert await sessions.resolve(session, sid, now=start + timedelta(minutes=29)) is not None
+    async with console.db.transaction() as session:
+        assert await sessions.resolve(session, sid, now=start + timedelta(minutes=61)) is None
+    async with console.db.transaction() as session:
+        sid = await sessions.create(session, "viewer", now=start)
+    for minutes in range(20, 12 * 60, 20):  # active all along, still ends after 12 hours
+        async with console.db.transaction() as session:
+            alive = await sessions.resolve(session, sid, now=start + timedelta(minutes=minutes))
+        assert alive is not None
+    async with console.db.transaction() as session:
+        assert await sessions.resolve(session, sid, now=start + timedelta(hours=12, minutes=5)) is None
+
+
+async def test_signin_is_rate_limited_per_account(console: Console) -> None:
+    async with console.client() as client:
+        for _ in range(5):
+            bad = await client.post("/signin", data={"name": "viewer", "password": "wrong password!"})
+            assert bad.status_code == 401
+        blocked = await client.post("/signin", data={"name": "viewer", "password": PASSWORD})
+    assert blocked.status_code == 429
+
+
+@pytest.mark.parametrize("with_code", [False, True])
+async def test_admins_need_a_second_factor(console: Console, with_code: bool) -> None:
+    secret = pyotp.random_base32()
+    async with console.db.transaction() as session:
+        await users.add_user(session, "root-admin", Role.ADMIN, PASSWORD, actor="test")
+        if with_code:
+            (await session.get(UserRow, "root-admin")).totp_secret = secret
+    async with console.client() as client:
+        no_code = await client.post("/signin", data={"name": "root-admin", "password": PASSWORD})
+        assert no_code.status_code == 401
+        if with_code:
+            ok = await client.post("/signin", data={"name": "root-admin", "password": PASSWORD,
+                                                    "code": pyotp.TOTP(secret).now()})
+            assert ok.status_code == 303
+        else:
+            assert "second factor" in no_code.text
+
+
+async def test_next_parameter_cannot_redirect_off_site(console: Console) -> None:
+    async with console.client() as client:
+        response = await client.post("/signin", data={"name": "viewer", "password": PASSWORD,
+                                                      "next": "//evil.example/"})
+    assert response.headers["location"] == "/"
+
+
+async def test_metrics_count_alerts_and_notices_by_state(console: Console) -> None:
+    from prevent import lifecycle
+    from prevent.users import Principal
+
+    async with console.db.transaction() as session:
+        await lifecycle.raise_exercise(session, Principal("duty-inspector", Role.DUTY_INSPECTOR),
+                                       playbook_id="place-of-worship-attack", communities=["muslim"],
+                                       severity=2, title="Exercise for metrics")
+    async with console.client() as client:
+        text = (await client.get("/metrics")).text
+    assert 'prevent_alerts{state="proposed"} 1' in text
+    assert "# TYPE prevent_notices gauge" in text
