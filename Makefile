@@ -33,3 +33,7 @@ asyncapi: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache tests/artifacts
+
+## bench: every benchmark in one run; writes docs/PERFORMANCE.md and var/bench/*.json
+bench: $(STAMP)
+	$(BIN)/python -m bench

@@ -66,7 +66,7 @@ async def watcher_round(base: str, n: int, work: Path) -> dict[str, Any]:
             watcher = FeedWatcher(feeds, db, client, publish, settings=settings)
             await watcher.poll_all()  # first round: every feed is new (200 + parse + publish)
             first_published = published
-            httpx.post(f"{base}/round")  # 10% of the feeds change
+            await client.post(f"{base}/round")  # 10% of the feeds change
             wall, cpu = time.perf_counter(), cpu_seconds()
             outcomes = await watcher.poll_all()
             wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu

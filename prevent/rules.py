@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import alerts, grouping, lifecycle
 from prevent.classification import Classification, Classifier
-from prevent.contracts import Alert, AlertStatus, GlobalIncident, alert_id_for, stable_id, utcnow
+from prevent.contracts import Alert, AlertStatus, FeedKind, GlobalIncident, alert_id_for, stable_id, utcnow
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
 from prevent.storage.tables import AlertRow, IncidentRow
 
@@ -45,14 +45,27 @@ def classify_incident(classifier: Classifier, incident: GlobalIncident) -> Class
     if incident.threat_level is not None:  # the watcher saw the national level change
         return c.model_copy(update={"incident_type": "threat_level_change",
                                     "severity": max(c.severity, THREAT_LEVEL_SEVERITY)})
+    if incident.kind is FeedKind.PARTNER_REPORT:
+        return _partner_report(c, incident)
     return c
+
+
+def _partner_report(c: Classification, incident: GlobalIncident) -> Classification:
+    """A partner's concern at their own site always reaches the duty inspector: it carries
+    the site's communities (in its categories) and is at least a local concern."""
+    site_communities = set(incident.categories) - {"partner_report", "urgent"}
+    floor = 2 if "urgent" in incident.categories else 1
+    return c.model_copy(update={
+        "communities": tuple(sorted(set(c.communities) | site_communities)),
+        "incident_type": c.incident_type if c.incident_type != "none" else "local_concern",
+        "severity": max(c.severity, floor)})
 
 
 def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
     return Subject(
         communities=frozenset(c.communities), incident_type=c.incident_type, severity=c.severity,
         country=c.country, text=f"{incident.title}\n{incident.summary}".casefold(),
-        published=incident.published,
+        published=incident.published, kind=incident.kind.value,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifiers.assembly import build_centre_notifier, demo_http_channels
 from notifiers.centre import CentreNotifier
@@ -36,7 +38,8 @@ from prevent.messaging import publish
 from prevent.playbooks import store
 from prevent.registry import apply_registry, parse_registry
 from prevent.runtime import ServiceContext, service_context, start_services, topic_partitions
-from prevent.storage.tables import Site
+from prevent.storage.tables import Site, UserRow
+from prevent.users import Role, add_user
 
 log = logging.getLogger("prevent.services")
 SERVICES = ("watcher", "rules", "centre-notifier", "patrol-notifier")
@@ -55,7 +58,13 @@ class System:
 
     def console_state(self) -> ConsoleState:
         sink, http_sink = self.sink, self.http_sink
+        broker = self.ctx.broker
+
+        async def kafka_reachable() -> bool:
+            return await broker.ping(timeout=2.0)
+
         return ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None,
+                            checks={"kafka": kafka_reachable},
                             kick=self.ctx.relay.kick,
                             websub=self.watcher.receive_push if self.watcher else None,
                             settings=self.ctx.settings,
@@ -86,6 +95,22 @@ async def seed(ctx: ServiceContext, *, sample_partners: bool) -> None:
             await store.apply_sources(session, new, author="seed", note="seeded from playbooks/")
         if sample_partners and not (await session.execute(select(func.count()).select_from(Site))).scalar():
             await apply_registry(session, parse_registry(SAMPLE_PARTNERS))
+        if sample_partners:
+            await _demo_user(session, ctx.settings)
+
+
+DEMO_USER = "demo"
+
+
+async def _demo_user(session: AsyncSession, settings: Settings) -> None:
+    """Demo mode with no users yet: one duty inspector with a fresh random password, shown
+    once on the terminal, so a new user can sign in right away. Never outside demo mode."""
+    if (await session.execute(select(func.count()).select_from(UserRow))).scalar():
+        return
+    password = secrets.token_urlsafe(12)
+    await add_user(session, DEMO_USER, Role.DUTY_INSPECTOR, password, actor="demo-seed")
+    log.warning("DEMO MODE: sign in at %s as '%s' with password '%s' (demo user, duty inspector)",
+                settings.public_base_url, DEMO_USER, password)
 
 
 def _is_playbook(path: Path) -> bool:

@@ -95,3 +95,18 @@ async def test_redelivered_incident_changes_nothing(db, engine) -> None:
     assert again.already_processed and again.alerts == ()
     assert await count(db, AlertRow) == 1
     assert await count(db, OutboxRow, OutboxRow.topic == "prevent.alerts.v1") == 1
+
+
+async def test_a_partner_report_reaches_the_inspector_queue(db, engine) -> None:
+    from prevent.contracts import FeedKind
+
+    published = NOW
+    incident = GlobalIncident(
+        incident_id=stable_id("inc", "partner"), feed_id="partner:site-1", kind=FeedKind.PARTNER_REPORT,
+        title="URGENT: Partner report from Riverside Islamic Centre (sample)",
+        summary="A man has been shouting at worshippers outside our entrance every evening.",
+        published=published, first_seen=published, categories=("partner_report", "urgent", "muslim"),
+        content_hash="h")
+    outcome = await process(db, engine, incident)
+    assert [(a.playbook_id, a.status) for a in outcome.alerts] == [("partner-report", AlertStatus.PROPOSED)]
+    assert outcome.alerts[0].communities == ("muslim",) and outcome.alerts[0].severity == 2

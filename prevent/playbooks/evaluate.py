@@ -25,6 +25,7 @@ class Subject:
     country: str | None
     text: str
     published: datetime
+    kind: str = ""  # the kind of source (FeedKind value); "" when unknown
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,16 @@ def _active(match: Match) -> Predicate:
     return rule
 
 
-RULE_BUILDERS = (_communities, _types, _severity, _countries, _keywords, _age, _active)
+def _sources(match: Match) -> Predicate:
+    kinds = frozenset(match.sources)
+
+    def rule(s: Subject, _now: datetime) -> RuleResult:
+        return RuleResult("sources", not kinds or s.kind in kinds,
+                          f"source {s.kind or 'unknown'}; allowed {sorted(kinds) or 'any'}")
+    return rule
+
+
+RULE_BUILDERS = (_communities, _types, _severity, _countries, _keywords, _age, _active, _sources)
 
 
 def fast_test(match: Match) -> Callable[[Subject, datetime], bool]:
@@ -136,8 +146,11 @@ def fast_test(match: Match) -> Callable[[Subject, datetime], bool]:
     keyword_rule = _keywords(match) if (match.keywords.any or match.keywords.none) else None
     limit = timedelta(hours=match.max_age_hours) if match.max_age_hours else None
     active = _active(match) if match.active else None
+    kinds = frozenset(match.sources)
 
     def test(s: Subject, now: datetime) -> bool:
+        if kinds and s.kind not in kinds:
+            return False
         if s.severity < match.min_severity or (types and s.incident_type not in types):
             return False
         if not (any_community or any_of & s.communities) or not all_of <= s.communities:

@@ -54,6 +54,8 @@ class Match(Strict):
     keywords: KeywordMatch = KeywordMatch()
     max_age_hours: float | None = Field(default=72, gt=0)
     active: tuple[ActivePeriod, ...] = Field(default=(), description="empty = always active")
+    sources: tuple[Literal["rss", "atom", "rdf", "cap", "geojson", "threat_level", "partner_report"],
+                   ...] = Field(default=(), description="kinds of source; empty = any")
 
 
 class Confirmation(Strict):

@@ -37,14 +37,21 @@ def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     before = tansu_pids()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREVENT_")}
     env |= {"PREVENT_VAR_DIR": str(tmp_path / "var"), "PREVENT_HTTP_PORT": str(port)}
+    # The console needs a signed-in user: add one the way an operator would.
+    subprocess.run([sys.executable, "-m", "prevent", "users", "add", "demo-viewer", "--role", "viewer"],
+                   cwd=tmp_path, env=env, input=b"demo viewer password\n", check=True)
     proc = subprocess.Popen([sys.executable, "-m", "prevent", "up"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    console = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2)
     try:
         started = time.monotonic()
         page = ""
         while time.monotonic() - started < 30:
             try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+                if "prevent_session" not in console.cookies:
+                    console.post("/signin", data={"name": "demo-viewer",
+                                                  "password": "demo viewer password"})
+                page = console.get("/overview").text
             except httpx.TransportError:
                 page = ""
             if "Message-ID" in page:

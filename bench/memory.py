@@ -1,0 +1,74 @@
+"""Peak RSS of `prevent up` idle and during a burst of incidents (read from /proc)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.fixtures import incidents
+from bench.throughput import publish_burst
+from prevent.contracts import INCIDENTS
+from prevent.netutil import free_port
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's high-water mark of resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run(burst: int = 20_000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        kafka_port, http_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREVENT_")}
+        env |= {"PREVENT_VAR_DIR": tmp, "PREVENT_HTTP_PORT": str(http_port)}
+        # Our own broker, so the burst can be published to the running system.
+        from prevent.broker import EmbeddedBroker
+        from prevent.config import Settings
+        from prevent.runtime import topic_partitions
+
+        with EmbeddedBroker(topics=topic_partitions(Settings()), port=kafka_port) as broker:
+            env["PREVENT_KAFKA_BOOTSTRAP"] = broker.bootstrap
+            proc = subprocess.Popen([sys.executable, "-m", "prevent", "up"], env=env, cwd=tmp,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(120):
+                    try:
+                        if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).is_success:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.5)
+                time.sleep(10)
+                idle = rss_mb(proc.pid)
+                asyncio.run(publish_burst(broker.bootstrap, INCIDENTS.name,
+                                          incidents(burst, tag="memory")))
+                time.sleep(30)
+                peak = peak_rss_mb(proc.pid)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    return {"idle_rss_mb": idle, "peak_rss_mb_during_burst": peak, "burst": burst}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))
