@@ -63,6 +63,16 @@ def to_row(alert: Alert) -> AlertRow:
                     payload=alert.model_dump(mode="json"))
 
 
+def row_values(alert: Alert) -> dict[str, object]:
+    """The ``alerts`` row of ``alert`` as plain values (for multi-row inserts and updates)."""
+    return {"alert_id": alert.alert_id, "cluster_id": alert.cluster_id,
+            "playbook_id": alert.playbook_id, "playbook_version": alert.playbook_version,
+            "status": alert.status.value, "severity": alert.severity, "revision": alert.revision,
+            "exercise": alert.exercise, "created_at": alert.created_at,
+            "updated_at": alert.updated_at, "decided_by": alert.decided_by,
+            "payload": alert.model_dump(mode="json")}
+
+
 def from_row(row: AlertRow) -> Alert:
     return Alert.model_validate(row.payload)
 
@@ -83,15 +93,18 @@ async def list_alerts(session: AsyncSession, *, status: Sequence[str] = (), limi
 
 
 async def _publish(session: AsyncSession, alert: Alert) -> None:
-    await outbox.stage(session, ALERTS, alert, key=alert.alert_id,
-                       event_id=f"{alert.alert_id}:{alert.revision}", subtype=alert.status.value)
+    await outbox.stage(session, ALERTS, alert, **publish_args(alert))
+
+
+def created_audit(alert: Alert) -> dict[str, object]:
+    """The audit entry of a new alert (keyword arguments of ``audit.record``)."""
+    return {"action": f"alert.{alert.status.value}", "subject": alert.alert_id,
+            "after": _summary(alert), "key": f"{alert.alert_id}:{alert.revision}"}
 
 
 async def create(session: AsyncSession, alert: Alert, *, actor: str) -> Alert:
     session.add(to_row(alert))
-    await audit.record(session, actor=actor, action=f"alert.{alert.status.value}",
-                       subject=alert.alert_id, after=_summary(alert),
-                       key=f"{alert.alert_id}:{alert.revision}")
+    await audit.record(session, actor=actor, **created_audit(alert))
     await _publish(session, alert)
     return alert
 
@@ -152,28 +165,54 @@ async def decide(session: AsyncSession, alert_id: str, decision: Decision) -> Al
     return after
 
 
-async def raise_severity(session: AsyncSession, before: Alert, *, severity: int,
-                         incident_id: str, actor: str) -> Alert:
-    """A later report of the same event is more severe: update the open alert and say so."""
-    after = before.model_copy(update={
+def raised(before: Alert, *, severity: int, incident_id: str) -> Alert:
+    """``before`` with its severity raised by report ``incident_id`` (the next revision)."""
+    return before.model_copy(update={
         "severity": severity, "previous_severity": before.severity,
         "revision": before.revision + 1, "updated_at": utcnow(),
         "incident_ids": (*before.incident_ids, incident_id),
     })
+
+
+def severity_raised_audit(before: Alert, after: Alert, incident_id: str) -> dict[str, object]:
+    """The audit entry of a severity raise (keyword arguments of ``audit.record``)."""
+    return {"action": "alert.severity_raised", "subject": before.alert_id,
+            "before": _summary(before), "after": _summary(after),
+            "reason": f"report {incident_id} raised severity {before.severity} → {after.severity}",
+            "key": f"{before.alert_id}:{after.revision}"}
+
+
+def publish_args(alert: Alert) -> dict[str, object]:
+    """How an alert's state is staged in the outbox (keyword arguments of ``outbox.stage``)."""
+    return {"key": alert.alert_id, "event_id": f"{alert.alert_id}:{alert.revision}",
+            "subtype": alert.status.value}
+
+
+async def raise_severity(session: AsyncSession, before: Alert, *, severity: int,
+                         incident_id: str, actor: str) -> Alert:
+    """A later report of the same event is more severe: update the open alert and say so."""
+    after = raised(before, severity=severity, incident_id=incident_id)
     await _save(session, before, after)
-    await audit.record(session, actor=actor, action="alert.severity_raised", subject=before.alert_id,
-                       before=_summary(before), after=_summary(after),
-                       reason=f"report {incident_id} raised severity {before.severity} → {severity}",
-                       key=f"{before.alert_id}:{after.revision}")
+    await audit.record(session, actor=actor, **severity_raised_audit(before, after, incident_id))
     await _publish(session, after)
     return after
 
 
-async def attach_report(session: AsyncSession, before: Alert, incident_id: str) -> Alert:
-    """Another report of the same event at no higher severity: remember it, publish nothing."""
+def attached(before: Alert, incident_id: str) -> Alert:
+    """``before`` remembering one more report (same revision: nothing is published)."""
     if incident_id in before.incident_ids:
         return before
-    after = before.model_copy(update={"incident_ids": (*before.incident_ids, incident_id)})
+    return before.model_copy(update={"incident_ids": (*before.incident_ids, incident_id)})
+
+
+async def attach_report(session: AsyncSession, before: Alert, incident_id: str) -> Alert:
+    """Another report of the same event at no higher severity: remember it, publish nothing.
+
+    The rules stage does this in memory and writes each alert once per batch
+    (``prevent.rules``); this is the one-off form."""
+    after = attached(before, incident_id)
+    if after is before:
+        return before
     await session.execute(update(AlertRow).where(AlertRow.alert_id == before.alert_id)
                           .values(payload=after.model_dump(mode="json")))
     return after

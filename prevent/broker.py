@@ -77,6 +77,8 @@ from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from prevent.netutil import free_port
+
 log = logging.getLogger(__name__)
 
 BINARY_ENV = "PREVENT_TANSU_BIN"
@@ -241,13 +243,6 @@ def resolve_binary(binary: str | None = None) -> str:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise BrokerError(f"{_MISSING_BINARY} (tried {path})")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free right now. Another process could still take it before we bind."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -53,20 +53,25 @@ def timer_id_for(alert_id: str, kind: str, level: int) -> str:
     return stable_id("esc", alert_id, kind, level)
 
 
-async def schedule(session: AsyncSession, alert: Alert, playbook: Playbook, *,
-                   published: datetime, ttl: timedelta = DEFAULT_TTL) -> None:
-    """Write the alert's escalation and expiry due times (idempotent)."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+def timer_rows(alert: Alert, playbook: Playbook, *, published: datetime,
+               ttl: timedelta = DEFAULT_TTL) -> list[dict[str, object]]:
+    """The alert's escalation and expiry timers, as rows (ids derive from alert, kind, level)."""
     max_age = playbook.match.max_age_hours
     expiry = published + timedelta(hours=max_age) if max_age else alert.created_at + ttl
     due = [(ESCALATE, level, alert.created_at + timedelta(minutes=minutes))
            for level, minutes in enumerate(playbook.response.escalation_minutes, start=1)]
     due.append((EXPIRE, 0, max(expiry, alert.created_at)))
-    for kind, level, at in due:
-        await session.execute(insert(EscalationTimer).values(
-            timer_id=timer_id_for(alert.alert_id, kind, level), alert_id=alert.alert_id,
-            kind=kind, level=level, due_at=at, state="due",
-        ).on_conflict_do_nothing(index_elements=["timer_id"]))
+    return [{"timer_id": timer_id_for(alert.alert_id, kind, level), "alert_id": alert.alert_id,
+             "kind": kind, "level": level, "due_at": at, "state": "due"} for kind, level, at in due]
+
+
+async def schedule(session: AsyncSession, alert: Alert, playbook: Playbook, *,
+                   published: datetime, ttl: timedelta = DEFAULT_TTL) -> None:
+    """Write the alert's escalation and expiry due times (idempotent), in one statement."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    rows = timer_rows(alert, playbook, published=published, ttl=ttl)
+    await session.execute(insert(EscalationTimer).values(rows)
+                          .on_conflict_do_nothing(index_elements=["timer_id"]))
 
 
 @dataclass

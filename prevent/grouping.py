@@ -5,16 +5,24 @@ time window, and either their titles share enough distinctive words, or they nam
 the same country and incident type within a shorter window. Clusters are rows in
 the database, so grouping survives a restart. A new cluster's id derives from its
 first report, so a redelivered report lands in the same cluster.
+
+A batch is grouped by a :class:`Grouper`: three queries read what the batch can need
+(earlier versions' clusters, the key index for the batch's words, those clusters), the
+reports are grouped one after another in memory (a report can join a cluster made by an
+earlier report of the same batch), and the clusters and keys are written at the end.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,13 +61,36 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / min(len(a), len(b))
 
 
+@dataclass(slots=True)
+class Cluster:
+    """A cluster's state while a batch is grouped (the columns of ``clusters``)."""
+
+    cluster_id: str
+    created_at: datetime
+    first_published_at: datetime
+    last_published_at: datetime
+    title: str
+    communities: list[str]
+    incident_type: str
+    country: str | None
+    tokens: list[str]
+    max_severity: int
+    report_count: int
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+COLUMNS = [ClusterRow.__table__.c[f.name] for f in fields(Cluster)]
+
+
 @dataclass(frozen=True)
 class Candidate:
-    row: ClusterRow
+    row: Cluster
     score: float
 
 
-def _score(row: ClusterRow, incident: GlobalIncident, c: Classification,
+def _score(row: Cluster, incident: GlobalIncident, c: Classification,
            tokens: frozenset[str]) -> float | None:
     if row.communities and c.communities and not set(row.communities) & set(c.communities):
         return None
@@ -86,75 +117,159 @@ def _keys(tokens: frozenset[str], c: Classification) -> set[str]:
     return set(tokens) | ({shape} if shape else set())
 
 
-async def _candidates(session: AsyncSession, incident: GlobalIncident, keys: set[str]
-                      ) -> list[ClusterRow]:
-    """The clusters sharing the most keys with this report, recently active."""
-    shared = func.count().label("shared")
-    ids = (await session.execute(
-        select(ClusterKey.cluster_id, shared)
-        .where(ClusterKey.key.in_(sorted(keys)),
-               ClusterKey.last_published_at >= incident.published - TITLE_WINDOW)
-        .group_by(ClusterKey.cluster_id).order_by(shared.desc()).limit(MAX_CANDIDATES)
-    )).scalars().all()
-    if not ids:
-        return []
-    return list((await session.execute(select(ClusterRow).where(
-        ClusterRow.cluster_id.in_(ids),
-        ClusterRow.first_published_at <= incident.published + TITLE_WINDOW))).scalars())
+CHUNK = 500  # ids per IN (...): well under every engine's limit on bound parameters
 
 
-async def _index(session: AsyncSession, cluster_id: str, keys: set[str], published: datetime) -> None:
-    """Record the cluster's keys in one statement (a key seen again moves its time forward)."""
-    postgres = session.bind.dialect.name == "postgresql"
-    insert = pg_insert if postgres else sqlite_insert
-    stmt = insert(ClusterKey).values([
-        {"key": key, "cluster_id": cluster_id, "last_published_at": published}
-        for key in sorted(keys)[:MAX_TOKENS]])
-    later = (func.greatest if postgres else func.max)(ClusterKey.last_published_at,
-                                                      stmt.excluded.last_published_at)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["key", "cluster_id"],
-                                                     set_={"last_published_at": later}))
+def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start:start + CHUNK]
+
+
+class Grouper:
+    """Groups the reports of one batch in memory; ``flush`` writes the result."""
+
+    def __init__(self) -> None:
+        self.earlier: dict[str, str] = {}  # incident id -> its cluster (earlier versions, this batch)
+        self.clusters: dict[str, Cluster] = {}
+        self.index: dict[str, dict[str, datetime]] = {}  # key -> cluster -> last published
+        self._new: set[str] = set()
+        self._changed: set[str] = set()
+        self._keys: dict[tuple[str, str], datetime] = {}  # (key, cluster) -> latest published
+
+    @classmethod
+    async def load(cls, session: AsyncSession,
+                   reports: Sequence[tuple[GlobalIncident, Classification]]) -> Grouper:
+        """Read what grouping ``reports`` can need, in a few queries for the whole batch."""
+        self = cls()
+        for ids in _chunks(i.incident_id for i, _ in reports):
+            for incident_id, cluster_id in (await session.execute(
+                    select(IncidentRow.incident_id, IncidentRow.cluster_id)
+                    .where(IncidentRow.incident_id.in_(ids)))).all():
+                if cluster_id:
+                    self.earlier.setdefault(incident_id, cluster_id)
+        fresh = [(i, c) for i, c in reports if i.incident_id not in self.earlier and _groupable(c)]
+        wanted = set(self.earlier.values())
+        if fresh:
+            since = min(i.published for i, _ in fresh) - TITLE_WINDOW
+            keys = set().union(*(_keys(title_tokens(i.title), c) for i, c in fresh))
+            for chunk in _chunks(keys):
+                for key, cluster_id, last in (await session.execute(
+                        select(ClusterKey.key, ClusterKey.cluster_id, ClusterKey.last_published_at)
+                        .where(ClusterKey.key.in_(chunk), ClusterKey.last_published_at >= since))).all():
+                    self.index.setdefault(key, {})[cluster_id] = last
+                    wanted.add(cluster_id)
+        for ids in _chunks(wanted):
+            for row in (await session.execute(select(*COLUMNS).where(
+                    ClusterRow.cluster_id.in_(ids)))).all():
+                self.clusters[row.cluster_id] = Cluster(*row)
+        return self
+
+    def _candidates(self, incident: GlobalIncident, keys: set[str]) -> list[Cluster]:
+        """The clusters sharing the most keys with this report, recently active."""
+        since = incident.published - TITLE_WINDOW
+        shared: dict[str, int] = {}
+        for key in keys:
+            for cluster_id, last in self.index.get(key, {}).items():
+                if last >= since:
+                    shared[cluster_id] = shared.get(cluster_id, 0) + 1
+        top = heapq.nlargest(MAX_CANDIDATES, shared.items(), key=lambda item: item[1])
+        until = incident.published + TITLE_WINDOW
+        return [row for cluster_id, _ in top
+                if (row := self.clusters.get(cluster_id)) is not None and row.first_published_at <= until]
+
+    def _index(self, cluster_id: str, keys: set[str], published: datetime) -> None:
+        """Record the cluster's keys (a key seen again moves its time forward)."""
+        for key in sorted(keys)[:MAX_TOKENS]:
+            held = self.index.setdefault(key, {})
+            held[cluster_id] = max(held.get(cluster_id, published), published)
+            pair = (key, cluster_id)
+            self._keys[pair] = max(self._keys.get(pair, published), published)
+
+    def assign(self, incident: GlobalIncident, c: Classification) -> str:
+        """The cluster this report belongs to (created or updated in memory)."""
+        cluster_id = self._assign(incident, c)
+        self.earlier.setdefault(incident.incident_id, cluster_id)
+        return cluster_id
+
+    def note(self, incident: GlobalIncident, cluster_id: str) -> None:
+        """A report stored without grouping (it concerns no community): later versions stay
+        in ``cluster_id`` like they would after the batch."""
+        self.earlier.setdefault(incident.incident_id, cluster_id)
+
+    def _assign(self, incident: GlobalIncident, c: Classification) -> str:
+        earlier = self.earlier.get(incident.incident_id)
+        if earlier:  # an updated version of a report stays in its cluster
+            self._update(earlier, incident, c, title_tokens(incident.title))
+            return earlier
+        own_id = stable_id("clu", incident.incident_id)
+        if not _groupable(c):
+            return own_id
+        tokens = title_tokens(incident.title)
+        keys = _keys(tokens, c)
+        rows = self._candidates(incident, keys)
+        scored = [Candidate(r, s) for r in rows if (s := _score(r, incident, c, tokens)) is not None]
+        if scored:
+            best = max(scored, key=lambda cand: (cand.score, cand.row.report_count))
+            self._update(best.row.cluster_id, incident, c, tokens)
+            self._index(best.row.cluster_id, keys, incident.published)
+            return best.row.cluster_id
+        self.clusters[own_id] = Cluster(
+            cluster_id=own_id, created_at=utcnow(), first_published_at=incident.published,
+            last_published_at=incident.published, title=incident.title,
+            communities=list(c.communities), incident_type=c.incident_type, country=c.country,
+            tokens=sorted(tokens)[:MAX_TOKENS], max_severity=c.severity, report_count=1)
+        self._new.add(own_id)
+        self._index(own_id, keys, incident.published)
+        return own_id
+
+    def _update(self, cluster_id: str, incident: GlobalIncident, c: Classification,
+                tokens: frozenset[str]) -> None:
+        row = self.clusters.get(cluster_id)
+        if row is None:
+            return
+        row.first_published_at = min(row.first_published_at, incident.published)
+        row.last_published_at = max(row.last_published_at, incident.published)
+        row.communities = sorted(set(row.communities) | set(c.communities))
+        row.tokens = sorted(set(row.tokens) | tokens)[:MAX_TOKENS]
+        row.max_severity = max(row.max_severity, c.severity)
+        row.report_count += 1
+        if row.incident_type == "none":
+            row.incident_type = c.incident_type
+        row.country = row.country or c.country
+        if cluster_id not in self._new:
+            self._changed.add(cluster_id)
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Write new and changed clusters and their keys: one statement each."""
+        table = ClusterRow.__table__
+        if self._new:
+            await session.execute(table.insert(), [self.clusters[i].values() for i in sorted(self._new)])
+        if self._changed:
+            changed = []
+            for cluster_id in sorted(self._changed):
+                values = self.clusters[cluster_id].values()
+                values["b_cluster_id"] = values.pop("cluster_id")
+                changed.append(values)
+            await session.execute(table.update().where(table.c.cluster_id == bindparam("b_cluster_id")),
+                                  changed)
+        if self._keys:
+            postgres = session.bind.dialect.name == "postgresql"
+            insert = pg_insert if postgres else sqlite_insert
+            stmt = insert(ClusterKey)
+            later = (func.greatest if postgres else func.max)(ClusterKey.last_published_at,
+                                                              stmt.excluded.last_published_at)
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=["key", "cluster_id"],
+                                           set_={"last_published_at": later}),
+                [{"key": key, "cluster_id": cluster_id, "last_published_at": at}
+                 for (key, cluster_id), at in sorted(self._keys.items())])
+        self._new, self._changed, self._keys = set(), set(), {}
 
 
 async def assign_cluster(session: AsyncSession, incident: GlobalIncident, c: Classification) -> str:
     """The cluster this report belongs to (created or updated in the caller's transaction)."""
-    earlier = (await session.execute(select(IncidentRow.cluster_id).where(
-        IncidentRow.incident_id == incident.incident_id).limit(1))).scalar()
-    if earlier:  # an updated version of a report stays in its cluster
-        await _update(session, earlier, incident, c, title_tokens(incident.title))
-        return earlier
-    own_id = stable_id("clu", incident.incident_id)
-    if not _groupable(c):
-        return own_id
-    tokens = title_tokens(incident.title)
-    keys = _keys(tokens, c)
-    rows = await _candidates(session, incident, keys)
-    scored = [Candidate(r, s) for r in rows if (s := _score(r, incident, c, tokens)) is not None]
-    if scored:
-        best = max(scored, key=lambda cand: (cand.score, cand.row.report_count))
-        await _update(session, best.row.cluster_id, incident, c, tokens)
-        await _index(session, best.row.cluster_id, keys, incident.published)
-        return best.row.cluster_id
-    session.add(ClusterRow(
-        cluster_id=own_id, created_at=utcnow(), first_published_at=incident.published,
-        last_published_at=incident.published, title=incident.title, communities=list(c.communities),
-        incident_type=c.incident_type, country=c.country, tokens=sorted(tokens)[:MAX_TOKENS],
-        max_severity=c.severity, report_count=1))
-    await _index(session, own_id, keys, incident.published)
-    return own_id
-
-
-async def _update(session: AsyncSession, cluster_id: str, incident: GlobalIncident,
-                  c: Classification, tokens: frozenset[str]) -> None:
-    row = await session.get(ClusterRow, cluster_id)
-    if row is None:
-        return
-    row.first_published_at = min(row.first_published_at, incident.published)
-    row.last_published_at = max(row.last_published_at, incident.published)
-    row.communities = sorted(set(row.communities) | set(c.communities))
-    row.tokens = sorted(set(row.tokens) | tokens)[:MAX_TOKENS]
-    row.max_severity = max(row.max_severity, c.severity)
-    row.report_count += 1
-    if row.incident_type == "none":
-        row.incident_type = c.incident_type
-    row.country = row.country or c.country
+    grouper = await Grouper.load(session, [(incident, c)])
+    cluster_id = grouper.assign(incident, c)
+    await grouper.flush(session)
+    return cluster_id

@@ -198,7 +198,6 @@ class ReliabilityMiddleware(BaseMiddleware):
                     kind == "unknown" and (unknown_failures := unknown_failures + 1)
                     >= UNKNOWN_ERROR_ATTEMPTS
                 ):
-                    log.error("dead-lettering message from %s: %s", where, _describe(exc))
                     for record in records:
                         await dead_letter(self._broker, record, exc, self._source)
                     return None
@@ -221,6 +220,7 @@ async def dead_letter(broker: KafkaBroker, record: Any, exc: BaseException, sour
 
     Retried until the broker takes it: the dead letter is itself an effect that must be
     durable before the offset is committed."""
+    log.error("dead-lettering message from %s: %s", _origin(record), _describe(exc))
     headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
     headers.update({
         "x-origin-topic": str(record.topic),

@@ -2,6 +2,14 @@
 
 Pure domain logic over a database session; ``consumers/rules.py`` is the thin Kafka
 wrapper. Idempotent: an incident version already processed changes nothing.
+
+A batch is set-based: a handful of reads for the whole batch (versions already processed,
+earlier clusters, the key index, the batch's clusters, their alerts, active silences),
+then every incident in order in memory (grouping, playbooks, alerts, silences and
+inhibition), then one multi-row write per table at the end: incidents, clusters and keys,
+new alerts, one compare-and-set update per existing alert that changed (however many
+reports were attached to it), suppressed matches, audit entries, timers and the outbox
+(events staged in the order they happened).
 """
 
 from __future__ import annotations
@@ -11,14 +19,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prevent import alerts, grouping, lifecycle
+from prevent import alerts, audit, escalation, grouping, suppression
 from prevent.classification import Classification, Classifier
-from prevent.contracts import Alert, AlertStatus, FeedKind, GlobalIncident, alert_id_for, stable_id, utcnow
+from prevent.contracts import (
+    ALERTS,
+    Alert,
+    AlertStatus,
+    FeedKind,
+    GlobalIncident,
+    alert_id_for,
+    stable_id,
+    utcnow,
+)
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
-from prevent.storage.tables import AlertRow, IncidentRow
+from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow
 
 log = logging.getLogger("prevent.rules")
 ACTOR = "rules-consumer"
@@ -72,31 +89,38 @@ def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
 async def process_batch(session: AsyncSession, incidents: Sequence[GlobalIncident],
                         classifier: Classifier, playbooks: CompiledSet, *,
                         now: datetime | None = None) -> list[Outcome]:
-    """A batch in one transaction, with as few statements as possible: one query finds the
-    versions already processed, and reports that concern no community and describe no
-    incident (most of any news feed) are stored in one bulk insert."""
+    """A batch in one transaction, with as few statements as possible (see the module doc).
+    Reports that concern no community and describe no incident (most of any news feed) are
+    only stored."""
     now = now or utcnow()
-    keys = [(i.incident_id, i.content_hash) for i in incidents]
-    done = set((await session.execute(select(IncidentRow.incident_id, IncidentRow.content_hash)
-                                       .where(tuple_(IncidentRow.incident_id,
-                                                     IncidentRow.content_hash).in_(keys)))).all())
-    outcomes: list[Outcome] = []
-    quiet: dict[tuple[str, str], dict[str, object]] = {}
+    keys = list(dict.fromkeys((i.incident_id, i.content_hash) for i in incidents))
+    done: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), grouping.CHUNK):
+        done.update((await session.execute(
+            select(IncidentRow.incident_id, IncidentRow.content_hash)
+            .where(tuple_(IncidentRow.incident_id, IncidentRow.content_hash)
+                   .in_(keys[start:start + grouping.CHUNK])))).all())
+    todo: list[tuple[GlobalIncident, Classification]] = []
+    seen: set[tuple[str, str]] = set()
     for incident in incidents:
         key = (incident.incident_id, incident.content_hash)
-        if key in done or key in quiet:
+        if key not in done and key not in seen:
+            seen.add(key)
+            todo.append((incident, classify_incident(classifier, incident)))
+    results = iter(await _Batch(session, playbooks, now).run(todo))
+    outcomes = []
+    for incident in incidents:
+        key = (incident.incident_id, incident.content_hash)
+        if key in seen:  # the first occurrence in the batch
+            seen.discard(key)
+            outcomes.append(next(results))
+        else:
             outcomes.append(Outcome(incident.incident_id, True, None, None, ()))
-            continue
-        c = classify_incident(classifier, incident)
-        if not c.communities and c.incident_type == "none":
-            quiet[key] = _incident_values(incident, c, stable_id("clu", incident.incident_id), now)
-            outcomes.append(Outcome(incident.incident_id, False, c, None, ()))
-            continue
-        outcomes.append(await process_incident(session, incident, classifier, playbooks, now=now,
-                                               classification=c))
-    if quiet:
-        await session.execute(insert(IncidentRow), list(quiet.values()))
     return outcomes
+
+
+def _quiet(c: Classification) -> bool:
+    return not c.communities and c.incident_type == "none"
 
 
 def _incident_values(incident: GlobalIncident, c: Classification, cluster_id: str,
@@ -112,43 +136,186 @@ async def process_incident(session: AsyncSession, incident: GlobalIncident, clas
                            classification: Classification | None = None) -> Outcome:
     """Everything the rules stage does for one incident, in the caller's transaction.
 
-    ``classification`` is given by ``process_batch``, which has already checked that this
-    incident version was not processed before."""
-    now = now or utcnow()
-    if classification is None and await session.get(
-            IncidentRow, (incident.incident_id, incident.content_hash)) is not None:
-        return Outcome(incident.incident_id, True, None, None, ())
-    c = classification or classify_incident(classifier, incident)
-    cluster_id = await grouping.assign_cluster(session, incident, c)
-    session.add(IncidentRow(
-        incident_id=incident.incident_id, content_hash=incident.content_hash,
-        feed_id=incident.feed_id, cluster_id=cluster_id, title=incident.title,
-        published_at=incident.published, received_at=now,
-        payload=incident.model_dump(mode="json"), classification=c.to_json(),
-    ))
-    subject = subject_of(incident, c)
-    raised = []
-    for cp in playbooks.matching(subject, now):
-        alert = await _raise_or_update(session, cp, incident, c, cluster_id, now, playbooks)
-        if alert is not None:
-            raised.append(alert)
-    return Outcome(incident.incident_id, False, c, cluster_id, tuple(raised))
+    With ``classification`` given, the caller has already checked that this incident
+    version was not processed before."""
+    if classification is None:
+        return (await process_batch(session, [incident], classifier, playbooks, now=now))[0]
+    return (await _Batch(session, playbooks, now or utcnow()).run([(incident, classification)]))[0]
 
 
-async def _raise_or_update(session: AsyncSession, cp: CompiledPlaybook, incident: GlobalIncident,
-                           c: Classification, cluster_id: str, now: datetime,
-                           playbooks: CompiledSet) -> Alert | None:
-    alert_id = alert_id_for(cluster_id, cp.playbook.id)
-    row = await session.get(AlertRow, alert_id)
-    if row is not None:
-        existing = alerts.from_row(row)
-        if existing.status in alerts.OPEN and c.severity > existing.severity:
-            return await alerts.raise_severity(session, existing, severity=c.severity,
-                                               incident_id=incident.incident_id, actor=ACTOR)
-        await alerts.attach_report(session, existing, incident.incident_id)
-        return None
+class _Batch:
+    """One batch: read once, decide in memory, write once."""
+
+    def __init__(self, session: AsyncSession, playbooks: CompiledSet, now: datetime) -> None:
+        self.session = session
+        self.playbooks = playbooks
+        self.now = now
+        self.staged = audit.Staged()
+        self.current: dict[str, Alert] = {}  # alert id -> the alert as it stands in the batch
+        self.loaded: dict[str, int] = {}  # existing alert id -> its revision when read
+        self.by_cluster: dict[str, list[str]] = {}
+        self.new: set[str] = set()
+        self.changed: set[str] = set()
+
+    def priority_of(self, playbook_id: str) -> int:
+        return getattr(self.playbooks.source.get(playbook_id), "priority", 0)
+
+    async def run(self, todo: Sequence[tuple[GlobalIncident, Classification]]) -> list[Outcome]:
+        if not todo:
+            return []
+        session = self.session
+        grouper = await grouping.Grouper.load(session, [(i, c) for i, c in todo if not _quiet(c)])
+        placed: list[tuple[GlobalIncident, Classification, str | None]] = []
+        for incident, c in todo:
+            if _quiet(c):
+                own = stable_id("clu", incident.incident_id)
+                grouper.note(incident, own)
+                self._store(incident, c, own)
+                placed.append((incident, c, None))
+            else:
+                cluster_id = grouper.assign(incident, c)
+                self._store(incident, c, cluster_id)
+                placed.append((incident, c, cluster_id))
+        matched = [(n, incident, c, cluster_id,
+                    list(self.playbooks.matching(subject_of(incident, c), self.now)))
+                   for n, (incident, c, cluster_id) in enumerate(placed) if cluster_id is not None]
+        raised: dict[int, list[Alert]] = {}
+        if any(matches for *_, matches in matched):
+            await self._load_alerts({cluster_id for _, _, _, cluster_id, matches in matched if matches})
+            gate = await suppression.Gate.load(session, self.now)
+            for n, incident, c, cluster_id, matches in matched:
+                for cp in matches:
+                    alert = self._raise_or_update(gate, cp, incident, c, cluster_id)
+                    if alert is not None:
+                        raised.setdefault(n, []).append(alert)
+        await grouper.flush(session)
+        await self._write_changed()
+        await self.staged.flush(session)
+        return [Outcome(incident.incident_id, False, c, cluster_id, tuple(raised.get(n, ())))
+                for n, (incident, c, cluster_id) in enumerate(placed)]
+
+    def _store(self, incident: GlobalIncident, c: Classification, cluster_id: str) -> None:
+        self.staged.add(IncidentRow.__table__, _incident_values(incident, c, cluster_id, self.now),
+                        key=(incident.incident_id, incident.content_hash))
+
+    async def _load_alerts(self, clusters: set[str]) -> None:
+        """Every alert of the batch's clusters: the one to update, the inhibitors."""
+        for chunk in grouping._chunks(clusters):
+            for (payload,) in (await self.session.execute(
+                    select(AlertRow.payload).where(AlertRow.cluster_id.in_(chunk)))).all():
+                self._track(Alert.model_validate(payload))
+        self.loaded = {alert_id: a.revision for alert_id, a in self.current.items()}
+
+    def _track(self, alert: Alert) -> None:
+        if alert.alert_id not in self.current:
+            self.by_cluster.setdefault(alert.cluster_id, []).append(alert.alert_id)
+        self.current[alert.alert_id] = alert
+
+    def _cluster_alerts(self, cluster_id: str) -> list[Alert]:
+        return [self.current[i] for i in self.by_cluster.get(cluster_id, ())]
+
+    def _changed(self, alert: Alert) -> None:
+        self.current[alert.alert_id] = alert
+        if alert.alert_id in self.new:
+            self.staged.replace(AlertRow.__table__, alerts.row_values(alert), key=alert.alert_id)
+        else:
+            self.changed.add(alert.alert_id)
+
+    def _publish(self, alert: Alert) -> None:
+        self.staged.stage(ALERTS, alert, **alerts.publish_args(alert))  # type: ignore[arg-type]
+
+    def _raise_or_update(self, gate: suppression.Gate, cp: CompiledPlaybook, incident: GlobalIncident,
+                         c: Classification, cluster_id: str) -> Alert | None:
+        alert_id = alert_id_for(cluster_id, cp.playbook.id)
+        existing = self.current.get(alert_id)
+        if existing is not None:
+            if existing.status in alerts.OPEN and c.severity > existing.severity:
+                after = alerts.raised(existing, severity=c.severity, incident_id=incident.incident_id)
+                self._changed(after)
+                self.staged.record(actor=ACTOR, **alerts.severity_raised_audit(  # type: ignore[arg-type]
+                    existing, after, incident.incident_id))
+                self._publish(after)
+                return after
+            after = alerts.attached(existing, incident.incident_id)
+            if after is not existing:
+                self._changed(after)
+            return None
+        alert = _new_alert(alert_id, cp, incident, c, cluster_id, self.now)
+        # Silences and inhibition are consulted here: a suppressed match is recorded in
+        # suppressed_matches (and audited) instead of being raised and published.
+        if gate.check(self.staged, alert, incident_id=incident.incident_id,
+                      text=f"{incident.title}\n{incident.summary}",
+                      cluster_alerts=lambda: self._cluster_alerts(cluster_id),
+                      priority_of=self.priority_of, actor=ACTOR) is not None:
+            log.info("alert %s not raised: suppressed", alert.alert_id)
+            return None
+        self._track(alert)
+        self.new.add(alert_id)
+        self.staged.add(AlertRow.__table__, alerts.row_values(alert), key=alert_id)
+        self.staged.record(actor=ACTOR, **alerts.created_audit(alert))  # type: ignore[arg-type]
+        self._publish(alert)
+        if alert.status is AlertStatus.PROPOSED:
+            for timer in escalation.timer_rows(alert, cp.playbook, published=incident.published):
+                self.staged.add(EscalationTimer.__table__, timer, key=timer["timer_id"],
+                                skip_existing=("timer_id",))
+        return alert
+
+    async def _write_changed(self) -> None:
+        """One compare-and-set update per existing alert this batch changed (however many
+        reports it attached): written only if nobody changed the alert since it was read."""
+        if not self.changed:
+            return
+        table = AlertRow.__table__
+        params = []
+        for alert_id in sorted(self.changed):
+            values = alerts.row_values(self.current[alert_id])
+            params.append({"b_alert_id": alert_id, "b_revision": self.loaded[alert_id],
+                           **{k: values[k] for k in ("status", "severity", "revision", "updated_at",
+                                                     "decided_by", "payload")}})
+        stmt = table.update().where(table.c.alert_id == bindparam("b_alert_id"),
+                                    table.c.revision == bindparam("b_revision"))
+        if self.session.bind.dialect.supports_sane_multi_rowcount or len(params) == 1:
+            result = await self.session.execute(stmt, params if len(params) > 1 else params[0])
+            if result.rowcount == len(params):  # type: ignore[attr-defined]
+                return
+            stale = [p["b_alert_id"] for p in params]  # someone else wrote: check each
+        else:
+            stale = []
+            for p in params:
+                if (await self.session.execute(stmt, p)).rowcount != 1:  # type: ignore[attr-defined]
+                    stale.append(p["b_alert_id"])
+        for alert_id in stale:
+            await self._reconcile(alert_id)
+
+    async def _reconcile(self, alert_id: str) -> None:
+        """A concurrent decision changed the alert: reports attached are merged into its
+        current state; a severity raise on a changed alert is a conflict."""
+        mine = self.current[alert_id]
+        row = await self.session.get(AlertRow, alert_id, populate_existing=True)
+        if row is None:
+            raise alerts.AlertNotFound(alert_id)
+        theirs = alerts.from_row(row)
+        if theirs == mine:
+            return  # our write went through
+        if mine.revision != self.loaded[alert_id]:
+            raise alerts.AlertConflict(theirs)
+        after = theirs
+        for incident_id in mine.incident_ids:
+            after = alerts.attached(after, incident_id)
+        if after is not theirs:
+            result = await self.session.execute(
+                AlertRow.__table__.update().where(AlertRow.alert_id == alert_id,
+                                                  AlertRow.revision == theirs.revision)
+                .values(payload=after.model_dump(mode="json")))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise alerts.AlertConflict(theirs)
+        self.current[alert_id] = after
+
+
+def _new_alert(alert_id: str, cp: CompiledPlaybook, incident: GlobalIncident, c: Classification,
+               cluster_id: str, now: datetime) -> Alert:
     auto = cp.playbook.response.confirmation.auto_confirms(c.severity)
-    alert = Alert(
+    return Alert(
         alert_id=alert_id, cluster_id=cluster_id, incident_ids=(incident.incident_id,),
         playbook_id=cp.playbook.id, playbook_version=cp.version,
         status=AlertStatus.CONFIRMED if auto else AlertStatus.PROPOSED, revision=1,
@@ -159,10 +326,3 @@ async def _raise_or_update(session: AsyncSession, cp: CompiledPlaybook, incident
         note=f"auto-confirmed by playbook {cp.playbook.id} at severity {c.severity}" if auto else None,
         created_at=now, updated_at=now,
     )
-    # Silences and inhibition are consulted here: a suppressed match is recorded in
-    # suppressed_matches (and audited) instead of being raised and published.
-    return await lifecycle.open_alert(
-        session, alert, cp.playbook, incident_id=incident.incident_id,
-        text=f"{incident.title}\n{incident.summary}", published=incident.published,
-        priority_of=lambda pid: getattr(playbooks.source.get(pid), "priority", 0), now=now,
-        actor=ACTOR)

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -116,53 +116,110 @@ async def expire_silence(session: AsyncSession, principal: Principal, silence_id
     return row
 
 
-async def _silence_for(session: AsyncSession, alert: Alert, text: str, now: datetime
-                       ) -> SilenceRow | None:
-    for row in await list_silences(session, active_at=now):
-        if Matchers.model_validate(row.matchers).match(alert, text):
+def _silence_among(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Alert, text: str
+                   ) -> SilenceRow | None:
+    for row, matchers in silences:
+        if matchers.match(alert, text):
             return row
     return None
 
 
-async def _inhibitor_for(session: AsyncSession, alert: Alert, priority_of: Callable[[str], int]
-                         ) -> AlertRow | None:
-    rows = (await session.execute(select(AlertRow).where(
-        AlertRow.cluster_id == alert.cluster_id, AlertRow.playbook_id != alert.playbook_id,
-        AlertRow.status == AlertStatus.CONFIRMED.value))).scalars()
+async def _active(session: AsyncSession, now: datetime) -> list[tuple[SilenceRow, Matchers]]:
+    return [(row, Matchers.model_validate(row.matchers))
+            for row in await list_silences(session, active_at=now)]
+
+
+def _inhibitor_among(confirmed: Iterable[Alert], alert: Alert, priority_of: Callable[[str], int]
+                     ) -> Alert | None:
+    """A confirmed alert of another, higher-priority playbook for the same cluster that
+    already covers all of ``alert``'s communities."""
     mine = priority_of(alert.playbook_id)
-    for row in rows:
-        covers = set(alert.communities) <= set(row.payload.get("communities", ()))
-        if priority_of(row.playbook_id) > mine and covers:
-            return row
+    for other in confirmed:
+        if (other.cluster_id != alert.cluster_id or other.playbook_id == alert.playbook_id
+                or other.status is not AlertStatus.CONFIRMED):
+            continue
+        if priority_of(other.playbook_id) > mine and set(alert.communities) <= set(other.communities):
+            return other
     return None
+
+
+def _verdict(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Alert, text: str,
+             confirmed: Callable[[], Iterable[Alert]], priority_of: Callable[[str], int]
+             ) -> tuple[str, str, str] | None:
+    """(reason, by, why) of the suppression that applies, if any: silences first."""
+    silence = _silence_among(silences, alert, text)
+    if silence is not None:
+        return SILENCED, silence.silence_id, f"silence by {silence.created_by}: {silence.comment}"
+    inhibitor = _inhibitor_among(confirmed(), alert, priority_of)
+    if inhibitor is None:
+        return None
+    return (INHIBITED, inhibitor.alert_id,
+            f"confirmed alert {inhibitor.alert_id} (playbook {inhibitor.playbook_id}) covers it")
+
+
+def _match_values(alert: Alert, incident_id: str, reason: str, by: str, now: datetime
+                  ) -> dict[str, object]:
+    return {"match_id": stable_id("sup", alert.alert_id, incident_id), "alert_id": alert.alert_id,
+            "incident_id": incident_id, "cluster_id": alert.cluster_id,
+            "playbook_id": alert.playbook_id, "reason": reason, "by": by,
+            "exercise": alert.exercise, "at": now, "payload": alert.model_dump(mode="json")}
 
 
 async def gate(session: AsyncSession, alert: Alert, *, incident_id: str, text: str,
                priority_of: Callable[[str], int], now: datetime) -> SuppressedMatch | None:
     """Before a new alert is raised: record and return the suppression that applies, if any."""
-    silence = await _silence_for(session, alert, text, now)
-    if silence is not None:
-        reason, by, why = SILENCED, silence.silence_id, f"silence by {silence.created_by}: " \
-                                                         f"{silence.comment}"
-    else:
-        inhibitor = await _inhibitor_for(session, alert, priority_of)
-        if inhibitor is None:
-            return None
-        reason, by = INHIBITED, inhibitor.alert_id
-        why = f"confirmed alert {inhibitor.alert_id} (playbook {inhibitor.playbook_id}) covers it"
-    match_id = stable_id("sup", alert.alert_id, incident_id)
-    existing = await session.get(SuppressedMatch, match_id)
+    async def confirmed() -> list[Alert]:
+        rows = (await session.execute(select(AlertRow).where(
+            AlertRow.cluster_id == alert.cluster_id, AlertRow.playbook_id != alert.playbook_id,
+            AlertRow.status == AlertStatus.CONFIRMED.value))).scalars()
+        return [Alert.model_validate(row.payload) for row in rows]
+
+    silences = await _active(session, now)
+    others = [] if _silence_among(silences, alert, text) else await confirmed()
+    verdict = _verdict(silences, alert, text, lambda: others, priority_of)
+    if verdict is None:
+        return None
+    reason, by, why = verdict
+    values = _match_values(alert, incident_id, reason, by, now)
+    existing = await session.get(SuppressedMatch, values["match_id"])
     if existing is not None:
         return existing
-    row = SuppressedMatch(match_id=match_id, alert_id=alert.alert_id, incident_id=incident_id,
-                          cluster_id=alert.cluster_id, playbook_id=alert.playbook_id, reason=reason,
-                          by=by, exercise=alert.exercise, at=now,
-                          payload=alert.model_dump(mode="json"))
+    row = SuppressedMatch(**values)
     session.add(row)
     await audit.record(session, actor="rules-consumer", action=f"alert.{reason}",
                        subject=alert.alert_id, after={"incident": incident_id, "by": by},
-                       reason=why, key=match_id)
+                       reason=why, key=row.match_id)
     return row
+
+
+class Gate:
+    """``gate`` for a batch: the active silences are read once; the caller supplies the
+    cluster's alerts as they stand in the batch; matches and audit entries are staged."""
+
+    def __init__(self, silences: list[tuple[SilenceRow, Matchers]], now: datetime) -> None:
+        self.silences = silences
+        self.now = now
+
+    @classmethod
+    async def load(cls, session: AsyncSession, now: datetime) -> Gate:
+        return cls(await _active(session, now), now)
+
+    def check(self, staged: audit.Staged, alert: Alert, *, incident_id: str, text: str,
+              cluster_alerts: Callable[[], Iterable[Alert]], priority_of: Callable[[str], int],
+              actor: str = "rules-consumer") -> str | None:
+        """The reason (silenced, inhibited) ``alert`` is not raised, recorded; None: raise it.
+        A match recorded before (same alert and incident) is not recorded again."""
+        verdict = _verdict(self.silences, alert, text, cluster_alerts, priority_of)
+        if verdict is None:
+            return None
+        reason, by, why = verdict
+        values = _match_values(alert, incident_id, reason, by, self.now)
+        if staged.add(SuppressedMatch.__table__, values, key=values["match_id"],
+                      skip_existing=("match_id",)):
+            staged.record(actor=actor, action=f"alert.{reason}", subject=alert.alert_id,
+                          after={"incident": incident_id, "by": by}, reason=why,
+                          key=str(values["match_id"]))
+        return reason
 
 
 async def suppressed(session: AsyncSession, *, limit: int = 200) -> list[SuppressedMatch]:

@@ -19,6 +19,8 @@ from prevent import api
 from prevent.config import Settings
 from prevent.console import ack, boards, live, notices, outbox, pages, patrols, security, signin, sms
 from prevent.console import metrics as metrics_routes
+from prevent.console import partner_editor as partner_routes
+from prevent.console import playbook_editor as playbook_routes
 from prevent.console import websub as websub_routes
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, IncidentRow, NoticeRow, PatrolRow
@@ -59,6 +61,8 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app.include_router(live.router)  # before pages: /alerts/stream is not an alert id
     app.include_router(pages.router)
     app.include_router(boards.router)
+    app.include_router(playbook_routes.router)
+    app.include_router(partner_routes.router)
     app.include_router(api.router)
     app.include_router(ack.router)
     app.include_router(sms.router)

@@ -143,19 +143,4 @@ async def partners_import(request: Request, principal: Principal = Depends(gate)
     return await _partners_page(request, principal, imported=counts)
 
 
-@router.get("/playbooks", response_class=HTMLResponse)
-async def playbooks(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
-    from sqlalchemy import func
-
-    from prevent.playbooks import store
-    from prevent.storage.tables import AlertRow
-
-    since = utcnow() - timedelta(days=30)
-    async with deps.db(request).transaction() as session:
-        latest = await store.latest_versions(session)
-        fired = dict((await session.execute(
-            select(AlertRow.playbook_id, func.count()).where(AlertRow.created_at >= since)
-            .group_by(AlertRow.playbook_id))).all())
-    return render.page(request, "playbooks.html", {"playbooks": latest, "fired": fired})
-
-
+# /playbooks and the playbook editor live in playbook_editor.py; site editing in partner_editor.py.

@@ -176,6 +176,10 @@ async def _get(client: httpx.AsyncClient, url: str, headers: dict[str, str], eta
         hdrs = {k.lower(): v for k, v in response.headers.items()}
         final = str(response.url)
         if response.status_code == 304:
+            # Read the (empty) rest of the message: a response closed half-read closes its
+            # connection too, and a new connection per unchanged feed (resolve, guard,
+            # connect) would be most of what a 304 costs.
+            await response.aread()
             # Validators stay as they were unless the server sent new ones.
             return FetchResult(304, b"", hdrs, hdrs.get("etag", etag),
                                hdrs.get("last-modified", last_modified), _ms(started), final)

@@ -75,16 +75,44 @@ async def test_every_page_passes_the_basic_checks(console: Console) -> None:
             title="Exercise: arson at a mosque")
     pages = ["/", "/?status=proposed", f"/alerts/{alert.alert_id}", "/notices", "/patrols",
              "/patrols/zones/zone-north/sheet", "/audit", "/feeds", "/partners", "/playbooks",
-             "/account/password"]
+             "/account/password", "/playbooks/backtest", "/playbooks/place-of-worship-attack",
+             "/playbooks/place-of-worship-attack/saved?saved=1"]
+    # Editing pages: engagement officers (and admins) only; duty inspectors get a (checked) 403.
+    editing = ["/partners", "/playbooks/new", "/playbooks/place-of-worship-attack/edit",
+               "/partners/new-site", "/partners/sites/site-masjid-riverside"]
     async with aclosing(console.client()) as anonymous:
         signin = await anonymous.get("/signin")
         assert audit_html(signin.text) == []
     for role in (Role.DUTY_INSPECTOR, Role.ENGAGEMENT_OFFICER):
         client, _ = await console.signed_in(role)
         async with aclosing(client):
-            for path in pages:
+            for path in pages + editing:
                 response = await client.get(path)
                 # The registry holds contact details: duty inspectors get a (checked) 403 page.
-                expected = 403 if role is Role.DUTY_INSPECTOR and path == "/partners" else 200
+                expected = 403 if role is Role.DUTY_INSPECTOR and path in editing else 200
                 assert response.status_code == expected, (role, path, response.status_code)
                 assert audit_html(response.text) == [], (role, path)
+
+
+async def test_forms_with_errors_and_results_pass_the_basic_checks(console: Console) -> None:
+    """The editors re-rendered with validation problems, a backtest and field errors."""
+    client, token = await console.signed_in(Role.ENGAGEMENT_OFFICER)
+    async with aclosing(client):
+        edit = "/playbooks/place-of-worship-attack/edit"
+        source = (await client.get("/playbooks/place-of-worship-attack")).text
+        assert 'class="source"' in source
+        responses = [
+            await client.post(edit, data={"csrf_token": token, "source": "id: x\nmatch: 1\n",
+                                          "action": "check"}),
+            await client.post(edit, data={"csrf_token": token, "action": "check", "source": (
+                await client.get(edit)).text.split('name="source"', 1)[1].split(">", 1)[1]
+                .split("</textarea>", 1)[0].replace("&#39;", "'").replace("&gt;", ">")}),
+            await client.post("/partners/sites", data={
+                "csrf_token": token, "site_id": "", "name": "", "communities": "", "municipality": "",
+                "lat": "x", "contact_rows": "1", "c0-contact_id": "c", "c0-email": "bad"}),
+        ]
+    for response in responses:
+        assert response.status_code in (200, 422), response.text
+        assert audit_html(response.text) == [], response.request.url
+        assert 'name="csrf_token"' in response.text
+    assert "line 2" in responses[0].text and "Backtest of the draft" in responses[1].text

@@ -1,0 +1,119 @@
+"""SIGKILL the rules consumer and the centre notifier at random points while 1,000 incidents
+flow; afterwards every expected alert exists exactly once and every recipient has exactly one
+notice (one distinct Message-ID each), none missing.
+
+The services are real `prevent rules` / `prevent centre-notifier` processes sharing one SQLite
+file and one embedded broker started by the test. The expected outcome is the same incidents
+run through `prevent.rules.process_batch` on a fresh database.
+
+* one replica of each: each is killed once and restarted;
+* two replicas of each in their consumer groups: one of each is killed and not restarted,
+  so its partitions move to the survivor (session timeout 2 s on the embedded broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+
+import pytest
+from fixtures.broker import TEST_TOPICS
+
+from prevent.broker import EmbeddedBroker
+from prevent.storage.db import Database
+
+from .harness import Services, Sink, expected_outcome, incidents, observed, prepare, produce, service_env
+from .harness import wait_until as wait
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+log = logging.getLogger(__name__)
+TOTAL = 1000
+
+
+async def run_scenario(tmp_path: Path, *, replicas: int, seed: int) -> None:
+    rng = random.Random(seed)
+    items = incidents(TOTAL, seed=seed)
+    expected = await expected_outcome(items, tmp_path)
+    assert expected.incidents == TOTAL and sum(expected.alerts.values()) == 20
+    assert expected.notices == 200
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    db = Database(db_url)
+    await prepare(db)
+    sink = Sink(delay=0.02).accept()
+    kill_rules_at_chunk = rng.randrange(8, 24)  # of 40 chunks
+    kill_centre_at_sent = rng.randrange(20, 150)  # of 200 messages
+    log.warning("seed %d: kill rules at chunk %d, centre after %d sends", seed, kill_rules_at_chunk,
+                kill_centre_at_sent)
+    names = [f"{kind}-{n}" for kind in ("rules", "centre") for n in range(1, replicas + 1)]
+    kills: dict[str, int] = {}
+    try:
+        async with EmbeddedBroker(topics=TEST_TOPICS) as broker:
+            services = Services(service_env(broker.bootstrap, db_url, sink.port, tmp_path / "var"),
+                                tmp_path)
+            for name in names:
+                services.start(name, "rules" if name.startswith("rules") else "centre-notifier")
+
+            async def all_running() -> bool:
+                return all("prevent is running" in services.log(n) for n in names)
+
+            await wait(all_running, 60, "the services to start", services.assert_alive)
+            await asyncio.sleep(1.5)  # replicas: let the group settle so each owns partitions
+
+            victim_rules, victim_centre = f"rules-{replicas}", f"centre-{replicas}"
+
+            async def kill_rules(chunk: int) -> None:
+                if chunk == kill_rules_at_chunk:
+                    kills["rules"] = (await observed(db))[2]
+                    services.kill(victim_rules)
+                    if replicas == 1:
+                        services.start("rules-restarted", "rules")
+
+            async def kill_centre() -> None:
+                while len(sink.messages) < kill_centre_at_sent:
+                    await asyncio.sleep(0.01)
+                kills["centre"] = len(sink.messages)
+                services.kill(victim_centre)
+                if replicas == 1:
+                    services.start("centre-restarted", "centre-notifier")
+
+            killer = asyncio.create_task(kill_centre())
+            await produce(broker.bootstrap, items, chunk=25, pause=0.2, after_chunk=kill_rules)
+
+            async def complete() -> bool:
+                alerts, notices, count = await observed(db)
+                return (killer.done() and count == TOTAL and alerts == expected.alerts
+                        and len(notices) == expected.notices
+                        and all(n.state == "sent" for n in notices))
+
+            await wait(complete, 90, "every alert and notice after the kills", services.assert_alive)
+            await asyncio.sleep(2)  # would anything more arrive?
+            alerts, notices, count = await observed(db)
+            services.stop_all()  # while the broker runs, so consumers leave cleanly
+    finally:
+        if "services" in locals():
+            services.stop_all()
+        sink.refuse()
+        await db.dispose()
+
+    assert 0 < kills["rules"] < TOTAL, "the rules consumer must die mid-stream"
+    assert 0 < kills["centre"] < expected.notices, "the centre notifier must die mid fan-out"
+    assert count == TOTAL
+    assert alerts == expected.alerts  # every expected alert, each exactly once
+    assert len(notices) == expected.notices and {n.state for n in notices} == {"sent"}
+    ids = sink.message_ids()
+    assert set(ids) == {f"<{n.notice_id}@example.org>" for n in notices}  # none missing
+    # A resend after the kill carries the same Message-ID: at most the one in flight.
+    assert sum(n - 1 for n in ids.values()) <= 1
+    # Exactly one notice per recipient and alert.
+    assert len({(n.contact_id, n.alert_id) for n in notices}) == expected.notices
+
+
+async def test_sigkill_rules_then_centre_notifier_while_incidents_flow(tmp_path: Path) -> None:
+    await run_scenario(tmp_path, replicas=1, seed=random.randrange(1_000_000))
+
+
+async def test_two_replicas_each_one_killed_partitions_move_to_the_survivor(tmp_path: Path) -> None:
+    await run_scenario(tmp_path, replicas=2, seed=random.randrange(1_000_000))
