@@ -94,14 +94,15 @@ def render(r: dict[str, Any]) -> str:
         "## End-to-end latency (feed item → SMTP accepted), auto-confirming playbook",
         "",
         "p50 / p95 / p99 / max in ms. The poll interval is excluded: each poll is triggered as soon "
-        "as the item appears. The embedded broker answers a fetch only when `fetch_max_wait_ms` "
-        "expires, so the consumer setting dominates the Kafka hops.",
+        "as the item appears; on the push path the item is POSTed, signed, to the console's WebSub "
+        "callback as a hub would deliver it. The embedded broker answers a fetch only when "
+        "`fetch_max_wait_ms` expires, so the consumer setting dominates the Kafka hops.",
         "",
-        "| consumer fetch wait | poll → publish | publish → SMTP | poll → SMTP |",
-        "|---|---|---|---|",
+        "| path | consumer fetch wait | poll or push → publish | publish → SMTP | poll or push → SMTP |",
+        "|---|---|---|---|---|",
     ]
     for row in r["latency"].values():
-        lines.append(f"| {row['fetch_max_wait_ms']} ms | {_lat(row['poll_to_publish'])} | "
+        lines.append(f"| {row['path']} | {row['fetch_max_wait_ms']} ms | {_lat(row['poll_to_publish'])} | "
                      f"{_lat(row['publish_to_smtp'])} | {_lat(row['poll_to_smtp'])} |")
     lines += ["", "## Consumer lag during the burst (seconds since the burst, incidents not yet stored)",
               "", "| t (s) | lag |", "|---|---|"]

@@ -12,22 +12,30 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from email import message_from_bytes
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
+import uvicorn
 import yaml
 from aiosmtpd.controller import Controller
 
 from bench.fixtures import playbooks_dir
 from prevent.config import Settings
+from prevent.console.app import create_app
 from prevent.contracts import GlobalIncident, utcnow
 from prevent.feeds.registry import FeedConfig
+from prevent.feeds.websub import sign
 from prevent.netutil import free_port
 from prevent.registry import apply_registry, parse_registry
 from prevent.services import running_system
+from prevent.storage.tables import WebSubSubscription
 
 AUTO_PLAYBOOK = {
     "id": "bench-auto", "title": "Bench: auto-confirmed mosque attack", "owner": "bench",
@@ -117,7 +125,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "max_ms": ordered[-1] * 1000, "n": len(ordered)}
 
 
-async def measure(n: int, fetch_wait_ms: int, work: Path) -> dict[str, Any]:
+async def measure(n: int, fetch_wait_ms: int, work: Path, *, push: bool = False) -> dict[str, Any]:
+    """``push=False``: the item appears in the feed and a poll is triggered at once.
+    ``push=True``: the item is pushed to the console's WebSub callback, signed, as a hub would."""
     pb = playbooks_dir(work / "playbooks", n=0)
     (pb / "bench-auto.yaml").write_text(yaml.safe_dump(AUTO_PLAYBOOK))
     (work / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
@@ -143,18 +153,27 @@ async def measure(n: int, fetch_wait_ms: int, work: Path) -> dict[str, Any]:
                     published[int(match.group(1))] = time.perf_counter()
 
             watcher.publish = timed_publish
+            pusher = await WebSubPusher.start(system) if push else None
             await asyncio.sleep(1)
-            for i in range(n):
-                feed.items.append((f"g{i}", title(i, rng)))
-                appeared[i] = polled[i] = time.perf_counter()
-                await watcher.poll("bench")
-                await asyncio.sleep(0.02)
-            await sink.wait_for(n, limit=60)
+            try:
+                for i in range(n):
+                    feed.items.append((f"g{i}", title(i, rng)))
+                    appeared[i] = polled[i] = time.perf_counter()
+                    if pusher:
+                        await pusher.push(feed.items[-1])
+                    else:
+                        await watcher.poll("bench")
+                    await asyncio.sleep(0.02)
+                await sink.wait_for(n, limit=60)
+            finally:
+                if pusher:
+                    await pusher.stop()
     finally:
         sink.controller.stop()
         feed.server.shutdown()
     done = [i for i in range(n) if i in sink.received and i in published]
     return {
+        "path": "websub push" if push else "poll",
         "fetch_max_wait_ms": fetch_wait_ms, "incidents": n, "delivered": len(sink.received),
         "poll_to_publish": percentiles([published[i] - polled[i] for i in done]),
         "publish_to_smtp": percentiles([sink.received[i] - published[i] for i in done]),
@@ -164,10 +183,61 @@ async def measure(n: int, fetch_wait_ms: int, work: Path) -> dict[str, Any]:
 
 async def run(n: int = 500) -> dict[str, Any]:
     results = {}
-    for wait_ms in (500, 10):
-        with tempfile.TemporaryDirectory() as tmp:
-            results[f"fetch_wait_{wait_ms}ms"] = await measure(n, wait_ms, Path(tmp))
+    for push in (False, True):
+        for wait_ms in (500, 10):
+            with tempfile.TemporaryDirectory() as tmp:
+                name = f"{'push' if push else 'poll'}_fetch_wait_{wait_ms}ms"
+                results[name] = await measure(n, wait_ms, Path(tmp), push=push)
     return results
+
+
+class WebSubPusher:
+    """The console's WebSub callback served by uvicorn in this process, and a signed POST per
+    item, as a hub delivers it (one-item feed bodies)."""
+
+    SECRET = "bench-websub-secret"
+
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], url: str) -> None:
+        self.server, self.task, self.url = server, task, url
+        self.client = httpx.AsyncClient(timeout=10)
+
+    @classmethod
+    async def start(cls, system: Any) -> WebSubPusher:
+        now = utcnow()
+        async with system.ctx.db.transaction() as session:
+            session.add(WebSubSubscription(
+                feed_id="bench", callback_id="bench-callback", hub_url="http://hub.invalid/",
+                topic="http://bench.invalid/feed.xml", secret=cls.SECRET, state="active",
+                requested_at=now, verified_at=now, expires_at=now + timedelta(days=1), pushes=0))
+
+        @asynccontextmanager
+        async def state(_app: object) -> AsyncIterator[Any]:
+            yield system.console_state()
+
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on"))
+        task = asyncio.create_task(server.serve())
+        for _ in range(200):  # uvicorn offers no startup event; give it up to 10 s
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        return cls(server, task, f"http://127.0.0.1:{port}/websub/bench-callback")
+
+    async def push(self, item: tuple[str, str]) -> None:
+        guid, text = item
+        when = format_datetime(utcnow())
+        body = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>bench</title><item>'
+                f"<guid>{guid}</guid><title>{text}</title><pubDate>{when}</pubDate>"
+                f"<description>{text}.</description></item></channel></rss>").encode()
+        response = await self.client.post(self.url, content=body, headers={
+            "Content-Type": "application/rss+xml", "X-Hub-Signature": sign(self.SECRET, body)})
+        response.raise_for_status()
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        self.server.should_exit = True
+        await self.task
 
 
 if __name__ == "__main__":
