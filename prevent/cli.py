@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from prevent.config import Settings, get_settings
+from prevent.deadletters import app as deadletters_app
 from prevent.feeds.commands import register as register_feed_commands
 from prevent.yamlsource import SourceError
 
@@ -34,6 +35,7 @@ users_app = typer.Typer(help="Console/API users and their tokens.", no_args_is_h
 alerts_app = typer.Typer(help="Alerts: list, raise exercises.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(deadletters_app, name="deadletters")
 
 
 def _logging(verbose: bool = False) -> None:

@@ -173,7 +173,8 @@ class Grouper:
             for cluster_id, last in self.index.get(key, {}).items():
                 if last >= since:
                     shared[cluster_id] = shared.get(cluster_id, 0) + 1
-        top = heapq.nlargest(MAX_CANDIDATES, shared.items(), key=lambda item: item[1])
+        # Most shared keys first; among equals the lowest id, so the choice is deterministic.
+        top = heapq.nsmallest(MAX_CANDIDATES, shared.items(), key=lambda item: (-item[1], item[0]))
         until = incident.published + TITLE_WINDOW
         return [row for cluster_id, _ in top
                 if (row := self.clusters.get(cluster_id)) is not None and row.first_published_at <= until]

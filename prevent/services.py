@@ -63,12 +63,16 @@ class System:
         async def kafka_reachable() -> bool:
             return await broker.ping(timeout=2.0)
 
+        from prevent.console.kafkalag import lag_metrics
+
         return ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None,
                             checks={"kafka": kafka_reachable},
                             kick=self.ctx.relay.kick,
                             websub=self.watcher.receive_push if self.watcher else None,
                             settings=self.ctx.settings,
-                            http_outbox=(lambda: list(http_sink.received)) if http_sink else None)
+                            http_outbox=(lambda: list(http_sink.received)) if http_sink else None,
+                            lag=lag_metrics(self.bootstrap, lambda: [
+                                g for sub in broker.subscribers if (g := getattr(sub, "group_id", None))]))
 
 
 async def resolve_bootstrap(settings: Settings, stack: AsyncExitStack) -> str:

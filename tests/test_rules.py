@@ -110,3 +110,71 @@ async def test_a_partner_report_reaches_the_inspector_queue(db, engine) -> None:
     outcome = await process(db, engine, incident)
     assert [(a.playbook_id, a.status) for a in outcome.alerts] == [("partner-report", AlertStatus.PROPOSED)]
     assert outcome.alerts[0].communities == ("muslim",) and outcome.alerts[0].severity == 2
+
+
+async def test_one_batch_does_what_one_by_one_does(db, engine) -> None:
+    """A burst in one batch: one cluster, one alert carrying every report, its severity
+    raised, the events of the alert staged in the order they happened."""
+    from prevent.rules import process_batch
+
+    classifier, playbooks = engine
+    burst = [report(feed, title, i * 7) for i, (feed, title) in enumerate(REPORTS)]
+    burst.append(report("reuters", "Death toll in Kano mosque attack rises to 14", 120,
+                        "At least 14 worshippers were killed when gunmen attacked a mosque in Kano."))
+    async with db.transaction() as session:
+        outcomes = await process_batch(session, [*burst, burst[0]], classifier, playbooks,
+                                       now=NOW + timedelta(hours=3))
+    assert outcomes[-1].already_processed and not any(o.already_processed for o in outcomes[:-1])
+    assert len({o.cluster_id for o in outcomes[:-1]}) == 1
+    assert await count(db, AlertRow) == 1 and await count(db, ClusterRow) == 1
+    async with db.transaction() as session:
+        row = (await session.execute(select(AlertRow))).scalar_one()
+        events = (await session.execute(select(OutboxRow.event_id).where(
+            OutboxRow.topic == "prevent.alerts.v1").order_by(OutboxRow.seq))).scalars().all()
+    assert row.revision == 2 and row.severity == 4
+    assert row.payload["incident_ids"] == [i.incident_id for i in burst]
+    assert events == [f"{row.alert_id}:1", f"{row.alert_id}:2"]
+    async with db.transaction() as session:  # redelivered: nothing changes
+        again = await process_batch(session, burst, classifier, playbooks, now=NOW + timedelta(hours=4))
+    assert all(o.already_processed for o in again)
+    assert await count(db, OutboxRow) == len(events) + await count(db, AuditRow)
+
+
+async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine) -> None:
+    from prevent import suppression
+    from prevent.rules import process_batch, subject_of
+    from prevent.storage.tables import SuppressedMatch
+    from prevent.users import Principal, Role
+
+    classifier, playbooks = engine
+    async with db.transaction() as session:
+        await suppression.create_silence(
+            session, Principal("insp", Role.DUTY_INSPECTOR),
+            suppression.SilenceIn(matchers=suppression.Matchers(keyword="Kano"), starts_at=NOW,
+                                  ends_at=NOW + timedelta(days=1), comment="known hoax"), now=NOW)
+    burst = [report(feed, title, i) for i, (feed, title) in enumerate(REPORTS[:3])]
+    async with db.transaction() as session:
+        outcomes = await process_batch(session, burst, classifier, playbooks, now=NOW + timedelta(hours=1))
+    assert all(o.alerts == () for o in outcomes)
+    assert await count(db, AlertRow) == 0
+    matching = list(playbooks.matching(subject_of(burst[0], outcomes[0].classification),
+                                       NOW + timedelta(hours=1)))
+    assert matching and await count(db, SuppressedMatch) == 3 * len(matching)
+    assert await count(db, AuditRow, AuditRow.action == "alert.silenced") == await count(db, SuppressedMatch)
+
+
+async def test_a_report_attached_after_a_decision_keeps_the_decision(db, engine) -> None:
+    from prevent import alerts
+
+    first = await process(db, engine, report("reuters", REPORTS[0][1], 0))
+    alert = first.alerts[0]
+    async with db.transaction() as session:
+        decided = await alerts.decide(session, alert.alert_id, alerts.Decision(
+            action="confirm" if alert.status is AlertStatus.PROPOSED else "close", actor="insp",
+            expected_revision=alert.revision))
+    later = await process(db, engine, report("ap", REPORTS[1][1], 7))
+    assert later.cluster_id == first.cluster_id and later.alerts == ()
+    async with db.transaction() as session:
+        now = await alerts.get(session, alert.alert_id)
+    assert now.status is decided.status and now.revision == decided.revision
+    assert now.incident_ids == (*alert.incident_ids, later.incident_id)

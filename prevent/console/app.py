@@ -37,6 +37,7 @@ class ConsoleState:
     http_outbox: Callable[[], list[Any]] | None = None  # demo HTTP sink's SMS and webhook requests
     checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
     websub: Callable[[str, bytes, Any], Any] | None = None  # the in-process watcher's push receiver
+    lag: Callable[[], Any] | None = None  # /metrics consumer lag text (console/kafkalag.py)
 
 
 def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[ConsoleState]]

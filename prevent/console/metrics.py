@@ -17,4 +17,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 async def metrics(request: Request) -> PlainTextResponse:
     text = prometheus_text(await feed_health(deps.db(request)))
     text += await domain_metrics(deps.db(request))
+    lag = getattr(deps.state(request), "lag", None)
+    if lag is not None:  # consumer lag of the groups this process runs (console/kafkalag.py)
+        text += await lag()
     return PlainTextResponse(text, media_type=CONTENT_TYPE)

@@ -75,7 +75,8 @@ async def _stored_incidents(settings: Settings, since: timedelta | None) -> list
         if since:
             query = query.where(IncidentRow.published_at >= utcnow() - since)
         payloads = (await session.execute(query)).scalars().all()
-    return [_from_payload(p) for p in payloads]
+    # Exercises are not real incidents: they never count in a backtest.
+    return [_from_payload(p) for p in payloads if "incident_id" in p and not p.get("exercise")]
 
 
 def _from_payload(p: dict) -> IncidentInput:

@@ -1,6 +1,6 @@
 """The console in a real browser (Playwright driving Debian's Chromium) against the whole
 system on an embedded broker: live queue, evidence and preview, a narrowed confirmation,
-notices and patrols; a viewer cannot confirm."""
+notices and patrols; a viewer cannot confirm; an engagement officer edits a playbook."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ async def test_inspector_confirms_in_the_browser_and_a_viewer_cannot(settings) -
         async with system.ctx.db.transaction() as session:
             await users.add_user(session, "insp.browser", Role.DUTY_INSPECTOR, PASSWORD, actor="test")
             await users.add_user(session, "viewer.browser", Role.VIEWER, PASSWORD, actor="test")
+            await users.add_user(session, "officer.browser", Role.ENGAGEMENT_OFFICER, PASSWORD,
+                                 actor="test")
         app = create_app(None)  # type: ignore[arg-type] - state set directly, no lifespan
         app.state.console = system.console_state()
         port = free_port()
@@ -69,6 +71,7 @@ async def test_inspector_confirms_in_the_browser_and_a_viewer_cannot(settings) -
                 try:
                     await inspector_flow(browser, base, incident_publisher(system.ctx), both)
                     await viewer_flow(browser, base)
+                    await officer_flow(browser, base, system.ctx)
                 finally:
                     await browser.close()
         finally:
@@ -137,4 +140,42 @@ async def viewer_flow(browser, base: str) -> None:  # noqa: ANN001
     response = await page.request.post(f"{base}{alert_path}/confirm",
                                        form={"csrf_token": token, "revision": "1"})
     assert response.status == 403
+    await page.close()
+
+
+async def officer_flow(browser, base: str, ctx) -> None:  # noqa: ANN001
+    """An engagement officer edits a playbook: a bad draft shows its line, a good one is
+    backtested, saved with a note, and the running rules consumer switches to it."""
+    pid = "place-of-worship-attack"
+    before = ctx.playbooks.compiled.source.version_of(pid)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await sign_in(page, base, "officer.browser")
+    await page.get_by_role("link", name="Playbooks").click()
+    await page.get_by_role("link", name=pid).click()
+    await page.get_by_role("link", name="Edit (new version)").click()
+    editor = page.get_by_label("Playbook (YAML)")
+    source = await editor.input_value()
+    await editor.fill(source.replace("min_severity: 2", "min_severity: 9"))
+    await page.get_by_role("button", name="Validate and backtest").click()
+    line = next(n for n, text in enumerate(source.splitlines(), 1) if "min_severity: 2" in text)
+    problem = page.locator("#problems").get_by_role("link", name=f"line {line}")
+    await playwright_api.expect(problem).to_be_visible()
+    await problem.click()  # playbook_editor.js selects the line in the textarea
+    selected = await editor.evaluate("t => t.value.slice(t.selectionStart, t.selectionEnd)")
+    assert "min_severity: 9" in selected, selected
+    await editor.fill(source.replace("priority: 80", "priority: 81"))
+    await page.get_by_role("button", name="Validate and backtest").click()
+    await playwright_api.expect(page.locator("#backtest-summary")).to_contain_text("would have fired")
+    await page.get_by_label("Note for this version").fill("raise priority over tension playbooks")
+    await page.get_by_role("button", name="Save").click()
+    await playwright_api.expect(page.locator("main")).to_contain_text(f"Saved version {before + 1}")
+    await page.screenshot(path=str(ARTIFACTS / "console-playbook-saved.png"), full_page=True)
+    for _ in range(100):  # the announcement travels over Kafka to the rules consumer
+        if ctx.playbooks.compiled.source.version_of(pid) == before + 1:
+            break
+        await asyncio.sleep(0.1)
+    assert ctx.playbooks.compiled.source.version_of(pid) == before + 1
+    assert ctx.playbooks.compiled.source.get(pid).priority == 81
+    metrics = await (await page.request.get(f"{base}/metrics")).text()
+    assert 'prevent_consumer_lag{group="prevent-rules",topic="prevent.incidents.v1"' in metrics
     await page.close()

@@ -93,7 +93,9 @@ async def test_broker_outage_nothing_seen_before_published_then_everything_publi
     await db.upgrade()
     first = await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart()
     second: EmbeddedBroker | None = None
-    kafka = make_broker(settings, first.bootstrap, client_id="watcher")
+    # aiokafka's default request timeout is 40 s: each publish to a dead broker would take that
+    # long to fail (6 attempts: 4 minutes per poll). A short one keeps the test bounded.
+    kafka = make_broker(settings, first.bootstrap, client_id="watcher", request_timeout_ms=2000)
     await kafka.start()
     acked: set[str] = set()
     publish = incident_publisher(ServiceContext(settings, db, kafka, None, None, "prevent/watcher"))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from prevent.contracts import ALERTS, DEADLETTER, INCIDENTS, GlobalIncident, stable_id, utcnow
+from prevent.contracts import ALERTS, DEADLETTER, INCIDENTS, PLAYBOOKS, GlobalIncident, stable_id, utcnow
 from prevent.services import running_system
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ async def test_poison_on_every_input_topic_is_dead_lettered(settings) -> None:
                                     max_request_size=8 * 1024 * 1024)
         await producer.start()
         try:
-            for topic in (INCIDENTS.name, ALERTS.name):
+            for topic in (INCIDENTS.name, ALERTS.name, PLAYBOOKS.name):
                 for value in POISON.values():
                     await producer.send_and_wait(topic, value, key=b"poison")
             now = utcnow() - timedelta(minutes=1)
@@ -57,8 +57,8 @@ async def test_poison_on_every_input_topic_is_dead_lettered(settings) -> None:
                                          key=good.incident_id.encode())
         finally:
             await producer.stop()
-        # incidents: the rules consumer; alerts: the centre and the patrol notifier.
-        dead = await dead_letters(system.bootstrap, expected=3 + 3 * 2)
+        # incidents and playbooks: the rules consumer; alerts: the centre and the patrol notifier.
+        dead = await dead_letters(system.bootstrap, expected=3 + 3 * 2 + 3)
         for _ in range(150):  # the good incident after the poison still reaches the centre
             if system.sink.received:
                 break

@@ -1,0 +1,64 @@
+"""Consumer lag for ``/metrics``: for each consumer group this process runs, the committed
+offset against the end offset of every partition it has committed on (Prometheus gauge
+``prevent_consumer_lag{group,topic,partition}``).
+
+Only the groups of the process serving the console are reported (in `prevent up`, all of
+them); a console-only replica has no broker and reports none. Group-less readers (the
+playbook announcements) commit nothing and have no lag to report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+log = logging.getLogger("prevent.console.kafkalag")
+NAME = "prevent_consumer_lag"
+
+
+async def consumer_lag(bootstrap: str, groups: Iterable[str], timeout_s: float = 2.0
+                       ) -> dict[tuple[str, str, int], int]:
+    """Each group's committed offsets (OffsetFetch through a group-bound consumer that never
+    joins the group) against the partitions' end offsets."""
+    lag: dict[tuple[str, str, int], int] = {}
+    for group in sorted(set(groups)):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                    enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000))
+        try:
+            await consumer.start()
+            partitions = [TopicPartition(topic, p) for topic in sorted(await consumer.topics())
+                          if not topic.startswith("__")
+                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            committed = {tp: await consumer.committed(tp) for tp in partitions}
+            positions = {tp: offset for tp, offset in committed.items() if offset is not None}
+            ends = await consumer.end_offsets(list(positions)) if positions else {}
+            for tp, offset in positions.items():
+                lag[(group, tp.topic, tp.partition)] = max(0, ends[tp] - offset)
+        finally:
+            await consumer.stop()
+    return lag
+
+
+def prometheus(lag: dict[tuple[str, str, int], int]) -> str:
+    lines = [f"# HELP {NAME} Messages not yet committed by the consumer group (end offset - committed).",
+             f"# TYPE {NAME} gauge"]
+    lines += [f'{NAME}{{group="{g}",topic="{t}",partition="{p}"}} {value}'
+              for (g, t, p), value in sorted(lag.items())]
+    return "\n".join(lines) + "\n"
+
+
+def lag_metrics(bootstrap: str, groups: Callable[[], Iterable[str]], timeout_s: float = 2.0
+                ) -> Callable[[], Awaitable[str]]:
+    """A ``ConsoleState.lag`` callable; an unreachable broker yields no samples, not an error."""
+
+    async def text() -> str:
+        try:
+            lag = await asyncio.wait_for(consumer_lag(bootstrap, groups(), timeout_s), timeout_s * 2)
+        except Exception as exc:  # noqa: BLE001 - /metrics must answer even when Kafka does not
+            log.warning("consumer lag unavailable: %s", exc)
+            lag = {}
+        return prometheus(lag)
+    return text

@@ -1,0 +1,187 @@
+"""Dead letters: list what the consumers set aside on ``prevent.deadletter.v1``, and replay
+chosen records to the topic they came from.
+
+A dead letter is the original record (key and value unchanged) with headers naming its
+origin (``x-origin-topic``, ``x-origin-partition``, ``x-origin-offset``) and the error
+(``x-error``, ``x-error-kind``, ``x-dead-lettered-by``, ``x-dead-lettered-at``). Listing reads
+the topic from the beginning with a group-less consumer, so it commits nothing and never
+disturbs a consumer group. Replay publishes the original key and value to the origin topic
+with the original headers (CloudEvents) but without the ``x-*`` ones; the consumers treat it
+as any other message, and their idempotency records make a replay of something already
+processed harmless. Fix the cause first (a playbook, a schema, a size limit), then replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from prevent.contracts import DEADLETTER
+
+MAX_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int  # where the dead letter itself is
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+    def header(self, name: str) -> str:
+        for k, v in self.headers:
+            if k == name:
+                return v.decode(errors="replace")
+        return ""
+
+    @property
+    def origin_topic(self) -> str:
+        return self.header("x-origin-topic")
+
+    @property
+    def origin_partition(self) -> int | None:
+        value = self.header("x-origin-partition")
+        return int(value) if value.lstrip("-").isdigit() else None
+
+    @property
+    def origin_offset(self) -> int | None:
+        value = self.header("x-origin-offset")
+        return int(value) if value.lstrip("-").isdigit() else None
+
+    def summary(self) -> dict[str, object]:
+        return {"offset": self.offset, "origin_topic": self.origin_topic,
+                "origin_partition": self.origin_partition, "origin_offset": self.origin_offset,
+                "key": self.key.decode(errors="replace") if self.key is not None else None,
+                "bytes": len(self.value), "error_kind": self.header("x-error-kind"),
+                "error": self.header("x-error"), "by": self.header("x-dead-lettered-by"),
+                "at": self.header("x-dead-lettered-at")}
+
+
+async def read_all(bootstrap: str, *, topic: str = DEADLETTER.name, limit_s: float = 10.0
+                   ) -> list[DeadLetter]:
+    """Every record on the dead-letter topic now (up to its end offsets at the start)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                                max_partition_fetch_bytes=MAX_BYTES, fetch_max_bytes=MAX_BYTES)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - first use of the topic
+            partitions = [TopicPartition(topic, p)
+                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        found: list[DeadLetter] = []
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {limit_s:g}s")
+            for tp, records in (await consumer.getmany(*partitions, timeout_ms=500)).items():
+                found += [DeadLetter(tp.partition, r.offset, r.key, r.value or b"",
+                                     tuple(r.headers or ())) for r in records if r.offset < end[tp]]
+        return sorted(found, key=lambda d: (d.partition, d.offset))
+    finally:
+        await consumer.stop()
+
+
+def select(letters: Iterable[DeadLetter], *, origin_topic: str | None = None,
+           offsets: Sequence[int] = (), partition: int | None = None) -> list[DeadLetter]:
+    """The dead letters from ``origin_topic`` (any, if None) at the given origin offsets (any,
+    if empty), in the given origin partition (any, if None: offsets repeat across partitions)."""
+    return [d for d in letters if (origin_topic is None or d.origin_topic == origin_topic)
+            and (not offsets or d.origin_offset in offsets)
+            and (partition is None or d.origin_partition == partition)]
+
+
+def replay_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    return [(k, v) for k, v in letter.headers if not k.startswith("x-")]
+
+
+async def replay(bootstrap: str, letters: Sequence[DeadLetter]) -> int:
+    """Publish each letter's original key and value to its origin topic (x-* headers dropped);
+    returns how many were published (all acknowledged)."""
+    missing = [d.offset for d in letters if not d.origin_topic]
+    if missing:
+        raise ValueError(f"dead letters without x-origin-topic at offsets {missing}")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_BYTES)
+    await producer.start()
+    try:
+        for letter in letters:
+            await producer.send_and_wait(letter.origin_topic, letter.value, key=letter.key,
+                                         headers=replay_headers(letter))
+    finally:
+        await producer.stop()
+    return len(letters)
+
+
+# ------------------------------------------------------------------ CLI
+
+app = typer.Typer(help="Dead letters: list them, replay them to their origin topic.",
+                  no_args_is_help=True)
+
+
+def _bootstrap() -> str:
+    from prevent.config import get_settings
+
+    bootstrap = get_settings().kafka_bootstrap
+    if not bootstrap:
+        typer.echo("error: set PREVENT_KAFKA_BOOTSTRAP (the embedded broker of `prevent up` keeps "
+                   "its dead letters in memory; see its console)", err=True)
+        raise typer.Exit(1)
+    return bootstrap
+
+
+@app.command("list")
+def list_command(
+    topic: Annotated[str | None, typer.Option(help="only dead letters from this origin topic")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Every dead letter: origin topic[partition]@offset, error kind and error."""
+    letters = select(asyncio.run(read_all(_bootstrap())), origin_topic=topic)
+    for d in letters:
+        s = d.summary()
+        if as_json:
+            typer.echo(json.dumps(s))
+        else:
+            typer.echo(f"{d.offset}\t{s['origin_topic']}[{s['origin_partition']}]@{s['origin_offset']}"
+                       f"\tkey={s['key']}\t{s['error']}")
+    if not as_json:
+        typer.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@app.command("replay")
+def replay_command(
+    topic: Annotated[str, typer.Option(help="origin topic of the records to replay")],
+    offset: Annotated[list[int], typer.Option(help="origin offset (repeatable); none = every "
+                                                   "dead letter from the topic")] = [],  # noqa: B006
+    partition: Annotated[int | None, typer.Option(help="origin partition (offsets repeat "
+                                                       "across partitions)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="show what would be replayed")] = False,
+) -> None:
+    """Re-publish chosen dead letters to their origin topic with the original key and value."""
+    bootstrap = _bootstrap()
+    chosen = select(asyncio.run(read_all(bootstrap)), origin_topic=topic, offsets=offset,
+                    partition=partition)
+    if not chosen:
+        typer.echo("error: no dead letter matches", err=True)
+        raise typer.Exit(1)
+    for d in chosen:
+        typer.echo(f"{'would replay' if dry_run else 'replaying'} {d.origin_topic}"
+                   f"[{d.origin_partition}]@{d.origin_offset} key={d.summary()['key']}")
+    if not dry_run:
+        count = asyncio.run(replay(bootstrap, chosen))
+        typer.echo(f"replayed {count} record(s)", err=True)
+
+
+__all__ = ["DeadLetter", "app", "read_all", "replay", "select"]
