@@ -181,7 +181,12 @@ class CentreNotifier:
         return sent
 
     async def deliver(self, notice_id: str) -> int:
-        """Send one notice to completion (sent or failed); returns 1 if it was sent now."""
+        """Send one notice to completion (sent or failed); returns 1 if it was sent now.
+
+        ``attempts`` on the row counts every try (the log of resends); the retry limit counts
+        only the server's refusals in this run, so a long outage of the server (which raises
+        TransientError and holds the Kafka handler) never uses a notice's retries up."""
+        refusals = 0
         while True:
             async with self.db.transaction() as session:
                 row = await session.get(NoticeRow, notice_id)
@@ -205,8 +210,9 @@ class CentreNotifier:
             if result.ok:
                 await self._finish(notice_id, NoticeState.SENT, None, result.provider_ref)
                 return 1
-            if result.retryable and attempts < self.retry.max_attempts:
-                delay = backoff_delay(attempts, self.retry.base_delay, self.retry.max_delay)
+            refusals += 1
+            if result.retryable and refusals < self.retry.max_attempts:
+                delay = backoff_delay(refusals, self.retry.base_delay, self.retry.max_delay)
                 log.warning("notice %s attempt %d failed (%s); retrying in %.1fs",
                             notice_id, attempts, result.error, delay)
                 await asyncio.sleep(delay)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -120,7 +121,7 @@ def _keys(tokens: frozenset[str], c: Classification) -> set[str]:
 CHUNK = 500  # ids per IN (...): well under every engine's limit on bound parameters
 
 
-def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+def chunks(values: Iterable[str]) -> Iterable[list[str]]:
     ordered = sorted(set(values))
     for start in range(0, len(ordered), CHUNK):
         yield ordered[start:start + CHUNK]
@@ -142,7 +143,7 @@ class Grouper:
                    reports: Sequence[tuple[GlobalIncident, Classification]]) -> Grouper:
         """Read what grouping ``reports`` can need, in a few queries for the whole batch."""
         self = cls()
-        for ids in _chunks(i.incident_id for i, _ in reports):
+        for ids in chunks(i.incident_id for i, _ in reports):
             for incident_id, cluster_id in (await session.execute(
                     select(IncidentRow.incident_id, IncidentRow.cluster_id)
                     .where(IncidentRow.incident_id.in_(ids)))).all():
@@ -153,13 +154,13 @@ class Grouper:
         if fresh:
             since = min(i.published for i, _ in fresh) - TITLE_WINDOW
             keys = set().union(*(_keys(title_tokens(i.title), c) for i, c in fresh))
-            for chunk in _chunks(keys):
+            for chunk in chunks(keys):
                 for key, cluster_id, last in (await session.execute(
                         select(ClusterKey.key, ClusterKey.cluster_id, ClusterKey.last_published_at)
                         .where(ClusterKey.key.in_(chunk), ClusterKey.last_published_at >= since))).all():
                     self.index.setdefault(key, {})[cluster_id] = last
                     wanted.add(cluster_id)
-        for ids in _chunks(wanted):
+        for ids in chunks(wanted):
             for row in (await session.execute(select(*COLUMNS).where(
                     ClusterRow.cluster_id.in_(ids)))).all():
                 self.clusters[row.cluster_id] = Cluster(*row)
@@ -168,11 +169,10 @@ class Grouper:
     def _candidates(self, incident: GlobalIncident, keys: set[str]) -> list[Cluster]:
         """The clusters sharing the most keys with this report, recently active."""
         since = incident.published - TITLE_WINDOW
-        shared: dict[str, int] = {}
+        shared: Counter[str] = Counter()
         for key in keys:
-            for cluster_id, last in self.index.get(key, {}).items():
-                if last >= since:
-                    shared[cluster_id] = shared.get(cluster_id, 0) + 1
+            if held := self.index.get(key):
+                shared.update([cluster_id for cluster_id, last in held.items() if last >= since])
         # Most shared keys first; among equals the lowest id, so the choice is deterministic.
         top = heapq.nsmallest(MAX_CANDIDATES, shared.items(), key=lambda item: (-item[1], item[0]))
         until = incident.published + TITLE_WINDOW

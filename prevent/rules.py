@@ -152,6 +152,7 @@ class _Batch:
         self.now = now
         self.staged = audit.Staged()
         self.current: dict[str, Alert] = {}  # alert id -> the alert as it stands in the batch
+        self.stored: dict[str, dict[str, object]] = {}  # read but not needed yet (not parsed)
         self.loaded: dict[str, int] = {}  # existing alert id -> its revision when read
         self.by_cluster: dict[str, list[str]] = {}
         self.new: set[str] = set()
@@ -190,6 +191,8 @@ class _Batch:
                         raised.setdefault(n, []).append(alert)
         await grouper.flush(session)
         await self._write_changed()
+        for alert_id in self.new:
+            self.staged.replace(AlertRow.__table__, alerts.row_values(self.current[alert_id]), key=alert_id)
         await self.staged.flush(session)
         return [Outcome(incident.incident_id, False, c, cluster_id, tuple(raised.get(n, ())))
                 for n, (incident, c, cluster_id) in enumerate(placed)]
@@ -200,25 +203,30 @@ class _Batch:
 
     async def _load_alerts(self, clusters: set[str]) -> None:
         """Every alert of the batch's clusters: the one to update, the inhibitors."""
-        for chunk in grouping._chunks(clusters):
-            for (payload,) in (await self.session.execute(
-                    select(AlertRow.payload).where(AlertRow.cluster_id.in_(chunk)))).all():
-                self._track(Alert.model_validate(payload))
-        self.loaded = {alert_id: a.revision for alert_id, a in self.current.items()}
+        for chunk in grouping.chunks(clusters):
+            for alert_id, cluster_id, revision, payload in (await self.session.execute(
+                    select(AlertRow.alert_id, AlertRow.cluster_id, AlertRow.revision, AlertRow.payload)
+                    .where(AlertRow.cluster_id.in_(chunk)))).all():
+                self.stored[alert_id] = payload
+                self.loaded[alert_id] = revision
+                self.by_cluster.setdefault(cluster_id, []).append(alert_id)
+
+    def _alert(self, alert_id: str) -> Alert | None:
+        """The alert as it stands in the batch (a stored one is parsed when first needed)."""
+        if alert_id not in self.current and alert_id in self.stored:
+            self.current[alert_id] = Alert.model_validate(self.stored.pop(alert_id))
+        return self.current.get(alert_id)
 
     def _track(self, alert: Alert) -> None:
-        if alert.alert_id not in self.current:
-            self.by_cluster.setdefault(alert.cluster_id, []).append(alert.alert_id)
+        self.by_cluster.setdefault(alert.cluster_id, []).append(alert.alert_id)
         self.current[alert.alert_id] = alert
 
     def _cluster_alerts(self, cluster_id: str) -> list[Alert]:
-        return [self.current[i] for i in self.by_cluster.get(cluster_id, ())]
+        return [a for i in self.by_cluster.get(cluster_id, ()) if (a := self._alert(i)) is not None]
 
     def _changed(self, alert: Alert) -> None:
         self.current[alert.alert_id] = alert
-        if alert.alert_id in self.new:
-            self.staged.replace(AlertRow.__table__, alerts.row_values(alert), key=alert.alert_id)
-        else:
+        if alert.alert_id not in self.new:  # a new alert's row is built once, at the end
             self.changed.add(alert.alert_id)
 
     def _publish(self, alert: Alert) -> None:
@@ -227,7 +235,7 @@ class _Batch:
     def _raise_or_update(self, gate: suppression.Gate, cp: CompiledPlaybook, incident: GlobalIncident,
                          c: Classification, cluster_id: str) -> Alert | None:
         alert_id = alert_id_for(cluster_id, cp.playbook.id)
-        existing = self.current.get(alert_id)
+        existing = self._alert(alert_id)
         if existing is not None:
             if existing.status in alerts.OPEN and c.severity > existing.severity:
                 after = alerts.raised(existing, severity=c.severity, incident_id=incident.incident_id)
@@ -251,7 +259,7 @@ class _Batch:
             return None
         self._track(alert)
         self.new.add(alert_id)
-        self.staged.add(AlertRow.__table__, alerts.row_values(alert), key=alert_id)
+        self.staged.add(AlertRow.__table__, {}, key=alert_id)  # its place; values at the end
         self.staged.record(actor=ACTOR, **alerts.created_audit(alert))  # type: ignore[arg-type]
         self._publish(alert)
         if alert.status is AlertStatus.PROPOSED:

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import select
+import socket
 import ssl
+import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpcore
@@ -78,6 +83,55 @@ class FetchResult:
         return parse_retry_after(self.headers.get("retry-after"))
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """An anyio stream whose ``is_readable`` is one poll() of its socket.
+
+    httpcore asks every idle connection of the pool "is_readable?" (did the server close
+    it?) each time it assigns a request; anyio builds a dict of socket attributes and calls
+    getpeername() to answer, which made the pool's bookkeeping a large part of a 304.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._sock: socket.socket | None = None
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:  # noqa: ASYNC109
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and _POLL:
+            if self._sock is None:
+                self._sock = self._inner.get_extra_info("socket")
+            fd = self._sock.fileno() if self._sock is not None else -1
+            if fd < 0:
+                return True  # gone: as if the next read would return b""
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return self._inner.get_extra_info(info)
+
+
+_POLL = sys.platform != "win32" and hasattr(select, "poll")
+
+
+class _Backend(httpcore.AnyIOBackend):
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        return _Stream(await super().connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                                 socket_options=socket_options))
+
+
 class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over the SSRF-guarded network backend, HTTP/2 when available."""
 
@@ -89,7 +143,7 @@ class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             http1=True, http2=http2,
-            network_backend=GuardedBackend(allow_private=allow_private),
+            network_backend=GuardedBackend(allow_private=allow_private, inner=_Backend()),
         )
 
 

@@ -9,7 +9,16 @@
   network is bounded per host and overall (:class:`~prevent.feeds.fetch.Fetcher`), and
   parsing runs in a thread.
 * When to poll next is :mod:`prevent.feeds.schedule`; the job's next run is moved after
-  every poll (APScheduler's own interval is only the fallback).
+  a poll whenever it differs from the plain interval APScheduler already moved it by.
+* Feed state (validators, counters, backoff) lives in memory: loaded once, changed by
+  polls without touching the database, and written in batches (every
+  ``STATE_FLUSH_SECONDS``, after ``STATE_FLUSH_BATCH`` changes, at the end of
+  :meth:`FeedWatcher.poll` / :meth:`FeedWatcher.poll_all`, and at once on an auto-disable).
+  An unchanged feed (304) costs one request and no database round trip. A crash loses at
+  most the last few seconds of state: counters, a backoff step, or newer validators (the
+  next poll then gets a 200 instead of a 304, and dedupe publishes nothing again). Seen
+  entries are not batched: they are still written before the poll ends, after Kafka
+  acknowledged their publish, and validators only ever move forward in memory after that.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from datetime import datetime, timedelta
 import httpx
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from prevent.config import Settings
 from prevent.contracts import FeedKind, GlobalIncident, utcnow
@@ -37,13 +46,16 @@ from prevent.feeds.registry import FeedConfig
 from prevent.feeds.threat import ThreatLevelError, change_incident, extract_level
 from prevent.feeds.websub import WebSub, record_push
 from prevent.storage.db import Database
-from prevent.storage.tables import FeedState, SeenEntry, ThreatLevelState
+from prevent.storage.tables import FeedState, SeenEntry, ThreatLevelState, WebSubSubscription
 
 log = logging.getLogger("prevent.watcher")
 Publish = Callable[[GlobalIncident], Awaitable[None]]
 SEEN_CHUNK = 500  # ids per IN (...) query: well under every driver's parameter limit
 # Kinds that will not fix themselves: disable at once rather than after N tries.
 PERMANENT_STATUS = frozenset({410})
+STATE_FLUSH_SECONDS = 2.0  # feed state changes reach the database at most this late...
+STATE_FLUSH_BATCH = 500  # ...or as soon as this many feeds changed
+_STATE_COLUMNS = tuple(c.key for c in FeedState.__table__.columns)
 
 
 class PublishFailed(Exception):
@@ -84,14 +96,24 @@ class FeedWatcher:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         # Poll and WebSub push of one feed never interleave their dedupe and mark-seen.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # In-memory feed state (this watcher is its only writer; `prevent feeds enable` only
+        # clears an auto-disable, picked up by sync()), written back in batches by flush().
+        self._cache: dict[str, FeedState] = {}
+        self._persisted: set[str] = set()  # ids with a feed_state row
+        self._dirty: set[str] = set()  # ids changed since the last flush
+        self._loaded = False
+        self._load_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._websub_feeds: set[str] | None = None  # feeds with a subscription row (None: unknown)
 
     # ------------------------------------------------------------------ scheduling
 
     async def start(self) -> None:
-        states = await self._states(self.feeds)
+        await self._load_states()
         now = utcnow()
         for feed in self.feeds.values():
-            state = states.get(feed.id)
+            state = self._cache.get(feed.id)
             if state is not None and state.disabled_reason:
                 log.warning("feed_id=%s is disabled: %s (`prevent feeds enable %s`)",
                             feed.id, state.disabled_reason, feed.id)
@@ -101,6 +123,8 @@ class FeedWatcher:
                                coalesce=True, max_instances=1, next_run_time=now)
         self.scheduler.add_job(self.sync, "interval", seconds=60, id="__sync__",
                                coalesce=True, max_instances=1)
+        self.scheduler.add_job(self._flush_quietly, "interval", seconds=STATE_FLUSH_SECONDS,
+                               id="__flush_state__", coalesce=True, max_instances=1)
         if self.websub is not None:
             self.scheduler.add_job(self.websub.renew_due, "interval", minutes=5, id="__websub_renew__",
                                    coalesce=True, max_instances=1)
@@ -115,7 +139,7 @@ class FeedWatcher:
 
     def _add_job(self, feed: FeedConfig, first: datetime) -> None:
         self.scheduler.add_job(
-            self.poll, "interval", seconds=feed.interval_seconds, args=[feed.id], id=feed.id,
+            self._scheduled_poll, "interval", seconds=feed.interval_seconds, args=[feed.id], id=feed.id,
             coalesce=True, max_instances=1, jitter=min(30, feed.interval_seconds // 10),
             next_run_time=first, misfire_grace_time=None, replace_existing=True,
         )
@@ -133,8 +157,14 @@ class FeedWatcher:
             pass  # removed meanwhile (disabled, or the registry changed)
 
     def stop(self) -> None:
+        """Stop polling. State changes not yet flushed are lost: prefer :meth:`aclose`."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def aclose(self) -> None:
+        """Stop polling and write the feed state changed since the last flush."""
+        self.stop()
+        await self._flush_quietly()
 
     async def sync(self) -> None:
         """Pick up registry edits and feeds re-enabled with `prevent feeds enable`."""
@@ -150,22 +180,46 @@ class FeedWatcher:
             for feed_id in changed:
                 self._reschedule(feed_id, None)
             self.feeds = fresh
-        states = await self._states(self.feeds)
+        await self._flush_quietly()
+        async with self._flush_lock:  # no write in flight: the rows read are what we flushed
+            stored = await self._states(self.feeds)
+            self._websub_feeds = await self._subscribed_feeds() if self.websub is not None else None
+        for feed_id, row in stored.items():
+            mine = self._cache.get(feed_id)
+            if mine is None:  # a feed added to the registry
+                self._cache[feed_id] = row
+            elif mine.disabled_reason and not row.disabled_reason and feed_id not in self._dirty:
+                self._cache[feed_id] = row  # `prevent feeds enable` cleared the auto-disable
+            self._persisted.add(feed_id)
+        self._loaded = True
         now = utcnow()
         for feed in self.feeds.values():
-            state = states.get(feed.id)
+            state = self._cache.get(feed.id)
             if self.scheduler.get_job(feed.id) is None and not (state and state.disabled_reason):
                 self._add_job(feed, self._first_run(feed, state, now))
 
     # ------------------------------------------------------------------ polling
 
     async def poll_all(self, feeds: Iterable[str] | None = None) -> list[PollOutcome]:
-        """Poll the given (default: every) feed once, concurrently within the fetch bounds."""
+        """Poll the given (default: every) feed once, concurrently within the fetch bounds;
+        the feed state is in the database when this returns (unless the database failed)."""
         ids = list(feeds) if feeds is not None else list(self.feeds)
-        return list(await asyncio.gather(*(self.poll(i) for i in ids)))
+        outcomes = list(await asyncio.gather(*(self._poll_once(i) for i in ids)))
+        await self._flush_quietly()
+        return outcomes
 
     async def poll(self, feed_id: str) -> PollOutcome:
-        """Poll one feed once. Never raises: one failing feed must not disturb the others."""
+        """Poll one feed once. Never raises: one failing feed must not disturb the others.
+        The feed state is in the database when this returns (unless the database failed)."""
+        outcome = await self._poll_once(feed_id)
+        await self._flush_quietly()
+        return outcome
+
+    async def _scheduled_poll(self, feed_id: str) -> None:
+        """The APScheduler job: state is written by the next batch, not by this poll."""
+        await self._poll_once(feed_id, scheduled=True)
+
+    async def _poll_once(self, feed_id: str, *, scheduled: bool = False) -> PollOutcome:
         feed = self.feeds.get(feed_id)
         if feed is None:
             return PollOutcome(feed_id, error="unknown or disabled feed")
@@ -176,22 +230,22 @@ class FeedWatcher:
         except Exception as exc:  # noqa: BLE001 - recorded per feed, never raised
             log.exception("feed_id=%s unexpected error", feed.id)
             outcome = await self._failed(feed, type(exc).__name__, str(exc) or type(exc).__name__)
-        self._reschedule(feed.id, outcome.next_in)
+        # APScheduler moved a job that just ran on by its interval (with the same jitter):
+        # moving it again to the same time would only cost a job store update and a wakeup.
+        if not (scheduled and outcome.next_in == feed.interval_seconds):
+            self._reschedule(feed.id, outcome.next_in)
         return outcome
 
     async def _poll(self, feed: FeedConfig) -> PollOutcome:
-        async with self.db.transaction() as session:
-            state = await session.get(FeedState, feed.id)
-        if state is not None and state.disabled_reason:
+        state = await self._state(feed.id)
+        if state.disabled_reason:
             return PollOutcome(feed.id, error=state.disabled_reason, disabled=True)
-        etag = state.etag if state else None
-        last_modified = state.last_modified if state else None
         try:
-            result = await self.fetcher.fetch(feed.url, etag=etag, last_modified=last_modified)
+            result = await self.fetcher.fetch(feed.url, etag=state.etag, last_modified=state.last_modified)
         except FetchError as exc:
             return await self._failed(feed, exc.kind, str(exc), retry_after=exc.retry_after,
                                       status=exc.status)
-        if result.not_modified:  # costs one request and one row update
+        if result.not_modified:  # costs one request; the state change is written in a batch
             return await self._succeeded(feed, result, emitted=0)
         try:
             async with self._locks[feed.id]:
@@ -218,6 +272,8 @@ class FeedWatcher:
 
     async def _ensure_websub(self, feed: FeedConfig, hub: str, result: FetchResult) -> None:
         assert self.websub is not None
+        if self._websub_feeds is not None:
+            self._websub_feeds.add(feed.id)  # ensure() may create its subscription row
         try:
             await self.websub.ensure(feed, hub, feed.url if feed.url.startswith("http") else result.url)
         except Exception as exc:  # noqa: BLE001 - polling goes on without push
@@ -316,10 +372,15 @@ class FeedWatcher:
             emitted = await self.ingest(feed, incidents)
         await record_push(self.db, feed_id)
         if emitted:
-            async with self.db.transaction() as session:
-                state = await session.get(FeedState, feed_id) or _new_state(feed_id)
-                state.items_emitted = (state.items_emitted or 0) + emitted
-                await session.merge(state)
+            state = await self._state(feed_id)
+            state.items_emitted = (state.items_emitted or 0) + emitted
+            if not state.disabled_reason:
+                self._touch(feed_id)
+            else:  # not batched: a later flush must not undo a `prevent feeds enable`
+                async with self.db.transaction() as session:
+                    row = await session.get(FeedState, feed_id) or _new_state(feed_id)
+                    row.items_emitted = (row.items_emitted or 0) + emitted
+                    await session.merge(row)
         return emitted
 
     # ------------------------------------------------------------------ threat level
@@ -351,32 +412,100 @@ class FeedWatcher:
 
     async def _states(self, feeds: Iterable[str]) -> dict[str, FeedState]:
         ids = list(feeds)
+        rows: list[FeedState] = []
         async with self.db.transaction() as session:
-            rows = (await session.execute(select(FeedState).where(FeedState.feed_id.in_(ids)))
-                    ).scalars().all() if ids else []
+            for start in range(0, len(ids), SEEN_CHUNK):
+                rows += (await session.execute(
+                    select(FeedState).where(FeedState.feed_id.in_(ids[start:start + SEEN_CHUNK])))
+                ).scalars().all()
         return {r.feed_id: r for r in rows}
+
+    async def _load_states(self) -> None:
+        """Every watched feed's state, read once (one query) before the first poll."""
+        if self._loaded:
+            return
+        async with self._load_lock:
+            if self._loaded:
+                return
+            stored = await self._states(self.feeds)
+            for feed_id, row in stored.items():
+                self._cache.setdefault(feed_id, row)
+                self._persisted.add(feed_id)
+            self._loaded = True
+
+    async def _state(self, feed_id: str) -> FeedState:
+        await self._load_states()
+        state = self._cache.get(feed_id)
+        if state is None:
+            state = self._cache[feed_id] = _new_state(feed_id)
+        return state
+
+    def _touch(self, feed_id: str) -> None:
+        self._dirty.add(feed_id)
+        if len(self._dirty) >= STATE_FLUSH_BATCH and (self._flush_task is None or self._flush_task.done()):
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_quietly())
+
+    async def flush(self) -> None:
+        """Write the feed states changed since the last flush, in one transaction.
+
+        Raises when the database fails; the changes stay pending for the next flush.
+        """
+        async with self._flush_lock:
+            if not self._dirty:
+                return
+            ids, self._dirty = self._dirty, set()
+            rows = [{k: getattr(self._cache[i], k) for k in _STATE_COLUMNS} for i in ids if i in self._cache]
+            new = [r for r in rows if r["feed_id"] not in self._persisted]
+            old = [r for r in rows if r["feed_id"] in self._persisted]
+            try:
+                async with self.db.transaction() as session:
+                    if old:  # one executemany UPDATE ... WHERE feed_id = ?
+                        await session.execute(update(FeedState), old)
+                    if new:
+                        await session.execute(insert(FeedState), new)
+            except BaseException:
+                self._dirty |= ids
+                raise
+            self._persisted.update(r["feed_id"] for r in new)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:  # noqa: BLE001 - retried by the next flush
+            log.warning("feed state not written (%d feeds pending, retried): %s", len(self._dirty), exc)
+
+    async def _subscribed_feeds(self) -> set[str]:
+        async with self.db.transaction() as session:
+            return set((await session.execute(select(WebSubSubscription.feed_id))).scalars())
+
+    async def _push_is_primary(self, feed_id: str) -> bool:
+        """An active WebSub subscription; only feeds with a subscription row cost a query."""
+        if self.websub is None:
+            return False
+        if self._websub_feeds is None:
+            self._websub_feeds = await self._subscribed_feeds()
+        return feed_id in self._websub_feeds and await self.websub.is_active(feed_id)
 
     async def _succeeded(self, feed: FeedConfig, result: FetchResult, *, emitted: int,
                          ttl_minutes: int | None = None) -> PollOutcome:
         interval = float(feed.interval_seconds)
-        if self.websub is not None and await self.websub.is_active(feed.id):
+        if await self._push_is_primary(feed.id):
             interval *= self.settings.websub_poll_factor  # push is primary; polling the fallback
         next_in = schedule.next_interval(interval, self.bounds, ttl_minutes=ttl_minutes,
                                          max_age=result.max_age, retry_after=result.retry_after)
         now = utcnow()
-        async with self.db.transaction() as session:
-            state = await session.get(FeedState, feed.id) or _new_state(feed.id)
-            state.etag, state.last_modified = result.etag, result.last_modified
-            state.last_success_at = now
-            state.last_status = result.status
-            state.consecutive_errors = 0
-            state.items_emitted = (state.items_emitted or 0) + emitted
-            state.fetches = (state.fetches or 0) + 1
-            state.not_modified = (state.not_modified or 0) + int(result.not_modified)
-            state.bytes_fetched = (state.bytes_fetched or 0) + len(result.body)
-            state.last_duration_ms = result.duration_ms
-            state.next_poll_at = now + timedelta(seconds=next_in)
-            await session.merge(state)
+        state = await self._state(feed.id)
+        state.etag, state.last_modified = result.etag, result.last_modified
+        state.last_success_at = now
+        state.last_status = result.status
+        state.consecutive_errors = 0
+        state.items_emitted = (state.items_emitted or 0) + emitted
+        state.fetches = (state.fetches or 0) + 1
+        state.not_modified = (state.not_modified or 0) + int(result.not_modified)
+        state.bytes_fetched = (state.bytes_fetched or 0) + len(result.body)
+        state.last_duration_ms = result.duration_ms
+        state.next_poll_at = now + timedelta(seconds=next_in)
+        self._touch(feed.id)
         return PollOutcome(feed.id, published=emitted, not_modified=result.not_modified,
                            next_in=next_in)
 
@@ -384,29 +513,26 @@ class FeedWatcher:
                       retry_after: float | None = None, status: int | None = None) -> PollOutcome:
         log.warning("feed_id=%s %s: %s", feed.id, kind, message)
         now = utcnow()
-        try:
-            async with self.db.transaction() as session:
-                state = await session.get(FeedState, feed.id) or _new_state(feed.id)
-                errors = (state.consecutive_errors or 0) + 1
-                state.consecutive_errors = errors
-                state.errors = (state.errors or 0) + 1
-                state.fetches = (state.fetches or 0) + 1
-                state.last_error_at, state.last_error_kind = now, kind
-                state.last_error = f"{kind}: {message}"[:2000]
-                state.last_status = status
-                next_in: float | None = schedule.backoff_seconds(
-                    feed.interval_seconds, errors, self.bounds, retry_after=retry_after)
-                if status in PERMANENT_STATUS or schedule.should_disable(errors, self.bounds):
-                    why = "the feed is gone (HTTP 410)" if status in PERMANENT_STATUS else \
-                        f"{errors} consecutive errors"
-                    state.disabled_reason = f"auto-disabled: {why}; last error {kind}: {message}"[:2000]
-                    state.disabled_at, next_in = now, None
-                    log.error("feed_id=%s %s", feed.id, state.disabled_reason)
-                state.next_poll_at = now + timedelta(seconds=next_in) if next_in is not None else None
-                await session.merge(state)
-        except Exception as db_exc:  # noqa: BLE001 - the database may be the thing that failed
-            log.warning("feed_id=%s could not record error: %s", feed.id, db_exc)
-            next_in = schedule.backoff_seconds(feed.interval_seconds, 1, self.bounds)
+        state = await self._state(feed.id)
+        errors = (state.consecutive_errors or 0) + 1
+        state.consecutive_errors = errors
+        state.errors = (state.errors or 0) + 1
+        state.fetches = (state.fetches or 0) + 1
+        state.last_error_at, state.last_error_kind = now, kind
+        state.last_error = f"{kind}: {message}"[:2000]
+        state.last_status = status
+        next_in: float | None = schedule.backoff_seconds(
+            feed.interval_seconds, errors, self.bounds, retry_after=retry_after)
+        if status in PERMANENT_STATUS or schedule.should_disable(errors, self.bounds):
+            why = "the feed is gone (HTTP 410)" if status in PERMANENT_STATUS else \
+                f"{errors} consecutive errors"
+            state.disabled_reason = f"auto-disabled: {why}; last error {kind}: {message}"[:2000]
+            state.disabled_at, next_in = now, None
+            log.error("feed_id=%s %s", feed.id, state.disabled_reason)
+        state.next_poll_at = now + timedelta(seconds=next_in) if next_in is not None else None
+        self._touch(feed.id)
+        if next_in is None:  # an operator-visible decision: written at once, not batched
+            await self._flush_quietly()
         return PollOutcome(feed.id, error=f"{kind}: {message}", next_in=next_in,
                            disabled=next_in is None)
 
@@ -415,12 +541,11 @@ class FeedWatcher:
         validators unchanged, and the feed is polled again soon."""
         log.error("feed_id=%s %s", feed.id, exc)
         next_in = self.bounds.min_seconds
-        async with self.db.transaction() as session:
-            state = await session.get(FeedState, feed.id) or _new_state(feed.id)
-            state.last_error_at, state.last_error_kind = utcnow(), "publish"
-            state.last_error = f"publish: {exc}"[:2000]
-            state.next_poll_at = utcnow() + timedelta(seconds=next_in)
-            await session.merge(state)
+        state = await self._state(feed.id)
+        state.last_error_at, state.last_error_kind = utcnow(), "publish"
+        state.last_error = f"publish: {exc}"[:2000]
+        state.next_poll_at = utcnow() + timedelta(seconds=next_in)
+        self._touch(feed.id)
         return PollOutcome(feed.id, error=f"publish: {exc}", next_in=next_in)
 
 

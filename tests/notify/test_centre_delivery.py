@@ -127,3 +127,18 @@ async def test_webhook_to_a_private_address_is_refused_without_sending(db: Datab
     (row,) = await notices(db)
     assert row.state == "failed" and "non-public address" in (row.error or "")
     assert http.received == []
+
+
+async def test_a_long_outage_does_not_use_up_the_retries(db: Database, settings: Settings) -> None:
+    """Drops (the server is down) count as tries in the log, not against the retry limit:
+    after many of them, a 4xx reply is still retried and the notice is sent."""
+    await load_registry(db, registry([contact(1)]))
+    with ScriptedSmtp(["drop"] * 6 + ["451 busy"]) as smtp:
+        n = notifier(db, settings.model_copy(update={"smtp_port": smtp.port}))
+        for _ in range(6):
+            with pytest.raises(TransientError):
+                await n.handle_alert(alert(), playbook())
+        assert await n.handle_alert(alert(), playbook()) == 1
+    (row,) = await notices(db)
+    assert (row.state, row.attempts) == ("sent", 8)
+    assert smtp.message_ids() == [f"<{row.notice_id}@example.org>"]

@@ -66,7 +66,7 @@ async def test_poison_on_every_input_topic_is_dead_lettered(settings) -> None:
         assert len(system.sink.received) == 1, "the consumers must carry on after poison"
 
     by_origin = Counter(d["x-origin-topic"] for d in dead)
-    assert by_origin == {INCIDENTS.name: 3, ALERTS.name: 6}
+    assert by_origin == {INCIDENTS.name: 3, ALERTS.name: 6, PLAYBOOKS.name: 3}
     reasons = " | ".join(d["x-error"] for d in dead)
     assert "invalid JSON" in reasons and "schema_version" in reasons and "exceeds" in reasons
     assert all(d["x-origin-offset"].isdigit() for d in dead)
