@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import alerts, audit, escalation, grouping, suppression
@@ -93,6 +93,7 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
     Reports that concern no community and describe no incident (most of any news feed) are
     only stored."""
     now = now or utcnow()
+    await _write_lock(session)
     keys = list(dict.fromkeys((i.incident_id, i.content_hash) for i in incidents))
     done: set[tuple[str, str]] = set()
     for start in range(0, len(keys), grouping.CHUNK):
@@ -119,6 +120,21 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
     return outcomes
 
 
+async def _write_lock(session: AsyncSession) -> None:
+    """Serialise rules batches across replicas before the batch reads anything. The batch
+    reads first and writes at the end; without this, two replicas could both decide from
+    the same state (two clusters or alerts for one event). On SQLite a statement that writes
+    nothing takes the database's write lock; on PostgreSQL a transaction advisory lock.
+    Either is held until the transaction ends."""
+    if session.bind.dialect.name == "sqlite":
+        await session.execute(text("UPDATE incidents SET feed_id = feed_id WHERE 0"))
+    elif session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RULES_BATCH_LOCK})
+
+
+RULES_BATCH_LOCK = 0x70726576  # "prev": an arbitrary key reserved for the rules stage
+
+
 def _quiet(c: Classification) -> bool:
     return not c.communities and c.incident_type == "none"
 
@@ -140,6 +156,7 @@ async def process_incident(session: AsyncSession, incident: GlobalIncident, clas
     version was not processed before."""
     if classification is None:
         return (await process_batch(session, [incident], classifier, playbooks, now=now))[0]
+    await _write_lock(session)
     return (await _Batch(session, playbooks, now or utcnow()).run([(incident, classification)]))[0]
 
 
