@@ -201,7 +201,7 @@ async def start_watcher(ctx: ServiceContext, settings: Settings, feeds: list[Fee
                           incident_publisher(ctx), settings=settings,
                           websub=WebSub(ctx.db, client, settings), reload=reload)
     await watcher.start()
-    stack.callback(watcher.stop)
+    stack.push_async_callback(watcher.aclose)  # stops polling and writes pending feed state
     return watcher
 
 
