@@ -24,19 +24,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     # WAL lets the console read while a consumer writes; busy_timeout makes
     # concurrent writers from several service processes wait instead of failing.
-    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]  # we emit BEGIN ourselves
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def _sqlite_begin_immediate(conn: object) -> None:
-    # A deferred SQLite transaction that reads and then writes fails at once with "database
-    # is locked" when another process wrote in between (its snapshot is stale; busy_timeout
-    # does not help). Taking the write lock at BEGIN makes concurrent writers queue instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
 
 
 class Database:
@@ -57,7 +49,6 @@ class Database:
                                                        connect_args=connect_args, **pool)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
