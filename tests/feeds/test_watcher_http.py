@@ -18,6 +18,7 @@ from prevent.storage.tables import FeedState, SeenEntry
 
 from .conftest import Collector, Rig, rss_feed
 from .server import FeedServer, Request, Stall, rss
+from .test_parse_security import BILLION_LAUGHS
 
 ITEMS = (("a-1", "Mosque attacked in city centre"), ("a-2", "Synagogue guarded after threats"))
 
@@ -175,21 +176,7 @@ async def test_loopback_is_refused_unless_allowed(db, tmp_path, feed_server: Fee
 
 # ------------------------------------------------------------------ hostile and odd documents
 
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE rss [
-<!ENTITY a "AAAAAAAAAA">
-<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
-<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
-<!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
-<!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
-<!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
-<!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;">
-<!ENTITY h "&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;">
-<!ENTITY i "&h;&h;&h;&h;&h;&h;&h;&h;&h;&h;">
-]>
-<rss version="2.0"><channel><title>t</title>
-<item><title>Laughs &i; end</title><guid>bl-1</guid><description>&i;</description></item>
-</channel></rss>"""
+# The same hostile document the parser's tests use, served over HTTP this time.
 
 
 async def test_entity_expansion_and_external_entities_do_neither(rig: Rig, feed_server: FeedServer) -> None:
