@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -27,21 +29,26 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _path(file: Path | None) -> Path:
+@contextmanager
+def _registry_errors() -> Iterator[None]:
+    """A registry problem is one clear line and exit code 1, never a traceback."""
     try:
-        return admin.registry_path(get_settings(), file)
+        yield
     except FeedRegistryError as exc:
         raise _fail(str(exc)) from exc
+
+
+def _path(file: Path | None) -> Path:
+    with _registry_errors():
+        return admin.registry_path(get_settings(), file)
 
 
 def feeds_list(file: FileOption = None,
                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the feeds in the registry."""
     path = _path(file)
-    try:
+    with _registry_errors():
         feeds = admin._load(path)  # noqa: SLF001 - same package
-    except FeedRegistryError as exc:
-        raise _fail(str(exc)) from exc
     for feed in feeds:
         if as_json:
             typer.echo(feed.model_dump_json())
@@ -70,30 +77,24 @@ def feeds_add(
                           level_pattern=level_pattern, enabled=not disabled)
     except ValueError as exc:  # pydantic's ValidationError: name the field
         raise _fail(f"invalid feed: {exc}") from exc
-    try:
+    with _registry_errors():
         admin.add_feed(path, feed)
-    except FeedRegistryError as exc:
-        raise _fail(str(exc)) from exc
     typer.echo(f"added {feed.id} to {path}")
 
 
 def feeds_remove(feed_id: Annotated[str, typer.Argument(metavar="ID")], file: FileOption = None) -> None:
     """Remove a feed from the registry (its history stays in the database)."""
     path = _path(file)
-    try:
+    with _registry_errors():
         admin.remove_feed(path, feed_id)
-    except FeedRegistryError as exc:
-        raise _fail(str(exc)) from exc
     typer.echo(f"removed {feed_id} from {path}")
 
 
 def feeds_enable(feed_id: Annotated[str, typer.Argument(metavar="ID")], file: FileOption = None) -> None:
     """Enable a feed, and clear an auto-disable after errors."""
     path = _path(file)
-    try:
+    with _registry_errors():
         admin.set_enabled(path, feed_id, True)
-    except FeedRegistryError as exc:
-        raise _fail(str(exc)) from exc
     cleared = asyncio.run(_clear(feed_id))
     typer.echo(f"enabled {feed_id}" + (f" (cleared: {cleared})" if cleared else ""))
 
@@ -112,10 +113,8 @@ async def _clear(feed_id: str) -> str | None:
 def feeds_disable(feed_id: Annotated[str, typer.Argument(metavar="ID")], file: FileOption = None) -> None:
     """Disable a feed (kept in the registry, not polled)."""
     path = _path(file)
-    try:
+    with _registry_errors():
         admin.set_enabled(path, feed_id, False)
-    except FeedRegistryError as exc:
-        raise _fail(str(exc)) from exc
     typer.echo(f"disabled {feed_id}")
 
 
@@ -124,10 +123,8 @@ def feeds_status(file: FileOption = None,
     """Per-feed health: last success and error, error streak, next poll, auto-disable, 304 ratio."""
     settings = get_settings()
     path = file or settings.feeds_file
-    try:
+    with _registry_errors():
         rows = asyncio.run(admin.status_rows(settings, path))
-    except FeedRegistryError as exc:
-        raise _fail(str(exc)) from exc
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row.as_dict()))
