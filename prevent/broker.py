@@ -325,6 +325,13 @@ class EmbeddedBroker:
     """A Tansu broker that lives as long as this object is open.
 
     ``with EmbeddedBroker(topics={"t": 3}) as b: ... b.bootstrap``, or ``async with``.
+
+    ``advertised_port`` makes the broker tell clients, in its metadata, to connect to that
+    port on ``host`` instead of the one it listens on (default: the same port), e.g. a proxy
+    in front of it. Kafka clients use the listener only to bootstrap; every later request
+    (topic creation at start included) goes to the advertised address, so whatever listens
+    there must already forward to :attr:`port` when the broker starts. The readiness check
+    uses the listener directly.
     """
 
     def __init__(
@@ -336,11 +343,13 @@ class EmbeddedBroker:
         startup_timeout: float = 20.0,
         binary: str | None = None,
         log_dir: str | os.PathLike[str] | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.topics: dict[str, int] = dict(topics or {})
         self.host = host
         self.startup_timeout = startup_timeout
         self._requested_port = port
+        self._advertised_port = advertised_port
         self._binary = binary
         self._log_dir = Path(log_dir) if log_dir is not None else None
         self._port: int | None = None
@@ -358,7 +367,13 @@ class EmbeddedBroker:
 
     @property
     def bootstrap(self) -> str:
+        """The listener's address."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def advertised_bootstrap(self) -> str:
+        """The address the broker's metadata sends clients to (``bootstrap`` by default)."""
+        return f"{self.host}:{self._advertised_port or self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -426,21 +441,24 @@ class EmbeddedBroker:
         self._port = port
         self.log_path = self._new_log_path()
         url = f"tcp://{self.host}:{port}"
+        advertised = f"tcp://{self.advertised_bootstrap}"
         # NO_COLOR keeps ANSI escapes out of the log that we quote in errors.
         env = {**os.environ, "NO_COLOR": "1"}
         try:
-            self._proc = self._popen(binary, url, env)
+            self._proc = self._popen(binary, url, advertised, env)
         except OSError as exc:
             self.stop()
             raise BrokerError(f"cannot start Kafka broker {binary}: {exc.strerror or exc}") from exc
         _live.add(self)
-        log.info("started Tansu pid %s on %s (log %s)", self._proc.pid, url, self.log_path)
+        log.info("started Tansu pid %s on %s, advertised as %s (log %s)", self._proc.pid, url,
+                 advertised, self.log_path)
 
-    def _popen(self, binary: str, url: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    def _popen(self, binary: str, url: str, advertised: str,
+               env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         assert self.log_path is not None
         with open(self.log_path, "ab") as log_file:  # the child keeps its own descriptor
             return subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                 # Own session: Ctrl-C in the terminal reaches only us, and we stop
                 # the broker in order. killpg also reaches anything it forks.

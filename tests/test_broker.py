@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fixtures.broker import TEST_TOPICS, kafka_for_tests
+from resilience.tcpproxy import TcpProxy
 
 from prevent.broker import BrokerError, EmbeddedBroker, ensure_topics, wait_for_kafka
+from prevent.netutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +71,7 @@ def test_start_stop_leaves_no_process() -> None:
         pid = broker.pid
         port = broker.port
         assert pid is not None and _alive(pid)
-        assert broker.bootstrap == f"127.0.0.1:{port}"
+        assert broker.bootstrap == broker.advertised_bootstrap == f"127.0.0.1:{port}"
         assert _port_open(port)
     assert not _alive(pid)
     with pytest.raises(ProcessLookupError):
@@ -120,6 +122,24 @@ async def test_produce_consume_round_trip_with_headers() -> None:
     assert message.value == b'{"x": 1}'
     assert message.key == b"k1"
     assert list(message.headers) == headers
+
+
+async def test_advertised_port_sends_clients_there() -> None:
+    """Clients bootstrap on the listener, then connect to the advertised port (here a proxy)."""
+    port, topics = free_port(), {"test.advertised": 1}
+    async with (TcpProxy("127.0.0.1", port) as proxy,
+                EmbeddedBroker(topics=topics, port=port, advertised_port=proxy.port) as broker):
+        assert broker.bootstrap == f"127.0.0.1:{port}"
+        assert broker.advertised_bootstrap == f"127.0.0.1:{proxy.port}"
+        before = proxy.connections  # creating the topics at start already went through the proxy
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait("test.advertised", b"x")
+            assert [b.port for b in producer.client.cluster.brokers()] == [proxy.port]
+        finally:
+            await producer.stop()
+        assert proxy.connections > before
 
 
 def test_port_clash_names_the_port() -> None:

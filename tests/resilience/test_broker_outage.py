@@ -1,22 +1,38 @@
 """The broker becomes unreachable while the watcher runs: no entry is marked seen before Kafka
-acknowledged it, a poll whose publishes all fail keeps the old validators, and after the
-broker comes back (a new Tansu on the same port: it is memory-only, so the topics are created
-again before the next poll) every entry is published, exactly once.
+acknowledged it, a poll whose publishes fail keeps the old validators (and does not count
+towards auto-disable), and once the broker is reachable again every entry is published,
+exactly once.
 
-The watcher publishes through the project's FastStream broker to a real embedded broker;
-polls are driven by the test so that each step happens in a known order."""
+* ``test_broker_unreachable_...``: one Tansu keeps running behind a :class:`TcpProxy`, and
+  the broker advertises the proxy's port, so every connection of the watcher's producer
+  (bootstrap and partition leader) goes through it. The watcher publishes a first batch,
+  then the proxy is cut (open connections reset, new ones refused) while the feed gains
+  entries, and restored later: the producer must reconnect on its own.
+* ``test_broker_restarted_...``: the broker process dies and a new one starts on the same
+  port. Tansu is memory-only, so the topics are created again before the next poll, as a
+  restarted cluster would have them (a publish retried into a Tansu whose topics did not
+  exist yet was reported acknowledged but never readable). Here the outage starts before the
+  watcher published anything, and the producer reconnects to another broker process.
+
+The watcher publishes through the project's FastStream broker; polls are driven by the test
+so that each step happens in a known order, and the outage always starts between polls, with
+no publish in flight: a request cut after the broker wrote it but before its ack arrived would
+be published twice (at-least-once, absorbed downstream by the incident id), and exact counts
+on the topic could not be asserted.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from feeds.server import FeedServer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from feeds.server import FeedServer, Reply, Request
 from fixtures.broker import TEST_TOPICS
 from sqlalchemy import func, select
 
@@ -25,7 +41,7 @@ from prevent.config import Settings
 from prevent.contracts import INCIDENTS, GlobalIncident, utcnow
 from prevent.feeds.fetch import Fetcher, new_client
 from prevent.feeds.registry import FeedConfig
-from prevent.feeds.watcher import FeedWatcher
+from prevent.feeds.watcher import FeedWatcher, PollOutcome
 from prevent.messaging import make_broker
 from prevent.netutil import free_port
 from prevent.runtime import ServiceContext
@@ -33,27 +49,68 @@ from prevent.services import incident_publisher
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, SeenEntry
 
+from .tcpproxy import TcpProxy
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-ENTRIES = 30
+BEFORE, DURING, AFTER = 10, 10, 10  # entries published before the outage, gained in it (twice)
+# aiokafka's default request timeout is 40 s: each publish to an unreachable broker would take
+# that long to fail (3 attempts: 2 minutes per poll). A short one keeps the test bounded.
+REQUEST_TIMEOUT_MS = 2000
 
 
-def feed_xml() -> bytes:
-    when = format_datetime(utcnow() - timedelta(minutes=5))
-    items = "".join(f"<item><guid>wire-{i}</guid><title>Council meeting number {i} held</title>"
-                    f"<link>https://wire.example.org/{i}</link><pubDate>{when}</pubDate>"
-                    f"<description>Item {i}.</description></item>" for i in range(ENTRIES))
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Wire</title>'
-            f"<link>https://wire.example.org/</link>{items}</channel></rss>").encode()
+class Wire:
+    """A locally served RSS feed that gains entries over time; its ETag names its size."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.when = format_datetime(utcnow() - timedelta(minutes=5))
+        self.server = FeedServer({"/feed": self._route})
+
+    def grow(self, entries: int) -> None:
+        self.size += entries
+
+    @property
+    def etag(self) -> str:
+        return f'"v{self.size}"'
+
+    def _route(self, req: Request) -> Reply:
+        etag = self.etag
+        if req.headers.get("if-none-match") == etag:
+            return 304, {"ETag": etag}, b""
+        return 200, {"Content-Type": "application/rss+xml", "ETag": etag}, self._xml()
+
+    def _xml(self) -> bytes:
+        items = "".join(f"<item><guid>wire-{i}</guid><title>Council meeting number {i} held</title>"
+                        f"<link>https://wire.example.org/{i}</link><pubDate>{self.when}</pubDate>"
+                        f"<description>Item {i}.</description></item>" for i in range(self.size))
+        return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Wire</title>'
+                f"<link>https://wire.example.org/</link>{items}</channel></rss>").encode()
 
 
-async def on_topic(bootstrap: str, settle: float = 3.0) -> list[tuple[bytes, GlobalIncident]]:
-    consumer = AIOKafkaConsumer(INCIDENTS.name, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
+@pytest.fixture
+def wire() -> Iterator[Wire]:
+    feed = Wire()
+    feed.server.start()
+    try:
+        yield feed
+    finally:
+        feed.server.stop()
+
+
+async def on_topic(bootstrap: str) -> list[tuple[bytes, GlobalIncident]]:
+    """Every record on the incidents topic, read from the beginning up to its end offsets."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=50,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
+        partitions = [TopicPartition(INCIDENTS.name, p)
+                      for p in sorted(consumer.partitions_for_topic(INCIDENTS.name) or ())]
+        assert partitions, "the incidents topic has no partitions"
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
         found: list[tuple[bytes, GlobalIncident]] = []
-        deadline = asyncio.get_running_loop().time() + settle
-        while asyncio.get_running_loop().time() < deadline:  # read everything there is
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             batches = await consumer.getmany(timeout_ms=500)
             found += [(r.key, GlobalIncident.model_validate_json(r.value))
                       for rs in batches.values() for r in rs]
@@ -67,6 +124,13 @@ async def count(db: Database, model: type) -> int:
         return int((await session.execute(select(func.count()).select_from(model))).scalar() or 0)
 
 
+async def feed_state(db: Database, feed_id: str) -> FeedState:
+    async with db.transaction() as session:
+        state = await session.get(FeedState, feed_id)
+    assert state is not None
+    return state
+
+
 async def _watch_invariant(db: Database, acked: set[str], violations: list[set[str]]) -> None:
     """Every 20 ms: nothing in seen_entries that Kafka has not acknowledged."""
     while True:
@@ -77,78 +141,140 @@ async def _watch_invariant(db: Database, acked: set[str], violations: list[set[s
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def feed() -> AsyncIterator[FeedConfig]:
-    body = feed_xml()
-    server = FeedServer({"/feed": lambda req: (304, {}, b"") if req.headers.get("if-none-match") == '"v1"'
-                         else (200, {"Content-Type": "application/rss+xml", "ETag": '"v1"'}, body)})
-    server.start()
-    try:
-        yield FeedConfig(id="wire", url=server.url("/feed"), kind="rss", interval_seconds=3600)
-    finally:
-        server.stop()
+class Rig:
+    """A watcher of one feed that publishes through ``kafka``; records what Kafka acknowledged
+    and checks, all along, that nothing is marked seen before that."""
+
+    def __init__(self, watcher: FeedWatcher, feed: FeedConfig, db: Database) -> None:
+        self.watcher, self.feed, self.db = watcher, feed, db
+        self.acked: set[str] = set()
+        self.violations: list[set[str]] = []
+
+    async def poll(self, *, attempts: int, backoff: float) -> PollOutcome:
+        self.watcher.publish_attempts, self.watcher.publish_backoff = attempts, backoff
+        return await asyncio.wait_for(self.watcher.poll(self.feed.id), 60)
 
 
-async def test_broker_outage_nothing_seen_before_published_then_everything_published(
-        tmp_path: Path, feed: FeedConfig) -> None:
-    port = free_port()
+@asynccontextmanager
+async def watching(tmp_path: Path, wire: Wire, bootstrap: str) -> AsyncIterator[Rig]:
     settings = Settings(var_dir=tmp_path / "var", secret_key="s", demo=False,
-                        allow_private_addresses=True, kafka_bootstrap=f"127.0.0.1:{port}")
+                        allow_private_addresses=True, kafka_bootstrap=bootstrap)
+    feed = FeedConfig(id="wire", url=wire.server.url("/feed"), kind="rss", interval_seconds=3600)
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'watcher.db'}")
     await db.upgrade()
-    first = await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart()
-    second: EmbeddedBroker | None = None
-    # aiokafka's default request timeout is 40 s: each publish to a dead broker would take that
-    # long to fail (6 attempts: 4 minutes per poll). A short one keeps the test bounded.
-    kafka = make_broker(settings, first.bootstrap, client_id="watcher", request_timeout_ms=2000)
+    kafka = make_broker(settings, bootstrap, client_id="watcher", request_timeout_ms=REQUEST_TIMEOUT_MS)
     await kafka.start()
-    acked: set[str] = set()
     publish = incident_publisher(ServiceContext(settings, db, kafka, None, None, "prevent/watcher"))  # type: ignore[arg-type]
+    rig: Rig | None = None
 
     async def publish_and_record(incident: GlobalIncident) -> None:
         await publish(incident)
-        acked.add(incident.incident_id)
+        assert rig is not None
+        rig.acked.add(incident.incident_id)
 
-    violations: list[set[str]] = []
-    monitor = asyncio.create_task(_watch_invariant(db, acked, violations))
+    monitor: asyncio.Task[None] | None = None
     try:
         async with new_client(settings) as client:
-            watcher = FeedWatcher([feed], db, Fetcher.from_settings(client, settings), publish_and_record,
-                                  settings=settings, publish_attempts=3, publish_backoff=0.2)
-            await first.astop()  # the broker goes away while the watcher runs
+            rig = Rig(FeedWatcher([feed], db, Fetcher.from_settings(client, settings), publish_and_record,
+                                  settings=settings), feed, db)
+            monitor = asyncio.create_task(_watch_invariant(db, rig.acked, rig.violations))
+            yield rig
+    finally:
+        if monitor is not None:
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
+        await kafka.stop()
+        await db.dispose()
 
-            outcome = await asyncio.wait_for(watcher.poll(feed.id), 60)
-            assert outcome.error is not None and outcome.error.startswith("publish")
-            assert acked == set() and await count(db, SeenEntry) == 0
-            async with db.transaction() as session:
-                state = await session.get(FeedState, feed.id)
-            assert state is not None and state.etag is None, "validators must not hide the entries"
-            assert state.consecutive_errors == 0, "a broker outage does not count towards disabling"
+
+async def assert_publish_failed_and_nothing_moved(rig: Rig, outcome: PollOutcome, *, seen: int,
+                                                  etag: str | None) -> None:
+    assert outcome.error is not None and outcome.error.startswith("publish"), outcome
+    assert len(rig.acked) == seen and await count(rig.db, SeenEntry) == seen
+    state = await feed_state(rig.db, rig.feed.id)
+    assert state.etag == etag, "validators must not hide the unpublished entries"
+    assert state.consecutive_errors == 0, "a broker outage does not count towards disabling"
+    assert state.last_error_kind == "publish"
+
+
+def assert_each_exactly_once(rig: Rig, records: list[tuple[bytes, GlobalIncident]], total: int) -> None:
+    assert rig.violations == [], f"entries marked seen before Kafka acknowledged them: {rig.violations[:1]}"
+    assert len(rig.acked) == total
+    assert {incident.incident_id for _, incident in records} == rig.acked
+    assert all(key == incident.incident_id.encode() for key, incident in records)
+    assert len(records) == total, "an entry was published more than once"
+
+
+async def test_broker_unreachable_nothing_seen_before_published_then_everything_published(
+        tmp_path: Path, wire: Wire) -> None:
+    port = free_port()
+    # The proxy listens before the broker starts: the broker advertises the proxy's address,
+    # and creating its topics at start already goes through it.
+    proxy = await TcpProxy("127.0.0.1", port).start()
+    via_proxy = f"127.0.0.1:{proxy.port}"
+    broker = EmbeddedBroker(topics=TEST_TOPICS, port=port, advertised_port=proxy.port)
+    try:
+        await broker.astart()
+        assert broker.advertised_bootstrap == via_proxy
+        async with watching(tmp_path, wire, via_proxy) as rig:
+            # The watcher runs and publishes: its producer is connected, with topic metadata.
+            wire.grow(BEFORE)
+            outcome = await rig.poll(attempts=3, backoff=0.2)
+            assert outcome.error is None and outcome.published == BEFORE
+            assert await count(rig.db, SeenEntry) == BEFORE
+
+            # The broker becomes unreachable (it keeps running) while the feed gains entries.
+            await proxy.cut()
+            wire.grow(DURING)
+            outcome = await rig.poll(attempts=3, backoff=0.2)
+            await assert_publish_failed_and_nothing_moved(rig, outcome, seen=BEFORE, etag=f'"v{BEFORE}"')
+            wire.grow(AFTER)  # still unreachable; the feed goes on
+
+            await proxy.restore()
+            connections = proxy.connections
+            outcome = await rig.poll(attempts=8, backoff=0.5)
+            assert outcome.error is None and outcome.published == DURING + AFTER
+            assert await count(rig.db, SeenEntry) == BEFORE + DURING + AFTER
+            assert (await feed_state(rig.db, rig.feed.id)).etag == wire.etag
+            assert proxy.connections > connections, "the producer reconnected through the proxy"
+
+            # Everything is on the topic now; another poll (304) publishes nothing more.
+            again = await rig.poll(attempts=3, backoff=0.2)
+            assert again.not_modified and again.published == 0
+        records = await on_topic(via_proxy)
+    finally:
+        await broker.astop()
+        await proxy.stop()
+    assert_each_exactly_once(rig, records, BEFORE + DURING + AFTER)
+
+
+async def test_broker_restarted_nothing_seen_before_published_then_everything_published(
+        tmp_path: Path, wire: Wire) -> None:
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    first = await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart()
+    second: EmbeddedBroker | None = None
+    try:
+        async with watching(tmp_path, wire, bootstrap) as rig:
+            wire.grow(BEFORE + DURING)
+            await first.astop()  # the broker goes away before the watcher published anything
+
+            outcome = await rig.poll(attempts=3, backoff=0.2)
+            await assert_publish_failed_and_nothing_moved(rig, outcome, seen=0, etag=None)
 
             # The broker comes back (memory-only: with its topics created anew before it is
             # used, as a restarted cluster would have them); the next poll publishes it all.
             second = await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart()
-            watcher.publish_attempts, watcher.publish_backoff = 8, 0.5
-            outcome = await asyncio.wait_for(watcher.poll(feed.id), 60)
-            assert outcome.error is None and outcome.published == ENTRIES
-            assert await count(db, SeenEntry) == ENTRIES
+            outcome = await rig.poll(attempts=8, backoff=0.5)
+            assert outcome.error is None and outcome.published == BEFORE + DURING
+            assert await count(rig.db, SeenEntry) == BEFORE + DURING
 
-            # Everything is on the topic now; a third poll (304) publishes nothing more.
-            again = await watcher.poll(feed.id)
+            again = await rig.poll(attempts=3, backoff=0.2)
             assert again.not_modified and again.published == 0
-            records = await on_topic(second.bootstrap)
+        # The first broker died with whatever reached it; on the new one each entry appears once.
+        records = await on_topic(bootstrap)
     finally:
-        monitor.cancel()
-        await kafka.stop()
         if second is not None:
             await second.astop()
         await first.astop()
-        await db.dispose()
-
-    assert violations == [], f"entries marked seen before Kafka acknowledged them: {violations[:1]}"
-    assert len(acked) == ENTRIES
-    ids = {incident.incident_id for _, incident in records}
-    assert ids == acked  # every entry published, each under its own key
-    assert all(key == incident.incident_id.encode() for key, incident in records)
-    # The first broker died with whatever reached it; on the new one each entry appears once.
-    assert len(records) == ENTRIES
+    assert_each_exactly_once(rig, records, BEFORE + DURING)
