@@ -20,12 +20,13 @@ from prevent.storage import outbox
 from prevent.storage.tables import AuditRow, OutboxRow
 
 
-def _entry(*, actor: str, action: str, subject: str, before: dict[str, Any] | None,
-           after: dict[str, Any] | None, reason: str | None, key: str | None) -> AuditRow:
+def _values(*, actor: str, action: str, subject: str, before: dict[str, Any] | None,
+            after: dict[str, Any] | None, reason: str | None, key: str | None) -> dict[str, Any]:
+    """An entry's column values (a plain dict: the batch form stages thousands of them)."""
     at = utcnow()
     audit_id = stable_id("aud", key) if key else stable_id("aud", actor, action, subject, at.isoformat())
-    return AuditRow(audit_id=audit_id, at=at, actor=actor, action=action, subject=subject,
-                    before=before, after=after, reason=reason)
+    return {"audit_id": audit_id, "at": at, "actor": actor, "action": action, "subject": subject,
+            "before": before, "after": after, "reason": reason}
 
 
 async def record(session: AsyncSession, *, actor: str, action: str, subject: str,
@@ -36,8 +37,8 @@ async def record(session: AsyncSession, *, actor: str, action: str, subject: str
     ``key`` makes the entry idempotent (a redelivered message records nothing new);
     without it, every call is a new entry.
     """
-    row = _entry(actor=actor, action=action, subject=subject, before=before, after=after,
-                 reason=reason, key=key)
+    row = AuditRow(**_values(actor=actor, action=action, subject=subject, before=before, after=after,
+                             reason=reason, key=key))
     if key and (existing := await session.get(AuditRow, row.audit_id)) is not None:
         return _event(existing)
     session.add(row)
@@ -91,13 +92,11 @@ class Staged:
                before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
                reason: str | None = None, key: str | None = None) -> AuditEvent:
         """``record`` for a batch: an entry whose key exists already records nothing."""
-        row = _entry(actor=actor, action=action, subject=subject, before=before, after=after,
-                     reason=reason, key=key)
-        event = _event(row)
-        values = {"audit_id": row.audit_id, "at": row.at, "actor": actor, "action": action,
-                  "subject": subject, "before": before, "after": after, "reason": reason}
-        if self.add(AuditRow.__table__, values, key=row.audit_id, skip_existing=("audit_id",)):
-            self.stage(AUDIT, event, key=subject, event_id=row.audit_id)
+        values = _values(actor=actor, action=action, subject=subject, before=before, after=after,
+                         reason=reason, key=key)
+        event = AuditEvent(**values)
+        if self.add(AuditRow.__table__, values, key=event.audit_id, skip_existing=("audit_id",)):
+            self.stage(AUDIT, event, key=subject, event_id=event.audit_id)
         return event
 
     def stage(self, topic: Topic, event: Contract, *, key: str, event_id: str,

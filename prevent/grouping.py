@@ -14,11 +14,11 @@ earlier report of the same batch), and the clusters and keys are written at the 
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ new latest update updates live breaking news police officials official people am
 WORD = re.compile(r"[a-z][a-z'-]{2,}")
 
 
+@functools.lru_cache(maxsize=4096)  # a batch asks twice per title: to read the index, to group
 def title_tokens(text: str) -> frozenset[str]:
     """Distinctive words of a title: folded, no stopwords, no numbers (counts change)."""
     folded = unicodedata.normalize("NFKD", text.casefold())
@@ -55,11 +56,12 @@ def title_tokens(text: str) -> frozenset[str]:
     return frozenset(w.strip("'-") for w in WORD.findall(folded) if w not in STOPWORDS)
 
 
-def similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    """Overlap coefficient: robust when one outlet's headline is much longer than another's."""
+def similarity(a: frozenset[str], b: Collection[str]) -> float:
+    """Overlap coefficient: robust when one outlet's headline is much longer than another's.
+    ``b`` holds distinct words (a cluster's sorted token list)."""
     if not a or not b:
         return 0.0
-    return len(a & b) / min(len(a), len(b))
+    return len(a.intersection(b)) / min(len(a), len(b))
 
 
 @dataclass(slots=True)
@@ -93,13 +95,13 @@ class Candidate:
 
 def _score(row: Cluster, incident: GlobalIncident, c: Classification,
            tokens: frozenset[str]) -> float | None:
-    if row.communities and c.communities and not set(row.communities) & set(c.communities):
+    if row.communities and c.communities and set(row.communities).isdisjoint(c.communities):
         return None
     if row.country and c.country and row.country != c.country:
         return None
     gap = min(abs(incident.published - row.first_published_at),
               abs(incident.published - row.last_published_at))
-    words = similarity(tokens, frozenset(row.tokens))
+    words = similarity(tokens, row.tokens)
     if words >= MIN_TITLE_SIMILARITY and gap <= TITLE_WINDOW:
         return words + 1.0
     same_event_shape = (row.country is not None and row.country == c.country
@@ -169,10 +171,11 @@ class Grouper:
     def _candidates(self, incident: GlobalIncident, keys: set[str]) -> list[Cluster]:
         """The clusters sharing the most keys with this report, recently active."""
         since = incident.published - TITLE_WINDOW
-        shared: Counter[str] = Counter()
+        shared: dict[str, int] = {}
         for key in keys:
-            if held := self.index.get(key):
-                shared.update([cluster_id for cluster_id, last in held.items() if last >= since])
+            for cluster_id, last in self.index.get(key, {}).items():
+                if last >= since:
+                    shared[cluster_id] = shared.get(cluster_id, 0) + 1
         # Most shared keys first; among equals the lowest id, so the choice is deterministic.
         top = heapq.nsmallest(MAX_CANDIDATES, shared.items(), key=lambda item: (-item[1], item[0]))
         until = incident.published + TITLE_WINDOW
