@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from prevent import logthrottle
 from prevent.config import Settings, get_settings
 from prevent.deadletters import app as deadletters_app
 from prevent.feeds.commands import register as register_feed_commands
@@ -43,6 +44,7 @@ def _logging(verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     for noisy in ("aiokafka", "apscheduler", "httpx", "uvicorn.access", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logthrottle.install()
 
 
 def _fail(message: str) -> typer.Exit:
