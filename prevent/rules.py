@@ -93,8 +93,15 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
     Reports that concern no community and describe no incident (most of any news feed) are
     only stored."""
     now = now or utcnow()
+    # Classification needs no database: done before the lock, so that replicas classify
+    # while another holds it (a redelivered version is classified for nothing, rarely).
+    classified: dict[tuple[str, str], Classification] = {}
+    for incident in incidents:
+        key = (incident.incident_id, incident.content_hash)
+        if key not in classified:
+            classified[key] = classify_incident(classifier, incident)
     await _write_lock(session)
-    keys = list(dict.fromkeys((i.incident_id, i.content_hash) for i in incidents))
+    keys = list(classified)
     done: set[tuple[str, str]] = set()
     for start in range(0, len(keys), grouping.CHUNK):
         done.update((await session.execute(
@@ -107,7 +114,7 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
         key = (incident.incident_id, incident.content_hash)
         if key not in done and key not in seen:
             seen.add(key)
-            todo.append((incident, classify_incident(classifier, incident)))
+            todo.append((incident, classified[key]))
     results = iter(await _Batch(session, playbooks, now).run(todo))
     outcomes = []
     for incident in incidents:
