@@ -139,6 +139,7 @@ class Grouper:
         self._new: set[str] = set()
         self._changed: set[str] = set()
         self._keys: dict[tuple[str, str], datetime] = {}  # (key, cluster) -> latest published
+        self._stored_keys: dict[tuple[str, str], datetime] = {}  # as read from the key index
 
     @classmethod
     async def load(cls, session: AsyncSession,
@@ -161,6 +162,7 @@ class Grouper:
                         select(ClusterKey.key, ClusterKey.cluster_id, ClusterKey.last_published_at)
                         .where(ClusterKey.key.in_(chunk), ClusterKey.last_published_at >= since))).all():
                     self.index.setdefault(key, {})[cluster_id] = last
+                    self._stored_keys[(key, cluster_id)] = last
                     wanted.add(cluster_id)
         for ids in chunks(wanted):
             for row in (await session.execute(select(*COLUMNS).where(
@@ -257,7 +259,11 @@ class Grouper:
                 changed.append(values)
             await session.execute(table.update().where(table.c.cluster_id == bindparam("b_cluster_id")),
                                   changed)
-        if self._keys:
+        # A key whose stored time this batch did not move forward needs no write (most keys
+        # of an active cluster, batch after batch).
+        keys = {pair: at for pair, at in self._keys.items()
+                if (stored := self._stored_keys.get(pair)) is None or at > stored}
+        if keys:
             postgres = session.bind.dialect.name == "postgresql"
             insert = pg_insert if postgres else sqlite_insert
             stmt = insert(ClusterKey)
@@ -267,7 +273,8 @@ class Grouper:
                 stmt.on_conflict_do_update(index_elements=["key", "cluster_id"],
                                            set_={"last_published_at": later}),
                 [{"key": key, "cluster_id": cluster_id, "last_published_at": at}
-                 for (key, cluster_id), at in sorted(self._keys.items())])
+                 for (key, cluster_id), at in sorted(keys.items())])
+        self._stored_keys.update(keys)
         self._new, self._changed, self._keys = set(), set(), {}
 
 
