@@ -44,7 +44,7 @@ from prevent.contracts import (
     notice_id_for,
     utcnow,
 )
-from prevent.messaging import backoff_delay
+from prevent.messaging import backoff_delay, retry_transient
 from prevent.playbooks.schema import Playbook
 from prevent.storage import outbox
 from prevent.storage.db import Database
@@ -208,7 +208,7 @@ class CentreNotifier:
                     await bucket.acquire()
                 result = await channel.send(outgoing)  # TransientError propagates: server down
             if result.ok:
-                await self._finish(notice_id, NoticeState.SENT, None, result.provider_ref)
+                await self._record(notice_id, NoticeState.SENT, None, result.provider_ref)
                 return 1
             refusals += 1
             if result.retryable and refusals < self.retry.max_attempts:
@@ -217,7 +217,7 @@ class CentreNotifier:
                             notice_id, attempts, result.error, delay)
                 await asyncio.sleep(delay)
                 continue
-            await self._finish(notice_id, NoticeState.FAILED, result.error)
+            await self._record(notice_id, NoticeState.FAILED, result.error)
             return 0
 
     async def _outgoing(self, session: AsyncSession, row: NoticeRow) -> OutgoingNotice | None:
@@ -244,6 +244,14 @@ class CentreNotifier:
             cap_xml=row.cap_xml, ack_url=ack_url, ack_code=row.ack_code or "",
             webhook_format=webhook_format,
         )
+
+    async def _record(self, notice_id: str, state: NoticeState, error: str | None,
+                      provider_ref: str | None = None) -> None:
+        """``_finish``, waiting out a database outage in place: the send's outcome is known and
+        only recording it is left. Raising instead would make the Kafka handler run again after
+        the outage, and it would send the notice (still ``sending``) a second time."""
+        await retry_transient(lambda: self._finish(notice_id, state, error, provider_ref),
+                              f"recording notice {notice_id} {state.value}")
 
     async def _finish(self, notice_id: str, state: NoticeState, error: str | None,
                       provider_ref: str | None = None) -> None:
