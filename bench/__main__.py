@@ -86,6 +86,9 @@ def render(r: dict[str, Any]) -> str:
         f"| rules consumer, burst of {t['rules']['incidents']:,} labelled incidents (50 playbooks, "
         f"500 sites) | {t['rules']['per_second']:,.0f} incidents/s | aiokafka pass-through: "
         f"{t['pass_through']['per_second']:,.0f}/s | {t['ratio']:.1%} |",
+        f"| the rules stage alone (`process_batch`, no Kafka, batches of {t['stage']['batch']:,}, "
+        f"SQLite) | {t['stage']['per_second']:,.0f} incidents/s | the consumer: "
+        f"{t['rules']['per_second']:,.0f}/s | {t['rules']['per_second'] / t['stage']['per_second']:.0%} |",
         f"| burst of {b['incidents']:,} incidents until every alert is stored | {b['seconds']:.0f} s "
         f"({b['alerts']} alerts) | | |",
         f"| peak RSS of `prevent up` | idle {mem['idle_rss_mb']:.0f} MB, during a {mem['burst']:,} burst "

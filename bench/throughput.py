@@ -18,12 +18,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 
 from bench.fixtures import incidents, playbooks_dir, registry_file
+from consumers.rules import BATCH_SIZE
 from prevent.broker import EmbeddedBroker
+from prevent.classification import Classifier
 from prevent.config import Settings
 from prevent.contracts import INCIDENTS, GlobalIncident
+from prevent.playbooks import store
+from prevent.playbooks.evaluate import CompiledSet
 from prevent.registry import apply_registry, parse_registry
+from prevent.rules import process_batch
 from prevent.runtime import topic_partitions
 from prevent.services import running_system
+from prevent.storage.db import Database
 from prevent.storage.tables import AlertRow, IncidentRow
 
 
@@ -112,11 +118,37 @@ async def run_pass_through(n: int) -> dict[str, float]:
     return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed}
 
 
+async def run_stage(n: int, work: Path) -> dict[str, float]:
+    """The rules stage alone, without Kafka: ``process_batch`` over the same kind of burst in
+    the consumer's batch size, on the same database engine. What the consumer adds (fetch,
+    decode, commit, the outbox relay publishing alert events) is the difference."""
+    pdir = playbooks_dir(work / "playbooks")
+    db = Database(f"sqlite+aiosqlite:///{work / 'stage.db'}")
+    try:
+        await db.upgrade()
+        async with db.transaction() as session:
+            await apply_registry(session, parse_registry(registry_file(work / "sites.yaml")))
+            await store.apply_directory(session, pdir, author="bench")
+        async with db.transaction() as session:
+            compiled = CompiledSet(await store.current_set(session))
+        classifier = Classifier.from_dir(pdir)
+        items = incidents(n, tag=f"stage-{n}")
+        started = time.perf_counter()
+        for start in range(0, n, BATCH_SIZE):
+            async with db.transaction() as session:
+                await process_batch(session, items[start:start + BATCH_SIZE], classifier, compiled)
+        elapsed = time.perf_counter() - started
+    finally:
+        await db.dispose()
+    return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed, "batch": BATCH_SIZE}
+
+
 async def compare(n: int = 10_000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         passthrough = await run_pass_through(n)
-        rules = await run_rules(n, Path(tmp))
-    return {"pass_through": passthrough, "rules": rules,
+        rules = await run_rules(n, Path(tmp) / "consumer")
+        stage = await run_stage(n, Path(tmp) / "stage")
+    return {"pass_through": passthrough, "rules": rules, "stage": stage,
             "ratio": rules["per_second"] / passthrough["per_second"]}
 
 
