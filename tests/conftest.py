@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from fixtures.broker import kafka_bootstrap  # noqa: F401 - re-exported fixture
+from sqlalchemy.engine import make_url
 
 from prevent.config import Settings
 from prevent.storage.db import Database
@@ -56,6 +57,28 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
             conn = await asyncpg.connect(_asyncpg_dsn(PG_URL))
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await conn.close()
+
+
+@pytest.fixture(params=DB_PARAMS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of an empty database that `prevent` subprocesses can share: a SQLite file, or
+    a fresh PostgreSQL database (not a schema like ``db``: services take only
+    PREVENT_DATABASE_URL, which cannot carry a search_path). Not migrated."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+        return
+    assert PG_URL
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL))
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        conn = await asyncpg.connect(_asyncpg_dsn(PG_URL))
+        # FORCE: a SIGKILLed service's connection may not be gone from the server yet.
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
 
 
 @pytest.fixture
