@@ -3,6 +3,8 @@ severity raised by later reports, idempotent on redelivery."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -178,3 +180,29 @@ async def test_a_report_attached_after_a_decision_keeps_the_decision(db, engine)
         now = await alerts.get(session, alert.alert_id)
     assert now.status is decided.status and now.revision == decided.revision
     assert now.incident_ids == (*alert.incident_ids, later.incident_id)
+
+
+async def test_two_replicas_at_once_never_decide_from_the_same_state(db, engine, monkeypatch) -> None:
+    """Two rules replicas each take one report of the same event at the same moment. Each waits
+    (up to 1 s) after reading the grouping state for the other to have read it too: without the
+    batch lock both would read an empty state and make two clusters and two alerts; with it the
+    second reads after the first committed and joins its cluster."""
+    from prevent import grouping
+
+    arrived: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+    load = grouping.Grouper.load.__func__
+
+    async def load_then_wait(cls, session, reports):  # noqa: ANN001, ANN202
+        grouper = await load(cls, session, reports)
+        me = 0 if not arrived[0].is_set() else 1
+        arrived[me].set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrived[1 - me].wait(), 1.0)
+        return grouper
+
+    monkeypatch.setattr(grouping.Grouper, "load", classmethod(load_then_wait))
+    first, second = (report(feed, title, i) for i, (feed, title) in enumerate(REPORTS[:2]))
+    outcomes = await asyncio.gather(process(db, engine, first), process(db, engine, second))
+    assert outcomes[0].cluster_id == outcomes[1].cluster_id
+    assert await count(db, ClusterRow) == 1
+    assert await count(db, AlertRow) == 1
