@@ -223,3 +223,14 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], limit: float, wha
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {limit:g}s waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+async def start_rules_and_centre(services: Services) -> None:
+    """`prevent rules` and `prevent centre-notifier`, returning once both are running."""
+    services.start("rules", "rules")
+    services.start("centre", "centre-notifier")
+
+    async def running() -> bool:
+        return all("prevent is running" in services.log(n) for n in ("rules", "centre"))
+
+    await wait_until(running, 60, "the services to start", services.assert_alive)

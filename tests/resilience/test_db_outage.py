@@ -29,7 +29,17 @@ from sqlalchemy.engine import make_url
 from prevent.broker import EmbeddedBroker
 from prevent.storage.db import Database
 
-from .harness import Services, Sink, expected_outcome, incidents, observed, prepare, produce, service_env
+from .harness import (
+    Services,
+    Sink,
+    expected_outcome,
+    incidents,
+    observed,
+    prepare,
+    produce,
+    service_env,
+    start_rules_and_centre,
+)
 from .harness import wait_until as wait
 from .tcpproxy import TcpProxy
 
@@ -90,13 +100,7 @@ async def test_postgres_unreachable_for_9s_mid_stream_nothing_lost_nothing_twice
     try:
         async with EmbeddedBroker(topics=TEST_TOPICS) as broker:
             services.env["PREVENT_KAFKA_BOOTSTRAP"] = broker.bootstrap
-            services.start("rules", "rules")
-            services.start("centre", "centre-notifier")
-
-            async def running() -> bool:
-                return all("prevent is running" in services.log(n) for n in ("rules", "centre"))
-
-            await wait(running, 60, "the services to start", services.assert_alive)
+            await start_rules_and_centre(services)
 
             async def outage() -> None:
                 await asyncio.wait_for(sink.cut.wait(), 60)  # the sink cut it mid-send

@@ -15,7 +15,17 @@ from fixtures.broker import TEST_TOPICS
 from prevent.broker import EmbeddedBroker
 from prevent.storage.db import Database
 
-from .harness import Services, Sink, expected_outcome, incidents, observed, prepare, produce, service_env
+from .harness import (
+    Services,
+    Sink,
+    expected_outcome,
+    incidents,
+    observed,
+    prepare,
+    produce,
+    service_env,
+    start_rules_and_centre,
+)
 from .harness import wait_until as wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -34,13 +44,7 @@ async def test_smtp_refuses_connections_for_30s_then_every_notice_goes_out_once(
     try:
         async with EmbeddedBroker(topics=TEST_TOPICS) as broker:
             services.env["PREVENT_KAFKA_BOOTSTRAP"] = broker.bootstrap
-            services.start("rules", "rules")
-            services.start("centre", "centre-notifier")
-
-            async def running() -> bool:
-                return all("prevent is running" in services.log(n) for n in ("rules", "centre"))
-
-            await wait(running, 60, "the services to start", services.assert_alive)
+            await start_rules_and_centre(services)
             await produce(broker.bootstrap, items, chunk=50, pause=0)
 
             async def some_sent() -> bool:
