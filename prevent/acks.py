@@ -94,6 +94,7 @@ async def update_preferences(session: AsyncSession, notice: NoticeRow, *, langua
     after = {"language": contact.language, "channels": list(contact.channels),
              "consent": contact.consent}
     if after != before:
+        contact.own_choice_at = utcnow()
         await audit.record(session, actor=f"contact:{contact.contact_id}",
                            action="contact.opt_out" if opt_out else "contact.preferences",
                            subject=contact.contact_id, before=before, after=after,

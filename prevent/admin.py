@@ -17,6 +17,7 @@ from prevent.registry import (
     parse_registry,
     registry_yaml,
 )
+from prevent.registry import renew_consent as registry_renew_consent
 from prevent.storage.db import Database
 
 
@@ -37,6 +38,11 @@ async def import_file(settings: Settings, path: Path, actor: str) -> dict[str, i
         await audit.record(session, actor=actor, action="registry.import", subject="registry",
                            after=counts, reason=f"import of {path.name}")
         return counts
+
+
+async def renew_consent(settings: Settings, contact_id: str, *, note: str, actor: str) -> None:
+    async with open_db(settings) as db, db.transaction() as session:
+        await registry_renew_consent(session, contact_id, note=note, actor=actor)
 
 
 async def export_yaml(settings: Settings) -> str:

@@ -343,6 +343,20 @@ def partners_import(path: Path, actor: str = "cli") -> None:
     typer.echo(f"imported {counts}")
 
 
+@partners_app.command("renew-consent")
+def partners_renew_consent(contact_id: str, note: Annotated[str, typer.Option(
+        help="where the new consent is recorded, e.g. 'signed form, 2026-11-25'")],
+                           actor: str = "cli") -> None:
+    """Record a contact's new consent: the registry's values govern them again."""
+    from prevent.admin import renew_consent
+
+    try:
+        asyncio.run(renew_consent(get_settings(), contact_id, note=note, actor=actor))
+    except LookupError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"consent renewed for contact {contact_id}")
+
+
 @partners_app.command("export")
 def partners_export() -> None:
     """Print the registry as YAML (the import format)."""

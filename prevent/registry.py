@@ -11,13 +11,14 @@ import csv
 import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from prevent import audit
 from prevent.storage.tables import Contact, RosterEntry, Site, Zone
 from prevent.yamlsource import SourceError, line_of, load_yaml, validation_problems
 
@@ -210,19 +211,56 @@ async def apply_registry(session: AsyncSession, registry: RegistryIn) -> dict[st
 
     A site's contact list is replaced by the imported one: a contact removed from
     the file is removed from the registry, so stale personal data does not linger.
+    A contact's own choices (language, channels, opt-out; see ``own_choice``) outlive
+    the import; ``own_choices_kept`` counts the contacts whose imported values they overrode.
     """
     for zone in registry.zones:
         await session.merge(Zone(**zone.model_dump()))
+    kept = 0
     for site in registry.sites:
         await session.merge(Site(**site.model_dump(exclude={"contacts"})))
+        chosen = {row.contact_id: row for row in (await session.execute(
+            select(Contact.contact_id, Contact.language, Contact.channels, Contact.consent,
+                   Contact.own_choice_at)
+            .where(Contact.site_id == site.site_id, Contact.own_choice_at.is_not(None)))).all()}
         await session.execute(delete(Contact).where(Contact.site_id == site.site_id))
         for contact in site.contacts:
-            await session.merge(Contact(site_id=site.site_id, **contact.model_dump()))
+            values = contact.model_dump()
+            if (choice := chosen.get(contact.contact_id)) is not None:
+                values = own_choice(values, choice)
+                kept += any(values[k] != getattr(contact, k) for k in ("language", "channels", "consent"))
+            await session.merge(Contact(site_id=site.site_id, **values))
     if registry.roster is not None:
         await replace_roster(session, registry.roster)
     return {"zones": len(registry.zones), "sites": len(registry.sites),
             "contacts": sum(len(s.contacts) for s in registry.sites),
-            "roster": len(registry.roster or ())}
+            "roster": len(registry.roster or ()), "own_choices_kept": kept}
+
+
+def own_choice(imported: dict[str, Any], choice: Any) -> dict[str, Any]:
+    """An imported contact with the choices the contact made themself: their language; their
+    channels that the import still gives an address for; consent only if both the import and
+    the contact give it (an officer may withdraw it, only the contact can opt back in)."""
+    addresses = {"email": imported["email"], "sms": imported["phone"], "webhook": imported["webhook_url"]}
+    channels = [c for c in choice.channels if addresses.get(c)]
+    return imported | {"language": choice.language, "channels": channels or imported["channels"],
+                       "consent": imported["consent"] and choice.consent,
+                       "own_choice_at": choice.own_choice_at}
+
+
+async def renew_consent(session: AsyncSession, contact_id: str, *, note: str, actor: str) -> None:
+    """A contact who opted out gave consent again (outside the system, e.g. a signed form):
+    consent on, and their earlier own choices no longer override the registry's values.
+    Audited with ``note``, which says where the consent is recorded."""
+    if not note.strip():
+        raise LookupError("say where the new consent is recorded (--note)")
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise LookupError(f"no contact {contact_id} in the registry")
+    before = {"consent": contact.consent, "own_choice": contact.own_choice_at is not None}
+    contact.consent, contact.own_choice_at = True, None
+    await audit.record(session, actor=actor, action="contact.consent_renewed", subject=contact_id,
+                       before=before, after={"consent": True, "own_choice": False}, reason=note)
 
 
 async def replace_roster(session: AsyncSession, roster: list[RosterEntryIn]) -> None:

@@ -196,6 +196,10 @@ class Contact(Base):
     language: Mapped[str] = mapped_column(String(5), default="en")
     channels: Mapped[list[str]]
     consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the contact last set their own language, channels or opt-out (through a notice's
+    # link). A registry import keeps those choices: the officer's sheet must not re-subscribe
+    # someone who opted out.
+    own_choice_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class NoticeRow(Base):

@@ -73,7 +73,7 @@ async def test_a_good_csv_imports_and_round_trips_through_yaml(seeded, tmp_path:
     async with seeded.transaction() as session:
         registry = parse_registry(_write(tmp_path, "good.csv", GOOD_CSV), await known_zone_ids(session))
         counts = await apply_registry(session, registry)
-    assert counts == {"zones": 0, "sites": 3, "contacts": 4, "roster": 0}
+    assert counts == {"zones": 0, "sites": 3, "contacts": 4, "roster": 0, "own_choices_kept": 0}
     assert await _counts(seeded) == (sites + 3, contacts + 4)
     async with seeded.transaction() as session:
         exported = await export_registry(session)

@@ -20,6 +20,7 @@ from prevent.config import Settings
 from prevent.console.app import ConsoleState, create_app
 from prevent.console.sms import twilio_signature
 from prevent.contracts import INCIDENTS, NOTICES, FeedKind, GlobalIncident, utcnow
+from prevent.registry import apply_registry, renew_consent
 from prevent.storage.db import Database
 from prevent.storage.tables import AuditRow, Contact, NoticeRow, OutboxRow
 
@@ -150,6 +151,46 @@ async def test_preferences_and_opt_out_are_recorded_and_audited(db: Database, se
     assert c is not None and (c.language, c.channels, c.consent) == ("en", ["sms"], False)
     assert [a.action for a in audits] == ["contact.preferences", "contact.opt_out"]
     assert "555" not in json.dumps([a.before for a in audits] + [a.after for a in audits])
+
+
+async def test_an_import_keeps_a_contacts_own_choices_until_consent_is_renewed(
+        db: Database, settings: Settings) -> None:
+    """The officer's sheet (consent, French, email) must not re-subscribe a contact who opted
+    out, nor undo their language and channels; a recorded renewal of consent gives the sheet
+    back its say."""
+    notice = (await sent_notices(db, settings, channels=("email", "sms")))[0]
+    token = AckLinks.from_settings(settings).token(notice.notice_id, notice.created_at)
+    async with console(db, settings) as client:
+        page = await client.get(f"/ack/{token}")
+        opted = await client.post(f"/ack/{token}/preferences",
+                                  data={"nonce": nonce(page.text, "/preferences"), "language": "en",
+                                        "channels": ["sms"], "opt_out": "yes"})
+    assert opted.status_code == 200
+    sheet = registry([contact(1, channels=("email", "sms"), language="fr")])
+
+    async def reimport() -> tuple[dict[str, int], tuple[str, list[str], bool]]:
+        async with db.transaction() as session:
+            counts = await apply_registry(session, sheet)
+        async with db.transaction() as session:
+            c = await session.get(Contact, notice.contact_id, populate_existing=True)
+        assert c is not None
+        return counts, (c.language, c.channels, c.consent)
+
+    counts, kept = await reimport()
+    assert counts["own_choices_kept"] == 1 and kept == ("en", ["sms"], False)
+    counts, kept = await reimport()  # and again: a choice is not forgotten by being kept once
+    assert counts["own_choices_kept"] == 1 and kept == ("en", ["sms"], False)
+
+    async with db.transaction() as session:
+        with pytest.raises(LookupError, match="--note"):
+            await renew_consent(session, notice.contact_id, note=" ", actor="officer")
+        await renew_consent(session, notice.contact_id, note="signed form, 25 Nov", actor="officer")
+    counts, back = await reimport()
+    assert counts["own_choices_kept"] == 0 and back == ("fr", ["email", "sms"], True)
+    async with db.transaction() as session:
+        renewed = (await session.execute(select(AuditRow).where(
+            AuditRow.action == "contact.consent_renewed"))).scalars().one()
+    assert (renewed.actor, renewed.reason) == ("officer", "signed form, 25 Nov")
 
 
 async def test_a_concern_becomes_a_partner_report_incident(db: Database, settings: Settings) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:05:59.436091
+Create Date: 2026-11-25 22:48:57.924478
 """
 from alembic import op
 import sqlalchemy as sa
@@ -114,6 +114,7 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=5), nullable=False),
     sa.Column('channels', sa.JSON(), nullable=False),
     sa.Column('consent', sa.Boolean(), nullable=False),
+    sa.Column('own_choice_at', prevent.storage.tables.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('contact_id')
     )
     with op.batch_alter_table('contacts', schema=None) as batch_op:
