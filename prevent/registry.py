@@ -240,7 +240,7 @@ async def apply_registry(session: AsyncSession, registry: RegistryIn) -> dict[st
 def own_choice(imported: dict[str, Any], choice: Any) -> dict[str, Any]:
     """An imported contact with the choices the contact made themself: their language; their
     channels that the import still gives an address for; consent only if both the import and
-    the contact give it (an officer may withdraw it, only the contact can opt back in)."""
+    the contact give it (an officer may withdraw it; giving it back takes ``renew_consent``)."""
     addresses = {"email": imported["email"], "sms": imported["phone"], "webhook": imported["webhook_url"]}
     channels = [c for c in choice.channels if addresses.get(c)]
     return imported | {"language": choice.language, "channels": channels or imported["channels"],
