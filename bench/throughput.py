@@ -96,7 +96,7 @@ async def run_rules(n: int, work: Path, *, lag_samples: list[tuple[float, int]] 
                 first_seen = now
             if lag_samples is not None:
                 lag_samples.append((round(now, 2), n - count))
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.1)
         elapsed = time.perf_counter() - started
         alerts = await stored(system, AlertRow)
     return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed,

@@ -29,7 +29,7 @@ from prevent.runtime import ServiceContext
 
 log = logging.getLogger("prevent.rules")
 GROUP = "prevent-rules"
-BATCH_SIZE = 1000  # per-batch reads (clusters, keys, alerts) are amortised over more incidents
+BATCH_SIZE = 5000  # per-batch reads and writes (clusters, keys, alerts) are amortised over more incidents
 
 
 class RulesConsumer:

@@ -32,6 +32,7 @@ TRANSITIONS: dict[str, tuple[set[AlertStatus], AlertStatus]] = {
 }
 OPEN = {S.PROPOSED, S.CONFIRMED}
 DISPOSITIONS = ("not_relevant", "duplicate", "no_local_action", "already_handled")
+MAX_LISTED_REPORTS = 100  # reports named in an alert; its cluster holds them all
 
 
 class AlertError(Exception):
@@ -170,7 +171,7 @@ def raised(before: Alert, *, severity: int, incident_id: str) -> Alert:
     return before.model_copy(update={
         "severity": severity, "previous_severity": before.severity,
         "revision": before.revision + 1, "updated_at": utcnow(),
-        "incident_ids": (*before.incident_ids, incident_id),
+        "incident_ids": _listed(before.incident_ids, incident_id),
     })
 
 
@@ -199,10 +200,21 @@ async def raise_severity(session: AsyncSession, before: Alert, *, severity: int,
 
 
 def attached(before: Alert, incident_id: str) -> Alert:
-    """``before`` remembering one more report (same revision: nothing is published)."""
-    if incident_id in before.incident_ids:
+    """``before`` remembering one more report (same revision: nothing is published).
+    Once the alert lists ``MAX_LISTED_REPORTS``, it is returned unchanged: the cluster
+    (``incidents.cluster_id``) holds every report."""
+    listed = _listed(before.incident_ids, incident_id)
+    if listed is before.incident_ids:
         return before
-    return before.model_copy(update={"incident_ids": (*before.incident_ids, incident_id)})
+    return before.model_copy(update={"incident_ids": listed})
+
+
+def _listed(ids: tuple[str, ...], incident_id: str) -> tuple[str, ...]:
+    """The first reports of an alert, bounded: a major event has tens of thousands of
+    reports, and an alert event carrying them all would outgrow the topic's message limit."""
+    if incident_id in ids or len(ids) >= MAX_LISTED_REPORTS:
+        return ids
+    return (*ids, incident_id)
 
 
 async def attach_report(session: AsyncSession, before: Alert, incident_id: str) -> Alert:

@@ -144,7 +144,9 @@ class Alert(Contract):
 
     alert_id: str
     cluster_id: str
-    incident_ids: tuple[str, ...]
+    incident_ids: tuple[str, ...] = Field(
+        description="the first reports attached, at most 100; every report of the event is "
+                    "in its cluster")
     playbook_id: str
     playbook_version: int
     status: AlertStatus

@@ -18,6 +18,7 @@ import functools
 import heapq
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -120,6 +121,17 @@ def _keys(tokens: frozenset[str], c: Classification) -> set[str]:
     return set(tokens) | ({shape} if shape else set())
 
 
+def _most_shared(shared: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """The ``n`` entries with the highest counts, ties broken by the lowest id: what sorting
+    every entry would give, without sorting the long tail (clusters sharing one common word)."""
+    if len(shared) <= n:
+        return list(shared.items())
+    cutoff = heapq.nlargest(n, shared.values())[-1]
+    above = [item for item in shared.items() if item[1] > cutoff]
+    tied = sorted(cluster_id for cluster_id, count in shared.items() if count == cutoff)
+    return above + [(cluster_id, cutoff) for cluster_id in tied[:n - len(above)]]
+
+
 CHUNK = 500  # ids per IN (...): well under every engine's limit on bound parameters
 
 
@@ -140,6 +152,9 @@ class Grouper:
         self._changed: set[str] = set()
         self._keys: dict[tuple[str, str], datetime] = {}  # (key, cluster) -> latest published
         self._stored_keys: dict[tuple[str, str], datetime] = {}  # as read from the key index
+        # key -> no later than its oldest entry's time (times only move forward, so a floor
+        # set when an entry was added stays a lower bound)
+        self._floor: dict[str, datetime] = {}
 
     @classmethod
     async def load(cls, session: AsyncSession,
@@ -163,6 +178,7 @@ class Grouper:
                         .where(ClusterKey.key.in_(chunk), ClusterKey.last_published_at >= since))).all():
                     self.index.setdefault(key, {})[cluster_id] = last
                     self._stored_keys[(key, cluster_id)] = last
+                    self._floor[key] = min(self._floor.get(key, last), last)
                     wanted.add(cluster_id)
         for ids in chunks(wanted):
             for row in (await session.execute(select(*COLUMNS).where(
@@ -173,13 +189,19 @@ class Grouper:
     def _candidates(self, incident: GlobalIncident, keys: set[str]) -> list[Cluster]:
         """The clusters sharing the most keys with this report, recently active."""
         since = incident.published - TITLE_WINDOW
-        shared: dict[str, int] = {}
+        shared: Counter[str] = Counter()
         for key in keys:
-            for cluster_id, last in self.index.get(key, {}).items():
-                if last >= since:
-                    shared[cluster_id] = shared.get(cluster_id, 0) + 1
+            held = self.index.get(key)
+            if not held:
+                continue
+            # Counted in C: a common word is held by every active cluster. When even the
+            # key's oldest entry is in the window (a burst), no entry needs its time compared.
+            if self._floor[key] >= since:
+                shared.update(held.keys())
+            else:
+                shared.update([cluster_id for cluster_id, last in held.items() if last >= since])
         # Most shared keys first; among equals the lowest id, so the choice is deterministic.
-        top = heapq.nsmallest(MAX_CANDIDATES, shared.items(), key=lambda item: (-item[1], item[0]))
+        top = sorted(_most_shared(shared, MAX_CANDIDATES), key=lambda item: (-item[1], item[0]))
         until = incident.published + TITLE_WINDOW
         return [row for cluster_id, _ in top
                 if (row := self.clusters.get(cluster_id)) is not None and row.first_published_at <= until]
@@ -189,6 +211,7 @@ class Grouper:
         for key in sorted(keys)[:MAX_TOKENS]:
             held = self.index.setdefault(key, {})
             held[cluster_id] = max(held.get(cluster_id, published), published)
+            self._floor[key] = min(self._floor.get(key, published), published)
             pair = (key, cluster_id)
             self._keys[pair] = max(self._keys.get(pair, published), published)
 

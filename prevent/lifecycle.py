@@ -32,6 +32,7 @@ log = logging.getLogger("prevent.lifecycle")
 DECIDERS = (Role.DUTY_INSPECTOR,)
 EXERCISERS = (Role.DUTY_INSPECTOR, Role.ENGAGEMENT_OFFICER)
 USER_ACTIONS = ("confirm", "dismiss", "close")  # expire belongs to the escalator
+REPORTS_SHOWN = 200  # source reports listed on an alert's page (all are counted)
 
 
 async def open_alert(session: AsyncSession, alert: Alert, playbook: Playbook, *, incident_id: str,
@@ -107,14 +108,18 @@ async def preview(session: AsyncSession, alert: Alert) -> dict[str, Any]:
 
 async def detail(session: AsyncSession, alert_id: str) -> dict[str, Any]:
     alert = await alerts.get(session, alert_id)
-    incidents = (await session.execute(select(IncidentRow).where(
-        IncidentRow.incident_id.in_(list(alert.incident_ids))).order_by(IncidentRow.published_at)
-    )).scalars().all()
+    # Every report of the event is in the alert's cluster (the alert names only the first).
+    in_cluster = IncidentRow.cluster_id == alert.cluster_id
+    incidents = (await session.execute(select(IncidentRow).where(in_cluster).order_by(
+        IncidentRow.published_at, IncidentRow.incident_id).limit(REPORTS_SHOWN))).scalars().all()
+    report_count = (await session.execute(
+        select(func.count()).select_from(IncidentRow).where(in_cluster))).scalar_one()
     timers = (await session.execute(select(EscalationTimer).where(
         EscalationTimer.alert_id == alert_id).order_by(EscalationTimer.due_at))).scalars().all()
     trail = await audit.entries(session, subject=alert_id)
     return {
         "alert": alert.model_dump(mode="json"),
+        "report_count": report_count,
         "incidents": [{"incident_id": i.incident_id, "title": i.title, "feed_id": i.feed_id,
                        "published": i.published_at.isoformat(), "url": i.payload.get("url"),
                        "classification": i.classification} for i in incidents],

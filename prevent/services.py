@@ -37,7 +37,13 @@ from prevent.feeds.websub import WebSub
 from prevent.messaging import publish
 from prevent.playbooks import store
 from prevent.registry import apply_registry, parse_registry
-from prevent.runtime import ServiceContext, service_context, start_services, topic_partitions
+from prevent.runtime import (
+    ServiceContext,
+    service_context,
+    settled_heap,
+    start_services,
+    topic_partitions,
+)
 from prevent.storage.tables import Site, UserRow
 from prevent.users import Role, add_user
 
@@ -185,6 +191,7 @@ async def running_system(settings: Settings, *, services: tuple[str, ...] = SERV
             stack.callback(escalator.stop)
         if "watcher" in services and feeds:
             system.watcher = await start_watcher(ctx, settings, feeds, stack, demo=demo)
+        stack.enter_context(settled_heap())
         log.info("prevent is running: services %s on Kafka %s", ", ".join(services), bootstrap)
         yield system
 

@@ -182,6 +182,33 @@ async def test_a_report_attached_after_a_decision_keeps_the_decision(db, engine)
     assert now.incident_ids == (*alert.incident_ids, later.incident_id)
 
 
+async def test_an_alert_names_its_first_reports_and_its_page_counts_them_all(db, engine) -> None:
+    """A major event has thousands of reports: the alert event stays small (it names the
+    first ``MAX_LISTED_REPORTS``), the alert's page counts every report of the cluster."""
+    from prevent import lifecycle
+    from prevent.alerts import MAX_LISTED_REPORTS
+    from prevent.playbooks import store
+    from prevent.rules import process_batch
+
+    classifier, _ = engine
+    async with db.transaction() as session:  # the alert's page previews its stored playbook
+        await store.apply_directory(session, REPO / "playbooks", author="test")
+        playbooks = CompiledSet(await store.current_set(session))
+    total = MAX_LISTED_REPORTS + 5
+    burst = [report(f"wire-{i}", REPORTS[0][1], i % 30) for i in range(total)]
+    async with db.transaction() as session:
+        await process_batch(session, burst[:60], classifier, playbooks, now=NOW + timedelta(hours=1))
+    async with db.transaction() as session:
+        await process_batch(session, burst[60:], classifier, playbooks, now=NOW + timedelta(hours=1))
+    async with db.transaction() as session:
+        row = (await session.execute(select(AlertRow))).scalar_one()
+        view = await lifecycle.detail(session, row.alert_id)
+    assert row.payload["incident_ids"] == [i.incident_id for i in burst[:MAX_LISTED_REPORTS]]
+    assert view["report_count"] == total
+    assert len(view["incidents"]) == total  # under the page's limit: every report listed
+    assert {i["incident_id"] for i in view["incidents"]} == {i.incident_id for i in burst}
+
+
 async def test_two_replicas_at_once_never_decide_from_the_same_state(db, engine, monkeypatch) -> None:
     """Two rules replicas each take one report of the same event at the same moment. Each waits
     (up to 1 s) after reading the grouping state for the other to have read it too: without the

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from notify.helpers import contact, load_registry, registry
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.audience import resolve_audience
 from prevent.classification import Classifier
@@ -62,9 +63,17 @@ def incidents(total: int, *, events: int = 20, reports: int = 5, seed: int = 0) 
     return out
 
 
-def alert_signature(row: AlertRow) -> tuple[frozenset[str], str, str]:
-    """What an alert is independent of which report came first (that names the cluster)."""
-    return frozenset(row.payload["incident_ids"]), row.playbook_id, row.status
+Signature = tuple[frozenset[str], str, str]
+
+
+async def alert_signatures(session: AsyncSession, alerts: Sequence[AlertRow]) -> Counter[Signature]:
+    """What each alert is independent of which report came first (that names the cluster):
+    every report of its cluster, its playbook, its status."""
+    reports: dict[str, set[str]] = {}
+    for incident_id, cluster_id in (await session.execute(
+            select(IncidentRow.incident_id, IncidentRow.cluster_id))).all():
+        reports.setdefault(cluster_id, set()).add(incident_id)
+    return Counter((frozenset(reports.get(a.cluster_id, ())), a.playbook_id, a.status) for a in alerts)
 
 
 async def prepare(db: Database) -> None:
@@ -78,7 +87,7 @@ async def prepare(db: Database) -> None:
 
 @dataclass(frozen=True)
 class Expected:
-    alerts: Counter[tuple[frozenset[str], str, str]]
+    alerts: Counter[Signature]
     notices: int
     incidents: int
 
@@ -103,17 +112,19 @@ async def expected_outcome(items: Sequence[GlobalIncident], tmp_path: Path) -> E
                     plan = await resolve_audience(session, from_row(row), playbook)
                     notices += len([r for r in plan.recipients if r.channel == "email"])
             count = (await session.execute(select(func.count()).select_from(IncidentRow))).scalar()
-        return Expected(Counter(alert_signature(r) for r in rows), notices, int(count or 0))
+            signatures = await alert_signatures(session, rows)
+        return Expected(signatures, notices, int(count or 0))
     finally:
         await db.dispose()
 
 
-async def observed(db: Database) -> tuple[Counter[tuple[frozenset[str], str, str]], list[NoticeRow], int]:
+async def observed(db: Database) -> tuple[Counter[Signature], list[NoticeRow], int]:
     async with db.transaction() as session:
         alerts = list((await session.execute(select(AlertRow))).scalars())
         notices = list((await session.execute(select(NoticeRow))).scalars())
         count = (await session.execute(select(func.count()).select_from(IncidentRow))).scalar()
-    return Counter(alert_signature(r) for r in alerts), notices, int(count or 0)
+        signatures = await alert_signatures(session, alerts)
+    return signatures, notices, int(count or 0)
 
 
 class Sink:
