@@ -15,13 +15,13 @@ earlier report of the same batch), and the clusters and keys are written at the 
 from __future__ import annotations
 
 import functools
-import heapq
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -122,14 +122,17 @@ def _keys(tokens: frozenset[str], c: Classification) -> set[str]:
 
 
 def _most_shared(shared: dict[str, int], n: int) -> list[tuple[str, int]]:
-    """The ``n`` entries with the highest counts, ties broken by the lowest id: what sorting
-    every entry would give, without sorting the long tail (clusters sharing one common word)."""
-    if len(shared) <= n:
-        return list(shared.items())
-    cutoff = heapq.nlargest(n, shared.values())[-1]
-    above = [item for item in shared.items() if item[1] > cutoff]
-    tied = sorted(cluster_id for cluster_id, count in shared.items() if count == cutoff)
-    return above + [(cluster_id, cutoff) for cluster_id in tied[:n - len(above)]]
+    """The ``n`` entries with the highest counts, ties broken by the lowest id, in that order:
+    what sorting every entry by ``(-count, id)`` gives, without comparing the ids of the
+    long tail (clusters sharing only a common word). Both sorts are stable and in C."""
+    if len(shared) > n:
+        cutoff = sorted(shared.values(), reverse=True)[n - 1]
+        top = [item for item in shared.items() if item[1] >= cutoff]
+    else:
+        top = list(shared.items())
+    top.sort()
+    top.sort(key=itemgetter(1), reverse=True)
+    return top[:n]
 
 
 CHUNK = 500  # ids per IN (...): well under every engine's limit on bound parameters
@@ -201,7 +204,7 @@ class Grouper:
             else:
                 shared.update([cluster_id for cluster_id, last in held.items() if last >= since])
         # Most shared keys first; among equals the lowest id, so the choice is deterministic.
-        top = sorted(_most_shared(shared, MAX_CANDIDATES), key=lambda item: (-item[1], item[0]))
+        top = _most_shared(shared, MAX_CANDIDATES)
         until = incident.published + TITLE_WINDOW
         return [row for cluster_id, _ in top
                 if (row := self.clusters.get(cluster_id)) is not None and row.first_published_at <= until]
