@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -246,6 +247,12 @@ def own_choice(imported: dict[str, Any], choice: Any) -> dict[str, Any]:
     return imported | {"language": choice.language, "channels": channels or imported["channels"],
                        "consent": imported["consent"] and choice.consent,
                        "own_choice_at": choice.own_choice_at}
+
+
+async def own_choices(session: AsyncSession, site_id: str) -> dict[str, datetime]:
+    """The site's contacts who set their own preferences, and when (they override edits)."""
+    return dict((await session.execute(select(Contact.contact_id, Contact.own_choice_at).where(
+        Contact.site_id == site_id, Contact.own_choice_at.is_not(None)))).all())
 
 
 async def renew_consent(session: AsyncSession, contact_id: str, *, note: str, actor: str) -> None:

@@ -127,6 +127,7 @@ async def _form_page(request: Request, principal: Principal, site_id: str | None
         async with deps.db(request).transaction() as session:
             current = await partners.read(session, principal)
             zones = sorted(await registry.known_zone_ids(session))
+            chosen = await registry.own_choices(session, site_id) if site_id else {}
     except PermissionDenied as exc:
         return render.message(request, "Not allowed", str(exc), status=403)
     if values is None:
@@ -134,7 +135,8 @@ async def _form_page(request: Request, principal: Principal, site_id: str | None
         if site_id is not None and site is None:
             return render.message(request, "Not found", f"No site {site_id}.", status=404)
         values, contacts = site_form(site)
-    contacts = list(contacts or [])
+    # A contact's own choices (opt-out, language, channels) outlive edits here: say so.
+    contacts = [{**c, "own_choice_at": chosen.get(c.get("contact_id") or "")} for c in contacts or []]
     if not any(c.get("blank") for c in contacts):
         contacts.append(blank_contact())
     return render.page(request, "partner_site.html", {

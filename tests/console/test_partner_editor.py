@@ -140,3 +140,31 @@ async def test_inspectors_cannot_open_or_save_the_site_form(console: Console) ->
         assert (await client.post(f"/partners/sites/{SITE}/delete",
                                   data={"csrf_token": token})).status_code == 403
     assert (await site(console)).name != "x"
+
+
+async def test_the_form_says_when_a_contacts_own_choice_overrides_it(console: Console) -> None:
+    """A contact who opted out through a notice stays opted out when an officer ticks consent
+    in the form, and the form says why and how consent is renewed."""
+    from datetime import UTC, datetime
+
+    from prevent.storage.tables import Contact
+
+    before = await site(console)
+    contact_id = before.contacts[0].contact_id
+    async with console.db.transaction() as session:
+        row = await session.get(Contact, contact_id)
+        row.consent, row.own_choice_at = False, datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    client, token = await console.signed_in(Role.ENGAGEMENT_OFFICER)
+    async with aclosing(client):
+        page = await client.get(f"/partners/sites/{SITE}")
+        assert 'id="c0-consent" name="c0-consent" value="yes" aria-describedby="c0-own">' in page.text
+        assert ('<p class="meta own-choice" id="c0-own">This contact set their own preferences on\n'
+                '      <time datetime="2026-11-20T09:30:00') in page.text
+        assert "and opted out" in page.text
+        assert f"prevent partners renew-consent {contact_id} --note" in page.text
+        assert 'id="c1-own"' not in page.text  # only the contact who chose
+        saved = await client.post("/partners/sites", **submission(page.text, token, **{"c0-consent": "yes"}))
+        assert saved.status_code == 303, saved.text
+        again = await client.get(saved.headers["location"])
+    assert 'id="c0-own"' in again.text
+    assert (await site(console)).contacts[0].consent is False
