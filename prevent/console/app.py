@@ -17,7 +17,19 @@ from sqlalchemy import func, select
 from prevent import alerts as alert_service
 from prevent import api
 from prevent.config import Settings
-from prevent.console import ack, boards, live, notices, outbox, pages, patrols, security, signin, sms
+from prevent.console import (
+    ack,
+    boards,
+    live,
+    notices,
+    outbox,
+    pages,
+    patrols,
+    security,
+    signin,
+    sms,
+    zones_roster,
+)
 from prevent.console import metrics as metrics_routes
 from prevent.console import partner_editor as partner_routes
 from prevent.console import playbook_editor as playbook_routes
@@ -64,6 +76,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app.include_router(boards.router)
     app.include_router(playbook_routes.router)
     app.include_router(partner_routes.router)
+    app.include_router(zones_roster.router)
     app.include_router(api.router)
     app.include_router(ack.router)
     app.include_router(sms.router)

@@ -79,7 +79,8 @@ async def test_every_page_passes_the_basic_checks(console: Console) -> None:
              "/playbooks/place-of-worship-attack/saved?saved=1"]
     # Editing pages: engagement officers (and admins) only; duty inspectors get a (checked) 403.
     editing = ["/partners", "/playbooks/new", "/playbooks/place-of-worship-attack/edit",
-               "/partners/new-site", "/partners/sites/site-masjid-riverside"]
+               "/partners/new-site", "/partners/sites/site-masjid-riverside", "/partners/zones",
+               "/partners/zones?zone=zone-north", "/partners/roster"]
     async with aclosing(console.client()) as anonymous:
         signin = await anonymous.get("/signin")
         assert audit_html(signin.text) == []

@@ -65,10 +65,10 @@ class FormReader(HTMLParser):
             self.textarea = None
 
 
-def submission(page: str, token: str, **changes: str) -> dict:
+def submission(page: str, token: str, form: str = "site-form", **changes: str) -> dict:
     """Keyword arguments for client.post: the form url-encoded (repeated names kept)."""
     reader = FormReader()
-    reader.feed(page.split('id="site-form"', 1)[1].split("</form>", 1)[0])
+    reader.feed(page.split(f'id="{form}"', 1)[1].split("</form>", 1)[0])
     data = [(k, v) for k, v in reader.fields if k not in changes and k != "csrf_token"]
     body = urlencode(data + list(changes.items()) + [("csrf_token", token)])
     return {"content": body, "headers": {"content-type": "application/x-www-form-urlencoded"}}
