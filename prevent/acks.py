@@ -134,6 +134,41 @@ async def report_concern(session: AsyncSession, notice: NoticeRow, *, text: str,
     return incident
 
 
+# What an SMS gateway's delivery receipt means for a sent notice; other statuses (queued,
+# accepted, sent, sending) are progress reports that change nothing.
+RECEIPTS = {"delivered": NoticeState.DELIVERED, "failed": NoticeState.FAILED,
+            "undelivered": NoticeState.FAILED}
+
+
+async def delivery_receipt(session: AsyncSession, provider_ref: str, status: str,
+                           detail: str = "") -> NoticeRow | None:
+    """Record the gateway's receipt for the SMS notice it accepted as ``provider_ref``: the
+    notice was delivered to the phone, or could not be (then the notices page shows it failed,
+    with the gateway's reason). Only a notice still ``sent``
+    changes, once: a repeated receipt, or one arriving after the acknowledgement, does nothing.
+    Returns the notice changed, if any."""
+    state = RECEIPTS.get(status.strip().lower())
+    if state is None or not provider_ref:
+        return None
+    notice_id = (await session.execute(select(NoticeRow.notice_id).where(
+        NoticeRow.provider_ref == provider_ref[:200], NoticeRow.channel == "sms"))).scalars().first()
+    if notice_id is None:
+        return None
+    now = utcnow()
+    error = None if state is NoticeState.DELIVERED else (
+        f"the SMS gateway reported {status.strip().lower()}" + (f" ({detail[:200]})" if detail else ""))
+    result = await session.execute(
+        update(NoticeRow).where(NoticeRow.notice_id == notice_id, NoticeRow.state == NoticeState.SENT.value)
+        .values(state=state.value, error=error, updated_at=now))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    row = await session.get(NoticeRow, notice_id, populate_existing=True)
+    assert row is not None
+    await outbox.stage(session, NOTICES, notice_event(row, state, error, now), key=notice_id,
+                       event_id=f"{notice_id}:{state.value}", subtype=state.value)
+    return row
+
+
 async def notice_for_sms_reply(session: AsyncSession, phone: str, text: str) -> NoticeRow | None:
     """The SMS notice a reply acknowledges: "ACK 123456" names it by its code; a bare "ACK"
     means the latest open SMS notice to that number. None if the reply is not an ACK."""

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     sms_sender: str = Field(default="PREVENT", description="SMS sender id or number")
     sms_max_segments: int = Field(default=3, ge=1, le=10, description="longer texts are shortened")
     sms_inbound_secret: SecretStr | None = Field(
-        default=None, description="verifies POST /sms/inbound (json gateways: HMAC signature)")
+        default=None, description="verifies POST /sms/inbound and /sms/status (json gateways: HMAC)")
     webhook_signing_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key for the Prevent-Signature header on webhooks")
     http_timeout_seconds: float = Field(default=10.0, gt=0, description="SMS gateway and webhooks")

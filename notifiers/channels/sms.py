@@ -95,11 +95,12 @@ class SmsChannel:
         headers, auth = self._auth()
         headers["Idempotency-Key"] = notice.notice_id
         request: dict[str, object]
+        receipts = s.public_base_url.rstrip("/") + "/sms/status"  # delivery receipts come back here
         if s.sms_gateway_kind == "twilio":
-            request = {"data": {"To": to, "From": s.sms_sender, "Body": text}}
+            request = {"data": {"To": to, "From": s.sms_sender, "Body": text, "StatusCallback": receipts}}
         else:
             request = {"json": {"to": to, "from": s.sms_sender, "text": text,
-                                "reference": notice.notice_id}}
+                                "reference": notice.notice_id, "status_url": receipts}}
         try:
             async with httpx.AsyncClient(transport=self._transport, timeout=s.http_timeout_seconds,
                                          follow_redirects=False, trust_env=False) as client:

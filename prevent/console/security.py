@@ -40,7 +40,7 @@ PUBLIC_PATHS = frozenset({
     "/healthz", "/readyz", "/signin", "/api/login",  # the two ways to sign in
     "/ack/{token}", "/ack/{token}/preferences", "/ack/{token}/report",  # the token is the capability
     "/websub/{callback_id}",  # challenge echo / HMAC-signed pushes
-    "/sms/inbound",  # gateway signature checked by the route
+    "/sms/inbound", "/sms/status",  # gateway signature checked by the route
 })
 METRICS_PATH = "/metrics"
 

@@ -251,3 +251,70 @@ async def test_twilio_style_reply_without_code_takes_the_latest_open_sms(db: Dat
     async with db.transaction() as session:
         row = await session.get(NoticeRow, notices[0].notice_id)
     assert row is not None and row.acknowledged_via == "sms"
+
+
+async def test_sms_delivery_receipts_mark_the_notice_delivered_or_failed_once(
+        db: Database, settings: Settings) -> None:
+    """The gateway's receipts (signed like replies) move a sent SMS notice to delivered, or to
+    failed with the gateway's reason; a repeat, an unknown reference, a progress status or a
+    receipt after the acknowledgement changes nothing."""
+    notices = await sent_notices(db, settings, channels=("email", "sms"))
+    sms_notice = next(n for n in notices if n.channel == "sms")
+    assert sms_notice.state == "sent" and sms_notice.provider_ref == "gw-ref"
+    s = settings.model_copy(update={"sms_inbound_secret": SecretStr(INBOUND_SECRET)})
+
+    async def receipt(status: str, ref: str = "gw-ref", secret: str = INBOUND_SECRET,
+                      **extra: str) -> httpx.Response:
+        body = json.dumps({"id": ref, "status": status, **extra}).encode()
+        return await client.post("/sms/status", content=body,
+                                 headers={SIGNATURE_HEADER: sign(secret, body)})
+
+    async def state() -> tuple[str, str | None]:
+        async with db.transaction() as session:
+            row = await session.get(NoticeRow, sms_notice.notice_id, populate_existing=True)
+        assert row is not None
+        return row.state, row.error
+
+    async with console(db, s) as client:
+        forged = await receipt("delivered", secret="wrong")
+        unknown = await receipt("delivered", ref="other-ref")
+        progress = await receipt("sending")
+        assert (forged.status_code, await state()) == (403, ("sent", None))
+        assert unknown.json() == progress.json() == {"notice": None, "state": None}
+        delivered = await receipt("delivered")
+        again = await receipt("delivered")
+        late_failure = await receipt("undelivered", error="30003")
+    assert delivered.json() == {"notice": sms_notice.notice_id, "state": "delivered"}
+    assert again.json()["notice"] is None and late_failure.json()["notice"] is None
+    assert await state() == ("delivered", None)
+    events = [e for e in await outbox(db, NOTICES.name)
+              if e.event_id == f"{sms_notice.notice_id}:delivered"]
+    assert len(events) == 1 and json.loads(events[0].payload)["state"] == "delivered"
+
+    async with db.transaction() as session:  # a second notice, failed by its receipt
+        await session.execute(NoticeRow.__table__.update().where(
+            NoticeRow.notice_id == sms_notice.notice_id).values(state="sent", provider_ref="gw-2"))
+    async with console(db, s) as client:
+        failed = await receipt("undelivered", ref="gw-2", error="30003")
+    assert failed.json() == {"notice": sms_notice.notice_id, "state": "failed"}
+    assert await state() == ("failed", "the SMS gateway reported undelivered (30003)")
+
+
+async def test_twilio_status_callbacks_are_signed_and_recorded(db: Database, settings: Settings) -> None:
+    notices = await sent_notices(db, settings, channels=("sms",))
+    s = settings.model_copy(update={"sms_gateway_kind": "twilio",
+                                    "sms_gateway_token": SecretStr("twilio-token")})
+    params = {"MessageSid": "gw-ref", "MessageStatus": "delivered", "To": "+15550101"}
+    url = s.public_base_url + "/sms/status"
+    async with console(db, s) as client:
+        bad = await client.post("/sms/status", data=params, headers={"X-Twilio-Signature": "x"})
+        inbound_url = await client.post("/sms/status", data=params, headers={  # signed for another path
+            "X-Twilio-Signature": twilio_signature("twilio-token", s.public_base_url + "/sms/inbound",
+                                                   params)})
+        ok = await client.post("/sms/status", data=params, headers={
+            "X-Twilio-Signature": twilio_signature("twilio-token", url, params)})
+    assert bad.status_code == inbound_url.status_code == 403
+    assert ok.status_code == 200 and "<Response>" in ok.text
+    async with db.transaction() as session:
+        row = await session.get(NoticeRow, notices[0].notice_id)
+    assert row is not None and row.state == "delivered"

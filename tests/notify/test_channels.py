@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import parse_qs
+
+import httpx
 import pytest
 
 from notifiers.channels.base import OutgoingNotice
@@ -68,3 +72,22 @@ async def test_every_status_code_of_every_channel(channel: str, code: int | None
     except TransientError:
         outcome = DOWN
     assert outcome == expected
+
+
+@pytest.mark.parametrize("kind", ["json", "twilio"])
+async def test_an_sms_asks_the_gateway_for_delivery_receipts(kind: str, settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"sid": "SM123"})
+
+    s = settings.model_copy(update={"sms_gateway_url": "https://gateway.test/send", "sms_gateway_kind": kind,
+                                    "public_base_url": "https://prevent.test/"})
+    result = await SmsChannel(s, transport=httpx.MockTransport(gateway)).send(outgoing("+1 555 0100"))
+    assert result.ok and result.provider_ref == "SM123"
+    (request,) = seen
+    if kind == "twilio":
+        assert parse_qs(request.content.decode())["StatusCallback"] == ["https://prevent.test/sms/status"]
+    else:
+        assert json.loads(request.content)["status_url"] == "https://prevent.test/sms/status"
