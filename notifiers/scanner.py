@@ -4,9 +4,11 @@
   playbook sets ``response.ack_window_minutes``, with initial notices sent longer ago
   than the window and still not acknowledged -> one email listing them;
 * stand-down review: an alert's patrol plan ends within ``stand_down_review_hours``
-  -> one email asking to extend or end it.
+  -> one email asking to extend (``notifiers.patrol.extend``) or end it; a plan extended
+  since gets a review of its own before its new end.
 
-Ids are deterministic per alert (``hash(alert, kind)``) and the messages are notices,
+Ids are deterministic per alert (``hash(alert, kind)``, a review's with the plan's end) and
+the messages are notices,
 so the centre notifier's pipeline sends, retries and records them, and a second scan
 (or a second replica) finds them already there.
 """
@@ -32,8 +34,8 @@ log = logging.getLogger("prevent.notifier.scanner")
 STUCK_AFTER = timedelta(minutes=5)  # an officer message queued this long ago was orphaned by a crash
 
 
-def officer_notice_id(alert_id: str, kind: NoticeKind) -> str:
-    return stable_id("ntc", alert_id, kind.value, OFFICER)
+def officer_notice_id(alert_id: str, kind: NoticeKind, *parts: object) -> str:
+    return stable_id("ntc", alert_id, kind.value, OFFICER, *parts)
 
 
 class Scanner:
@@ -104,8 +106,9 @@ class Scanner:
                 if alert_row is None or alert_row.status != AlertStatus.CONFIRMED.value:
                     continue
                 alert = from_row(alert_row)
-                notice_id = officer_notice_id(alert_id, NoticeKind.STAND_DOWN_REVIEW)
                 ends = min(p.ends_at for p in plans)
+                # One review per end of the plan: an extended plan gets its own review.
+                notice_id = officer_notice_id(alert_id, NoticeKind.STAND_DOWN_REVIEW, ends.isoformat())
                 if await self.notifier.queue_officer_message(
                         session, notice_id=notice_id, alert=alert, kind=NoticeKind.STAND_DOWN_REVIEW,
                         site_id="", subject=f"Stand-down review due by {ends:%Y-%m-%d %H:%M} UTC: "
@@ -154,5 +157,5 @@ def _review_body(alert: Alert, plans: list[PatrolAssignment], base_url: str) -> 
              f"{p.ends_at:%Y-%m-%d %H:%M} UTC" for p in plans]
     return (f"The directed patrol plan for \"{alert.title}\" (alert {alert.alert_id}) is about to "
             f"end:\n\n" + "\n".join(lines)
-            + "\n\nPlease review it: extend the plan, or let it end / close the alert."
-            + f"\nConsole: {base_url.rstrip('/')}/\n")
+            + "\n\nPlease review it: extend the plan on the alert's page, or let it end / close the alert."
+            + f"\nAlert: {base_url.rstrip('/')}/alerts/{alert.alert_id}\n")

@@ -51,6 +51,12 @@ class CloseIn(Body):
     note: str | None = Field(default=None, max_length=4000)
 
 
+class ExtendPatrolsIn(Body):
+    hours: int = Field(ge=1, le=7 * 24)
+    note: str = Field(min_length=1, max_length=4000)
+    until: datetime | None = Field(default=None, description="the plan's end as last seen")
+
+
 class ExerciseIn(Body):
     playbook: str
     communities: list[str] = Field(min_length=1)
@@ -170,6 +176,25 @@ async def close(alert_id: str, body: CloseIn, request: Request,
                 principal: Principal = Depends(current_principal)) -> dict[str, Any]:
     return await _decide(request, principal, alert_id, "close", expected_revision=body.revision,
                          note=body.note)
+
+
+@router.post("/alerts/{alert_id}/patrols/extend")
+async def extend_patrols(alert_id: str, body: ExtendPatrolsIn, request: Request,
+                         principal: Principal = Depends(current_principal)) -> dict[str, Any]:
+    from notifiers import patrol
+
+    try:
+        async with _state(request).db.transaction() as session:
+            extended = await patrol.extend(session, principal, alert_id, hours=body.hours,
+                                           note=body.note, seen_until=body.until)
+    except users.PermissionDenied as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except patrol.PatrolConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except patrol.PatrolError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    _kick(request)
+    return {"patrols": [p.model_dump(mode="json") for p in extended]}
 
 
 @router.post("/exercises", status_code=status.HTTP_201_CREATED)

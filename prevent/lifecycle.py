@@ -24,7 +24,7 @@ from prevent.contracts import Alert, AlertStatus, Scope, alert_id_for, stable_id
 from prevent.playbooks import store
 from prevent.playbooks.schema import Playbook
 from prevent.storage.db import Database
-from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow, SuppressedMatch
+from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow, PatrolRow, SuppressedMatch
 from prevent.users import Principal, Role, require
 from prevent.yamlsource import parse_model
 
@@ -114,12 +114,17 @@ async def detail(session: AsyncSession, alert_id: str) -> dict[str, Any]:
         IncidentRow.published_at, IncidentRow.incident_id).limit(REPORTS_SHOWN))).scalars().all()
     report_count = (await session.execute(
         select(func.count()).select_from(IncidentRow).where(in_cluster))).scalar_one()
+    patrols = (await session.execute(select(PatrolRow).where(
+        PatrolRow.alert_id == alert_id).order_by(PatrolRow.assignment_id))).scalars().all()
     timers = (await session.execute(select(EscalationTimer).where(
         EscalationTimer.alert_id == alert_id).order_by(EscalationTimer.due_at))).scalars().all()
     trail = await audit.entries(session, subject=alert_id)
     return {
         "alert": alert.model_dump(mode="json"),
         "report_count": report_count,
+        "patrols": [{"site_id": p.site_id, "zone": p.zone_id, "status": p.status,
+                     "ends_at": p.payload["ends_at"], "every_minutes": p.payload["every_minutes"]}
+                    for p in patrols],
         "incidents": [{"incident_id": i.incident_id, "title": i.title, "feed_id": i.feed_id,
                        "published": i.published_at.isoformat(), "url": i.payload.get("url"),
                        "classification": i.classification} for i in incidents],

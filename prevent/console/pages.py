@@ -170,3 +170,33 @@ async def close(request: Request, alert_id: str, principal: Principal = Depends(
         return render.message(request, "Incomplete form", "the revision is missing", status=422)
     return await _decide(request, principal, alert_id, "close", expected_revision=revision,
                          note=str(form.get("note", "")).strip()[:4000] or None)
+
+
+@router.post("/alerts/{alert_id}/patrols/extend")
+async def extend_patrols(request: Request, alert_id: str, principal: Principal = Depends(gate)) -> Response:
+    """The stand-down review's "extend the plan": every assigned patrol of the alert runs
+    longer. The form carries the end it showed, so a second click extends nothing."""
+    from datetime import datetime
+
+    from notifiers import patrol
+
+    form = await request.form()
+    hours = str(form.get("hours", "")).strip()
+    try:
+        seen = datetime.fromisoformat(str(form.get("until", "")))
+    except ValueError:
+        return render.message(request, "Incomplete form", "the plan's end is missing", status=422)
+    if not hours.isdigit():
+        return render.message(request, "Incomplete form", "give the extension in whole hours", status=422)
+    try:
+        async with deps.db(request).transaction() as session:
+            await patrol.extend(session, principal, alert_id, hours=int(hours), seen_until=seen,
+                                note=str(form.get("note", ""))[:4000])
+    except PermissionDenied as exc:
+        return render.message(request, "Not allowed", str(exc), status=403)
+    except patrol.PatrolConflict as exc:
+        return render.message(request, "The plan changed", str(exc), status=409)
+    except patrol.PatrolError as exc:
+        return render.message(request, "Patrols not extended", str(exc), status=422)
+    deps.kick(request)
+    return RedirectResponse(f"/alerts/{alert_id}?extended={hours}", status_code=303)

@@ -10,6 +10,7 @@ from prevent import lifecycle
 from prevent.users import Principal, Role
 
 from .conftest import Console
+from .test_patrol_extend import confirmed_alert_with_patrols
 
 UNLABELLED_OK = {"hidden", "submit", "button"}
 
@@ -76,7 +77,8 @@ async def test_every_page_passes_the_basic_checks(console: Console) -> None:
     pages = ["/", "/?status=proposed", f"/alerts/{alert.alert_id}", "/notices", "/patrols",
              "/patrols/zones/zone-north/sheet", "/audit", "/feeds", "/partners", "/playbooks",
              "/account/password", "/playbooks/backtest", "/playbooks/place-of-worship-attack",
-             "/playbooks/place-of-worship-attack/saved?saved=1"]
+             "/playbooks/place-of-worship-attack/saved?saved=1",
+             f"/alerts/{await confirmed_alert_with_patrols(console)}"]  # with the extension form
     # Editing pages: engagement officers (and admins) only; duty inspectors get a (checked) 403.
     editing = ["/partners", "/playbooks/new", "/playbooks/place-of-worship-attack/edit",
                "/partners/new-site", "/partners/sites/site-masjid-riverside", "/partners/zones",

@@ -140,3 +140,30 @@ async def test_registry_edits_need_the_engagement_role(api) -> None:  # noqa: AN
     added = await api.post("/api/users", headers=auth(api, "eve"),
                            json={"name": "fay", "role": "viewer", "password": PASSWORD})
     assert added.status_code == 201
+
+
+async def test_patrols_are_extended_through_the_api(api, seeded) -> None:  # noqa: ANN001
+    from notifiers import patrol
+    from prevent import alerts
+    from prevent.runtime import PlaybookHolder
+
+    a = await open_alert(seeded, make_alert(cluster="api-patrol"))
+    ok = await api.post(f"/api/alerts/{a.alert_id}/confirm", json={"revision": 1}, headers=auth(api, "ada"))
+    holder = PlaybookHolder()
+    await holder.reload(seeded)
+    async with seeded.transaction() as session:
+        confirmed = await alerts.get(session, a.alert_id)
+        playbook = await holder.version(seeded, confirmed.playbook_id, confirmed.playbook_version)
+        assert ok.status_code == 200 and await patrol.handle_alert(session, confirmed, playbook) == 1
+    url = f"/api/alerts/{a.alert_id}/patrols/extend"
+    refused = await api.post(url, json={"hours": 6, "note": "vigil"}, headers=auth(api, "dee"))
+    too_long = await api.post(url, json={"hours": 500, "note": "vigil"}, headers=auth(api, "ada"))
+    done = await api.post(url, json={"hours": 6, "note": "vigil"}, headers=auth(api, "ada"))
+    assert refused.status_code == 403 and too_long.status_code == 422 and done.status_code == 200
+    (plan,) = done.json()["patrols"]
+    stale = await api.post(url, headers=auth(api, "ada"), json={
+        "hours": 6, "note": "vigil", "until": (utcnow() - timedelta(days=1)).isoformat()})
+    assert stale.status_code == 409
+    again = await api.post(url, headers=auth(api, "ada"), json={
+        "hours": 6, "note": "vigil", "until": plan["ends_at"]})
+    assert again.status_code == 200 and again.json()["patrols"][0]["ends_at"] > plan["ends_at"]

@@ -3,6 +3,9 @@ playbook's window, and the stand-down review before a patrol plan ends; each onc
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from sqlalchemy import select, update
 
 from notifiers import patrol
@@ -88,7 +91,9 @@ async def test_stand_down_review_before_the_plan_ends_once(db: Database, setting
     (row,) = await officer_rows(db)
     assert queued == [row.notice_id] and row.kind == "stand_down_review" and row.state == "sent"
     assert "Stand-down review due" in smtp.received[-1]["Subject"]
-    assert "Sample Mosque 0 (zone-test)" in smtp.received[-1].get_body(("plain",)).get_content()
+    body = smtp.received[-1].get_body(("plain",)).get_content()
+    assert "Sample Mosque 0 (zone-test)" in body
+    assert f"Alert: {settings.public_base_url.rstrip('/')}/alerts/alr_test" in body
 
 
 async def test_without_an_officer_address_nothing_is_queued(db: Database, settings: Settings) -> None:
@@ -97,3 +102,48 @@ async def test_without_an_officer_address_nothing_is_queued(db: Database, settin
         scanner.notifier.officer_email = None
         assert await scanner.scan_once() == []
     assert await officer_rows(db) == []
+
+
+async def test_an_extended_plan_runs_longer_and_gets_its_own_review(db: Database, settings: Settings) -> None:
+    """The review asks to extend the plan: a duty inspector does, once however often the form
+    is sent, the change is audited and published, and a new review comes before the new end."""
+    from prevent.contracts import PatrolAssignment
+    from prevent.storage.tables import AuditRow, OutboxRow, PatrolRow
+    from prevent.users import PermissionDenied, Principal, Role
+
+    inspector = Principal("duty-inspector", Role.DUTY_INSPECTOR)
+    with ScriptedSmtp() as smtp:
+        scanner = await setup(db, settings, smtp.port, severity=2, alert_age_hours=20)
+        (first,) = await scanner.scan_once(now=ago(hours=-45))  # the review, 7 h before the end
+        async with db.transaction() as session:
+            rows = (await session.execute(select(PatrolRow))).scalars().all()
+            before = {r.assignment_id: PatrolAssignment.model_validate(r.payload).ends_at for r in rows}
+            until = max(before.values())
+            with pytest.raises(PermissionDenied):
+                await patrol.extend(session, Principal("officer", Role.ENGAGEMENT_OFFICER), "alr_test",
+                                    hours=12, note="tension persists")
+            for hours, note in ((0, "x"), (169, "x"), (12, "  ")):
+                with pytest.raises(patrol.PatrolError):
+                    await patrol.extend(session, inspector, "alr_test", hours=hours, note=note)
+            extended = await patrol.extend(session, inspector, "alr_test", hours=12, seen_until=until,
+                                           note="vigil planned on Friday")
+        async with db.transaction() as session:  # the same form sent twice: nothing more
+            with pytest.raises(patrol.PatrolConflict):
+                await patrol.extend(session, inspector, "alr_test", hours=12, seen_until=until,
+                                    note="vigil planned on Friday")
+        assert {p.assignment_id: p.ends_at for p in extended} == {
+            k: v + timedelta(hours=12) for k, v in before.items()}
+        assert await scanner.scan_once(now=ago(hours=-46)) == []  # the new end is 19 h away
+        (second,) = await scanner.scan_once(now=ago(hours=-57))  # 7 h before the new end
+    assert second != first and len(await officer_rows(db)) == 2
+    async with db.transaction() as session:
+        stored = {r.assignment_id: PatrolAssignment.model_validate(r.payload).ends_at
+                  for r in (await session.execute(select(PatrolRow))).scalars()}
+        events = (await session.execute(select(OutboxRow.event_id).where(
+            OutboxRow.topic == "prevent.patrols.v1", OutboxRow.subtype == "extended"))).scalars().all()
+        entry = (await session.execute(select(AuditRow).where(
+            AuditRow.action == "patrol.extended"))).scalar_one()
+    assert stored == {p.assignment_id: p.ends_at for p in extended} and len(events) == len(extended)
+    assert (entry.actor, entry.subject) == ("duty-inspector", "alr_test")
+    assert entry.reason == "vigil planned on Friday"
+    assert entry.after["hours"] == 12 and entry.after["patrols"] == len(extended)
