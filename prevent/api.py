@@ -15,6 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from notifiers import patrol
 from prevent import alerts, audit, lifecycle, partners, suppression, users
 from prevent.auth import current_principal
 from prevent.contracts import Scope, utcnow
@@ -181,8 +182,6 @@ async def close(alert_id: str, body: CloseIn, request: Request,
 @router.post("/alerts/{alert_id}/patrols/extend")
 async def extend_patrols(alert_id: str, body: ExtendPatrolsIn, request: Request,
                          principal: Principal = Depends(current_principal)) -> dict[str, Any]:
-    from notifiers import patrol
-
     try:
         async with _state(request).db.transaction() as session:
             extended = await patrol.extend(session, principal, alert_id, hours=body.hours,

@@ -7,11 +7,13 @@ role: a viewer who posts a confirmation anyway gets 403 from the same check the 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from notifiers import patrol
 from prevent import alerts, lifecycle
 from prevent.console import deps, render
 from prevent.console.security import gate
@@ -176,10 +178,6 @@ async def close(request: Request, alert_id: str, principal: Principal = Depends(
 async def extend_patrols(request: Request, alert_id: str, principal: Principal = Depends(gate)) -> Response:
     """The stand-down review's "extend the plan": every assigned patrol of the alert runs
     longer. The form carries the end it showed, so a second click extends nothing."""
-    from datetime import datetime
-
-    from notifiers import patrol
-
     form = await request.form()
     hours = str(form.get("hours", "")).strip()
     try:
