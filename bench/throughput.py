@@ -143,13 +143,19 @@ async def run_stage(n: int, work: Path) -> dict[str, float]:
     return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed, "batch": BATCH_SIZE}
 
 
-async def compare(n: int = 10_000) -> dict[str, Any]:
+async def compare(n: int = 10_000, pairs: int = 2) -> dict[str, Any]:
+    """The pass-through and the rules consumer, one after the other, ``pairs`` times (this
+    machine's speed drifts within a run: each pair's ratio is what to compare), then the stage
+    alone once."""
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
-        passthrough = await run_pass_through(n)
-        rules = await run_rules(n, Path(tmp) / "consumer")
+        for i in range(pairs):
+            passthrough = await run_pass_through(n)
+            rules = await run_rules(n, Path(tmp) / f"consumer-{i}")
+            rounds.append({"pass_through": passthrough, "rules": rules,
+                           "ratio": rules["per_second"] / passthrough["per_second"]})
         stage = await run_stage(n, Path(tmp) / "stage")
-    return {"pass_through": passthrough, "rules": rules, "stage": stage,
-            "ratio": rules["per_second"] / passthrough["per_second"]}
+    return {"pairs": rounds, "stage": stage}
 
 
 async def burst(n: int = 20_000) -> dict[str, Any]:
@@ -165,4 +171,4 @@ if __name__ == "__main__":
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    print(json.dumps(asyncio.run(compare(5000)), indent=2))
+    print(json.dumps(asyncio.run(compare(5000, pairs=1)), indent=2))
