@@ -35,7 +35,7 @@ async def test_an_officer_adds_renames_and_deletes_a_zone(console: Console) -> N
 
         bad = await client.post("/partners/zones", data={
             "csrf_token": token, "zone_id": "zone-east", "name": "", "dispatch_email": "nope"})
-        assert bad.status_code == 422
+        assert bad.status_code == 422 and "<h3>Nothing was saved: fix 2 problems</h3>" in bad.text
         assert 'id="z-name" name="name" type="text" value="" required aria-invalid="true"' in bad.text
         assert '<p class="field-error" id="z-dispatch_email-error">Dispatch email: value is not a valid' \
             in bad.text
