@@ -2,7 +2,8 @@
 
 * acknowledgement follow-up: an alert at or above ``ack_followup_min_severity`` whose
   playbook sets ``response.ack_window_minutes``, with initial notices sent longer ago
-  than the window and still not acknowledged -> one email listing them;
+  than the window and still not acknowledged, or failed (never reached the partner)
+  -> one email listing them;
 * stand-down review: an alert's patrol plan ends within ``stand_down_review_hours``
   -> one email asking to extend (``notifiers.patrol.extend``) or end it; a plan extended
   since gets a review of its own before its new end.
@@ -71,17 +72,23 @@ class Scanner:
             if window is None:
                 continue
             async with self.db.transaction() as session:
+                initial = (NoticeRow.alert_id == alert.alert_id, NoticeRow.kind == NoticeKind.INITIAL.value,
+                           NoticeRow.acknowledged_at.is_(None))
                 late = (await session.execute(select(NoticeRow).where(
-                    NoticeRow.alert_id == alert.alert_id, NoticeRow.kind == NoticeKind.INITIAL.value,
-                    NoticeRow.acknowledged_at.is_(None),
-                    NoticeRow.state.in_([NoticeState.SENT.value, NoticeState.DELIVERED.value]),
+                    *initial, NoticeRow.state.in_([NoticeState.SENT.value, NoticeState.DELIVERED.value]),
                     NoticeRow.sent_at <= now - timedelta(minutes=window)))).scalars().all()
-                if not late:
+                # Never reached the partner (refused, undelivered): as urgent to follow up.
+                failed = (await session.execute(select(NoticeRow).where(
+                    *initial, NoticeRow.state == NoticeState.FAILED.value,
+                    NoticeRow.created_at <= now - timedelta(minutes=window)))).scalars().all()
+                if not late and not failed:
                     continue
-                sites = {s.site_id: s.name for s in (await session.execute(
-                    select(Site).where(Site.site_id.in_({n.site_id for n in late})))).scalars()}
+                sites = {s.site_id: s.name for s in (await session.execute(select(Site).where(
+                    Site.site_id.in_({n.site_id for n in [*late, *failed]})))).scalars()}
                 lines = [f"- {sites.get(n.site_id, n.site_id)}: {n.channel} notice sent "
                          f"{n.sent_at:%Y-%m-%d %H:%M} UTC ({n.notice_id})" for n in late]
+                lines += [f"- {sites.get(n.site_id, n.site_id)}: {n.channel} notice could not be "
+                          f"delivered ({n.notice_id}; the reason is on the notices page)" for n in failed]
                 notice_id = officer_notice_id(alert.alert_id, NoticeKind.ACK_FOLLOWUP)
                 if await self.notifier.queue_officer_message(
                         session, notice_id=notice_id, alert=alert, kind=NoticeKind.ACK_FOLLOWUP,
@@ -147,7 +154,8 @@ class Scanner:
 
 def _ack_body(alert: Alert, window: int, lines: list[str], base_url: str) -> str:
     return (f"These partner notices about \"{alert.title}\" (alert {alert.alert_id}, severity "
-            f"{alert.severity}) were not acknowledged within {window} minutes:\n\n"
+            f"{alert.severity}) were not acknowledged within {window} minutes, or could not be "
+            f"delivered:\n\n"
             + "\n".join(lines)
             + f"\n\nPlease contact these partners directly.\nConsole: {base_url.rstrip('/')}/\n")
 

@@ -147,3 +147,29 @@ async def test_an_extended_plan_runs_longer_and_gets_its_own_review(db: Database
     assert (entry.actor, entry.subject) == ("duty-inspector", "alr_test")
     assert entry.reason == "vigil planned on Friday"
     assert entry.after["hours"] == 12 and entry.after["patrols"] == len(extended)
+
+
+async def test_the_follow_up_also_lists_notices_that_never_reached_the_partner(
+        db: Database, settings: Settings) -> None:
+    """A notice that failed (refused by the server, or undelivered by the SMS gateway) needs
+    the same direct contact as one left unacknowledged: it is in the follow-up, without the
+    failure text (it may quote an address)."""
+    with ScriptedSmtp() as smtp:
+        scanner = await setup(db, settings, smtp.port, severity=3, alert_age_hours=1)
+        async with db.transaction() as session:
+            first, second = (await session.execute(
+                select(NoticeRow).where(NoticeRow.contact_id != OFFICER)
+                .order_by(NoticeRow.contact_id))).scalars().all()
+            await session.execute(update(NoticeRow).where(NoticeRow.notice_id == first.notice_id).values(
+                state="failed", error="550 <person1@centre1.example.org> unknown",
+                created_at=ago(minutes=121)))
+            await session.execute(update(NoticeRow).where(NoticeRow.notice_id == second.notice_id)
+                                  .values(acknowledged_at=ago(minutes=5), state="acknowledged"))
+        queued = await scanner.scan_once()
+        assert await scanner.scan_once() == []
+    (row,) = await officer_rows(db)
+    assert queued == [row.notice_id]
+    body = smtp.received[-1].get_body(("plain",)).get_content()
+    assert (f"email notice could not be delivered ({first.notice_id}; the reason is on the notices "
+            "page)") in body
+    assert "notice sent" not in body and "@" not in body.split("Console")[0]
