@@ -228,7 +228,7 @@ class NoticeRow(Base):
     acknowledged_via: Mapped[str | None] = mapped_column(String(20))  # link | sms
     # Short code an SMS recipient replies with ("ACK 123456"); derived from the notice id.
     ack_code: Mapped[str | None] = mapped_column(String(8), index=True)
-    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    provider_ref: Mapped[str | None] = mapped_column(String(200), index=True)  # delivery receipts
     cap_xml: Mapped[str | None] = mapped_column(Text)  # the notice as a CAP 1.2 document
 
 
