@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     websub_lease_seconds: int = Field(default=7 * 86400, ge=60)
     websub_poll_factor: float = Field(
         default=6.0, ge=1, description="poll interval multiplier while a WebSub lease is active")
+    websub_push_scan_seconds: float = Field(
+        default=2.0, gt=0, description="how often the watcher polls feeds pushed to another process")
 
     # --- smtp
     smtp_host: str = "127.0.0.1"

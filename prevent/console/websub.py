@@ -3,8 +3,8 @@ intent, ``POST /websub/{callback_id}`` receives a content push.
 
 The protocol logic is :mod:`prevent.feeds.websub`; pushes go to the watcher running in
 this process (``ConsoleState.websub``), through the same dedupe-and-publish path as
-polls. A console without an in-process watcher answers pushes 503 so the hub retries
-later, and polling covers the gap.
+polls. A console without an in-process watcher (production runs them apart) answers 202
+and leaves the watcher a note; the watcher polls that feed within seconds.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ async def push(callback_id: str, request: Request) -> Response:
         log.warning("feed_id=%s websub push with a missing or bad signature refused", sub.feed_id)
         return PlainTextResponse("bad signature", status_code=403)
     receiver = getattr(deps.state(request), "websub", None)
-    if receiver is None:
-        return PlainTextResponse("no feed watcher in this process", status_code=503)
+    if receiver is None:  # the watcher runs in another process: it polls the feed now
+        await websub.note_push(db, callback_id)
+        return PlainTextResponse("accepted: the feed watcher fetches the feed now", status_code=202)
     try:
         async with asyncio.timeout(PUSH_TIMEOUT_SECONDS):
             await receiver(sub.feed_id, body, dict(request.headers))

@@ -44,7 +44,7 @@ from prevent.feeds.normalize import incidents_from_bytes
 from prevent.feeds.parse import FeedParseError
 from prevent.feeds.registry import FeedConfig
 from prevent.feeds.threat import ThreatLevelError, change_incident, extract_level
-from prevent.feeds.websub import WebSub, record_push
+from prevent.feeds.websub import WebSub, record_push, take_pushed
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, SeenEntry, ThreatLevelState, WebSubSubscription
 
@@ -127,6 +127,9 @@ class FeedWatcher:
                                id="__flush_state__", coalesce=True, max_instances=1)
         if self.websub is not None:
             self.scheduler.add_job(self.websub.renew_due, "interval", minutes=5, id="__websub_renew__",
+                                   coalesce=True, max_instances=1)
+            self.scheduler.add_job(self.poll_pushed, "interval", id="__websub_pushed__",
+                                   seconds=self.settings.websub_push_scan_seconds,
                                    coalesce=True, max_instances=1)
         self.scheduler.start()
 
@@ -214,6 +217,18 @@ class FeedWatcher:
         outcome = await self._poll_once(feed_id)
         await self._flush_quietly()
         return outcome
+
+    async def poll_pushed(self) -> list[PollOutcome]:
+        """Poll now the feeds whose pushes a console in another process received."""
+        try:
+            pushed = [f for f in await take_pushed(self.db) if f in self.feeds]
+        except Exception as exc:  # noqa: BLE001 - the next scan, or the regular poll, catches up
+            log.warning("pushed feeds not read: %s", exc)
+            return []
+        outcomes = list(await asyncio.gather(*(self._poll_once(f) for f in pushed)))
+        if outcomes:
+            await self._flush_quietly()
+        return outcomes
 
     async def _scheduled_poll(self, feed_id: str) -> None:
         """The APScheduler job: state is written by the next batch, not by this poll."""

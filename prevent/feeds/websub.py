@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from prevent.config import Settings
 from prevent.contracts import utcnow
@@ -106,6 +106,33 @@ async def record_push(db: Database, feed_id: str, *, now: datetime | None = None
         if sub is not None:
             sub.last_push_at = now or utcnow()
             sub.pushes = (sub.pushes or 0) + 1
+
+
+async def note_push(db: Database, callback_id: str, *, now: datetime | None = None) -> None:
+    """A signed push reached a process without the feed watcher (production runs them apart):
+    leave the watcher a note to poll that feed now (``take_pushed``). The push's content is
+    fetched again by that poll, one conditional request."""
+    now = now or utcnow()
+    async with db.transaction() as session:
+        await session.execute(update(WebSubSubscription).where(
+            WebSubSubscription.callback_id == callback_id).values(
+            push_pending_at=now, last_push_at=now, pushes=WebSubSubscription.pushes + 1))
+
+
+async def take_pushed(db: Database) -> list[str]:
+    """The feeds pushed to another process since the last call, each returned once even
+    with several watchers asking (a note is cleared only if it is still the one read)."""
+    taken = []
+    async with db.transaction() as session:
+        for feed_id, at in (await session.execute(
+                select(WebSubSubscription.feed_id, WebSubSubscription.push_pending_at).where(
+                    WebSubSubscription.push_pending_at.is_not(None)))).all():
+            cleared = await session.execute(update(WebSubSubscription).where(
+                WebSubSubscription.feed_id == feed_id, WebSubSubscription.push_pending_at == at)
+                .values(push_pending_at=None))
+            if cleared.rowcount == 1:  # type: ignore[attr-defined]
+                taken.append(feed_id)
+    return taken
 
 
 def _is_public_base(url: str) -> bool:

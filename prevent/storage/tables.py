@@ -106,6 +106,8 @@ class WebSubSubscription(Base):
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     last_push_at: Mapped[datetime | None]
     pushes: Mapped[int] = mapped_column(Integer, default=0)
+    # A push received by a console without the watcher: the watcher polls the feed soon.
+    push_pending_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -170,6 +170,57 @@ async def test_subscribe_verify_push_and_reject_bad_signature(db, tmp_path, feed
             assert sub.pushes == 1
 
 
+async def test_a_push_to_a_console_without_the_watcher_is_polled_by_the_watcher(
+        db, tmp_path, feed_server) -> None:  # noqa: ANN001
+    """Production runs the console and the watcher apart: the console accepts the signed push
+    (202) and leaves a note; the watcher's scan polls that feed within seconds, once."""
+    port = free_port()
+    settings = watcher_settings(tmp_path, public_base_url=f"http://127.0.0.1:{port}").model_copy(
+        update={"websub_push_scan_seconds": 0.2})
+    hub = Hub(feed_server)
+    feed_server.routes["/hub"] = hub.route
+    topic = feed_server.url("/feed.xml")
+    atom = 'xmlns:atom="http://www.w3.org/2005/Atom"'
+    head = (f'<atom:link {atom} rel="hub" href="{feed_server.url("/hub")}"/>'
+            f'<atom:link {atom} rel="self" href="{topic}"/>')
+    items = [("w-1", "Gurdwara appeal")]
+    feed_server.routes["/feed.xml"] = lambda req: (200, {}, rss(*items, extra=head))
+    published: list[GlobalIncident] = []
+    arrived = asyncio.Event()
+
+    async def publish(incident: GlobalIncident) -> None:
+        published.append(incident)
+        arrived.set()
+
+    async with new_client(settings) as client:
+        websub = WebSub(db, client, settings)
+        watcher = FeedWatcher([rss_feed("pushy", topic)], db,
+                              Fetcher.from_settings(client, settings), publish, settings=settings,
+                              websub=websub, startup_spread=0)
+        async with console(ConsoleState(db=db, settings=settings), port):  # no watcher here
+            assert (await watcher.poll("pushy")).published == 1
+            assert await asyncio.to_thread(hub.verified.wait, 5)
+            assert await websub.is_active("pushy")
+            assert await watcher.poll_pushed() == []  # nothing pushed yet
+
+            items.append(("w-2", "Vigil outside the mosque tonight"))
+            arrived.clear()
+            status = await asyncio.to_thread(hub.push, rss(*items))
+            assert status == 202 and published[-1].title == "Gurdwara appeal"  # not ingested here
+            await watcher.start()  # its scan job polls the pushed feed
+            try:
+                await asyncio.wait_for(arrived.wait(), timeout=5.0)
+            finally:
+                await watcher.aclose()
+            assert [i.title for i in published] == ["Gurdwara appeal", "Vigil outside the mosque tonight"]
+            assert await watcher.poll_pushed() == []  # the note was taken once
+            forged = await asyncio.to_thread(hub.push, rss(("w-3", "Forged")), secret="not-the-secret")
+            assert forged == 403 and await watcher.poll_pushed() == []
+    async with db.transaction() as session:
+        sub = (await session.execute(select(WebSubSubscription))).scalar_one()
+    assert sub.pushes == 1 and sub.push_pending_at is None
+
+
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8000", "http://localhost:8000"])
 async def test_no_subscription_when_the_callback_is_not_reachable(db, tmp_path, base) -> None:  # noqa: ANN001
     settings = watcher_settings(tmp_path, public_base_url=base, allow_private_addresses=False)
