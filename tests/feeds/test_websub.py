@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -87,6 +88,30 @@ async def console(state: ConsoleState, port: int) -> AsyncIterator[None]:
         await task
 
 
+def hub_and_feed(feed_server: FeedServer, items: list[tuple[str, str]]) -> tuple[Hub, str]:
+    """A hub and a feed advertising it; the feed serves ``items`` as they are at each fetch."""
+    hub = Hub(feed_server)
+    feed_server.routes["/hub"] = hub.route
+    topic = feed_server.url("/feed.xml")
+    atom = 'xmlns:atom="http://www.w3.org/2005/Atom"'
+    head = (f'<atom:link {atom} rel="hub" href="{feed_server.url("/hub")}"/>'
+            f'<atom:link {atom} rel="self" href="{topic}"/>')
+    feed_server.routes["/feed.xml"] = lambda req: (200, {}, rss(*items, extra=head))
+    return hub, topic
+
+
+def recorder() -> tuple[list[GlobalIncident], asyncio.Event, Any]:
+    """What the watcher publishes, and an event set at each publish."""
+    published: list[GlobalIncident] = []
+    arrived = asyncio.Event()
+
+    async def publish(incident: GlobalIncident) -> None:
+        published.append(incident)
+        arrived.set()
+
+    return published, arrived, publish
+
+
 def test_signature_check() -> None:
     body = b"<feed/>"
     assert valid_signature("s3cret", body, sign("s3cret", body, "sha1"))
@@ -100,19 +125,8 @@ def test_signature_check() -> None:
 async def test_subscribe_verify_push_and_reject_bad_signature(db, tmp_path, feed_server) -> None:  # noqa: ANN001
     port = free_port()
     settings = watcher_settings(tmp_path, public_base_url=f"http://127.0.0.1:{port}")
-    hub = Hub(feed_server)
-    feed_server.routes["/hub"] = hub.route
-    topic = feed_server.url("/feed.xml")
-    atom = 'xmlns:atom="http://www.w3.org/2005/Atom"'
-    head = (f'<atom:link {atom} rel="hub" href="{feed_server.url("/hub")}"/>'
-            f'<atom:link {atom} rel="self" href="{topic}"/>')
-    feed_server.routes["/feed.xml"] = lambda req: (200, {}, rss(("w-1", "Gurdwara appeal"), extra=head))
-    published: list[GlobalIncident] = []
-    arrived = asyncio.Event()
-
-    async def publish(incident: GlobalIncident) -> None:
-        published.append(incident)
-        arrived.set()
+    hub, topic = hub_and_feed(feed_server, [("w-1", "Gurdwara appeal")])
+    published, arrived, publish = recorder()
 
     async with new_client(settings) as client:
         websub = WebSub(db, client, settings)
@@ -177,20 +191,9 @@ async def test_a_push_to_a_console_without_the_watcher_is_polled_by_the_watcher(
     port = free_port()
     settings = watcher_settings(tmp_path, public_base_url=f"http://127.0.0.1:{port}").model_copy(
         update={"websub_push_scan_seconds": 0.2})
-    hub = Hub(feed_server)
-    feed_server.routes["/hub"] = hub.route
-    topic = feed_server.url("/feed.xml")
-    atom = 'xmlns:atom="http://www.w3.org/2005/Atom"'
-    head = (f'<atom:link {atom} rel="hub" href="{feed_server.url("/hub")}"/>'
-            f'<atom:link {atom} rel="self" href="{topic}"/>')
     items = [("w-1", "Gurdwara appeal")]
-    feed_server.routes["/feed.xml"] = lambda req: (200, {}, rss(*items, extra=head))
-    published: list[GlobalIncident] = []
-    arrived = asyncio.Event()
-
-    async def publish(incident: GlobalIncident) -> None:
-        published.append(incident)
-        arrived.set()
+    hub, topic = hub_and_feed(feed_server, items)
+    published, arrived, publish = recorder()
 
     async with new_client(settings) as client:
         websub = WebSub(db, client, settings)
