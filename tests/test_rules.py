@@ -89,6 +89,16 @@ async def test_unrelated_events_stay_apart(db, engine) -> None:
     assert c.alerts == ()
 
 
+def test_title_words_fold_accents_and_case_and_drop_numbers_and_stopwords() -> None:
+    from prevent.grouping import title_tokens
+
+    assert title_tokens("Église Saint-Denis ATTAQUÉE à Paris") == {"eglise", "saint-denis", "attaquee",
+                                                                "paris"}
+    assert title_tokens("Eglise Saint-Denis attaquee a Paris (#4021)") == title_tokens(
+        "Église Saint-Denis ATTAQUÉE à Paris")
+    assert title_tokens("Breaking: 3 killed in the attack on a mosque") == {"killed", "attack", "mosque"}
+
+
 async def test_redelivered_incident_changes_nothing(db, engine) -> None:
     first = report("ap", "Gunmen kill 12 worshippers at mosque in Kano", 0)
     once = await process(db, engine, first)
