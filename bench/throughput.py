@@ -9,8 +9,11 @@ the acks, commit) measures what the transport allows; the real rules consumer
 from __future__ import annotations
 
 import asyncio
+import inspect
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from sqlalchemy import func, select
 
 from bench.fixtures import incidents, playbooks_dir, registry_file
 from consumers.rules import BATCH_SIZE
+from prevent import audit, grouping, rules
 from prevent.broker import EmbeddedBroker
 from prevent.classification import Classifier
 from prevent.config import Settings
@@ -143,6 +147,63 @@ async def run_stage(n: int, work: Path) -> dict[str, float]:
     return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed, "batch": BATCH_SIZE}
 
 
+# The stage's steps, timed where the stage calls them (module attribute or method).
+PHASES: dict[str, tuple[Any, str]] = {
+    "classification": (rules, "classify_incident"),
+    "grouping: read clusters and key index": (grouping.Grouper, "load"),
+    "grouping: assign reports": (grouping.Grouper, "assign"),
+    "grouping: write clusters and keys": (grouping.Grouper, "flush"),
+    "playbook matching": (CompiledSet, "matching"),
+    "alert decisions (raise, attach, silence, inhibit)": (rules._Batch, "_raise_or_update"),
+    "incident rows built": (rules._Batch, "_store"),
+    "rows written (incidents, alerts, audit, outbox)": (audit.Staged, "flush"),
+}
+
+
+@contextmanager
+def phase_clock(totals: dict[str, float]) -> Iterator[None]:
+    """Time each of ``PHASES`` while the block runs (seconds, summed), then put them back."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name in PHASES.values()]
+
+    def timed(label: str, fn: Any) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            async def async_timed(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
+            return async_timed
+
+        def sync_timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
+        return sync_timed
+
+    try:
+        for label, (owner, name) in PHASES.items():
+            setattr(owner, name, timed(label, getattr(owner, name)))
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+async def stage_phases(n: int, work: Path) -> dict[str, Any]:
+    """Where the stage's time goes: a second stage run with each step timed, in microseconds
+    per incident; ``other`` is the rest (the batch's reads, the write lock, the commit)."""
+    totals: dict[str, float] = {}
+    with phase_clock(totals):
+        run = await run_stage(n, work)
+    per_incident = {label: totals.get(label, 0.0) * 1e6 / n for label in PHASES}
+    total = run["seconds"] * 1e6 / n
+    return {"incidents": n, "total_us": total, "phases_us": per_incident,
+            "other_us": total - sum(per_incident.values())}
+
+
 async def compare(n: int = 10_000, pairs: int = 2) -> dict[str, Any]:
     """The pass-through and the rules consumer, one after the other, ``pairs`` times (this
     machine's speed drifts within a run: each pair's ratio is what to compare), then the stage
@@ -155,7 +216,8 @@ async def compare(n: int = 10_000, pairs: int = 2) -> dict[str, Any]:
             rounds.append({"pass_through": passthrough, "rules": rules,
                            "ratio": rules["per_second"] / passthrough["per_second"]})
         stage = await run_stage(n, Path(tmp) / "stage")
-    return {"pairs": rounds, "stage": stage}
+        phases = await stage_phases(n, Path(tmp) / "phases")
+    return {"pairs": rounds, "stage": stage, "stage_phases": phases}
 
 
 async def burst(n: int = 20_000) -> dict[str, Any]:
