@@ -77,8 +77,6 @@ def _domain_errors() -> Iterator[None]:
     """Domain errors → HTTP statuses, with the domain's message for the person who acted."""
     try:
         yield
-    except users.PermissionDenied as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     except alerts.AlertNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except alerts.AlertConflict as exc:
@@ -186,8 +184,6 @@ async def extend_patrols(alert_id: str, body: ExtendPatrolsIn, request: Request,
         async with _state(request).db.transaction() as session:
             extended = await patrol.extend(session, principal, alert_id, hours=body.hours,
                                            note=body.note, seen_until=body.until)
-    except users.PermissionDenied as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     except patrol.PatrolConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except patrol.PatrolError as exc:

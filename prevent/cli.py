@@ -197,7 +197,8 @@ def asyncapi(output: Path = Path("docs/asyncapi.json")) -> None:
     from prevent.asyncapi import asyncapi_document
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(asyncapi_document(get_settings()), indent=2) + "\n")
+    # Sorted: FastStream lists channels in set order, which changes from run to run.
+    output.write_text(json.dumps(asyncapi_document(get_settings()), indent=2, sort_keys=True) + "\n")
     typer.echo(f"wrote {output}")
 
 

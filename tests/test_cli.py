@@ -72,3 +72,12 @@ def test_config_show_masks_secrets(monkeypatch) -> None:
     assert result.exit_code == 0
     assert "hunter2-secret" not in result.output and "pgpass123" not in result.output
     assert "********" in result.output
+
+
+def test_the_committed_asyncapi_document_is_what_the_services_declare(tmp_path: Path) -> None:
+    """docs/asyncapi.json stays true: regenerated, it is byte for byte the committed file
+    (run `make asyncapi` after changing a contract or a subscriber)."""
+    out = tmp_path / "asyncapi.json"
+    result = runner.invoke(app, ["asyncapi", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == (REPO / "docs" / "asyncapi.json").read_text()

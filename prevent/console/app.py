@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from prevent.console import (
     outbox,
     pages,
     patrols,
+    render,
     security,
     signin,
     sms,
@@ -36,6 +37,7 @@ from prevent.console import playbook_editor as playbook_routes
 from prevent.console import websub as websub_routes
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, IncidentRow, NoticeRow, PatrolRow
+from prevent.users import PermissionDenied
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -50,6 +52,14 @@ class ConsoleState:
     checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
     websub: Callable[[str, bytes, Any], Any] | None = None  # the in-process watcher's push receiver
     lag: Callable[[], Any] | None = None  # /metrics consumer lag text (console/kafkalag.py)
+
+
+async def _not_allowed(request: Request, exc: PermissionDenied) -> Response:
+    """Signed in, but the role does not allow the action: one answer for every route (an
+    explaining page in the console, JSON on the API), so routes need not catch it."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+    return render.message(request, "Not allowed", str(exc), status=403)
 
 
 def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[ConsoleState]]
@@ -67,6 +77,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app = FastAPI(title="prevent console", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, dependencies=[Depends(security.gate)])
     app.add_middleware(security.SecurityHeaders)
+    app.add_exception_handler(PermissionDenied, _not_allowed)  # type: ignore[arg-type]
     app.state.signin_limiter = security.SigninLimiter()
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")

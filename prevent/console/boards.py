@@ -18,7 +18,7 @@ from prevent.console.security import gate
 from prevent.contracts import PatrolAssignment, PatrolStatus, utcnow
 from prevent.feeds.metrics import feed_health
 from prevent.storage.tables import AuditRow, NoticeRow, PatrolRow
-from prevent.users import PermissionDenied, Principal, require
+from prevent.users import Principal, require
 from prevent.yamlsource import SourceError
 
 router = APIRouter()
@@ -99,11 +99,8 @@ async def feeds(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse
 async def _partners_page(request: Request, principal: Principal, *, problems: list[str] | None = None,
                          imported: dict[str, int] | None = None, status: int = 200) -> HTMLResponse:
     search = request.query_params.get("q", "").strip().casefold()[:100]
-    try:
-        async with deps.db(request).transaction() as session:
-            current = await partners.read(session, principal)
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    async with deps.db(request).transaction() as session:
+        current = await partners.read(session, principal)
     sites = [s for s in current.sites if not search or search in
              " ".join([s.site_id, s.name, s.municipality, *s.communities]).casefold()]
     return render.page(request, "partners.html", {"sites": sites, "q": search, "problems": problems,
@@ -118,10 +115,7 @@ async def partners_page(request: Request, principal: Principal = Depends(gate)) 
 @router.post("/partners/import", response_class=HTMLResponse)
 async def partners_import(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
     """All or nothing, as `prevent partners import`: every bad row is reported with its line."""
-    try:
-        require(principal, *partners.EDITORS, action="import the partner registry")
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    require(principal, *partners.EDITORS, action="import the partner registry")
     upload = (await request.form()).get("file")
     data = await upload.read(MAX_IMPORT_BYTES + 1) if hasattr(upload, "read") else b""
     if not data or len(data) > MAX_IMPORT_BYTES:

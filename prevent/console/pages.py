@@ -18,7 +18,7 @@ from prevent import alerts, lifecycle
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.contracts import Alert, Scope
-from prevent.users import PermissionDenied, Principal, Role
+from prevent.users import Principal, Role
 
 router = APIRouter()
 STATUSES = ("proposed", "confirmed", "closed", "dismissed", "expired")
@@ -120,8 +120,6 @@ async def _decide(request: Request, principal: Principal, alert_id: str, action:
                   **kwargs: Any) -> Response:
     try:
         await lifecycle.decide(deps.db(request), principal, alert_id, action=action, **kwargs)
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
     except alerts.AlertNotFound as exc:
         return render.message(request, "Alert not found", str(exc), status=404)
     except (alerts.AlertConflict, alerts.IllegalTransition) as exc:
@@ -190,8 +188,6 @@ async def extend_patrols(request: Request, alert_id: str, principal: Principal =
         async with deps.db(request).transaction() as session:
             await patrol.extend(session, principal, alert_id, hours=int(hours), seen_until=seen,
                                 note=str(form.get("note", ""))[:4000])
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
     except patrol.PatrolConflict as exc:
         return render.message(request, "The plan changed", str(exc), status=409)
     except patrol.PatrolError as exc:

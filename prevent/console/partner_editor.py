@@ -15,7 +15,7 @@ from prevent import partners, registry
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.registry import SiteIn
-from prevent.users import PermissionDenied, Principal, require
+from prevent.users import Principal, require
 from prevent.yamlsource import SourceError
 
 router = APIRouter()
@@ -123,13 +123,10 @@ def domain_errors(problems: list[str], contacts: list[dict[str, Any]]) -> Errors
 async def _form_page(request: Request, principal: Principal, site_id: str | None, *,
                      values: dict[str, str] | None = None, contacts: list[dict[str, Any]] | None = None,
                      errors: Errors | None = None, status: int = 200) -> HTMLResponse:
-    try:
-        async with deps.db(request).transaction() as session:
-            current = await partners.read(session, principal)
-            zones = sorted(await registry.known_zone_ids(session))
-            chosen = await registry.own_choices(session, site_id) if site_id else {}
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    async with deps.db(request).transaction() as session:
+        current = await partners.read(session, principal)
+        zones = sorted(await registry.known_zone_ids(session))
+        chosen = await registry.own_choices(session, site_id) if site_id else {}
     if values is None:
         site = next((s for s in current.sites if s.site_id == site_id), None)
         if site_id is not None and site is None:
@@ -156,10 +153,7 @@ async def edit_site(request: Request, site_id: str, principal: Principal = Depen
 
 @router.post("/partners/sites", response_class=HTMLResponse)
 async def save_site(request: Request, principal: Principal = Depends(gate)) -> Response:
-    try:
-        require(principal, *partners.EDITORS, action="edit the partner registry")
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    require(principal, *partners.EDITORS, action="edit the partner registry")
     form = await request.form()
     existing = str(form.get("existing") or "")[:100] or None
     values, contacts = read_form(form)
@@ -174,8 +168,6 @@ async def save_site(request: Request, principal: Principal = Depends(gate)) -> R
                     errors = {"f-site_id": f"a site {site.site_id} already exists: edit it instead"}
                 else:
                     await partners.put_site(session, principal, site)
-        except PermissionDenied as exc:
-            return render.message(request, "Not allowed", str(exc), status=403)
         except SourceError as exc:
             errors = domain_errors(exc.problems, contacts)
     if errors:
@@ -189,11 +181,8 @@ async def save_site(request: Request, principal: Principal = Depends(gate)) -> R
 
 @router.post("/partners/sites/{site_id}/delete", response_class=HTMLResponse)
 async def delete_site(request: Request, site_id: str, principal: Principal = Depends(gate)) -> Response:
-    try:
-        async with deps.db(request).transaction() as session:
-            deleted = await partners.delete_site(session, principal, site_id[:100])
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    async with deps.db(request).transaction() as session:
+        deleted = await partners.delete_site(session, principal, site_id[:100])
     if not deleted:
         return render.message(request, "Not found", f"No site {site_id}.", status=404)
     return RedirectResponse("/partners?deleted=1", status_code=303)

@@ -100,10 +100,7 @@ async def _editor(request: Request, principal: Principal, playbook_id: str | Non
                   text: str | None = None, note: str = "", base_version: int | None = None,
                   problems: list | None = None, result: editing.Backtest | None = None,
                   checked: bool = False, conflict: str = "", status: int = 200) -> HTMLResponse:
-    try:
-        require(principal, *editing.EDITORS, action="edit playbooks")
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    require(principal, *editing.EDITORS, action="edit playbooks")
     current = None
     if playbook_id is not None:
         async with deps.db(request).transaction() as session:
@@ -186,8 +183,6 @@ async def _submit(request: Request, principal: Principal, playbook_id: str | Non
             async with deps.db(request).transaction() as session:
                 version = await editing.save_draft(session, principal, text, note=note,
                                                    playbook_id=playbook_id, base_version=base_version)
-        except PermissionDenied as exc:
-            return render.message(request, "Not allowed", str(exc), status=403)
         except editing.EditError as exc:
             return await _editor(request, principal, playbook_id, problems=exc.problems, status=422,
                                  **keep)
@@ -198,10 +193,7 @@ async def _submit(request: Request, principal: Principal, playbook_id: str | Non
         saved_id = playbook_id or editing.validate(text, "draft")[0].id  # type: ignore[union-attr]
         suffix = f"?saved={version}" if version else "?unchanged=1"
         return RedirectResponse(f"/playbooks/{saved_id}/saved{suffix}", status_code=303)
-    try:
-        require(principal, *editing.EDITORS, action="edit playbooks")
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    require(principal, *editing.EDITORS, action="edit playbooks")
     async with deps.db(request).transaction() as session:
         latest = {r.playbook_id: r for r in await store.latest_versions(session)}
         items, truncated = await editing.recent_incidents(session)

@@ -17,7 +17,7 @@ from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.registry import RosterEntryIn, ZoneIn
 from prevent.storage.tables import Site
-from prevent.users import PermissionDenied, Principal, require
+from prevent.users import Principal, require
 from prevent.yamlsource import SourceError
 
 router = APIRouter()
@@ -49,13 +49,10 @@ def parse(model: type[BaseModel], data: dict[str, Any], prefix: str) -> tuple[An
 
 async def _zones_page(request: Request, principal: Principal, *, form: dict[str, str] | None = None,
                       errors: Errors | None = None, status: int = 200) -> HTMLResponse:
-    try:
-        async with deps.db(request).transaction() as session:
-            zones = (await partners.read(session, principal)).zones
-            used = dict((await session.execute(select(Site.zone_id, func.count()).where(
-                Site.zone_id.is_not(None)).group_by(Site.zone_id))).all())
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    async with deps.db(request).transaction() as session:
+        zones = (await partners.read(session, principal)).zones
+        used = dict((await session.execute(select(Site.zone_id, func.count()).where(
+            Site.zone_id.is_not(None)).group_by(Site.zone_id))).all())
     if form is None:
         editing = next((z for z in zones if z.zone_id == request.query_params.get("zone")), None)
         form = {k: str(getattr(editing, k) or "") for k in ZONE_FIELDS} if editing else {}
@@ -74,11 +71,8 @@ async def save_zone(request: Request, principal: Principal = Depends(gate)) -> R
     values = {k: str(form.get(k) or "").strip() for k in ZONE_FIELDS}
     zone, errors = parse(ZoneIn, {k: v or None for k, v in values.items()}, "z-")
     if zone is not None:
-        try:
-            async with deps.db(request).transaction() as session:
-                await partners.put_zone(session, principal, zone)
-        except PermissionDenied as exc:
-            return render.message(request, "Not allowed", str(exc), status=403)
+        async with deps.db(request).transaction() as session:
+            await partners.put_zone(session, principal, zone)
     if errors:
         return await _zones_page(request, principal, form=values, errors=errors, status=422)
     return RedirectResponse(f"/partners/zones?saved={zone.zone_id}", status_code=303)
@@ -89,8 +83,6 @@ async def delete_zone(request: Request, zone_id: str, principal: Principal = Dep
     try:
         async with deps.db(request).transaction() as session:
             deleted = await partners.delete_zone(session, principal, zone_id[:100])
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
     except SourceError as exc:  # sites still patrol in it: move them first
         return render.message(request, "Zone in use", "; ".join(exc.problems), status=409)
     if not deleted:
@@ -134,11 +126,8 @@ def validate_roster(rows: list[dict[str, Any]]) -> tuple[list[RosterEntryIn], Er
 async def _roster_page(request: Request, principal: Principal, *,
                        rows: list[dict[str, Any]] | None = None, errors: Errors | None = None,
                        status: int = 200) -> HTMLResponse:
-    try:
-        async with deps.db(request).transaction() as session:
-            current = (await partners.read(session, principal)).roster or []
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    async with deps.db(request).transaction() as session:
+        current = (await partners.read(session, principal)).roster or []
     if rows is None:
         rows = [{k: str(getattr(e, k)) for k in ROSTER_FIELDS} for e in current]
     if not rows or any(rows[-1][k] for k in ("entry_id", "name", "email")):
@@ -153,10 +142,7 @@ async def roster_page(request: Request, principal: Principal = Depends(gate)) ->
 
 @router.post("/partners/roster", response_class=HTMLResponse)
 async def save_roster(request: Request, principal: Principal = Depends(gate)) -> Response:
-    try:
-        require(principal, *partners.EDITORS, action="edit the duty roster")
-    except PermissionDenied as exc:
-        return render.message(request, "Not allowed", str(exc), status=403)
+    require(principal, *partners.EDITORS, action="edit the duty roster")
     rows = read_roster(await request.form())
     entries, errors = validate_roster(rows)
     if not errors:
