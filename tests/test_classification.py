@@ -161,6 +161,15 @@ def test_diaspora_emits_parents_abroad_only(clf: Classifier) -> None:
     assert abroad.country == "US"
 
 
+def test_a_diaspora_implies_its_faith_unless_the_text_names_one(clf: Classifier) -> None:
+    assert "hindu" in clf.classify("Indian engineer shot dead in Kansas bar in hate crime").communities
+    assert "muslim" in clf.classify("Pakistani family attacked in London hate crime").communities
+    named = clf.classify("Pakistani Christian family attacked in London hate crime")
+    assert "christian" in named.communities and "muslim" not in named.communities
+    nuns = clf.classify("Gunmen kill four Indian nuns at a care home in Aden")
+    assert "christian" in nuns.communities and "hindu" not in nuns.communities
+
+
 def test_disaster_takes_diaspora_of_country(clf: Classifier) -> None:
     c = clf.classify("Magnitude 7.8 earthquake devastates southern Turkey", "Thousands were killed.")
     assert c.incident_type == "natural_disaster"

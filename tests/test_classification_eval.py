@@ -126,22 +126,18 @@ def test_labelled_sets_are_large_and_well_formed(path: Path, size: int, negative
             assert item.get("diaspora_of")
 
 
-@pytest.mark.parametrize(("name", "path"), [("eval", EVAL_SET), ("holdout", HOLDOUT_SET)])
+DEV_PRESENT = pytest.mark.skipif(not DEV_SET.exists(), reason="shared dev set not present")
+
+
+@pytest.mark.parametrize(("name", "path"), [("eval", EVAL_SET), ("holdout", HOLDOUT_SET),
+                                            pytest.param("dev", DEV_SET, marks=DEV_PRESENT)])
 def test_labelled_sets_meet_the_bars(clf: Classifier, name: str, path: Path) -> None:
     fig, misses = evaluate(clf, path)
     print(f"\n{name}:", fig.line())
     for miss in misses:
         print("  ", miss)
-    assert fig.precision >= 0.90, fig.line()
-    assert fig.recall >= 0.90, fig.line()
+    # the bars shared/tools/score_classify.py applies by default
+    assert fig.precision >= 0.92, fig.line()
+    assert fig.recall >= 0.92, fig.line()
     assert fig.type_accuracy >= 0.80, fig.line()
     assert fig.alarm_rate <= 0.05, fig.line()
-
-
-@pytest.mark.skipif(not DEV_SET.exists(), reason="shared dev set not present")
-def test_dev_set_figures(clf: Classifier) -> None:
-    # Printed only: the dev set is for tuning, the bars are checked on the eval set.
-    fig, misses = evaluate(clf, DEV_SET)
-    print("\ndev:", fig.line())
-    for miss in misses:
-        print("  ", miss)

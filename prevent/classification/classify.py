@@ -165,13 +165,17 @@ class Classifier:
         ancestors = {cid: _ancestors(cid, communities) for cid in communities}
         self._ancestors = ancestors
         # Ids emitted for a matched community abroad, and at home (no ancestors there:
-        # "Chinese" in China is not "asian"); implied faiths come with their ancestors.
+        # "Chinese" in China is not "asian"); a faith a community implies comes with its
+        # ancestors, unless the text names a faith ("Pakistani Christians" are not Muslims).
         self._out_abroad: dict[str, frozenset[str]] = {}
         self._out_home: dict[str, frozenset[str]] = {}
+        self._implied: dict[str, frozenset[str]] = {}
         for cid, c in communities.items():
-            implied = {x for imp in c.implies for x in (imp, *ancestors[imp])}
-            self._out_home[cid] = frozenset({cid, *implied})
-            self._out_abroad[cid] = frozenset({cid, *ancestors[cid], *implied})
+            self._out_home[cid] = frozenset({cid})
+            self._out_abroad[cid] = frozenset({cid, *ancestors[cid]})
+            self._implied[cid] = frozenset(x for imp in c.implies for x in (imp, *ancestors[imp]))
+        self._faiths = frozenset(cid for cid, c in communities.items()
+                                 if c.kind in ("faith", "denomination"))
         self._home = {cid: frozenset(c.home_countries) for cid, c in communities.items()}
         diaspora: dict[str, list[str]] = {}
         for c in communities.values():
@@ -410,8 +414,11 @@ class Classifier:
         out = self._emit_cache.get(key)
         if out is None:
             ids: set[str] = set()
+            faith_named = not self._faiths.isdisjoint(key[0])
             for cid in key[0]:
                 ids |= (self._out_home if country in self._home[cid] else self._out_abroad)[cid]
+                if not faith_named:
+                    ids |= self._implied[cid]
             out = tuple(sorted(ids))
             if len(self._emit_cache) < 4096:
                 self._emit_cache[key] = out
