@@ -163,16 +163,13 @@ class Grouper:
         self._floor: dict[str, datetime] = {}
 
     @classmethod
-    async def load(cls, session: AsyncSession,
-                   reports: Sequence[tuple[GlobalIncident, Classification]]) -> Grouper:
-        """Read what grouping ``reports`` can need, in a few queries for the whole batch."""
+    async def load(cls, session: AsyncSession, reports: Sequence[tuple[GlobalIncident, Classification]],
+                   earlier: dict[str, str]) -> Grouper:
+        """Read what grouping ``reports`` can need, in a few queries for the whole batch.
+        ``earlier``: the cluster of each report an earlier version of which is stored
+        (``earlier_clusters``; the rules stage reads it with the versions it has processed)."""
         self = cls()
-        for ids in chunks(i.incident_id for i, _ in reports):
-            for incident_id, cluster_id in (await session.execute(
-                    select(IncidentRow.incident_id, IncidentRow.cluster_id)
-                    .where(IncidentRow.incident_id.in_(ids)))).all():
-                if cluster_id:
-                    self.earlier.setdefault(incident_id, cluster_id)
+        self.earlier.update(earlier)
         fresh = [(i, c) for i, c in reports if i.incident_id not in self.earlier and _groupable(c)]
         wanted = set(self.earlier.values())
         if fresh:
@@ -307,9 +304,22 @@ class Grouper:
         self._new, self._changed, self._keys = set(), set(), {}
 
 
+async def earlier_clusters(session: AsyncSession, incident_ids: Iterable[str]) -> dict[str, str]:
+    """The cluster each of these reports joined, for those with a version stored."""
+    earlier: dict[str, str] = {}
+    for ids in chunks(incident_ids):
+        for incident_id, cluster_id in (await session.execute(
+                select(IncidentRow.incident_id, IncidentRow.cluster_id)
+                .where(IncidentRow.incident_id.in_(ids)))).all():
+            if cluster_id:
+                earlier.setdefault(incident_id, cluster_id)
+    return earlier
+
+
 async def assign_cluster(session: AsyncSession, incident: GlobalIncident, c: Classification) -> str:
     """The cluster this report belongs to (created or updated in the caller's transaction)."""
-    grouper = await Grouper.load(session, [(incident, c)])
+    grouper = await Grouper.load(session, [(incident, c)],
+                                 await earlier_clusters(session, [incident.incident_id]))
     cluster_id = grouper.assign(incident, c)
     await grouper.flush(session)
     return cluster_id

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, text, tuple_
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import alerts, audit, escalation, grouping, suppression
@@ -101,13 +101,17 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
         if key not in classified:
             classified[key] = classify_incident(classifier, incident)
     await _write_lock(session)
-    keys = list(classified)
+    # One read of the stored versions gives both what was processed already and the
+    # cluster an earlier version of a report joined (grouping keeps it there).
     done: set[tuple[str, str]] = set()
-    for start in range(0, len(keys), grouping.CHUNK):
-        done.update((await session.execute(
-            select(IncidentRow.incident_id, IncidentRow.content_hash)
-            .where(tuple_(IncidentRow.incident_id, IncidentRow.content_hash)
-                   .in_(keys[start:start + grouping.CHUNK])))).all())
+    earlier: dict[str, str] = {}
+    for ids in grouping.chunks(incident_id for incident_id, _ in classified):
+        for incident_id, content_hash, cluster_id in (await session.execute(
+                select(IncidentRow.incident_id, IncidentRow.content_hash, IncidentRow.cluster_id)
+                .where(IncidentRow.incident_id.in_(ids)))).all():
+            done.add((incident_id, content_hash))
+            if cluster_id:
+                earlier.setdefault(incident_id, cluster_id)
     todo: list[tuple[GlobalIncident, Classification]] = []
     seen: set[tuple[str, str]] = set()
     for incident in incidents:
@@ -115,7 +119,7 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
         if key not in done and key not in seen:
             seen.add(key)
             todo.append((incident, classified[key]))
-    results = iter(await _Batch(session, playbooks, now).run(todo))
+    results = iter(await _Batch(session, playbooks, now).run(todo, earlier))
     outcomes = []
     for incident in incidents:
         key = (incident.incident_id, incident.content_hash)
@@ -164,7 +168,9 @@ async def process_incident(session: AsyncSession, incident: GlobalIncident, clas
     if classification is None:
         return (await process_batch(session, [incident], classifier, playbooks, now=now))[0]
     await _write_lock(session)
-    return (await _Batch(session, playbooks, now or utcnow()).run([(incident, classification)]))[0]
+    earlier = await grouping.earlier_clusters(session, [incident.incident_id])
+    return (await _Batch(session, playbooks, now or utcnow()).run([(incident, classification)],
+                                                                   earlier))[0]
 
 
 class _Batch:
@@ -185,11 +191,16 @@ class _Batch:
     def priority_of(self, playbook_id: str) -> int:
         return getattr(self.playbooks.source.get(playbook_id), "priority", 0)
 
-    async def run(self, todo: Sequence[tuple[GlobalIncident, Classification]]) -> list[Outcome]:
+    async def run(self, todo: Sequence[tuple[GlobalIncident, Classification]],
+                  earlier: dict[str, str]) -> list[Outcome]:
+        """``earlier``: the cluster of each report an earlier version of which is stored."""
         if not todo:
             return []
         session = self.session
-        grouper = await grouping.Grouper.load(session, [(i, c) for i, c in todo if not _quiet(c)])
+        reports = [(i, c) for i, c in todo if not _quiet(c)]
+        grouper = await grouping.Grouper.load(
+            session, reports, {i.incident_id: earlier[i.incident_id] for i, _ in reports
+                               if i.incident_id in earlier})
         placed: list[tuple[GlobalIncident, Classification, str | None]] = []
         for incident, c in todo:
             if _quiet(c):

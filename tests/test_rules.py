@@ -229,8 +229,8 @@ async def test_two_replicas_at_once_never_decide_from_the_same_state(db, engine,
     arrived: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
     load = grouping.Grouper.load.__func__
 
-    async def load_then_wait(cls, session, reports):  # noqa: ANN001, ANN202
-        grouper = await load(cls, session, reports)
+    async def load_then_wait(cls, session, reports, earlier):  # noqa: ANN001, ANN202
+        grouper = await load(cls, session, reports, earlier)
         me = 0 if not arrived[0].is_set() else 1
         arrived[me].set()
         with contextlib.suppress(TimeoutError):
