@@ -31,7 +31,7 @@ from prevent.playbooks import store
 from prevent.playbooks.evaluate import CompiledSet
 from prevent.registry import apply_registry, parse_registry
 from prevent.rules import process_batch
-from prevent.runtime import topic_partitions
+from prevent.runtime import settled_heap, topic_partitions
 from prevent.services import running_system
 from prevent.storage.db import Database
 from prevent.storage.tables import AlertRow, IncidentRow
@@ -124,8 +124,9 @@ async def run_pass_through(n: int) -> dict[str, float]:
 
 async def run_stage(n: int, work: Path) -> dict[str, float]:
     """The rules stage alone, without Kafka: ``process_batch`` over the same kind of burst in
-    the consumer's batch size, on the same database engine. What the consumer adds (fetch,
-    decode, commit, the outbox relay publishing alert events) is the difference."""
+    the consumer's batch size, on the same database engine and with the same collector
+    settings as a running service (``settled_heap``). What the consumer adds (fetch, decode,
+    commit, the outbox relay publishing alert events) is the difference."""
     pdir = playbooks_dir(work / "playbooks")
     db = Database(f"sqlite+aiosqlite:///{work / 'stage.db'}")
     try:
@@ -137,11 +138,12 @@ async def run_stage(n: int, work: Path) -> dict[str, float]:
             compiled = CompiledSet(await store.current_set(session))
         classifier = Classifier.from_dir(pdir)
         items = incidents(n, tag=f"stage-{n}")
-        started = time.perf_counter()
-        for start in range(0, n, BATCH_SIZE):
-            async with db.transaction() as session:
-                await process_batch(session, items[start:start + BATCH_SIZE], classifier, compiled)
-        elapsed = time.perf_counter() - started
+        with settled_heap():
+            started = time.perf_counter()
+            for start in range(0, n, BATCH_SIZE):
+                async with db.transaction() as session:
+                    await process_batch(session, items[start:start + BATCH_SIZE], classifier, compiled)
+            elapsed = time.perf_counter() - started
     finally:
         await db.dispose()
     return {"incidents": n, "seconds": elapsed, "per_second": n / elapsed, "batch": BATCH_SIZE}
