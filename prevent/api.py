@@ -72,6 +72,11 @@ class UserIn(Body):
     password: str
 
 
+class UserChange(Body):
+    role: users.Role | None = None
+    active: bool | None = None
+
+
 @contextmanager
 def _domain_errors() -> Iterator[None]:
     """Domain errors → HTTP statuses, with the domain's message for the person who acted."""
@@ -333,6 +338,18 @@ async def add_user(body: UserIn, request: Request,
             await users.create_user(session, principal, body.name, body.role, body.password)
     _kick(request)
     return {"name": body.name, "role": body.role.value}
+
+
+@router.patch("/users/{name}")
+async def change_user(name: str, body: UserChange, request: Request,
+                      principal: Principal = Depends(current_principal)) -> dict[str, object]:
+    """Another user's role, or whether they may sign in (disabling revokes their access)."""
+    with _domain_errors():
+        async with _state(request).db.transaction() as session:
+            changed = await users.change_user(session, principal, name, role=body.role,
+                                              active=body.active)
+    _kick(request)
+    return {"name": name, "changed": changed}
 
 
 @router.get("/audit")

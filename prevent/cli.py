@@ -393,6 +393,54 @@ def users_add(name: str, role: Annotated[str, typer.Option(
     typer.echo(f"user {name} added as {role}")
 
 
+@users_app.command("list")
+def users_list(actor: str = "cli") -> None:
+    """List users: name, role, whether they have a second factor, whether disabled."""
+    from prevent.lifecycle_cli import list_users
+
+    for u in asyncio.run(list_users(get_settings(), actor)):
+        state = "disabled" if u["disabled"] else "active"
+        factor = "totp" if u["second_factor"] else "no-totp"
+        typer.echo(f"{u['name']}\t{u['role']}\t{factor}\t{state}")
+
+
+@users_app.command("role")
+def users_role(name: str, role: str, actor: str = "cli") -> None:
+    """Give NAME another role (from their next request on)."""
+    from prevent import users
+    from prevent.lifecycle_cli import change_user
+
+    try:
+        changed = asyncio.run(change_user(get_settings(), name, actor, role=users.parse_role(role)))
+    except users.UserError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"user {name} is now {role}" if changed else f"user {name} was already {role}")
+
+
+@users_app.command("disable")
+def users_disable(name: str, actor: str = "cli") -> None:
+    """Disable NAME: their sessions end and their API tokens are revoked at once."""
+    _set_active(name, actor, active=False)
+
+
+@users_app.command("enable")
+def users_enable(name: str, actor: str = "cli") -> None:
+    """Enable NAME again (they sign in anew; revoked tokens stay revoked)."""
+    _set_active(name, actor, active=True)
+
+
+def _set_active(name: str, actor: str, *, active: bool) -> None:
+    from prevent import users
+    from prevent.lifecycle_cli import change_user
+
+    try:
+        changed = asyncio.run(change_user(get_settings(), name, actor, active=active))
+    except users.UserError as exc:
+        raise _fail(str(exc)) from exc
+    state = "enabled" if active else "disabled"
+    typer.echo(f"user {name} {state}" if changed else f"user {name} was already {state}")
+
+
 @users_app.command("token")
 def users_token(name: str, actor: str = "cli") -> None:
     """Print a new API bearer token for NAME (shown once; only its SHA-256 is stored)."""

@@ -16,6 +16,19 @@ async def add_user(settings: Settings, name: str, role: users.Role, password: st
         await users.add_user(session, name, role, password, actor=actor)
 
 
+async def list_users(settings: Settings, actor: str) -> list[dict[str, object]]:
+    async with open_db(settings) as db, db.transaction() as session:
+        return await users.list_users(session, users.Principal(actor, users.Role.ADMIN))
+
+
+async def change_user(settings: Settings, name: str, actor: str, *, role: users.Role | None = None,
+                      active: bool | None = None) -> bool:
+    """The CLI runs on the server as an administrator named ``actor``."""
+    async with open_db(settings) as db, db.transaction() as session:
+        return await users.change_user(session, users.Principal(actor, users.Role.ADMIN), name,
+                                       role=role, active=active)
+
+
 async def new_token(settings: Settings, name: str, actor: str) -> str:
     async with open_db(settings) as db, db.transaction() as session:
         return await users.issue_token(session, name, actor=actor)

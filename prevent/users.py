@@ -15,12 +15,12 @@ from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
 from prevent.contracts import utcnow
-from prevent.storage.tables import ApiToken, UserRow
+from prevent.storage.tables import ApiToken, ConsoleSessionRow, UserRow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,99}$")
 MIN_PASSWORD = 12
@@ -139,4 +139,48 @@ async def principal_for_token(session: AsyncSession, token: str) -> Principal:
 async def list_users(session: AsyncSession, principal: Principal) -> list[dict[str, object]]:
     require(principal, Role.ADMIN, action="list users")
     rows = (await session.execute(select(UserRow).order_by(UserRow.name))).scalars()
-    return [{"name": r.name, "role": r.role, "disabled": r.disabled} for r in rows]
+    return [{"name": r.name, "role": r.role, "disabled": r.disabled,
+             "second_factor": r.totp_secret is not None} for r in rows]
+
+
+async def change_user(session: AsyncSession, principal: Principal, name: str, *,
+                      role: Role | None = None, active: bool | None = None) -> bool:
+    """An administrator changes another user's role, or disables or re-enables them; False if
+    nothing changed. A role change applies at the user's next request. Disabling ends the
+    user's console sessions and revokes their API tokens at once: re-enabling brings neither
+    back. Nobody changes their own account this way (an administrator locked out of their
+    role would need another one anyway)."""
+    require(principal, Role.ADMIN, action="manage users")
+    if name == principal.name:
+        raise UserError("you cannot change your own role or disable yourself: ask another "
+                        "administrator")
+    row = await session.get(UserRow, name)
+    if row is None:
+        raise UserError(f"no user {name}")
+    before = {"role": row.role, "disabled": row.disabled}
+    if role is not None:
+        row.role = role.value
+    if active is not None:
+        row.disabled = not active
+    after = {"role": row.role, "disabled": row.disabled}
+    if after == before:
+        return False
+    if row.disabled and not before["disabled"]:
+        await end_access(session, name)
+    await audit.record(session, actor=principal.name, action="user.change", subject=f"user:{name}",
+                       before=before, after=after)
+    return True
+
+
+async def end_sessions(session: AsyncSession, name: str) -> None:
+    """End every console session of ``name`` (they must sign in again)."""
+    await session.execute(update(ConsoleSessionRow).where(
+        ConsoleSessionRow.user_name == name, ConsoleSessionRow.revoked_at.is_(None))
+        .values(revoked_at=utcnow()))
+
+
+async def end_access(session: AsyncSession, name: str) -> None:
+    """End every console session of ``name`` and revoke every API token."""
+    await end_sessions(session, name)
+    await session.execute(update(ApiToken).where(
+        ApiToken.user_name == name, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow()))

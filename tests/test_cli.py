@@ -81,3 +81,29 @@ def test_the_committed_asyncapi_document_is_what_the_services_declare(tmp_path: 
     result = runner.invoke(app, ["asyncapi", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_text() == (REPO / "docs" / "asyncapi.json").read_text()
+
+
+def test_users_are_listed_changed_disabled_and_enabled_from_the_cli(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PREVENT_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("PREVENT_DATABASE_URL", raising=False)
+    from prevent.config import get_settings
+
+    def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+        result = runner.invoke(app, ["users", *args], input=stdin)
+        return result.exit_code, result.output
+
+    get_settings.cache_clear()
+    try:
+        assert run("add", "ana", "--role", "viewer", stdin="a long enough password\n")[0] == 0
+        assert run("role", "ana", "duty_inspector") == (0, "user ana is now duty_inspector\n")
+        assert run("role", "ana", "duty_inspector") == (0, "user ana was already duty_inspector\n")
+        assert run("disable", "ana") == (0, "user ana disabled\n")
+        assert run("list") == (0, "ana\tduty_inspector\tno-totp\tdisabled\n")
+        assert run("enable", "ana") == (0, "user ana enabled\n")
+        assert run("list")[1] == "ana\tduty_inspector\tno-totp\tactive\n"
+        code, output = run("disable", "ghost")
+        assert code == 1 and "no user ghost" in output
+        code, output = run("role", "ana", "superuser")
+        assert code == 1 and "is not one of" in output
+    finally:
+        get_settings.cache_clear()

@@ -18,6 +18,7 @@ from prevent import alerts as alert_service
 from prevent import api
 from prevent.config import Settings
 from prevent.console import (
+    accounts,
     ack,
     boards,
     live,
@@ -88,6 +89,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app.include_router(playbook_routes.router)
     app.include_router(partner_routes.router)
     app.include_router(zones_roster.router)
+    app.include_router(accounts.router)
     app.include_router(api.router)
     app.include_router(ack.router)
     app.include_router(sms.router)

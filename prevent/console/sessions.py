@@ -16,14 +16,13 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request, Response
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
 from prevent.console import csrf
 from prevent.contracts import utcnow
 from prevent.storage.tables import ConsoleSessionRow, UserRow
-from prevent.users import MIN_PASSWORD, AuthError, Principal, Role, UserError
+from prevent.users import MIN_PASSWORD, AuthError, Principal, Role, UserError, end_sessions
 
 COOKIE = "prevent_session"
 IDLE_TIMEOUT = timedelta(minutes=30)
@@ -81,12 +80,6 @@ async def revoke(session: AsyncSession, session_id: str) -> None:
         row.revoked_at = utcnow()
 
 
-async def revoke_all(session: AsyncSession, user_name: str) -> None:
-    await session.execute(update(ConsoleSessionRow).where(
-        ConsoleSessionRow.user_name == user_name, ConsoleSessionRow.revoked_at.is_(None))
-        .values(revoked_at=utcnow()))
-
-
 async def change_password(session: AsyncSession, name: str, current: str, new: str) -> None:
     """Verify the current password, store the new hash and end every session of the user
     (a stolen session must not survive the password change meant to lock its thief out)."""
@@ -100,7 +93,7 @@ async def change_password(session: AsyncSession, name: str, current: str, new: s
     if len(new) < MIN_PASSWORD:
         raise UserError(f"the new password needs at least {MIN_PASSWORD} characters")
     row.password_hash = _hasher.hash(new)
-    await revoke_all(session, name)
+    await end_sessions(session, name)
     await audit.record(session, actor=name, action="user.password_changed", subject=f"user:{name}")
 
 
@@ -152,6 +145,6 @@ async def enroll_totp(session: AsyncSession, name: str, *, actor: str, issuer: s
     if row is None or row.disabled:
         raise UserError(f"no active user {name}")
     row.totp_secret = pyotp.random_base32()
-    await revoke_all(session, name)
+    await end_sessions(session, name)
     await audit.record(session, actor=actor, action="user.totp_enrolled", subject=f"user:{name}")
     return pyotp.TOTP(row.totp_secret).provisioning_uri(name=name, issuer_name=issuer)

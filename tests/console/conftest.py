@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import pyotp
 import pytest
 from fastapi import FastAPI
 
@@ -17,6 +18,7 @@ from prevent.demo import SAMPLE_PARTNERS
 from prevent.playbooks import store
 from prevent.registry import apply_registry, parse_registry
 from prevent.storage.db import Database
+from prevent.storage.tables import UserRow
 from prevent.users import Role
 
 PASSWORD = "a long enough test password"
@@ -32,15 +34,29 @@ class Console:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://console")
 
     async def signed_in(self, role: Role) -> tuple[httpx.AsyncClient, str]:
-        """A client holding a session cookie for the role's user, and its CSRF token."""
+        """A client holding a session cookie for the role's user, and its CSRF token (the
+        administrator, created on first use, signs in with a one-time code)."""
+        name = role.value.replace("_", "-")
+        form = {"name": name, "password": PASSWORD, "next": "/"}
+        if role is Role.ADMIN:
+            form["code"] = pyotp.TOTP(await self._admin_secret(name)).now()
         client = self.client()
-        response = await client.post("/signin", data={"name": role.value.replace("_", "-"),
-                                                       "password": PASSWORD, "next": "/"})
+        response = await client.post("/signin", data=form)
         assert response.status_code == 303, response.text
         page = await client.get("/")
         match = CSRF_META.search(page.text)
         assert match and match.group(1), "signed-in pages carry the CSRF token"
         return client, match.group(1)
+
+    async def _admin_secret(self, name: str) -> str:
+        async with self.db.transaction() as session:
+            row = await session.get(UserRow, name)
+            if row is None:
+                await users.add_user(session, name, Role.ADMIN, PASSWORD, actor="test")
+                row = await session.get(UserRow, name)
+            if row.totp_secret is None:
+                row.totp_secret = pyotp.random_base32()
+            return row.totp_secret
 
 
 @pytest.fixture

@@ -142,6 +142,24 @@ async def test_registry_edits_need_the_engagement_role(api) -> None:  # noqa: AN
     assert added.status_code == 201
 
 
+async def test_an_administrator_changes_and_disables_users_through_the_api(api) -> None:  # noqa: ANN001
+    assert (await api.patch("/api/users/cy", json={"active": False},
+                            headers=auth(api, "dee"))).status_code == 403
+    role = await api.patch("/api/users/cy", json={"role": "duty_inspector"}, headers=auth(api, "eve"))
+    assert role.json() == {"name": "cy", "changed": True}
+    assert (await api.get("/api/me", headers=auth(api, "cy"))).json()["role"] == "duty_inspector"
+    off = await api.patch("/api/users/cy", json={"active": False}, headers=auth(api, "eve"))
+    assert off.json() == {"name": "cy", "changed": True}
+    assert (await api.get("/api/me", headers=auth(api, "cy"))).status_code == 401  # token revoked
+    listed = {u["name"]: u for u in (await api.get("/api/users", headers=auth(api, "eve"))).json()}
+    assert listed["cy"] == {"name": "cy", "role": "duty_inspector", "disabled": True,
+                            "second_factor": False}
+    myself = await api.patch("/api/users/eve", json={"active": False}, headers=auth(api, "eve"))
+    assert myself.status_code == 422 and "ask another administrator" in myself.json()["detail"]
+    extra = await api.patch("/api/users/cy", json={"admin": True}, headers=auth(api, "eve"))
+    assert extra.status_code == 422  # unknown fields are refused, not ignored
+
+
 async def test_patrols_are_extended_through_the_api(api, seeded) -> None:  # noqa: ANN001
     from notifiers import patrol
     from prevent import alerts
