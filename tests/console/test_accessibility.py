@@ -119,3 +119,13 @@ async def test_forms_with_errors_and_results_pass_the_basic_checks(console: Cons
         assert audit_html(response.text) == [], response.request.url
         assert 'name="csrf_token"' in response.text
     assert "line 2" in responses[0].text and "Backtest of the draft" in responses[1].text
+
+
+async def test_the_users_page_passes_the_basic_checks(console: Console) -> None:
+    client, token = await console.signed_in(Role.ADMIN)
+    async with aclosing(client):
+        listed = await client.get("/users")
+        with_errors = await client.post("/users", data={"csrf_token": token, "name": "X",
+                                                        "role": "viewer", "password": "short"})
+    assert listed.status_code == 200 and with_errors.status_code == 422
+    assert audit_html(listed.text) == [] and audit_html(with_errors.text) == []
