@@ -21,7 +21,7 @@ Errors = dict[str, str]  # input id -> message ("" key: about the whole form)
 
 def _error_field(message: str) -> str:
     """The add form's input a ``UserError`` is about (its message names the field)."""
-    if message.startswith(("user name", "user ")):
+    if message.startswith("user "):  # "user name ...", "user X already exists"
         return "u-name"
     if message.startswith("password"):
         return "u-password"
@@ -46,7 +46,8 @@ async def users_page(request: Request, principal: Principal = Depends(gate)) -> 
 @router.post("/users", response_class=HTMLResponse)
 async def add_user(request: Request, principal: Principal = Depends(gate)) -> Response:
     form = await request.form()
-    values = {k: str(form.get(k) or "").strip() for k in ADD_FIELDS}
+    values = {k: str(form.get(k) or "") for k in ADD_FIELDS}
+    values["name"] = values["name"].strip()  # a password is taken as typed
     try:
         role = users.parse_role(values["role"])
         async with deps.db(request).transaction() as session:

@@ -48,9 +48,18 @@ async def test_an_administrator_adds_a_user_with_errors_shown_by_field(console: 
                                                   "role": "engagement_officer", "password": PASSWORD})
         assert added.status_code == 303
         assert "User new-officer added." in (await client.get(added.headers["location"])).text
+        spaced = await client.post("/users", data={"csrf_token": token, "name": " spaced ",
+                                                   "role": "viewer", "password": " kept as typed  "})
+        assert spaced.status_code == 303
+    async with aclosing(console.client()) as newcomer:  # the password works exactly as typed
+        assert (await newcomer.post("/signin", data={"name": "spaced", "password": "kept as typed"})
+                ).status_code == 401
+        assert (await newcomer.post("/signin", data={"name": "spaced", "password": " kept as typed  "})
+                ).status_code == 303
     row = await user_row(console, "new-officer")
     assert row is not None and row.role == "engagement_officer" and not row.disabled
-    assert await trail(console) == [("user.add", "user:new-officer", {"role": "engagement_officer"})]
+    assert await trail(console) == [("user.add", "user:new-officer", {"role": "engagement_officer"}),
+                                    ("user.add", "user:spaced", {"role": "viewer"})]
 
 
 async def test_a_disabled_user_loses_sessions_and_tokens_at_once(console: Console) -> None:
