@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from notifiers import patrol
 from prevent import alerts, audit, lifecycle, partners, suppression, users
@@ -30,9 +30,13 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# A password is taken as typed, as the console's forms take it.
+Password = Annotated[str, StringConstraints(strip_whitespace=False)]
+
+
 class LoginIn(Body):
     name: str
-    password: str
+    password: Password
 
 
 class ConfirmIn(Body):
@@ -69,7 +73,7 @@ class ExerciseIn(Body):
 class UserIn(Body):
     name: str
     role: users.Role
-    password: str
+    password: Password
 
 
 class UserChange(Body):

@@ -138,8 +138,12 @@ async def test_registry_edits_need_the_engagement_role(api) -> None:  # noqa: AN
         "entries": 1}
     assert (await api.get("/api/users", headers=auth(api, "dee"))).status_code == 403
     added = await api.post("/api/users", headers=auth(api, "eve"),
-                           json={"name": "fay", "role": "viewer", "password": PASSWORD})
+                           json={"name": "fay", "role": "viewer", "password": f" {PASSWORD} "})
     assert added.status_code == 201
+    # the password is taken as typed, spaces and all (the console's sign-in form does the same)
+    assert (await api.post("/api/login", json={"name": "fay", "password": PASSWORD})).status_code == 401
+    assert (await api.post("/api/login", json={"name": "fay", "password": f" {PASSWORD} "})
+            ).status_code == 200
 
 
 async def test_an_administrator_changes_and_disables_users_through_the_api(api) -> None:  # noqa: ANN001
