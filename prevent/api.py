@@ -37,6 +37,7 @@ Password = Annotated[str, StringConstraints(strip_whitespace=False)]
 class LoginIn(Body):
     name: str
     password: Password
+    code: str = Field(default="", max_length=10)  # the TOTP code, for a user who has one
 
 
 class ConfirmIn(Body):
@@ -117,12 +118,23 @@ def _kick(request: Request) -> None:
 
 @router.post("/login")
 async def login(body: LoginIn, request: Request) -> dict[str, str]:
-    """Exchange a name and password for a new bearer token (audited, good or bad)."""
+    """Exchange a name, password and (for a user who has one) TOTP code for a new bearer token:
+    the console's sign-in rules and limits (``users.sign_in``), audited, good or bad."""
+    address_limit = request.app.state.signin_limiter
+    address = request.client.host if request.client else "unknown"
+    if address_limit.blocked(address):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            "too many failed sign-ins from this address; wait 15 minutes")
+    async with _state(request).db.transaction() as session:
+        outcome = await users.sign_in(session, body.name, body.password, body.code)
+    if isinstance(outcome, users.Refusal):  # only now, so the attempt's audit entry is committed
+        if outcome.blocked:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, outcome.message)
+        address_limit.failed(address)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, outcome.message,
+                            headers={"WWW-Authenticate": "Bearer"})
+    principal = outcome
     with _domain_errors():
-        async with _state(request).db.transaction() as session:
-            principal = await users.login(session, body.name, body.password)
-        if principal is None:  # raised only now, so the failed attempt's audit entry is committed
-            raise users.AuthError("unknown user or wrong password")
         async with _state(request).db.transaction() as session:
             token = await users.issue_token(session, principal.name, actor=principal.name)
     _kick(request)

@@ -11,16 +11,18 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
 from prevent.contracts import utcnow
-from prevent.storage.tables import ApiToken, ConsoleSessionRow, UserRow
+from prevent.storage.tables import ApiToken, AuditRow, ConsoleSessionRow, UserRow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,99}$")
 MIN_PASSWORD = 12
@@ -107,6 +109,61 @@ async def login(session: AsyncSession, name: str, password: str) -> Principal | 
     await audit.record(session, actor=name, action="auth.login" if ok else "auth.login_failed",
                        subject=f"user:{name}")
     return Principal(row.name, Role(row.role)) if ok and row is not None else None
+
+
+GENERIC_FAILURE = "Unknown user, wrong password or wrong one-time code."
+FAILED_SIGN_INS = ("auth.login_failed", "auth.second_factor_failed")
+SIGN_IN_WINDOW = timedelta(minutes=15)
+MAX_FAILED_SIGN_INS = 5  # per account in the window
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a sign-in did not succeed, in words for the person; ``blocked``: too many failures."""
+
+    message: str
+    blocked: bool = False
+
+
+async def failed_sign_ins(session: AsyncSession, name: str) -> int:
+    """Failed sign-ins of ``name`` in the last ``SIGN_IN_WINDOW``, read from the audit trail: every
+    console and API replica, and both ways in, share the count."""
+    return (await session.execute(select(func.count()).select_from(AuditRow).where(
+        AuditRow.subject == f"user:{name}", AuditRow.action.in_(FAILED_SIGN_INS),
+        AuditRow.at >= utcnow() - SIGN_IN_WINDOW))).scalar_one()
+
+
+async def sign_in(session: AsyncSession, name: str, password: str, code: str = "") -> Principal | Refusal:
+    """The password, then the second factor: a user with one enrolled gives its current code,
+    and an administrator without one cannot sign in. The console and ``POST /api/login`` both
+    come here, so neither door is weaker than the other. Every attempt is audited in the
+    caller's transaction (refusals are returned, not raised, so the caller commits them)."""
+    if await failed_sign_ins(session, name) >= MAX_FAILED_SIGN_INS:
+        await audit.record(session, actor=name, action="auth.sign_in_blocked", subject=f"user:{name}")
+        return Refusal("Too many failed sign-ins. Wait 15 minutes, or ask an administrator.",
+                       blocked=True)
+    principal = await login(session, name, password)
+    if principal is None:
+        return Refusal(GENERIC_FAILURE)
+    row = await session.get(UserRow, name)
+    problem = _second_factor_problem(row, code)
+    if problem:
+        await audit.record(session, actor=name, action="auth.second_factor_failed",
+                           subject=f"user:{name}")
+        return Refusal(problem)
+    return principal
+
+
+def _second_factor_problem(row: UserRow | None, code: str) -> str | None:
+    if row is None:
+        return GENERIC_FAILURE
+    if row.totp_secret:
+        return None if pyotp.TOTP(row.totp_secret).verify(code.strip(), valid_window=1) \
+            else GENERIC_FAILURE
+    if row.role == Role.ADMIN.value:
+        return ("Administrators need a second factor: enrol one with "
+                "'prevent users totp NAME', then sign in with its code.")
+    return None
 
 
 def token_digest(token: str) -> str:

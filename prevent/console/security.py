@@ -111,29 +111,24 @@ async def gate(request: Request) -> Principal | None:
 
 
 class SigninLimiter:
-    """Failed sign-ins in a sliding window, per account and per client address."""
+    """Failed sign-ins per client address in a sliding window, in this process's memory (the
+    limit per account is shared by every replica: ``prevent.users.sign_in``). Addresses are
+    never stored."""
 
-    def __init__(self, *, per_account: int = 5, per_address: int = 20,
-                 window_seconds: float = 900.0) -> None:
-        self.limits = {"account": per_account, "address": per_address}
+    def __init__(self, *, per_address: int = 20, window_seconds: float = 900.0) -> None:
+        self.limit = per_address
         self.window = window_seconds
-        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        failures = self._failures[key]
+    def _recent(self, address: str, now: float) -> deque[float]:
+        failures = self._failures[address]
         while failures and now - failures[0] > self.window:
             failures.popleft()
         return failures
 
-    def blocked(self, account: str, address: str) -> bool:
-        now = time.monotonic()
-        return (len(self._recent(("account", account), now)) >= self.limits["account"]
-                or len(self._recent(("address", address), now)) >= self.limits["address"])
+    def blocked(self, address: str) -> bool:
+        return len(self._recent(address, time.monotonic())) >= self.limit
 
-    def failed(self, account: str, address: str) -> None:
+    def failed(self, address: str) -> None:
         now = time.monotonic()
-        self._recent(("account", account), now).append(now)
-        self._recent(("address", address), now).append(now)
-
-    def succeeded(self, account: str) -> None:
-        self._failures.pop(("account", account), None)
+        self._recent(address, now).append(now)

@@ -1,26 +1,25 @@
 """Sign-in, sign-out and password change for the console.
 
-Passwords are checked by ``prevent.users.login`` (argon2, audited). A user with a TOTP
-secret must also give the current code; an administrator without one cannot sign in to
-the console until one is enrolled (``prevent users totp NAME``).
+``prevent.users.sign_in`` decides (argon2 password, then the TOTP code of a user who has one;
+an administrator without one cannot sign in until one is enrolled with ``prevent users totp
+NAME``; too many failures for the account, counted from the audit trail, block it for a while).
+This module adds a limit per client address, kept in memory.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import pyotp
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from prevent import audit, users
+from prevent import users
 from prevent.console import render, sessions
 from prevent.console.security import SigninLimiter, gate
-from prevent.storage.tables import UserRow
-from prevent.users import AuthError, Principal, Role, UserError
+from prevent.users import AuthError, Principal, UserError
 
 router = APIRouter()
-GENERIC_FAILURE = "Unknown user, wrong password or wrong one-time code."
+TOO_MANY_FROM_HERE = "Too many failed sign-ins from this address. Wait 15 minutes."
 
 
 def limiter(request: Request) -> SigninLimiter:
@@ -50,39 +49,20 @@ async def signin_page(request: Request, next: str = "/") -> HTMLResponse:  # noq
     return _form(request, next)
 
 
-def _second_factor_problem(row: UserRow | None, code: str) -> str | None:
-    if row is None:
-        return GENERIC_FAILURE
-    if row.totp_secret:
-        return None if pyotp.TOTP(row.totp_secret).verify(code.strip(), valid_window=1) \
-            else GENERIC_FAILURE
-    if row.role == Role.ADMIN.value:
-        return ("Administrators need a second factor: enrol one with "
-                "'prevent users totp NAME', then sign in with its code.")
-    return None
-
-
 @router.post("/signin", response_class=HTMLResponse)
 async def signin(request: Request, name: str = Form(max_length=100),
                  password: str = Form(max_length=1000), code: str = Form(default="", max_length=10),
                  next: str = Form(default="/")) -> Response:  # noqa: A002
     name, address = name.strip().lower(), client_address(request)
-    if limiter(request).blocked(name, address):
-        return _form(request, next, status=429,
-                     error="Too many failed sign-ins. Wait 15 minutes, or ask an administrator.")
-    db = request.app.state.console.db
-    async with db.transaction() as session:
-        principal = await users.login(session, name, password)
-        row = await session.get(UserRow, name) if principal else None
-        problem = _second_factor_problem(row, code) if principal else GENERIC_FAILURE
-        if principal and problem:
-            await audit.record(session, actor=name, action="auth.second_factor_failed",
-                               subject=f"user:{name}")
-        session_id = await sessions.create(session, name) if not problem else None
-    if session_id is None:
-        limiter(request).failed(name, address)
-        return _form(request, next, error=problem, status=401)
-    limiter(request).succeeded(name)
+    if limiter(request).blocked(address):
+        return _form(request, next, status=429, error=TOO_MANY_FROM_HERE)
+    async with request.app.state.console.db.transaction() as session:
+        outcome = await users.sign_in(session, name, password, code)
+        session_id = await sessions.create(session, name) if isinstance(outcome, Principal) else ""
+    if isinstance(outcome, users.Refusal):
+        if not outcome.blocked:
+            limiter(request).failed(address)
+        return _form(request, next, error=outcome.message, status=429 if outcome.blocked else 401)
     response = RedirectResponse(safe_next(next), status_code=303)
     sessions.set_cookie(response, request, session_id)
     return response

@@ -6,13 +6,15 @@ from __future__ import annotations
 import re
 from contextlib import aclosing
 
+import httpx
 import pyotp
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy import select
 
 from prevent import users
 from prevent.console import security, sessions
-from prevent.storage.tables import UserRow
+from prevent.storage.tables import AuditRow, UserRow
 from prevent.users import Role
 
 from .conftest import PASSWORD, Console
@@ -139,6 +141,43 @@ async def test_signin_is_rate_limited_per_account(console: Console) -> None:
             assert bad.status_code == 401
         blocked = await client.post("/signin", data={"name": "viewer", "password": PASSWORD})
     assert blocked.status_code == 429
+
+
+async def test_the_account_limit_is_shared_by_every_replica_and_the_api(console: Console) -> None:
+    """Two console replicas on one database, and the API: failures add up wherever they
+    happen, because they are counted from the audit trail, not in a process's memory."""
+    from prevent.console.app import ConsoleState, create_app
+
+    other = create_app(None)  # type: ignore[arg-type] - a second replica, same database
+    other.state.console = ConsoleState(db=console.db, settings=console.app.state.console.settings)
+    wrong = {"name": "viewer", "password": "wrong password!"}
+    async with console.client() as first, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=other), base_url="http://console") as second:
+        for client in (first, second, first):
+            assert (await client.post("/signin", data=wrong)).status_code == 401
+        for _ in range(2):
+            assert (await second.post("/api/login", json=wrong)).status_code == 401
+        blocked = await first.post("/signin", data={"name": "viewer", "password": PASSWORD})
+        api_blocked = await second.post("/api/login", json={"name": "viewer", "password": PASSWORD})
+        other_account = await first.post("/signin", data={"name": "duty-inspector",
+                                                          "password": PASSWORD})
+    assert blocked.status_code == 429 and "Too many failed sign-ins" in blocked.text
+    assert api_blocked.status_code == 429
+    assert other_account.status_code == 303  # only the attacked account is held
+    async with console.db.transaction() as session:
+        actions = list((await session.execute(select(AuditRow.action).where(
+            AuditRow.subject == "user:viewer", AuditRow.action.like("auth.%"))
+            .order_by(AuditRow.at))).scalars())
+    assert actions == ["auth.login_failed"] * 5 + ["auth.sign_in_blocked"] * 2
+
+
+async def test_many_failures_from_one_address_are_refused_for_any_account(console: Console) -> None:
+    async with console.client() as client:
+        for n in range(20):  # 20 accounts, one wrong password each: no account limit is reached
+            response = await client.post("/signin", data={"name": f"guess-{n}", "password": "x" * 12})
+            assert response.status_code == 401
+        refused = await client.post("/signin", data={"name": "viewer", "password": PASSWORD})
+    assert refused.status_code == 429 and "from this address" in refused.text
 
 
 @pytest.mark.parametrize("with_code", [False, True])

@@ -6,12 +6,14 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
+import pyotp
 import pytest
 
 from lifecycle.support import make_alert, open_alert
 from prevent import users
 from prevent.console.app import ConsoleState, create_app
 from prevent.contracts import utcnow
+from prevent.storage.tables import UserRow
 from prevent.users import Role
 
 PASSWORD = "a long enough password"
@@ -144,6 +146,24 @@ async def test_registry_edits_need_the_engagement_role(api) -> None:  # noqa: AN
     assert (await api.post("/api/login", json={"name": "fay", "password": PASSWORD})).status_code == 401
     assert (await api.post("/api/login", json={"name": "fay", "password": f" {PASSWORD} "})
             ).status_code == 200
+
+
+async def test_api_login_asks_what_the_console_asks(api, seeded) -> None:  # noqa: ANN001
+    """No weaker door: an administrator needs the second factor for a token too, and a user
+    with one enrolled gives its code."""
+    refused = await api.post("/api/login", json={"name": "eve", "password": PASSWORD})
+    assert refused.status_code == 401 and "second factor" in refused.json()["detail"]
+    secret = pyotp.random_base32()
+    async with seeded.transaction() as session:
+        (await session.get(UserRow, "eve")).totp_secret = secret
+    no_code = await api.post("/api/login", json={"name": "eve", "password": PASSWORD})
+    wrong_code = await api.post("/api/login", json={"name": "eve", "password": PASSWORD,
+                                                    "code": "000000" if pyotp.TOTP(secret).now() != "000000"
+                                                    else "111111"})
+    good = await api.post("/api/login", json={"name": "eve", "password": PASSWORD,
+                                              "code": pyotp.TOTP(secret).now()})
+    assert no_code.status_code == wrong_code.status_code == 401
+    assert good.status_code == 200 and good.json()["role"] == "admin"
 
 
 async def test_an_administrator_changes_and_disables_users_through_the_api(api) -> None:  # noqa: ANN001
