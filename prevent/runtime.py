@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
@@ -103,9 +103,10 @@ class ServiceContext:
 
 def outbox_sender(broker: KafkaBroker, source: str):  # noqa: ANN201 - returns outbox.Sender
     async def send(topic: str, key: str, event_id: str, subtype: str | None, payload: str,
-                   extra: dict[str, str]) -> None:
+                   extra: dict[str, str]) -> Awaitable[object]:
         headers = cloudevent_headers(TOPICS_BY_NAME[topic], event_id, source, subtype) | extra
-        await broker.publish(payload.encode(), topic=topic, key=key.encode(), headers=headers)
+        return await broker.publish(payload.encode(), topic=topic, key=key.encode(),  # type: ignore[no-any-return]
+                                    headers=headers, no_confirm=True)
     return send
 
 

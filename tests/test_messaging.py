@@ -127,3 +127,50 @@ async def test_offsets_are_committed_only_after_the_handler_returned(kafka_boots
 def test_group_less_readers_commit_nothing(policy_group) -> None:
     opts = consumer_options(Settings(), policy_group)
     assert opts["auto_offset_reset"] == "latest" and opts["group_id"] is None
+
+
+async def test_the_outbox_relay_publishes_a_keys_events_in_order_and_stamps_them_after_the_acks(
+        kafka_bootstrap, tmp_path) -> None:
+    """Events handed over without waiting for each acknowledgement still arrive in the order
+    they were staged (the producer keeps a partition's order), and are stamped published only
+    once the broker acknowledged them."""
+    from sqlalchemy import func, select
+
+    from prevent.contracts import AUDIT, AuditEvent
+    from prevent.runtime import outbox_sender
+    from prevent.storage import outbox
+    from prevent.storage.db import Database
+    from prevent.storage.tables import OutboxRow
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}")
+    await db.upgrade()
+    subject = f"alert:{uuid.uuid4().hex[:8]}"
+    ids = [f"{subject}:{n}" for n in range(300)]
+    async with db.transaction() as session:
+        for n, event_id in enumerate(ids):
+            await outbox.stage(session, AUDIT, AuditEvent(
+                audit_id=event_id, at=datetime(2026, 1, 1, tzinfo=UTC), actor="test",
+                action=f"step.{n}", subject=subject), key=subject, event_id=event_id)
+    broker = make_broker(Settings(kafka_bootstrap=kafka_bootstrap), kafka_bootstrap, client_id="relay")
+    await broker.start()
+    try:
+        assert await outbox.flush(db, outbox_sender(broker, "test")) == 300
+    finally:
+        await broker.stop()
+    async with db.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(OutboxRow).where(
+            OutboxRow.published_at.is_(None)))).scalar() == 0
+    consumer = AIOKafkaConsumer(AUDIT.name, bootstrap_servers=kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        received: list[str] = []
+        async with asyncio.timeout(30):
+            while len(received) < 300:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    received += [json.loads(r.value)["audit_id"] for r in records
+                                 if r.key == subject.encode()]
+    finally:
+        await consumer.stop()
+    assert received == ids
+    await db.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -38,6 +39,18 @@ async def test_naive_timestamps_are_refused(db) -> None:
                                  subject="c"))
 
 
+def acknowledged() -> asyncio.Future[None]:
+    ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ack.set_result(None)
+    return ack
+
+
+def refused(exc: Exception) -> asyncio.Future[None]:
+    ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ack.set_exception(exc)
+    return ack
+
+
 async def test_outbox_stages_once_and_flushes_in_order(db) -> None:
     async with db.transaction() as session:
         for n in (1, 2, 3):
@@ -45,8 +58,9 @@ async def test_outbox_stages_once_and_flushes_in_order(db) -> None:
         await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")  # repeated id
     sent: list[str] = []
 
-    async def send(topic, key, event_id, subtype, payload, headers) -> None:  # noqa: ANN001
+    async def send(topic, key, event_id, subtype, payload, headers):  # noqa: ANN001, ANN202
         sent.append(event_id)
+        return acknowledged()
 
     assert await outbox.flush(db, send) == 3
     assert sent == ["e1", "e2", "e3"]
@@ -56,18 +70,22 @@ async def test_outbox_stages_once_and_flushes_in_order(db) -> None:
     assert all(r.published_at is not None for r in rows)
 
 
-async def test_a_failed_send_leaves_events_pending(db) -> None:
+@pytest.mark.parametrize("fails", ["handing over", "acknowledging"])
+async def test_a_failed_send_leaves_events_pending(db, fails: str) -> None:
     async with db.transaction() as session:
         await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")
 
-    async def broken(*_args: object) -> None:
-        raise ConnectionError("broker down")
+    async def broken(*_args: object):  # noqa: ANN202
+        if fails == "handing over":
+            raise ConnectionError("broker down")
+        return refused(ConnectionError("broker down"))  # handed over, never acknowledged
 
     with pytest.raises(ConnectionError):
         await outbox.flush(db, broken)
     delivered: list[str] = []
 
-    async def send(topic, key, event_id, *_rest) -> None:  # noqa: ANN001
+    async def send(topic, key, event_id, *_rest):  # noqa: ANN001, ANN202
         delivered.append(event_id)
+        return acknowledged()
 
     assert await outbox.flush(db, send) == 1 and delivered == ["e1"]

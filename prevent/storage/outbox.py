@@ -17,8 +17,10 @@ from prevent.storage.tables import OutboxRow
 
 log = logging.getLogger("prevent.outbox")
 
-# (topic name, key, event id, subtype, payload json, extra headers) -> awaits the broker's ack
-Sender = Callable[[str, str, str, str | None, str, dict[str, str]], Awaitable[None]]
+# (topic name, key, event id, subtype, payload json, extra headers) -> hands the event to the
+# producer, in call order, and returns what to await for the broker's acknowledgement (it
+# raises if the event was not accepted).
+Sender = Callable[[str, str, str, str | None, str, dict[str, str]], Awaitable[Awaitable[object]]]
 
 
 async def stage(session: AsyncSession, topic: Topic, event: Contract, *, key: str,
@@ -34,18 +36,31 @@ async def stage(session: AsyncSession, topic: Topic, event: Contract, *, key: st
 
 
 async def flush(db: Database, send: Sender, *, batch: int = 500) -> int:
-    """Publish pending events in order; returns how many were published."""
+    """Publish pending events in order; returns how many were published. A batch is handed to
+    the producer in order without waiting for each acknowledgement (the producer keeps a
+    partition's order), then every acknowledgement is awaited before the batch is stamped: an
+    event not acknowledged stays pending and is published again (consumers drop repeats by
+    event id)."""
     total = 0
     while True:
         async with db.transaction() as session:
             rows = (await session.execute(
-                select(OutboxRow).where(OutboxRow.published_at.is_(None))
-                .order_by(OutboxRow.seq).limit(batch)
-            )).scalars().all()
+                select(OutboxRow.seq, OutboxRow.topic, OutboxRow.key, OutboxRow.event_id,
+                       OutboxRow.subtype, OutboxRow.payload, OutboxRow.headers)
+                .where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.seq).limit(batch)
+            )).all()
         if not rows:
             return total
-        for row in rows:
-            await send(row.topic, row.key, row.event_id, row.subtype, row.payload, row.headers or {})
+        acks: list[Awaitable[object]] = []
+        try:
+            for row in rows:
+                acks.append(await send(row.topic, row.key, row.event_id, row.subtype, row.payload,
+                                       row.headers or {}))
+        finally:  # what was handed over is awaited, even when a later event could not be
+            outcomes = await asyncio.gather(*acks, return_exceptions=True)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed
         async with db.transaction() as session:
             await session.execute(update(OutboxRow).where(OutboxRow.seq.in_([r.seq for r in rows]))
                                   .values(published_at=utcnow()))
