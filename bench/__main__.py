@@ -4,6 +4,8 @@ and the raw figures as JSON in var/bench/. Never part of `make test`."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import inspect
 import json
 import logging
 import os
@@ -11,7 +13,9 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,21 @@ def machine() -> dict[str, Any]:
             "commit": commit}
 
 
+def _call(target: str, args: tuple[Any, ...]) -> Any:
+    module, name = target.rsplit(".", 1)
+    logging.basicConfig(level=logging.ERROR)
+    result = getattr(importlib.import_module(module), name)(*args)
+    return asyncio.run(result) if inspect.iscoroutine(result) else result
+
+
+def isolated(target: str, *args: Any) -> Any:
+    """``target(*args)`` (a coroutine function is run to completion) in a fresh interpreter:
+    what one benchmark leaves in a process (its heap, threads, sockets) must not weigh on
+    the next one's figures."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_call, target, args).result()
+
+
 def timed(name: str, fn: Any) -> Any:
     started = time.perf_counter()
     print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -38,15 +57,17 @@ def timed(name: str, fn: Any) -> Any:
 
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
-    from bench import classification, feeds, latency, memory, throughput
+    from bench import memory
 
     results: dict[str, Any] = {"machine": machine()}
-    results["classification"] = timed("classification", lambda: classification.run(seconds=5.0))
-    results["feeds"] = timed("feed polling", lambda: feeds.run(2000))
-    results["latency"] = timed("end-to-end latency", lambda: asyncio.run(latency.run(500)))
-    results["throughput"] = timed("rules throughput", lambda: asyncio.run(throughput.compare(10_000)))
-    results["burst"] = timed("burst", lambda: asyncio.run(throughput.burst(20_000)))
-    results["memory"] = timed("memory", lambda: memory.run(20_000))
+    results["classification"] = timed("classification",
+                                      lambda: isolated("bench.classification.run", 5.0))
+    results["feeds"] = timed("feed polling", lambda: isolated("bench.feeds.run", 2000))
+    results["latency"] = timed("end-to-end latency", lambda: isolated("bench.latency.run", 500))
+    results["throughput"] = timed("rules throughput",
+                                  lambda: isolated("bench.throughput.compare", 10_000))
+    results["burst"] = timed("burst", lambda: isolated("bench.throughput.burst", 20_000))
+    results["memory"] = timed("memory", lambda: memory.run(20_000))  # measures `prevent up` processes
     out = REPO / "var" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     stamp = results["machine"]["date"].replace(":", "")
