@@ -3,9 +3,6 @@ and the raw figures as JSON in var/bench/. Never part of `make test`."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
 import json
 import logging
 import os
@@ -13,9 +10,7 @@ import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +27,6 @@ def machine() -> dict[str, Any]:
             "commit": commit}
 
 
-def _call(target: str, args: tuple[Any, ...]) -> Any:
-    module, name = target.rsplit(".", 1)
-    logging.basicConfig(level=logging.ERROR)
-    result = getattr(importlib.import_module(module), name)(*args)
-    return asyncio.run(result) if inspect.iscoroutine(result) else result
-
-
-def isolated(target: str, *args: Any) -> Any:
-    """``target(*args)`` (a coroutine function is run to completion) in a fresh interpreter:
-    what one benchmark leaves in a process (its heap, threads, sockets) must not weigh on
-    the next one's figures."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_call, target, args).result()
-
-
 def timed(name: str, fn: Any) -> Any:
     started = time.perf_counter()
     print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -58,6 +38,7 @@ def timed(name: str, fn: Any) -> Any:
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     from bench import memory
+    from bench.isolation import isolated
 
     results: dict[str, Any] = {"machine": machine()}
     results["classification"] = timed("classification",
