@@ -8,6 +8,7 @@ here, in the domain, so the web layer cannot forget them.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ async def sign_in(session: AsyncSession, name: str, password: str, code: str = "
     if principal is None:
         return Refusal(GENERIC_FAILURE)
     row = await session.get(UserRow, name)
-    problem = _second_factor_problem(row, code)
+    problem = _check_second_factor(row, code)
     if problem:
         await audit.record(session, actor=name, action="auth.second_factor_failed",
                            subject=f"user:{name}")
@@ -154,16 +155,29 @@ async def sign_in(session: AsyncSession, name: str, password: str, code: str = "
     return principal
 
 
-def _second_factor_problem(row: UserRow | None, code: str) -> str | None:
+def _check_second_factor(row: UserRow | None, code: str) -> str | None:
+    """What is wrong with the second factor, or None (a code then counts as used)."""
     if row is None:
         return GENERIC_FAILURE
     if row.totp_secret:
-        return None if pyotp.TOTP(row.totp_secret).verify(code.strip(), valid_window=1) \
-            else GENERIC_FAILURE
+        step = _totp_step(row.totp_secret, code)
+        # A code is good once: seen over a shoulder or phished, it cannot be used again.
+        if step is None or (row.totp_last_step is not None and step <= row.totp_last_step):
+            return GENERIC_FAILURE
+        row.totp_last_step = step
+        return None
     if row.role == Role.ADMIN.value:
         return ("Administrators need a second factor: enrol one with "
                 "'prevent users totp NAME', then sign in with its code.")
     return None
+
+
+def _totp_step(secret: str, code: str) -> int | None:
+    """The time step whose code ``code`` is: now, or one step either side (clock drift)."""
+    totp = pyotp.TOTP(secret)
+    now = totp.timecode(utcnow())
+    return next((step for step in (now - 1, now, now + 1)
+                 if hmac.compare_digest(totp.generate_otp(step), code.strip())), None)
 
 
 def token_digest(token: str) -> str:

@@ -23,6 +23,22 @@ async def test_migrations_are_idempotent(db) -> None:
     assert await db.ping()
 
 
+async def test_the_migrations_build_exactly_the_models_schema(db) -> None:
+    """A column or table added to prevent/storage/tables.py without its migration (or the
+    other way round) fails here, not on a production database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from prevent.storage.tables import Base
+
+    def differences(conn):  # noqa: ANN001, ANN202
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with db.engine.connect() as conn:
+        assert await conn.run_sync(differences) == []
+
+
 async def test_timestamps_come_back_aware_utc(db) -> None:
     local = datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5)))
     async with db.transaction() as session:

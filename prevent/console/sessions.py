@@ -145,6 +145,7 @@ async def enroll_totp(session: AsyncSession, name: str, *, actor: str, issuer: s
     if row is None or row.disabled:
         raise UserError(f"no active user {name}")
     row.totp_secret = pyotp.random_base32()
+    row.totp_last_step = None
     await end_sessions(session, name)
     await audit.record(session, actor=actor, action="user.totp_enrolled", subject=f"user:{name}")
     return pyotp.TOTP(row.totp_secret).provisioning_uri(name=name, issuer_name=issuer)

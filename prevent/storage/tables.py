@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -392,6 +393,8 @@ class UserRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # Base32 TOTP secret (pyotp) when a second factor is enrolled; required for admins.
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The time step of the last code accepted: a code is good once (no replay in its window).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ConsoleSessionRow(Base):

@@ -4,6 +4,7 @@ session request without the CSRF token; sessions, headers and sign-in limits beh
 from __future__ import annotations
 
 import re
+import time
 from contextlib import aclosing
 
 import httpx
@@ -196,6 +197,27 @@ async def test_admins_need_a_second_factor(console: Console, with_code: bool) ->
             assert ok.status_code == 303
         else:
             assert "second factor" in no_code.text
+
+
+async def test_a_one_time_code_is_good_once(console: Console) -> None:
+    """A code seen over a shoulder or phished cannot be used again within its 90 s window;
+    the next code still works, an older one does not."""
+    secret = pyotp.random_base32()
+    async with console.db.transaction() as session:
+        await users.add_user(session, "code-admin", Role.ADMIN, PASSWORD, actor="test")
+        (await session.get(UserRow, "code-admin")).totp_secret = secret
+    totp = pyotp.TOTP(secret)
+
+    async def sign_in(code: str) -> int:
+        async with console.client() as client:
+            return (await client.post("/signin", data={"name": "code-admin", "password": PASSWORD,
+                                                       "code": code})).status_code
+
+    code = totp.now()
+    assert await sign_in(code) == 303
+    assert await sign_in(code) == 401  # replayed
+    assert await sign_in(totp.at(time.time() + 30)) == 303  # the next step's code
+    assert await sign_in(totp.at(time.time() - 30)) == 401  # older than the last one used
 
 
 async def test_next_parameter_cannot_redirect_off_site(console: Console) -> None:
