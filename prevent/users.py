@@ -138,7 +138,9 @@ async def sign_in(session: AsyncSession, name: str, password: str, code: str = "
     """The password, then the second factor: a user with one enrolled gives its current code,
     and an administrator without one cannot sign in. The console and ``POST /api/login`` both
     come here, so neither door is weaker than the other. Every attempt is audited in the
-    caller's transaction (refusals are returned, not raised, so the caller commits them)."""
+    caller's transaction (refusals are returned, not raised, so the caller commits them).
+    Names are matched as lower case, as they are stored."""
+    name = name.strip().lower()
     if await failed_sign_ins(session, name) >= MAX_FAILED_SIGN_INS:
         await audit.record(session, actor=name, action="auth.sign_in_blocked", subject=f"user:{name}")
         return Refusal("Too many failed sign-ins. Wait 15 minutes, or ask an administrator.",

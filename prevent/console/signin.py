@@ -53,12 +53,13 @@ async def signin_page(request: Request, next: str = "/") -> HTMLResponse:  # noq
 async def signin(request: Request, name: str = Form(max_length=100),
                  password: str = Form(max_length=1000), code: str = Form(default="", max_length=10),
                  next: str = Form(default="/")) -> Response:  # noqa: A002
-    name, address = name.strip().lower(), client_address(request)
+    address = client_address(request)
     if limiter(request).blocked(address):
         return _form(request, next, status=429, error=TOO_MANY_FROM_HERE)
     async with request.app.state.console.db.transaction() as session:
         outcome = await users.sign_in(session, name, password, code)
-        session_id = await sessions.create(session, name) if isinstance(outcome, Principal) else ""
+        session_id = (await sessions.create(session, outcome.name)
+                      if isinstance(outcome, Principal) else "")
     if isinstance(outcome, users.Refusal):
         if not outcome.blocked:
             limiter(request).failed(address)

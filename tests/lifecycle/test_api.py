@@ -53,7 +53,7 @@ async def test_authentication_is_required_and_tokens_resolve(api) -> None:  # no
     assert me.json() == {"name": "cy", "role": "viewer"}
     bad = await api.post("/api/login", json={"name": "cy", "password": "wrong password!"})
     assert bad.status_code == 401
-    good = await api.post("/api/login", json={"name": "cy", "password": PASSWORD})
+    good = await api.post("/api/login", json={"name": " CY ", "password": PASSWORD})  # as stored
     token = good.json()["token"]
     assert (await api.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
     trail = (await api.get("/api/audit", params={"subject": "user:cy"}, headers=auth(api, "cy"))).json()
