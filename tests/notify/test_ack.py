@@ -236,11 +236,16 @@ async def test_sms_reply_acknowledges_the_matching_notice(db: Database, settings
     assert email is not None and email.acknowledged_at is None  # only the SMS notice
 
 
+def twilio(settings: Settings) -> Settings:
+    """The SMS gateway as Twilio: its form posts, signed with ``twilio-token``."""
+    return settings.model_copy(update={"sms_gateway_kind": "twilio",
+                                       "sms_gateway_token": SecretStr("twilio-token")})
+
+
 async def test_twilio_style_reply_without_code_takes_the_latest_open_sms(db: Database,
                                                                         settings: Settings) -> None:
     notices = await sent_notices(db, settings, channels=("sms",))
-    s = settings.model_copy(update={"sms_gateway_kind": "twilio",
-                                    "sms_gateway_token": SecretStr("twilio-token")})
+    s = twilio(settings)
     params = {"From": "+1 555 0101", "Body": "OK", "MessageSid": "SM1"}
     url = s.public_base_url + "/sms/inbound"
     async with console(db, s) as client:
@@ -302,8 +307,7 @@ async def test_sms_delivery_receipts_mark_the_notice_delivered_or_failed_once(
 
 async def test_twilio_status_callbacks_are_signed_and_recorded(db: Database, settings: Settings) -> None:
     notices = await sent_notices(db, settings, channels=("sms",))
-    s = settings.model_copy(update={"sms_gateway_kind": "twilio",
-                                    "sms_gateway_token": SecretStr("twilio-token")})
+    s = twilio(settings)
     params = {"MessageSid": "gw-ref", "MessageStatus": "delivered", "To": "+15550101"}
     url = s.public_base_url + "/sms/status"
     async with console(db, s) as client:
