@@ -10,6 +10,9 @@ A batch is grouped by a :class:`Grouper`: three queries read what the batch can 
 (earlier versions' clusters, the key index for the batch's words, those clusters), the
 reports are grouped one after another in memory (a report can join a cluster made by an
 earlier report of the same batch), and the clusters and keys are written at the end.
+Grouping runs once per report on the rules stage's hot path: in memory a cluster keeps its
+words and communities as sets too (not columns), and its lists are re-sorted only when a
+report brings something new.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -62,7 +64,7 @@ def title_tokens(text: str) -> frozenset[str]:
 
 def similarity(a: frozenset[str], b: Collection[str]) -> float:
     """Overlap coefficient: robust when one outlet's headline is much longer than another's.
-    ``b`` holds distinct words (a cluster's sorted token list)."""
+    ``b`` holds distinct words (a cluster's token set: intersecting it is cheapest)."""
     if not a or not b:
         return 0.0
     return len(a.intersection(b)) / min(len(a), len(b))
@@ -83,29 +85,36 @@ class Cluster:
     tokens: list[str]
     max_severity: int
     report_count: int
+    # Not columns (``values`` and ``COLUMNS`` leave them out): the lists as sets, for the
+    # tests of every report against every candidate, kept in step by ``Grouper._update``
+    # (the only writer of the lists once a cluster exists); and whether the lists are
+    # already what ``_update`` makes of them (sorted, distinct, capped), so that a report
+    # that brings nothing new re-sorts nothing.
+    token_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    community_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    canonical: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.token_set = frozenset(self.tokens)
+        self.community_set = frozenset(self.communities)
+        self.canonical = (self.communities == sorted(self.community_set)
+                          and self.tokens == sorted(self.token_set)[:MAX_TOKENS])
 
     def values(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in CLUSTER_COLUMNS}
 
 
-COLUMNS = [ClusterRow.__table__.c[f.name] for f in fields(Cluster)]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    row: Cluster
-    score: float
+CLUSTER_COLUMNS = tuple(f.name for f in fields(Cluster) if f.init)
+COLUMNS = [ClusterRow.__table__.c[name] for name in CLUSTER_COLUMNS]
 
 
 def _score(row: Cluster, incident: GlobalIncident, c: Classification,
            tokens: frozenset[str]) -> float | None:
-    if row.communities and c.communities and set(row.communities).isdisjoint(c.communities):
-        return None
-    if row.country and c.country and row.country != c.country:
-        return None
+    """How well the report fits ``row``, None if not at all. ``row`` is a candidate
+    (``Grouper._candidates``): of one of the report's communities and of its country."""
     gap = min(abs(incident.published - row.first_published_at),
               abs(incident.published - row.last_published_at))
-    words = similarity(tokens, row.tokens)
+    words = similarity(tokens, row.token_set)
     if words >= MIN_TITLE_SIMILARITY and gap <= TITLE_WINDOW:
         return words + 1.0
     same_event_shape = (row.country is not None and row.country == c.country
@@ -124,18 +133,18 @@ def _keys(tokens: frozenset[str], c: Classification) -> set[str]:
     return set(tokens) | ({shape} if shape else set())
 
 
-def _most_shared(shared: dict[str, int], n: int) -> list[tuple[str, int]]:
-    """The ``n`` entries with the highest counts, ties broken by the lowest id, in that order:
-    what sorting every entry by ``(-count, id)`` gives, without comparing the ids of the
-    long tail (clusters sharing only a common word). Both sorts are stable and in C."""
-    if len(shared) > n:
+def _most_shared(shared: dict[str, int], n: int) -> list[str]:
+    """The ids of the ``n`` entries with the highest counts, ties broken by the lowest id, in
+    that order: what sorting every entry by ``(-count, id)`` gives. Both sorts are stable and
+    in C (the count is looked up by ``dict.__getitem__``, no Python key function). A long tail
+    (clusters sharing only a common word) is cut first, so that its ids are not compared."""
+    if len(shared) > 8 * n:  # below this, cutting costs more than sorting the tail
         cutoff = sorted(shared.values(), reverse=True)[n - 1]
-        top = [item for item in shared.items() if item[1] >= cutoff]
+        ranked = sorted([cluster_id for cluster_id, count in shared.items() if count >= cutoff])
     else:
-        top = list(shared.items())
-    top.sort()
-    top.sort(key=itemgetter(1), reverse=True)
-    return top[:n]
+        ranked = sorted(shared)
+    ranked.sort(key=shared.__getitem__, reverse=True)
+    return ranked[:n]
 
 
 CHUNK = 500  # ids per IN (...): well under every engine's limit on bound parameters
@@ -189,34 +198,55 @@ class Grouper:
                 self.clusters[row.cluster_id] = Cluster(*row)
         return self
 
-    def _candidates(self, incident: GlobalIncident, keys: set[str]) -> list[Cluster]:
-        """The clusters sharing the most keys with this report, recently active."""
+    def _candidates(self, incident: GlobalIncident, c: Classification, keys: set[str]) -> list[Cluster]:
+        """Of the clusters sharing the most keys with this report, those that can be of its
+        event: recently active, of one of its communities and of its country (a cluster or
+        a report with none is of any)."""
         since = incident.published - TITLE_WINDOW
-        shared: Counter[str] = Counter()
+        holders: list[str] = []
         for key in keys:
             held = self.index.get(key)
             if not held:
                 continue
-            # Counted in C: a common word is held by every active cluster. When even the
-            # key's oldest entry is in the window (a burst), no entry needs its time compared.
+            # When even the key's oldest entry is in the window (a burst), no entry needs
+            # its time compared.
             if self._floor[key] >= since:
-                shared.update(held.keys())
+                holders += held
             else:
-                shared.update([cluster_id for cluster_id, last in held.items() if last >= since])
+                holders += [cluster_id for cluster_id, last in held.items() if last >= since]
+        # Counted in C, in one call: a common word is held by every active cluster.
+        shared = Counter(holders)
         # Most shared keys first; among equals the lowest id, so the choice is deterministic.
-        top = _most_shared(shared, MAX_CANDIDATES)
+        # Most of them are of other communities or countries: dropped here, before scoring.
         until = incident.published + TITLE_WINDOW
-        return [row for cluster_id, _ in top
-                if (row := self.clusters.get(cluster_id)) is not None and row.first_published_at <= until]
+        clusters, communities, country = self.clusters, c.communities, c.country
+        return [row for cluster_id in _most_shared(shared, MAX_CANDIDATES)
+                if (row := clusters.get(cluster_id)) is not None and row.first_published_at <= until
+                and not (row.community_set and communities and row.community_set.isdisjoint(communities))
+                and not (row.country and country and row.country != country)]
 
     def _index(self, cluster_id: str, keys: set[str], published: datetime) -> None:
         """Record the cluster's keys (a key seen again moves its time forward)."""
-        for key in sorted(keys)[:MAX_TOKENS]:
-            held = self.index.setdefault(key, {})
-            held[cluster_id] = max(held.get(cluster_id, published), published)
-            self._floor[key] = min(self._floor.get(key, published), published)
+        # Runs for every grouped report: compare first, and write only what moves (an
+        # equal time keeps the time already held, as ``max``/``min`` would). The order of
+        # the keys only matters when there are too many (the first in sorted order are kept).
+        if len(keys) > MAX_TOKENS:
+            keys = set(sorted(keys)[:MAX_TOKENS])
+        index, floor, batch = self.index, self._floor, self._keys
+        for key in keys:
+            held = index.get(key)
+            if held is None:
+                held = index[key] = {}
+            last = held.get(cluster_id)
+            if last is None or published > last:
+                held[cluster_id] = published
+            oldest = floor.get(key)
+            if oldest is None or published < oldest:
+                floor[key] = published
             pair = (key, cluster_id)
-            self._keys[pair] = max(self._keys.get(pair, published), published)
+            latest = batch.get(pair)
+            if latest is None or published > latest:
+                batch[pair] = published
 
     def assign(self, incident: GlobalIncident, c: Classification) -> str:
         """The cluster this report belongs to (created or updated in memory)."""
@@ -234,18 +264,24 @@ class Grouper:
         if earlier:  # an updated version of a report stays in its cluster
             self._update(earlier, incident, c, title_tokens(incident.title))
             return earlier
-        own_id = stable_id("clu", incident.incident_id)
         if not _groupable(c):
-            return own_id
+            return stable_id("clu", incident.incident_id)
         tokens = title_tokens(incident.title)
         keys = _keys(tokens, c)
-        rows = self._candidates(incident, keys)
-        scored = [Candidate(r, s) for r in rows if (s := _score(r, incident, c, tokens)) is not None]
-        if scored:
-            best = max(scored, key=lambda cand: (cand.score, cand.row.report_count))
-            self._update(best.row.cluster_id, incident, c, tokens)
-            self._index(best.row.cluster_id, keys, incident.published)
-            return best.row.cluster_id
+        # The best score, then the larger cluster; among equals the first candidate (what
+        # ``max`` gives).
+        best: Cluster | None = None
+        best_rank = (0.0, 0)
+        for row in self._candidates(incident, c, keys):
+            score = _score(row, incident, c, tokens)
+            if score is not None and (best is None or (score, row.report_count) > best_rank):
+                best, best_rank = row, (score, row.report_count)
+        if best is not None:
+            self._update(best.cluster_id, incident, c, tokens)
+            self._index(best.cluster_id, keys, incident.published)
+            return best.cluster_id
+        # A new cluster's id derives from its first report (hashed only when one is made).
+        own_id = stable_id("clu", incident.incident_id)
         self.clusters[own_id] = Cluster(
             cluster_id=own_id, created_at=utcnow(), first_published_at=incident.published,
             last_published_at=incident.published, title=incident.title,
@@ -262,8 +298,15 @@ class Grouper:
             return
         row.first_published_at = min(row.first_published_at, incident.published)
         row.last_published_at = max(row.last_published_at, incident.published)
-        row.communities = sorted(set(row.communities) | set(c.communities))
-        row.tokens = sorted(set(row.tokens) | tokens)[:MAX_TOKENS]
+        # Most reports of a cluster repeat its words and communities: the lists stay as
+        # they are (sorted, distinct, capped) unless something is new.
+        if not (row.canonical and row.community_set.issuperset(c.communities)):
+            row.communities = sorted(row.community_set.union(c.communities))
+            row.community_set = frozenset(row.communities)
+        if not (row.canonical and tokens <= row.token_set):
+            row.tokens = sorted(row.token_set | tokens)[:MAX_TOKENS]
+            row.token_set = frozenset(row.tokens)
+        row.canonical = True
         row.max_severity = max(row.max_severity, c.severity)
         row.report_count += 1
         if row.incident_type == "none":
