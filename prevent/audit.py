@@ -11,12 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.contracts import AUDIT, AuditEvent, Contract, Topic, stable_id, utcnow
 from prevent.storage import outbox
+from prevent.storage.bulk import insert_rows
 from prevent.storage.tables import AuditRow, OutboxRow
 
 
@@ -109,12 +108,6 @@ class Staged:
 
     async def flush(self, session: AsyncSession) -> None:
         """Write everything staged: one executemany (multi-row insert) per table."""
-        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
         tables, self._tables = self._tables, {}
         for table, conflict, rows in tables.values():
-            if not rows:
-                continue
-            stmt = insert(table)
-            if conflict:
-                stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-            await session.execute(stmt, list(rows.values()))
+            await insert_rows(session, table, list(rows.values()), skip_existing=conflict)

@@ -105,3 +105,46 @@ async def test_a_failed_send_leaves_events_pending(db, fails: str) -> None:
         return acknowledged()
 
     assert await outbox.flush(db, send) == 1 and delivered == ["e1"]
+
+
+async def test_bulk_inserts_store_what_sqlalchemy_would_store(db) -> None:
+    """The SQLite fast path of ``bulk.insert_rows`` against SQLAlchemy's own executemany:
+    the same rows, read back raw (no result processing), must be identical; on PostgreSQL
+    both calls are SQLAlchemy's."""
+    from sqlalchemy import text
+
+    from prevent.storage.bulk import insert_rows
+    from prevent.storage.db import JsonText
+    from prevent.storage.tables import IncidentRow
+
+    table = IncidentRow.__table__
+    tz = timezone(timedelta(hours=-5, minutes=-30))
+    moments = [datetime(2026, 3, 1, 23, 30, tzinfo=tz), datetime(2026, 3, 2, 4, 0, 0, 7, tzinfo=UTC),
+               datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
+
+    def rows(prefix: str) -> list[dict]:
+        return [{"incident_id": f"{prefix}{n}", "content_hash": "h", "feed_id": "f√",
+                 "cluster_id": None if n == 1 else "c", "title": "Église — 教会 'quoted'",
+                 "published_at": at, "received_at": moments[0],
+                 "payload": JsonText('{"a": [1, 2]}') if n else {"b": None, "ü": 1.5},
+                 "classification": None if n == 2 else {"communities": ["x"]}}
+                for n, at in enumerate(moments)]
+
+    async with db.transaction() as session:
+        await insert_rows(session, table, rows("fast-"))
+        await insert_rows(session, table, rows("core-"), fast=False)
+        await insert_rows(session, table, rows("fast-"), skip_existing=("incident_id", "content_hash"))
+    async with db.transaction() as session:
+        stored = (await session.execute(text(
+            "SELECT incident_id, content_hash, feed_id, cluster_id, title, CAST(published_at AS TEXT), "
+            "CAST(received_at AS TEXT), CAST(payload AS TEXT), CAST(classification AS TEXT) "
+            "FROM incidents ORDER BY incident_id"))).all()
+    fast = [row[1:] for row in stored if row[0].startswith("fast-")]
+    core = [row[1:] for row in stored if row[0].startswith("core-")]
+    assert len(fast) == len(core) == 3
+    assert fast == core
+    # And they read back as the same aware UTC times through the models.
+    async with db.transaction() as session:
+        back = (await session.execute(select(IncidentRow.published_at).where(
+            IncidentRow.incident_id.like("fast-%")).order_by(IncidentRow.incident_id))).scalars().all()
+    assert back == [m.astimezone(UTC) for m in moments]
