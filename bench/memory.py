@@ -34,6 +34,14 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def children(pid: int) -> list[int]:
+    """The process's own child processes (the rules consumer's preparation worker)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def run(burst: int = 20_000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         kafka_port, http_port = free_port(), free_port()
@@ -58,14 +66,17 @@ def run(burst: int = 20_000) -> dict[str, Any]:
                     time.sleep(0.5)
                 time.sleep(10)
                 idle = rss_mb(proc.pid)
+                idle_children = sum(rss_mb(c) for c in children(proc.pid))
                 asyncio.run(publish_burst(broker.bootstrap, INCIDENTS.name,
                                           incidents(burst, tag="memory")))
                 time.sleep(30)
                 peak = peak_rss_mb(proc.pid)
+                peak_children = sum(peak_rss_mb(c) for c in children(proc.pid))
             finally:
                 proc.terminate()
                 proc.wait(30)
-    return {"idle_rss_mb": idle, "peak_rss_mb_during_burst": peak, "burst": burst}
+    return {"idle_rss_mb": idle, "peak_rss_mb_during_burst": peak, "burst": burst,
+            "children_idle_rss_mb": idle_children, "children_peak_rss_mb": peak_children}
 
 
 if __name__ == "__main__":

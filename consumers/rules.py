@@ -1,17 +1,20 @@
 """The rules consumer: incidents in, proposed or auto-confirmed alerts out.
 
-Thin by design: decode and validate each record, call the domain
-(``prevent.rules``), commit. Incidents are taken in batches (one database
-transaction per batch, one offset commit per batch) because a global event makes
-every outlet publish at once; a batch's effects are durable in the database, with
-their events in the outbox, before the handler returns and the offsets are committed.
+Thin by design: decode and validate each record, have it prepared (``prevent.preparation``),
+call the domain (``prevent.rules``), commit. Incidents are taken in batches (one database
+transaction per batch, one offset commit per batch) because a global event makes every
+outlet publish at once; a batch's effects are durable in the database, with their events in
+the outbox, before its offsets are committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from aiokafka import TopicPartition
+from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from prevent.classification import Classifier
@@ -24,20 +27,54 @@ from prevent.messaging import (
     decode_record,
     retry_transient,
 )
-from prevent.rules import Outcome, process_batch
+from prevent.preparation import Preparation, Preparer
+from prevent.rules import Outcome, Prepared, process_batch
 from prevent.runtime import ServiceContext
 
 log = logging.getLogger("prevent.rules")
 GROUP = "prevent-rules"
+DRAIN_SECONDS = 30.0
 BATCH_SIZE = 5000  # per-batch reads and writes (clusters, keys, alerts) are amortised over more incidents
 
 
 class RulesConsumer:
-    def __init__(self, ctx: ServiceContext, classifier: Classifier) -> None:
+    """Batches are pipelined: while batch N is prepared (classified, encoded) in the worker,
+    batch N-1 is written here. Batch N-1's offsets are committed once its transaction has
+    committed, so a batch is never committed before its effects are durable; one that is
+    lost with the process (or a revoked partition) is redelivered, and the stage is
+    idempotent. Batches are written strictly in the order they were fetched."""
+
+    def __init__(self, ctx: ServiceContext, classifier: Classifier, preparer: Preparer) -> None:
         self.ctx = ctx
         self.classifier = classifier
+        self.preparer = preparer
+        self._previous: asyncio.Task[None] | None = None  # the batch being written
+        self._previous_records: tuple[Any, ...] = ()
+        self._stopping = False
 
-    async def handle_records(self, records: tuple[Any, ...]) -> None:
+    async def handle_batch(self, records: tuple[Any, ...], consumer: Any) -> None:
+        try:
+            valid = await self._decode(records)
+            prepared = self.preparer.start([r.value for r, _ in valid], [i for _, i in valid])
+        except Exception:
+            _rewind(consumer, records)  # nothing of it stored: read it again
+            raise
+        try:
+            await self.settle()
+        except Exception:
+            # Neither the batch being written nor this one is stored or committed: both
+            # are read again, in order.
+            prepared.cancel()
+            _rewind(consumer, (*self._previous_records, *records))
+            self._previous_records = ()
+            raise
+        self._previous = asyncio.create_task(self._write(records, valid, prepared, consumer))
+        self._previous_records = records
+        if self._stopping:
+            await self.settle()
+
+    async def _decode(self, records: tuple[Any, ...]) -> list[tuple[Any, GlobalIncident]]:
+        """The valid records; the others go to the dead-letter topic."""
         valid: list[tuple[Any, GlobalIncident]] = []
         for record in records:
             try:
@@ -45,32 +82,55 @@ class RulesConsumer:
                                                     self.ctx.settings.max_message_bytes)))
             except (PermanentError, ValueError) as exc:
                 await dead_letter(self.ctx.broker, record, exc, self.ctx.source)
-        if not valid:
-            return
-        try:
-            outcomes = await retry_transient(lambda: self._process(valid), "rules batch")
-        except Exception as exc:  # noqa: BLE001 - find the one incident that fails
-            log.warning("batch of %d failed (%s); processing one by one", len(valid), exc)
-            outcomes = await self._one_by_one(valid)
-        for outcome in outcomes:
-            for alert in outcome.alerts:
-                log.info("alert %s %s (playbook %s v%d, severity %d) for incident %s",
-                         alert.alert_id, alert.status.value, alert.playbook_id,
-                         alert.playbook_version, alert.severity, outcome.incident_id)
-        self.ctx.relay.kick()
+        return valid
 
-    async def _process(self, batch: list[tuple[Any, GlobalIncident]]) -> list[Outcome]:
+    async def settle(self) -> None:
+        """Wait until the batch being written is durable and committed (its error is raised)."""
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            await previous
+        self._previous_records = ()
+
+    async def drain(self) -> None:
+        """On shutdown: finish the batch being written (any later one is written in place),
+        but not for ever: a batch waiting out a database outage is left uncommitted."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self.settle(), DRAIN_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - uncommitted, so it will be redelivered
+            log.warning("last batch not written before shutdown (it will be redelivered): %r", exc)
+        self.preparer.close()
+
+    async def _write(self, records: tuple[Any, ...], valid: list[tuple[Any, GlobalIncident]],
+                     prepared: Preparation, consumer: Any) -> None:
+        if valid:
+            items = list(zip(valid, await prepared.result(), strict=True))
+            try:
+                outcomes = await retry_transient(lambda: self._process(items), "rules batch")
+            except Exception as exc:  # noqa: BLE001 - find the one incident that fails
+                log.warning("batch of %d failed (%s); processing one by one", len(items), exc)
+                outcomes = await self._one_by_one(items)
+            for outcome in outcomes:
+                for alert in outcome.alerts:
+                    log.info("alert %s %s (playbook %s v%d, severity %d) for incident %s",
+                             alert.alert_id, alert.status.value, alert.playbook_id,
+                             alert.playbook_version, alert.severity, outcome.incident_id)
+            self.ctx.relay.kick()
+        await _commit(consumer, records)
+
+    async def _process(self, batch: list[tuple[tuple[Any, GlobalIncident], Prepared]]) -> list[Outcome]:
         playbooks = self.ctx.playbooks.compiled  # one set for the whole batch
         async with self.ctx.db.transaction() as session:
-            return await process_batch(session, [incident for _, incident in batch],
-                                       self.classifier, playbooks)
+            return await process_batch(session, [incident for (_, incident), _ in batch],
+                                       self.classifier, playbooks, prepared=[p for _, p in batch])
 
-    async def _one_by_one(self, batch: list[tuple[Any, GlobalIncident]]) -> list[Outcome]:
+    async def _one_by_one(self, batch: list[tuple[tuple[Any, GlobalIncident], Prepared]]
+                          ) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for record, incident in batch:
+        for item in batch:
+            (record, incident), _ = item
             try:
-                outcomes += await retry_transient(lambda i=(record, incident): self._process([i]),
-                                                  "rules incident")
+                outcomes += await retry_transient(lambda i=item: self._process([i]), "rules incident")
             except Exception as exc:
                 if classify_error(exc) == "transient":
                     raise
@@ -79,14 +139,49 @@ class RulesConsumer:
         return outcomes
 
 
-def register(ctx: ServiceContext, classifier: Classifier) -> RulesConsumer:
-    consumer = RulesConsumer(ctx, classifier)
+def _next_offsets(records: tuple[Any, ...]) -> dict[TopicPartition, int]:
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    return offsets
 
-    @ctx.broker.subscriber(INCIDENTS.name, batch=True, max_records=BATCH_SIZE,
-                           **consumer_options(ctx.settings, GROUP))
+
+async def _commit(consumer: Any, records: tuple[Any, ...]) -> None:
+    """Commit exactly this batch's offsets. A commit that fails (the partition moved to
+    another replica, the broker is away) only means redelivery, which changes nothing."""
+    if not records:
+        return
+    try:
+        await consumer.commit(_next_offsets(records))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("offsets of a stored batch not committed (it may be redelivered): %s", exc)
+
+
+def _rewind(consumer: Any, records: tuple[Any, ...]) -> None:
+    """Read again from the first record not known to be stored, on every partition."""
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    for tp, offset in first.items():
+        try:
+            consumer.seek(tp, offset)
+        except Exception as exc:  # noqa: BLE001 - a revoked partition is read by its new owner
+            log.warning("cannot rewind %s to %d: %s", tp, offset, exc)
+
+
+def register(ctx: ServiceContext, classifier: Classifier) -> RulesConsumer:
+    preparer = Preparer(classifier, workers=ctx.settings.rules_workers)
+    consumer = RulesConsumer(ctx, classifier, preparer)
+    ctx.on_stop.append(consumer.drain)
+    # The consumer commits each batch's offsets itself, after its transaction (see above).
+    options = consumer_options(ctx.settings, GROUP) | {"ack_policy": AckPolicy.MANUAL}
+
+    @ctx.broker.subscriber(INCIDENTS.name, batch=True, max_records=BATCH_SIZE, **options)
     async def on_incidents(message: KafkaMessage) -> None:
         raw = message.raw_message
-        await consumer.handle_records(raw if isinstance(raw, tuple) else (raw,))
+        await consumer.handle_batch(raw if isinstance(raw, tuple) else (raw,), message.consumer)
 
     # Every instance must see every playbook change: no group, start at the end.
     @ctx.broker.subscriber(PLAYBOOKS.name, **consumer_options(ctx.settings, None))

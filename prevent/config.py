@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         default=1024 * 1024, description="larger input messages are dead-lettered unread")
 
+    # --- rules consumer
+    rules_workers: int = Field(
+        default=1, ge=0, le=8,
+        description="processes that classify for the rules consumer while it writes; 0 = none")
+
     # --- data
     playbooks_dir: Path = REPO_ROOT / "playbooks"
     feeds_file: Path | None = Field(default=None, description="feeds.yaml; unset = demo feed")

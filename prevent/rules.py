@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +36,7 @@ from prevent.contracts import (
     utcnow,
 )
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
+from prevent.storage.db import JsonText
 from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow
 
 log = logging.getLogger("prevent.rules")
@@ -78,6 +80,22 @@ def _partner_report(c: Classification, incident: GlobalIncident) -> Classificati
         "severity": max(c.severity, floor)})
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What the stage computes for an incident version before it needs the database: its
+    classification, and the two JSON columns of its row already encoded. Made by ``prepare``,
+    here or in the rules consumer's worker process (``prevent.preparation``)."""
+
+    classification: Classification
+    classification_json: str
+    payload_json: str
+
+
+def prepare(classifier: Classifier, incident: GlobalIncident) -> Prepared:
+    c = classify_incident(classifier, incident)
+    return Prepared(c, orjson.dumps(c.to_json()).decode(), incident.model_dump_json())
+
+
 def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
     return Subject(
         communities=frozenset(c.communities), incident_type=c.incident_type, severity=c.severity,
@@ -88,18 +106,19 @@ def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
 
 async def process_batch(session: AsyncSession, incidents: Sequence[GlobalIncident],
                         classifier: Classifier, playbooks: CompiledSet, *,
-                        now: datetime | None = None) -> list[Outcome]:
+                        now: datetime | None = None,
+                        prepared: Sequence[Prepared] | None = None) -> list[Outcome]:
     """A batch in one transaction, with as few statements as possible (see the module doc).
     Reports that concern no community and describe no incident (most of any news feed) are
-    only stored."""
+    only stored. ``prepared``: ``prepare`` of each incident, if the caller has it already."""
     now = now or utcnow()
-    # Classification needs no database: done before the lock, so that replicas classify
+    # Preparation needs no database: done before the lock, so that replicas classify
     # while another holds it (a redelivered version is classified for nothing, rarely).
-    classified: dict[tuple[str, str], Classification] = {}
-    for incident in incidents:
-        key = (incident.incident_id, incident.content_hash)
-        if key not in classified:
-            classified[key] = classify_incident(classifier, incident)
+    if prepared is None:
+        prepared = [prepare(classifier, incident) for incident in incidents]
+    classified: dict[tuple[str, str], Prepared] = {}
+    for incident, p in zip(incidents, prepared, strict=True):
+        classified.setdefault((incident.incident_id, incident.content_hash), p)
     await _write_lock(session)
     # One read of the stored versions gives both what was processed already and the
     # cluster an earlier version of a report joined (grouping keeps it there).
@@ -112,7 +131,7 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
             done.add((incident_id, content_hash))
             if cluster_id:
                 earlier.setdefault(incident_id, cluster_id)
-    todo: list[tuple[GlobalIncident, Classification]] = []
+    todo: list[tuple[GlobalIncident, Prepared]] = []
     seen: set[tuple[str, str]] = set()
     for incident in incidents:
         key = (incident.incident_id, incident.content_hash)
@@ -150,12 +169,12 @@ def _quiet(c: Classification) -> bool:
     return not c.communities and c.incident_type == "none"
 
 
-def _incident_values(incident: GlobalIncident, c: Classification, cluster_id: str,
+def _incident_values(incident: GlobalIncident, p: Prepared, cluster_id: str,
                      now: datetime) -> dict[str, object]:
     return {"incident_id": incident.incident_id, "content_hash": incident.content_hash,
             "feed_id": incident.feed_id, "cluster_id": cluster_id, "title": incident.title,
             "published_at": incident.published, "received_at": now,
-            "payload": incident.model_dump(mode="json"), "classification": c.to_json()}
+            "payload": JsonText(p.payload_json), "classification": JsonText(p.classification_json)}
 
 
 async def process_incident(session: AsyncSession, incident: GlobalIncident, classifier: Classifier,
@@ -169,8 +188,9 @@ async def process_incident(session: AsyncSession, incident: GlobalIncident, clas
         return (await process_batch(session, [incident], classifier, playbooks, now=now))[0]
     await _write_lock(session)
     earlier = await grouping.earlier_clusters(session, [incident.incident_id])
-    return (await _Batch(session, playbooks, now or utcnow()).run([(incident, classification)],
-                                                                   earlier))[0]
+    p = Prepared(classification, orjson.dumps(classification.to_json()).decode(),
+                 incident.model_dump_json())
+    return (await _Batch(session, playbooks, now or utcnow()).run([(incident, p)], earlier))[0]
 
 
 class _Batch:
@@ -191,26 +211,27 @@ class _Batch:
     def priority_of(self, playbook_id: str) -> int:
         return getattr(self.playbooks.source.get(playbook_id), "priority", 0)
 
-    async def run(self, todo: Sequence[tuple[GlobalIncident, Classification]],
+    async def run(self, todo: Sequence[tuple[GlobalIncident, Prepared]],
                   earlier: dict[str, str]) -> list[Outcome]:
         """``earlier``: the cluster of each report an earlier version of which is stored."""
         if not todo:
             return []
         session = self.session
-        reports = [(i, c) for i, c in todo if not _quiet(c)]
+        reports = [(i, p.classification) for i, p in todo if not _quiet(p.classification)]
         grouper = await grouping.Grouper.load(
             session, reports, {i.incident_id: earlier[i.incident_id] for i, _ in reports
                                if i.incident_id in earlier})
         placed: list[tuple[GlobalIncident, Classification, str | None]] = []
-        for incident, c in todo:
+        for incident, p in todo:
+            c = p.classification
             if _quiet(c):
                 own = stable_id("clu", incident.incident_id)
                 grouper.note(incident, own)
-                self._store(incident, c, own)
+                self._store(incident, p, own)
                 placed.append((incident, c, None))
             else:
                 cluster_id = grouper.assign(incident, c)
-                self._store(incident, c, cluster_id)
+                self._store(incident, p, cluster_id)
                 placed.append((incident, c, cluster_id))
         matched = [(n, incident, c, cluster_id,
                     list(self.playbooks.matching(subject_of(incident, c), self.now)))
@@ -232,8 +253,8 @@ class _Batch:
         return [Outcome(incident.incident_id, False, c, cluster_id, tuple(raised.get(n, ())))
                 for n, (incident, c, cluster_id) in enumerate(placed)]
 
-    def _store(self, incident: GlobalIncident, c: Classification, cluster_id: str) -> None:
-        self.staged.add(IncidentRow.__table__, _incident_values(incident, c, cluster_id, self.now),
+    def _store(self, incident: GlobalIncident, p: Prepared, cluster_id: str) -> None:
+        self.staged.add(IncidentRow.__table__, _incident_values(incident, p, cluster_id, self.now),
                         key=(incident.incident_id, incident.content_hash))
 
     async def _load_alerts(self, clusters: set[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
@@ -37,16 +37,23 @@ TOPICS_BY_NAME = {t.name: t for t in TOPICS}
 GC_YOUNG_THRESHOLD = 20_000
 
 
-@contextmanager
-def settled_heap() -> Iterator[None]:
-    """Once a service has started: move what start-up built (lexicon, playbooks, SQLAlchemy,
+def settle_heap() -> tuple[int, int, int]:
+    """Once a process has started: move what start-up built (lexicon, playbooks, SQLAlchemy,
     FastStream) out of the collector's sight, and collect young objects less often. Full
     collections then scan only what the work allocates, not the whole long-lived heap.
-    Undone on exit, so a process that starts services again (tests) frees what it froze."""
+    Returns the thresholds it replaced."""
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    return thresholds
+
+
+@contextmanager
+def settled_heap() -> Iterator[None]:
+    """``settle_heap`` for a service; undone on exit, so a process that starts services
+    again (tests) frees what it froze."""
+    thresholds = settle_heap()
     try:
         yield
     finally:
@@ -99,6 +106,8 @@ class ServiceContext:
     relay: OutboxRelay
     playbooks: PlaybookHolder
     source: str
+    # Run first on shutdown, while the broker still runs (a consumer finishing its batch).
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def outbox_sender(broker: KafkaBroker, source: str):  # noqa: ANN201 - returns outbox.Sender
@@ -125,6 +134,8 @@ async def service_context(settings: Settings, bootstrap: str, *, name: str
     try:
         yield ctx
     finally:
+        for stop in reversed(ctx.on_stop):
+            await stop()
         await relay.stop()
         await broker.stop()
         await db.dispose()

@@ -78,6 +78,9 @@ _PLACE_PREPOSITIONS = (" in ", " near ", " at ", " en ", " au ", " a ", " dans "
 
 # Evidence rows: (rule, term, field, start, end), turned into Evidence models on demand.
 EvidenceRow = tuple[str, str, str, int, int]
+# communities, incident type, severity, casualties, country, evidence rows
+ClassificationTuple = tuple[tuple[str, ...], str, int, dict[str, "int | None"], "str | None",
+                            tuple[EvidenceRow, ...]]
 
 
 class Classification(BaseModel):
@@ -110,6 +113,13 @@ class Classification(BaseModel):
         return tuple(Evidence(rule=r, term=t, field=f, start=s, end=e)  # type: ignore[arg-type]
                      for r, t, f, s, e in self.evidence_rows)
 
+    def as_tuple(self) -> ClassificationTuple:
+        """The values, in ``from_tuple``'s order: cheap to send to another process (a
+        pickled model costs several times more to load)."""
+        d = self.__dict__
+        return (d["communities"], d["incident_type"], d["severity"], d["casualties"], d["country"],
+                d["evidence_rows"])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "communities": list(self.communities),
@@ -140,6 +150,11 @@ def _result(communities: tuple[str, ...], incident_type: str, severity: int,
     _set(c, "__pydantic_extra__", None)
     _set(c, "__pydantic_private__", None)
     return c
+
+
+def from_tuple(values: ClassificationTuple) -> Classification:
+    """A Classification back from ``as_tuple()`` (values a classifier made: not re-validated)."""
+    return _result(*values)
 
 
 # A hit during classification: (field index 0 title / 1 summary, start, end, pattern, sentence)

@@ -1,0 +1,244 @@
+"""The rules consumer's pipeline: a batch is prepared (in a worker process) while the one
+before it is written, and a batch's offsets are committed only once its incidents are
+stored. The Kafka side is a recording stand-in here; the real broker runs in the
+end-to-end and resilience suites."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from sqlalchemy import func, select
+
+from consumers.rules import RulesConsumer
+from prevent.classification import Classifier
+from prevent.contracts import GlobalIncident, stable_id
+from prevent.playbooks.evaluate import CompiledSet
+from prevent.playbooks.loader import load_directory
+from prevent.preparation import MIN_WORKER_BATCH, PART, Preparer
+from prevent.rules import prepare
+from prevent.runtime import PlaybookHolder
+from prevent.storage.db import Database
+from prevent.storage.tables import IncidentRow
+
+REPO = Path(__file__).resolve().parent.parent
+PLAYBOOKS = REPO / "playbooks"
+NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+TITLES = ["Gunmen kill 3 at mosque in Kano, Nigeria", "Synagogue in Lyon set on fire overnight",
+          "Church bombing in Lahore kills 12 worshippers", "Floods hit Dhaka, thousands displaced",
+          "Football club wins the league", "Gurdwara vandalised with hate graffiti in Surrey"]
+
+
+def incidents(n: int, start: int = 0) -> list[GlobalIncident]:
+    out = []
+    for i in range(start, start + n):
+        title = f"{TITLES[i % len(TITLES)]} (report {i})"
+        published = NOW + timedelta(seconds=i)
+        out.append(GlobalIncident(incident_id=stable_id("inc", "t", str(i)), feed_id="t", kind="rss",
+                                  title=title, summary="", published=published, first_seen=published,
+                                  content_hash=stable_id("h", title)))
+    return out
+
+
+def records(items: list[GlobalIncident], first_offset: int, partition: int = 0) -> tuple[Any, ...]:
+    return tuple(SimpleNamespace(topic="prevent.incidents.v1", partition=partition, offset=first_offset + n,
+                                 key=i.incident_id.encode(), value=i.model_dump_json().encode())
+                 for n, i in enumerate(items))
+
+
+@dataclass
+class RecordingConsumer:
+    """What the handler does to the Kafka consumer, with the stored count at each commit."""
+
+    db: Database
+    commits: list[tuple[dict[TopicPartition, int], int]] = field(default_factory=list)
+    seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        async with self.db.transaction() as session:
+            stored = (await session.execute(select(func.count()).select_from(IncidentRow))).scalar()
+        self.commits.append((dict(offsets), stored))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier.from_dir(PLAYBOOKS)
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> Any:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    await db.upgrade()
+    yield db
+    await db.dispose()
+
+
+def rules_consumer(db: Database, classifier: Classifier, workers: int) -> RulesConsumer:
+    holder = PlaybookHolder()
+    holder.compiled = CompiledSet(load_directory(PLAYBOOKS))
+    ctx = SimpleNamespace(settings=SimpleNamespace(max_message_bytes=1_000_000), db=db, broker=None,
+                          relay=SimpleNamespace(kick=lambda: None), playbooks=holder, source="test")
+    return RulesConsumer(ctx, classifier, Preparer(classifier, workers=workers))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_each_batch_is_committed_after_it_is_stored_and_in_order(sqlite, classifier, workers) -> None:
+    consumer = rules_consumer(sqlite, classifier, workers)
+    kafka = RecordingConsumer(sqlite)
+    try:
+        first, second = incidents(150), incidents(100, start=150)
+        await consumer.handle_batch(records(first, 0), kafka)
+        await consumer.handle_batch(records(second, 150), kafka)
+        await consumer.drain()
+    finally:
+        consumer.preparer.close()
+    tp = TopicPartition("prevent.incidents.v1", 0)
+    # Each commit names exactly its batch's next offset, and the batch was stored before it.
+    assert kafka.commits == [({tp: 150}, 150), ({tp: 250}, 250)]
+    assert kafka.seeks == []
+
+
+async def test_the_offsets_of_each_partition_are_committed(sqlite, classifier) -> None:
+    consumer = rules_consumer(sqlite, classifier, 0)
+    kafka = RecordingConsumer(sqlite)
+    batch = records(incidents(3), 40, partition=0) + records(incidents(2, start=3), 7, partition=2)
+    await consumer.handle_batch(batch, kafka)
+    await consumer.drain()
+    assert kafka.commits == [({TopicPartition("prevent.incidents.v1", 0): 43,
+                               TopicPartition("prevent.incidents.v1", 2): 9}, 5)]
+
+
+async def test_a_batch_that_cannot_be_written_is_read_again_with_the_one_after_it(
+        sqlite, classifier, monkeypatch) -> None:
+    consumer = rules_consumer(sqlite, classifier, 0)
+    kafka = RecordingConsumer(sqlite)
+
+    async def broken(batch: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    async def no_dead_letters(*args: Any) -> None:
+        raise RuntimeError("broker away too")
+
+    monkeypatch.setattr(consumer, "_process", broken)
+    monkeypatch.setattr("consumers.rules.dead_letter", no_dead_letters)
+    await consumer.handle_batch(records(incidents(5), 10), kafka)
+    with pytest.raises(RuntimeError, match="broker away"):
+        await consumer.handle_batch(records(incidents(5, start=5), 15), kafka)
+    assert kafka.commits == []
+    # Both batches read again from the first record of the failed one.
+    assert kafka.seeks == [(TopicPartition("prevent.incidents.v1", 0), 10)]
+    monkeypatch.undo()
+    await consumer.handle_batch(records(incidents(10), 10), kafka)
+    await consumer.drain()
+    assert kafka.commits == [({TopicPartition("prevent.incidents.v1", 0): 20}, 10)]
+
+
+async def test_the_worker_prepares_exactly_what_the_consumer_would(classifier) -> None:
+    items = incidents(MIN_WORKER_BATCH * 2)
+    preparer = Preparer(classifier, workers=1)
+    try:
+        from_worker = await preparer.start([i.model_dump_json().encode() for i in items], items).result()
+    finally:
+        preparer.close()
+    here = [prepare(classifier, i) for i in items]
+    assert from_worker == here
+    assert any(p.classification.communities for p in here)
+
+
+async def test_a_dead_worker_costs_no_incident(classifier, caplog) -> None:
+    items = incidents(MIN_WORKER_BATCH)
+    values = [i.model_dump_json().encode() for i in items]
+    preparer = Preparer(classifier, workers=1)
+    try:
+        await preparer.start(values, items).result()  # the worker is up
+        pool = preparer._pool
+        for process in list(pool._processes.values()):  # type: ignore[union-attr]
+            os.kill(process.pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        assert await preparer.start(values, items).result() == [prepare(classifier, i) for i in items]
+        assert "preparation worker failed" in caplog.text
+        assert preparer._pool is not pool
+        assert await preparer.start(values, items).result() == [prepare(classifier, i) for i in items]
+    finally:
+        preparer.close()
+
+
+async def test_parts_a_busy_worker_has_not_started_are_prepared_here(classifier, monkeypatch) -> None:
+    items = incidents(PART * 4)
+    values = [i.model_dump_json().encode() for i in items]
+    preparer = Preparer(classifier, workers=1)
+    here: list[str] = []
+    prepare_here = preparer.prepare_here
+
+    def counted(part: list[GlobalIncident]) -> list[Any]:
+        here.extend(i.incident_id for i in part)
+        return prepare_here(part)
+
+    monkeypatch.setattr(preparer, "prepare_here", counted)
+    try:
+        assert preparer._pool is not None
+        preparer._pool.submit(time.sleep, 2.0)  # the worker is busy elsewhere
+        result = await preparer.start(values, items).result()
+    finally:
+        preparer.close()
+    assert result == [prepare(classifier, i) for i in items]
+    # The last part was taken back from the worker's queue and prepared here.
+    assert set(here) >= {i.incident_id for i in items[-PART:]}
+
+
+@pytest.mark.e2e
+async def test_on_the_real_broker_exactly_the_stored_batches_are_committed(settings) -> None:
+    """The consumer commits offsets itself (FastStream's ack is off for it): with the
+    embedded broker, once every incident is stored, the group's committed offsets cover
+    exactly what was published, partition by partition."""
+    from aiokafka import AIOKafkaConsumer
+
+    from bench.throughput import publish_burst
+    from consumers.rules import GROUP
+    from prevent.contracts import INCIDENTS
+    from prevent.services import running_system
+
+    items = incidents(300)
+    async with running_system(settings, services=("rules",), feeds=[], demo=False) as system:
+        await publish_burst(system.bootstrap, INCIDENTS.name, items)
+        for _ in range(150):
+            async with system.ctx.db.transaction() as session:
+                if (await session.execute(select(func.count()).select_from(IncidentRow))).scalar() == 300:
+                    break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the last batch's commit follows its transaction
+        # What was published, partition by partition (the next offset after the last
+        # record), read back from the topic; then what the consumer group committed.
+        reader = AIOKafkaConsumer(INCIDENTS.name, bootstrap_servers=system.bootstrap, group_id=None,
+                                  auto_offset_reset="earliest", fetch_max_wait_ms=50)
+        await reader.start()
+        published: dict[TopicPartition, int] = {}
+        try:
+            seen = 0
+            while seen < 300:
+                for tp, records in (await reader.getmany(timeout_ms=2000)).items():
+                    seen += len(records)
+                    published[tp] = max(published.get(tp, 0), records[-1].offset + 1)
+        finally:
+            await reader.stop()
+        group = AIOKafkaConsumer(bootstrap_servers=system.bootstrap, group_id=GROUP,
+                                 enable_auto_commit=False)
+        await group.start()
+        try:
+            committed = {tp: await group.committed(tp) for tp in published}
+        finally:
+            await group.stop()
+    assert seen == 300
+    assert committed == published
