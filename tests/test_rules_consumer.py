@@ -203,16 +203,22 @@ async def test_on_the_real_broker_exactly_the_stored_batches_are_committed(setti
     """The consumer commits offsets itself (FastStream's ack is off for it): with the
     embedded broker, once every incident is stored, the group's committed offsets cover
     exactly what was published, partition by partition."""
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from bench.throughput import publish_burst
     from consumers.rules import GROUP
     from prevent.contracts import INCIDENTS
     from prevent.services import running_system
 
     items = incidents(300)
     async with running_system(settings, services=("rules",), feeds=[], demo=False) as system:
-        await publish_burst(system.bootstrap, INCIDENTS.name, items)
+        producer = AIOKafkaProducer(bootstrap_servers=system.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for item in items:
+                await producer.send_and_wait(INCIDENTS.name, item.model_dump_json().encode(),
+                                             key=item.incident_id.encode())
+        finally:
+            await producer.stop()
         for _ in range(150):
             async with system.ctx.db.transaction() as session:
                 if (await session.execute(select(func.count()).select_from(IncidentRow))).scalar() == 300:
