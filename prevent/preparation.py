@@ -93,14 +93,14 @@ class Preparer:
             futures = [pool.submit(_prepare_records, list(values[i:i + PART]))
                        for i in range(0, len(values), PART)]
         except Exception as exc:  # noqa: BLE001 - a broken pool: prepare here, start a new one
-            self._failed(pool, exc)
+            self.worker_failed(pool, exc)
             return Preparation(self, None, incidents, [])
         return Preparation(self, pool, incidents, futures)
 
     def prepare_here(self, incidents: Sequence[GlobalIncident]) -> list[Prepared]:
         return [prepare(self.classifier, i) for i in incidents]
 
-    def _failed(self, pool: ProcessPoolExecutor, exc: BaseException) -> None:
+    def worker_failed(self, pool: ProcessPoolExecutor, exc: BaseException) -> None:
         log.warning("preparation worker failed (%s: %s); preparing here, starting a new worker",
                     type(exc).__name__, exc)
         self._restart(pool)
@@ -143,7 +143,7 @@ class Preparation:
                             for c, cj, pj in await asyncio.wrap_future(self.futures[n])]
         except Exception as exc:  # noqa: BLE001 - a dead worker must not cost the batch
             assert self.pool is not None
-            self.preparer._failed(self.pool, exc)
+            self.preparer.worker_failed(self.pool, exc)
             for n in remaining:
                 if parts[n] is None:
                     parts[n] = self.preparer.prepare_here(self.incidents[n * PART:(n + 1) * PART])

@@ -92,7 +92,10 @@ class Prepared:
 
 
 def prepare(classifier: Classifier, incident: GlobalIncident) -> Prepared:
-    c = classify_incident(classifier, incident)
+    return prepared_with(incident, classify_incident(classifier, incident))
+
+
+def prepared_with(incident: GlobalIncident, c: Classification) -> Prepared:
     return Prepared(c, orjson.dumps(c.to_json()).decode(), incident.model_dump_json())
 
 
@@ -188,9 +191,8 @@ async def process_incident(session: AsyncSession, incident: GlobalIncident, clas
         return (await process_batch(session, [incident], classifier, playbooks, now=now))[0]
     await _write_lock(session)
     earlier = await grouping.earlier_clusters(session, [incident.incident_id])
-    p = Prepared(classification, orjson.dumps(classification.to_json()).decode(),
-                 incident.model_dump_json())
-    return (await _Batch(session, playbooks, now or utcnow()).run([(incident, p)], earlier))[0]
+    return (await _Batch(session, playbooks, now or utcnow()).run(
+        [(incident, prepared_with(incident, classification))], earlier))[0]
 
 
 class _Batch:
