@@ -248,3 +248,42 @@ async def test_on_the_real_broker_exactly_the_stored_batches_are_committed(setti
             await group.stop()
     assert seen == 300
     assert committed == published
+
+
+def test_a_worker_stops_when_its_consumer_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed consumer cannot stop its worker: the worker notices and exits."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "consumer.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from prevent.classification import Classifier\n"
+        "from prevent.preparation import Preparer\n"
+        "if __name__ == '__main__':\n"
+        "    preparer = Preparer(Classifier.from_dir(Path(sys.argv[1])), workers=1)\n"
+        "    time.sleep(0.5)\n"
+        "    print(*preparer._pool._processes, flush=True)\n"
+        "    time.sleep(60)\n")
+    consumer = subprocess.Popen([sys.executable, str(script), str(PLAYBOOKS)], stdout=subprocess.PIPE,
+                                text=True)
+    try:
+        workers = [int(pid) for pid in consumer.stdout.readline().split()]  # type: ignore[union-attr]
+        assert len(workers) == 1 and _running(workers[0])
+    finally:
+        consumer.kill()
+        consumer.wait()
+    deadline = time.monotonic() + 10
+    while _running(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(workers[0])
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
