@@ -116,18 +116,18 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
     only stored. ``prepared``: ``prepare`` of each incident, if the caller has it already."""
     now = now or utcnow()
     # Preparation needs no database: done before the lock, so that replicas classify
-    # while another holds it (a redelivered version is classified for nothing, rarely).
+    # while another holds it (a redelivered version is prepared for nothing, rarely).
     if prepared is None:
         prepared = [prepare(classifier, incident) for incident in incidents]
-    classified: dict[tuple[str, str], Prepared] = {}
+    by_version: dict[tuple[str, str], Prepared] = {}
     for incident, p in zip(incidents, prepared, strict=True):
-        classified.setdefault((incident.incident_id, incident.content_hash), p)
+        by_version.setdefault((incident.incident_id, incident.content_hash), p)
     await _write_lock(session)
     # One read of the stored versions gives both what was processed already and the
     # cluster an earlier version of a report joined (grouping keeps it there).
     done: set[tuple[str, str]] = set()
     earlier: dict[str, str] = {}
-    for ids in grouping.chunks(incident_id for incident_id, _ in classified):
+    for ids in grouping.chunks(incident_id for incident_id, _ in by_version):
         for incident_id, content_hash, cluster_id in (await session.execute(
                 select(IncidentRow.incident_id, IncidentRow.content_hash, IncidentRow.cluster_id)
                 .where(IncidentRow.incident_id.in_(ids)))).all():
@@ -140,7 +140,7 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
         key = (incident.incident_id, incident.content_hash)
         if key not in done and key not in seen:
             seen.add(key)
-            todo.append((incident, classified[key]))
+            todo.append((incident, by_version[key]))
     results = iter(await _Batch(session, playbooks, now).run(todo, earlier))
     outcomes = []
     for incident in incidents:
