@@ -17,9 +17,9 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -32,6 +32,17 @@ def stable_id(prefix: str, *parts: object) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def in_utc(value: datetime) -> datetime:
+    """The same instant in UTC, with ``datetime.UTC`` itself as its zone: times from events,
+    the database and the clock then compare and subtract directly (a comparison across two
+    zone objects asks each for its offset, which cost the rules stage a tenth of its time)."""
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+# An aware time, in UTC from the moment it is validated.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 
 class Contract(BaseModel):
@@ -94,8 +105,8 @@ class GlobalIncident(Contract):
     title: str = Field(min_length=1, max_length=1000)
     summary: str = Field(default="", max_length=10_000)
     url: str | None = None
-    published: AwareDatetime
-    first_seen: AwareDatetime
+    published: UtcDatetime
+    first_seen: UtcDatetime
     language: str | None = None
     trust_weight: float = Field(default=1.0, ge=0, le=10)
     location: Location | None = None
@@ -164,8 +175,8 @@ class Alert(Contract):
     exercise: bool = False
     decided_by: str | None = None
     note: str | None = None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 def alert_id_for(cluster_id: str, playbook_id: str) -> str:
@@ -210,7 +221,7 @@ class Notice(Contract):
     language: str = "en"
     exercise: bool = False
     error: str | None = None
-    at: AwareDatetime
+    at: UtcDatetime
 
 
 def notice_id_for(alert_id: str, kind: NoticeKind, revision: int, contact_id: str, channel: str) -> str:
@@ -235,8 +246,8 @@ class PatrolAssignment(Contract):
     site_name: str
     zone: str
     status: PatrolStatus
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
     every_minutes: int = Field(gt=0)
     priority: Literal["low", "normal", "high", "critical"] = "normal"
     instructions: str = ""
@@ -244,7 +255,7 @@ class PatrolAssignment(Contract):
     lat: float | None = None
     lon: float | None = None
     exercise: bool = False
-    at: AwareDatetime
+    at: UtcDatetime
 
 
 def assignment_id_for(alert_id: str, site_id: str) -> str:
@@ -259,7 +270,7 @@ class PlaybooksChanged(Contract):
 
     versions: dict[str, int]
     actor: str
-    at: AwareDatetime
+    at: UtcDatetime
 
 
 class AuditEvent(Contract):
@@ -270,7 +281,7 @@ class AuditEvent(Contract):
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     reason: str | None = None
-    at: AwareDatetime
+    at: UtcDatetime
 
 
 # --------------------------------------------------------------------------- topics

@@ -41,6 +41,18 @@ def test_naive_timestamps_are_rejected() -> None:
         incident(published=datetime(2026, 1, 1))
 
 
+def test_times_are_held_in_utc() -> None:
+    """Whatever offset a producer wrote, an event holds the same instant in UTC (with
+    ``datetime.UTC`` itself as its zone, so that times from events, the database and the
+    clock compare without asking each zone for its offset)."""
+    decoded = GlobalIncident.model_validate_json(incident().model_dump_json().replace(
+        '"published":"2026-11-25T12:00:00Z"', '"published":"2026-11-25T14:30:00+02:30"'))
+    assert decoded.published == NOW
+    assert decoded.published.tzinfo is UTC
+    assert decoded.first_seen.tzinfo is UTC  # "Z" as decoded by pydantic, not UTC itself
+    assert '"published":"2026-11-25T12:00:00Z"' in decoded.model_dump_json()
+
+
 def test_ids_are_deterministic_and_distinct() -> None:
     assert stable_id("x", "a", 1) == stable_id("x", "a", 1)
     assert stable_id("x", "a", 1) != stable_id("x", "a", 2)

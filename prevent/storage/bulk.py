@@ -41,10 +41,17 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         return
     compiled = stmt.compile(dialect=dialect, column_keys=list(table.columns.keys()))
     order = compiled.positiontup or []
-    convert = [(name, _processor(table.columns[name].type, dialect)) for name in order]
-    params = [tuple(row[name] if fn is None else fn(row[name]) for name, fn in convert) for row in rows]
+    # Column by column: one loop per column, in C where a column needs no conversion.
+    columns = [_column(rows, name, _processor(table.columns[name].type, dialect)) for name in order]
+    params = list(zip(*columns, strict=True))
     connection = await session.connection()
     await connection.exec_driver_sql(compiled.string, params)
+
+
+def _column(rows: Sequence[dict[str, Any]], name: str,
+            convert: Callable[[Any], Any] | None) -> list[Any]:
+    values = [row[name] for row in rows]
+    return values if convert is None else list(map(convert, values))
 
 
 def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
