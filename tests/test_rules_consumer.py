@@ -287,3 +287,23 @@ def _running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("fetch_wait_ms", [10, 50])
+def test_an_idle_consumer_asks_again_within_the_fetch_wait(classifier, fetch_wait_ms) -> None:
+    """FastStream's batch subscriber sleeps ``batch_timeout_ms`` after an empty fetch; left at
+    its default (200 ms) that sleep, not the deployment's fetch wait, would bound how long the
+    first report of an event waits."""
+    from faststream.kafka import KafkaBroker
+
+    from consumers.rules import register
+    from prevent.config import Settings
+    from prevent.contracts import INCIDENTS
+
+    broker = KafkaBroker("127.0.0.1:9")
+    ctx = SimpleNamespace(settings=Settings(kafka_fetch_max_wait_ms=fetch_wait_ms, rules_workers=0),
+                          broker=broker, on_stop=[])
+    register(ctx, classifier)  # type: ignore[arg-type]
+    [incidents_subscriber] = [s for s in broker.subscribers
+                              if [t.name for t in s.topics] == [INCIDENTS.name]]
+    assert incidents_subscriber.batch_timeout_ms == fetch_wait_ms
