@@ -88,8 +88,9 @@ def test_each_rule_explains_itself(overrides: dict, failing_rule: str | None) ->
 
 def test_playbooks_are_indexed_by_community() -> None:
     pbs = compiled()
-    assert pbs.candidates(frozenset({"muslim"})) == []
-    assert [cp.playbook.id for cp in pbs.candidates(frozenset({"jewish"}))] == ["test-playbook"]
+    for _ in range(2):  # the second time from what the set keeps
+        assert pbs.candidates(frozenset({"muslim"})) == ()
+        assert [cp.playbook.id for cp in pbs.candidates(frozenset({"jewish"}))] == ["test-playbook"]
 
 
 @pytest.mark.parametrize(("confirmation", "severity", "auto"), [

@@ -180,6 +180,9 @@ class CompiledPlaybook:
         return self.test(subject, now)
 
 
+CANDIDATE_SETS_KEPT = 4096
+
+
 class CompiledSet:
     """Playbooks indexed by community, so an incident only meets playbooks that could match."""
 
@@ -194,13 +197,20 @@ class CompiledSet:
         for cp in self.compiled:
             for community in {*cp.playbook.match.communities.any, *cp.playbook.match.communities.all}:
                 self._by_community.setdefault(community, []).append(cp)
+        self._candidates: dict[frozenset[str], tuple[CompiledPlaybook, ...]] = {}
 
-    def candidates(self, communities: frozenset[str]) -> list[CompiledPlaybook]:
-        seen: dict[str, CompiledPlaybook] = {}
-        for c in (*communities, ANY_COMMUNITY):
-            for cp in self._by_community.get(c, ()):
-                seen.setdefault(cp.playbook.id, cp)
-        return sorted(seen.values(), key=lambda cp: (-cp.playbook.priority, cp.playbook.id))
+    def candidates(self, communities: frozenset[str]) -> tuple[CompiledPlaybook, ...]:
+        # A burst repeats a few sets of communities thousands of times: each is worked out once.
+        found = self._candidates.get(communities)
+        if found is None:
+            seen: dict[str, CompiledPlaybook] = {}
+            for c in (*communities, ANY_COMMUNITY):
+                for cp in self._by_community.get(c, ()):
+                    seen.setdefault(cp.playbook.id, cp)
+            found = tuple(sorted(seen.values(), key=lambda cp: (-cp.playbook.priority, cp.playbook.id)))
+            if len(self._candidates) < CANDIDATE_SETS_KEPT:
+                self._candidates[communities] = found
+        return found
 
     def matching(self, subject: Subject, now: datetime) -> list[CompiledPlaybook]:
         return [cp for cp in self.candidates(subject.communities) if cp.matches(subject, now)]
