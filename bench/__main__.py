@@ -107,6 +107,9 @@ def render(r: dict[str, Any]) -> str:
           f"500 sites), pair {i} of {len(t['pairs'])} | {p['rules']['per_second']:,.0f} incidents/s | "
           f"aiokafka pass-through just before: {p['pass_through']['per_second']:,.0f}/s | {p['ratio']:.1%} |"
           for i, p in enumerate(t["pairs"], start=1)),
+        f"| rules consumer against the pass-through, the {len(t['pairs'])} pairs above | median "
+        f"{t['median_ratio']:.1%} | lowest {min(p['ratio'] for p in t['pairs']):.1%}, highest "
+        f"{max(p['ratio'] for p in t['pairs']):.1%} | target: at least 50% |",
         f"| the rules stage alone (`process_batch`, no Kafka, batches of {t['stage']['batch']:,}, "
         f"SQLite, one process: no worker) | {t['stage']['per_second']:,.0f} incidents/s | "
         "the consumer (last pair): "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -229,7 +230,7 @@ async def stage_phases(n: int, work: Path) -> dict[str, Any]:
             "other_us": total - sum(per_incident.values())}
 
 
-async def compare(n: int = 10_000, pairs: int = 2) -> dict[str, Any]:
+async def compare(n: int = 10_000, pairs: int = 4) -> dict[str, Any]:
     """The pass-through and the rules consumer, one after the other, ``pairs`` times (this
     machine's speed drifts within a run: each pair's ratio is what to compare), then the stage
     alone once."""
@@ -242,7 +243,9 @@ async def compare(n: int = 10_000, pairs: int = 2) -> dict[str, Any]:
                            "ratio": rules["per_second"] / passthrough["per_second"]})
         stage = await run_stage(n, Path(tmp) / "stage")
         phases = await stage_phases(n, Path(tmp) / "phases")
-    return {"pairs": rounds, "stage": stage, "stage_phases": phases}
+    ratios = sorted(r["ratio"] for r in rounds)
+    return {"pairs": rounds, "median_ratio": statistics.median(ratios), "stage": stage,
+            "stage_phases": phases}
 
 
 async def burst(n: int = 20_000) -> dict[str, Any]:
