@@ -178,8 +178,8 @@ def register(ctx: ServiceContext, classifier: Classifier) -> RulesConsumer:
     # The consumer commits each batch's offsets itself, after its transaction (see above).
     options = consumer_options(ctx.settings, GROUP) | {"ack_policy": AckPolicy.MANUAL}
     # A batch subscriber that finds nothing within ``batch_timeout_ms`` sleeps that long
-    # again before it asks (FastStream), so an idle consumer could leave the first report of
-    # an event waiting out twice its default of 200 ms: bound both by the fetch wait.
+    # before it asks again (FastStream): at its default of 200 ms, the first report of an
+    # event reaching an idle consumer could wait that long before it was even fetched.
     options["batch_timeout_ms"] = ctx.settings.kafka_fetch_max_wait_ms
 
     @ctx.broker.subscriber(INCIDENTS.name, batch=True, max_records=BATCH_SIZE, **options)

@@ -36,8 +36,8 @@ def utcnow() -> datetime:
 
 def in_utc(value: datetime) -> datetime:
     """The same instant in UTC, with ``datetime.UTC`` itself as its zone: times from events,
-    the database and the clock then compare and subtract directly (a comparison across two
-    zone objects asks each for its offset, which cost the rules stage a tenth of its time)."""
+    the database and the clock then compare and subtract directly (across two zone objects
+    each comparison asks both for their offsets: about 0.2 µs, dozens per report grouped)."""
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
