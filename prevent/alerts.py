@@ -199,11 +199,13 @@ async def raise_severity(session: AsyncSession, before: Alert, *, severity: int,
     return after
 
 
-def attached(before: Alert, incident_id: str) -> Alert:
-    """``before`` remembering one more report (same revision: nothing is published).
+def attached(before: Alert, *incident_ids: str) -> Alert:
+    """``before`` remembering more reports, in order (same revision: nothing is published).
     Once the alert lists ``MAX_LISTED_REPORTS``, it is returned unchanged: the cluster
     (``incidents.cluster_id``) holds every report."""
-    listed = _listed(before.incident_ids, incident_id)
+    listed = before.incident_ids
+    for incident_id in incident_ids:
+        listed = _listed(listed, incident_id)
     if listed is before.incident_ids:
         return before
     return before.model_copy(update={"incident_ids": listed})

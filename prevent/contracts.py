@@ -13,6 +13,7 @@ lands on one partition, in order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,6 +180,7 @@ class Alert(Contract):
     updated_at: UtcDatetime
 
 
+@functools.lru_cache(maxsize=16_384)  # asked for every report that matches a playbook
 def alert_id_for(cluster_id: str, playbook_id: str) -> str:
     return stable_id("alr", cluster_id, playbook_id)
 

@@ -17,6 +17,7 @@ ours in a store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ ACTOR = "escalator"
 DEFAULT_TTL = timedelta(hours=72)
 # A claim older than this is a scanner that died mid-send: take the timer over.
 STALE_CLAIM = timedelta(minutes=2)
+STOP_SECONDS = 5.0  # on shutdown, how long a scan under way may take to finish
 
 
 def timer_id_for(alert_id: str, kind: str, level: int) -> str:
@@ -209,22 +211,33 @@ class EscalationScheduler:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.scheduler.add_job(self._tick, "interval", seconds=seconds, id="escalation-scan",
                                max_instances=1, coalesce=True, next_run_time=utcnow())
+        self._scan: asyncio.Task[object] | None = None  # the tick under way
 
     async def _tick(self) -> None:
+        self._scan = asyncio.current_task()
         try:
             result = await self.escalator.scan()
         except Exception as exc:  # noqa: BLE001 - a failed scan is retried on the next tick
             log.warning("escalation scan failed, will retry: %s", exc)
             return
+        finally:
+            self._scan = None
         if result.escalated or result.expired or result.failed:
             log.info("escalation scan: %s", result)
 
     def start(self) -> None:
         self.scheduler.start()
 
-    def stop(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+    async def stop(self) -> None:
+        """No new tick; a scan under way is let finish (``STOP_SECONDS`` at most) rather than
+        cancelled mid-transaction, where its connection's rollback would be cancelled too."""
+        if not self.scheduler.running:
+            return
+        self.scheduler.pause()
+        scan = self._scan
+        if scan is not None:
+            await asyncio.wait({scan}, timeout=STOP_SECONDS)
+        self.scheduler.shutdown(wait=False)  # cancels the scan only if it is still running
 
 
 def escalation_scheduler(ctx: ServiceContext) -> EscalationScheduler:

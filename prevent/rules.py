@@ -209,6 +209,9 @@ class _Batch:
         self.by_cluster: dict[str, list[str]] = {}
         self.new: set[str] = set()
         self.changed: set[str] = set()
+        # Reports to attach to an alert, applied at once (``_apply_attached``): a major event
+        # attaches thousands per batch, and one copy of the alert per report added up.
+        self.to_attach: dict[str, list[str]] = {}
 
     def priority_of(self, playbook_id: str) -> int:
         return getattr(self.playbooks.source.get(playbook_id), "priority", 0)
@@ -247,6 +250,8 @@ class _Batch:
                     alert = self._raise_or_update(gate, cp, incident, c, cluster_id)
                     if alert is not None:
                         raised.setdefault(n, []).append(alert)
+        for alert_id in list(self.to_attach):
+            self._apply_attached(alert_id)
         await grouper.flush(session)
         await self._write_changed()
         for alert_id in self.new:
@@ -287,6 +292,17 @@ class _Batch:
         if alert.alert_id not in self.new:  # a new alert's row is built once, at the end
             self.changed.add(alert.alert_id)
 
+    def _apply_attached(self, alert_id: str) -> Alert:
+        """The alert with the reports noted for it so far attached."""
+        alert = self.current[alert_id]
+        incident_ids = self.to_attach.pop(alert_id, None)
+        if incident_ids:
+            after = alerts.attached(alert, *incident_ids)
+            if after is not alert:
+                self._changed(after)
+            return after
+        return alert
+
     def _publish(self, alert: Alert) -> None:
         self.staged.stage(ALERTS, alert, **alerts.publish_args(alert))  # type: ignore[arg-type]
 
@@ -296,15 +312,14 @@ class _Batch:
         existing = self._alert(alert_id)
         if existing is not None:
             if existing.status in alerts.OPEN and c.severity > existing.severity:
+                existing = self._apply_attached(alert_id)  # the raised alert names them too
                 after = alerts.raised(existing, severity=c.severity, incident_id=incident.incident_id)
                 self._changed(after)
                 self.staged.record(actor=ACTOR, **alerts.severity_raised_audit(  # type: ignore[arg-type]
                     existing, after, incident.incident_id))
                 self._publish(after)
                 return after
-            after = alerts.attached(existing, incident.incident_id)
-            if after is not existing:
-                self._changed(after)
+            self.to_attach.setdefault(alert_id, []).append(incident.incident_id)
             return None
         alert = _new_alert(alert_id, cp, incident, c, cluster_id, self.now)
         # Silences and inhibition are consulted here: a suppressed match is recorded in

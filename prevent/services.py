@@ -188,7 +188,7 @@ async def running_system(settings: Settings, *, services: tuple[str, ...] = SERV
         if "rules" in services:  # the escalation/expiry scanner runs with the rules stage
             escalator = escalation_scheduler(ctx)
             escalator.start()
-            stack.callback(escalator.stop)
+            stack.push_async_callback(escalator.stop)
         if "watcher" in services and feeds:
             system.watcher = await start_watcher(ctx, settings, feeds, stack, demo=demo)
         stack.enter_context(settled_heap())

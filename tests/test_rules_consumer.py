@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import func, select
@@ -24,7 +25,7 @@ from prevent.classification import Classifier
 from prevent.contracts import GlobalIncident, stable_id
 from prevent.playbooks.evaluate import CompiledSet
 from prevent.playbooks.loader import load_directory
-from prevent.preparation import MIN_WORKER_BATCH, PART, Preparer
+from prevent.preparation import MIN_WORKER_BATCH, PART, RESULT_PIPE_BYTES, Preparer
 from prevent.rules import prepare
 from prevent.runtime import PlaybookHolder
 from prevent.storage.db import Database
@@ -62,11 +63,13 @@ class RecordingConsumer:
     db: Database
     commits: list[tuple[dict[TopicPartition, int], int]] = field(default_factory=list)
     seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
+    stored_at_commit: list[set[str]] = field(default_factory=list)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         async with self.db.transaction() as session:
-            stored = (await session.execute(select(func.count()).select_from(IncidentRow))).scalar()
-        self.commits.append((dict(offsets), stored))
+            stored = set((await session.execute(select(IncidentRow.incident_id))).scalars())
+        self.commits.append((dict(offsets), len(stored)))
+        self.stored_at_commit.append(stored)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
@@ -105,9 +108,38 @@ async def test_each_batch_is_committed_after_it_is_stored_and_in_order(sqlite, c
     finally:
         consumer.preparer.close()
     tp = TopicPartition("prevent.incidents.v1", 0)
-    # Each commit names exactly its batch's next offset, and the batch was stored before it.
-    assert kafka.commits == [({tp: 150}, 150), ({tp: 250}, 250)]
+    # Each commit names exactly its batch's next offset, in order, and the batch was stored
+    # before it (the first commit may overlap the second batch's write).
+    assert [offsets for offsets, _ in kafka.commits] == [{tp: 150}, {tp: 250}]
+    assert {i.incident_id for i in first} <= kafka.stored_at_commit[0]
+    assert {i.incident_id for i in first + second} == kafka.stored_at_commit[1]
     assert kafka.seeks == []
+
+
+async def test_a_slow_offset_commit_holds_up_no_write_and_commits_stay_in_order(sqlite, classifier) -> None:
+    consumer = rules_consumer(sqlite, classifier, 0)
+    kafka = RecordingConsumer(sqlite)
+    record = kafka.commit
+    released = asyncio.Event()
+
+    async def slow_first(offsets: dict[TopicPartition, int]) -> None:
+        if not kafka.commits:
+            await released.wait()  # the broker is slow to answer the first commit
+        await record(offsets)
+
+    kafka.commit = slow_first  # type: ignore[method-assign]
+    first, second = incidents(5), incidents(5, start=5)
+    await consumer.handle_batch(records(first, 0), kafka)
+    # The second batch is written while the first commit waits (no deadlock, no wait).
+    await asyncio.wait_for(consumer.handle_batch(records(second, 5), kafka), 10)
+    await asyncio.wait_for(consumer.settle(), 10)
+    async with sqlite.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(IncidentRow))).scalar() == 10
+    assert kafka.commits == []
+    released.set()
+    await consumer.drain()
+    tp = TopicPartition("prevent.incidents.v1", 0)
+    assert [offsets for offsets, _ in kafka.commits] == [{tp: 5}, {tp: 10}]
 
 
 async def test_the_offsets_of_each_partition_are_committed(sqlite, classifier) -> None:
@@ -155,6 +187,33 @@ async def test_the_worker_prepares_exactly_what_the_consumer_would(classifier) -
     here = [prepare(classifier, i) for i in items]
     assert from_worker == here
     assert any(p.classification.communities for p in here)
+
+
+async def test_a_payload_serialised_otherwise_is_stored_as_the_stage_serialises_it(classifier) -> None:
+    """The worker sends the payload back only when the record's bytes are not already the
+    stage's own serialisation (another producer's key order or spacing)."""
+    items = incidents(MIN_WORKER_BATCH)
+    values = [orjson.dumps(orjson.loads(i.model_dump_json()), option=orjson.OPT_SORT_KEYS)
+              if n % 2 else i.model_dump_json().encode() for n, i in enumerate(items)]
+    assert values[1] != items[1].model_dump_json().encode()
+    preparer = Preparer(classifier, workers=1)
+    try:
+        from_worker = await preparer.start(values, items).result()
+    finally:
+        preparer.close()
+    assert [p.payload_json for p in from_worker] == [i.model_dump_json() for i in items]
+
+
+def test_results_come_back_through_a_pipe_that_holds_whole_parts(classifier) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("pipe sizes are set on Linux only")
+    preparer = Preparer(classifier, workers=1)
+    try:
+        reader = preparer._pool._result_queue._reader  # type: ignore[union-attr]
+        assert fcntl.fcntl(reader.fileno(), fcntl.F_GETPIPE_SZ) == RESULT_PIPE_BYTES
+    finally:
+        preparer.close()
 
 
 async def test_a_dead_worker_costs_no_incident(classifier, caplog) -> None:

@@ -107,6 +107,57 @@ async def test_a_failed_send_leaves_events_pending(db, fails: str) -> None:
     assert await outbox.flush(db, send) == 1 and delivered == ["e1"]
 
 
+async def test_stopping_the_relay_lets_its_flush_finish(db) -> None:
+    """A flush under way at shutdown is finished, not cancelled mid-transaction (whose
+    cancelled rollback logged an error), and what was committed just before goes out."""
+    async with db.transaction() as session:
+        await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")
+    handed: list[str] = []
+    first, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(topic, key, event_id, subtype, payload, headers):  # noqa: ANN001, ANN202
+        handed.append(event_id)
+        first.set()
+        await release.wait()
+        return acknowledged()
+
+    relay = outbox.OutboxRelay(db, slow, interval=60)
+    relay.start()
+    relay.kick()
+    await asyncio.wait_for(first.wait(), 5)
+    async with db.transaction() as session:  # committed while the first flush waits
+        await outbox.stage(session, AUDIT, event(2), key="s", event_id="e2")
+    stopping = asyncio.create_task(relay.stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert handed == ["e1", "e2"]
+    async with db.transaction() as session:
+        rows = (await session.execute(select(OutboxRow))).scalars().all()
+    assert len(rows) == 2 and all(r.published_at is not None for r in rows)
+
+
+async def test_a_relay_that_cannot_finish_is_stopped_after_its_grace(db, monkeypatch, caplog) -> None:
+    async with db.transaction() as session:
+        await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")
+    handed = asyncio.Event()
+
+    async def stuck(*_args: object):  # noqa: ANN202
+        handed.set()
+        await asyncio.Event().wait()  # the broker never answers
+
+    monkeypatch.setattr(outbox, "STOP_SECONDS", 0.2)
+    relay = outbox.OutboxRelay(db, stuck, interval=60)
+    relay.start()
+    relay.kick()
+    await asyncio.wait_for(handed.wait(), 5)
+    await asyncio.wait_for(relay.stop(), 5)
+    assert "still flushing" in caplog.text
+    async with db.transaction() as session:  # not stamped: published after the restart
+        assert (await session.execute(select(OutboxRow))).scalar_one().published_at is None
+
+
 async def test_bulk_inserts_store_what_sqlalchemy_would_store(db) -> None:
     """The SQLite fast path of ``bulk.insert_rows`` against SQLAlchemy's own executemany:
     the same rows, read back raw (no result processing), must be identical; on PostgreSQL

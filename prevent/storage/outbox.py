@@ -67,6 +67,12 @@ async def flush(db: Database, send: Sender, *, batch: int = 500) -> int:
         total += len(rows)
 
 
+# On shutdown a flush under way gets this long to finish before it is cancelled: cancelled
+# mid-transaction, its connection's rollback is cancelled too (an error in the log, though
+# nothing is lost: what was not stamped is published again).
+STOP_SECONDS = 5.0
+
+
 class OutboxRelay:
     """Flushes the outbox on demand and every ``interval`` seconds as a safety net."""
 
@@ -76,6 +82,7 @@ class OutboxRelay:
         self._interval = interval
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def flush(self) -> int:
@@ -87,21 +94,31 @@ class OutboxRelay:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             except TimeoutError:
                 pass
             self._wake.clear()
             try:
-                await self.flush()
+                await self.flush()  # once more when stopping: what was committed goes out now
             except Exception as exc:  # noqa: BLE001 - keep relaying; the next round retries
                 log.warning("outbox flush failed, will retry: %s", exc)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task:
+        """Let the flush under way (and one last one) finish, for ``STOP_SECONDS`` at most."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({self._task}, timeout=STOP_SECONDS)
+        if not done:
+            log.warning("outbox relay still flushing after %.0f s; stopping it (what was not "
+                        "published is published after the restart)", STOP_SECONDS)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None

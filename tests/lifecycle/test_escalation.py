@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy import select
 from lifecycle.support import INSPECTOR, FakeChannel, make_alert, minutes, open_alert
 from prevent import alerts, audit, lifecycle
 from prevent.contracts import AlertStatus, utcnow
-from prevent.escalation import Escalator
+from prevent.escalation import EscalationScheduler, Escalator
 from prevent.storage.db import Database
 from prevent.storage.tables import EscalationTimer
 
@@ -102,3 +103,30 @@ async def test_no_roster_contact_is_recorded_as_a_failure(seeded) -> None:
     async with seeded.transaction() as session:
         entry = (await audit.entries(session, subject=alert.alert_id))[-1]
     assert entry.action == "alert.escalation_failed" and "no duty-roster contact" in entry.reason
+
+
+async def test_stopping_the_scheduler_lets_a_scan_under_way_finish() -> None:
+    """A scan is not cancelled mid-transaction at shutdown (its cancelled rollback logged an
+    error); the scheduler starts no scan after ``stop``."""
+    started, release = asyncio.Event(), asyncio.Event()
+    scans: list[str] = []
+
+    class SlowEscalator:
+        async def scan(self) -> object:
+            scans.append("started")
+            started.set()
+            await release.wait()
+            scans.append("finished")
+            return type("Result", (), {"escalated": 0, "expired": 0, "failed": 0})()
+
+    scheduler = EscalationScheduler(SlowEscalator(), seconds=0.05)  # type: ignore[arg-type]
+    scheduler.start()
+    await asyncio.wait_for(started.wait(), 5)
+    stopping = asyncio.create_task(scheduler.stop())
+    await asyncio.sleep(0.2)
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    await asyncio.sleep(0.2)
+    assert scans == ["started", "finished"]
+    assert not scheduler.scheduler.running
