@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from prevent.classification import Classification, Classifier, LexiconError, load_lexicon_errors
 from prevent.classification.casualties import casualty_totals, find_casualties
 from prevent.classification.matcher import fold
+from prevent.contracts import Evidence
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 
@@ -299,6 +300,8 @@ def test_evidence_is_built_on_demand_and_round_trips(clf: Classifier) -> None:
                            evidence=c.evidence)
     assert again == c and again.evidence == c.evidence
     assert c.to_json()["evidence"] == [e.model_dump() for e in c.evidence]
+    # Built without re-validation, each is what validating its row gives.
+    assert c.evidence == tuple(Evidence.model_validate(e.model_dump()) for e in c.evidence)
     assert c.model_copy(update={"severity": 1}).severity == 1
 
 

@@ -110,8 +110,9 @@ class Classification(BaseModel):
 
     @cached_property
     def evidence(self) -> tuple[Evidence, ...]:
-        return tuple(Evidence(rule=r, term=t, field=f, start=s, end=e)  # type: ignore[arg-type]
-                     for r, t, f, s, e in self.evidence_rows)
+        # Rows are validated already (by this model, or made by the classifier): built as
+        # ``model_construct`` would, since every would-be alert of a burst asks for them.
+        return tuple(_evidence(*row) for row in self.evidence_rows)
 
     def as_tuple(self) -> ClassificationTuple:
         """The values, in ``from_tuple``'s order: cheap to send to another process (a
@@ -150,6 +151,18 @@ def _result(communities: tuple[str, ...], incident_type: str, severity: int,
     _set(c, "__pydantic_extra__", None)
     _set(c, "__pydantic_private__", None)
     return c
+
+
+_EVIDENCE_FIELDS = frozenset(Evidence.model_fields)
+
+
+def _evidence(rule: str, term: str, field: str, start: int, end: int) -> Evidence:
+    e = _new(Evidence)
+    _set(e, "__dict__", {"rule": rule, "term": term, "field": field, "start": start, "end": end})
+    _set(e, "__pydantic_fields_set__", set(_EVIDENCE_FIELDS))
+    _set(e, "__pydantic_extra__", None)
+    _set(e, "__pydantic_private__", None)
+    return e
 
 
 def from_tuple(values: ClassificationTuple) -> Classification:

@@ -77,15 +77,16 @@ def _countries(match: Match) -> Predicate:
     return rule
 
 
-def _keywords(match: Match) -> Predicate:
-    def compile_terms(terms: Sequence[str]) -> re.Pattern[str] | None:
-        if not terms:
-            return None
-        alternatives = "|".join(re.escape(t.casefold()) for t in terms)
-        return re.compile(rf"\b(?:{alternatives})\b")
+def _terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
+    if not terms:
+        return None
+    alternatives = "|".join(re.escape(t.casefold()) for t in terms)
+    return re.compile(rf"\b(?:{alternatives})\b")
 
-    any_re = compile_terms(match.keywords.any)
-    none_re = compile_terms(match.keywords.none)
+
+def _keywords(match: Match) -> Predicate:
+    any_re = _terms_pattern(match.keywords.any)
+    none_re = _terms_pattern(match.keywords.none)
 
     def rule(s: Subject, _now: datetime) -> RuleResult:
         hit_any = any_re.search(s.text) if any_re else None
@@ -143,7 +144,8 @@ def fast_test(match: Match) -> Callable[[Subject, datetime], bool]:
     types = frozenset(match.incident_types)
     include = frozenset(c.upper() for c in match.countries.include)
     exclude = frozenset(c.upper() for c in match.countries.exclude)
-    keyword_rule = _keywords(match) if (match.keywords.any or match.keywords.none) else None
+    any_re = _terms_pattern(match.keywords.any)
+    none_re = _terms_pattern(match.keywords.none)
     limit = timedelta(hours=match.max_age_hours) if match.max_age_hours else None
     active = _active(match) if match.active else None
     kinds = frozenset(match.sources)
@@ -162,7 +164,9 @@ def fast_test(match: Match) -> Callable[[Subject, datetime], bool]:
             return False
         if active is not None and not active(s, now).passed:
             return False
-        return keyword_rule is None or keyword_rule(s, now).passed
+        if any_re is not None and any_re.search(s.text) is None:
+            return False
+        return none_re is None or none_re.search(s.text) is None
     return test
 
 
@@ -213,4 +217,4 @@ class CompiledSet:
         return found
 
     def matching(self, subject: Subject, now: datetime) -> list[CompiledPlaybook]:
-        return [cp for cp in self.candidates(subject.communities) if cp.matches(subject, now)]
+        return [cp for cp in self.candidates(subject.communities) if cp.test(subject, now)]
