@@ -36,7 +36,7 @@ import re
 from bisect import bisect_right
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -133,36 +133,34 @@ class Classification(BaseModel):
         }
 
 
-_FIELDS_SET = frozenset(Classification.model_fields)
 _new = object.__new__
 _set = object.__setattr__
+M = TypeVar("M", bound=BaseModel)
+
+
+def _unvalidated(model: type[M], values: dict[str, Any]) -> M:
+    """``model`` holding ``values`` (every field, already valid) without re-validating them:
+    what ``model_construct`` does, minus its generic per-field loop (this is the hot path)."""
+    m = _new(model)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", set(values))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
 
 
 def _result(communities: tuple[str, ...], incident_type: str, severity: int,
             casualties: dict[str, int | None], country: str | None,
             rows: tuple[EvidenceRow, ...]) -> Classification:
-    """A Classification from values the classifier built itself, without re-validating them
-    (what ``model_construct`` does, minus its generic per-field loop: this is the hot path)."""
-    c = _new(Classification)
-    _set(c, "__dict__", {"communities": communities, "incident_type": incident_type,
-                         "severity": severity, "casualties": casualties, "country": country,
-                         "evidence_rows": rows})
-    _set(c, "__pydantic_fields_set__", set(_FIELDS_SET))
-    _set(c, "__pydantic_extra__", None)
-    _set(c, "__pydantic_private__", None)
-    return c
-
-
-_EVIDENCE_FIELDS = frozenset(Evidence.model_fields)
+    """A Classification from values the classifier built itself."""
+    return _unvalidated(Classification, {
+        "communities": communities, "incident_type": incident_type, "severity": severity,
+        "casualties": casualties, "country": country, "evidence_rows": rows})
 
 
 def _evidence(rule: str, term: str, field: str, start: int, end: int) -> Evidence:
-    e = _new(Evidence)
-    _set(e, "__dict__", {"rule": rule, "term": term, "field": field, "start": start, "end": end})
-    _set(e, "__pydantic_fields_set__", set(_EVIDENCE_FIELDS))
-    _set(e, "__pydantic_extra__", None)
-    _set(e, "__pydantic_private__", None)
-    return e
+    return _unvalidated(Evidence, {"rule": rule, "term": term, "field": field, "start": start,
+                                   "end": end})
 
 
 def from_tuple(values: ClassificationTuple) -> Classification:
