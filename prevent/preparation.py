@@ -111,15 +111,15 @@ class Preparer:
     def start(self, values: Sequence[bytes], incidents: Sequence[GlobalIncident]) -> Preparation:
         """Begin preparing ``incidents`` (decoded from ``values``) in the workers."""
         if self._pool is None or len(incidents) < MIN_WORKER_BATCH:
-            return Preparation(self, None, incidents, [])
+            return Preparation(self, None, values, incidents, [])
         pool = self._pool
         try:
             futures = [pool.submit(_prepare_records, list(values[i:i + PART]))
                        for i in range(0, len(values), PART)]
         except Exception as exc:  # noqa: BLE001 - a broken pool: prepare here, start a new one
             self.worker_failed(pool, exc)
-            return Preparation(self, None, incidents, [])
-        return Preparation(self, pool, incidents, futures, values)
+            return Preparation(self, None, values, incidents, [])
+        return Preparation(self, pool, values, incidents, futures)
 
     def prepare_here(self, incidents: Sequence[GlobalIncident]) -> list[Prepared]:
         return [prepare(self.classifier, i) for i in incidents]
@@ -143,14 +143,13 @@ class Preparer:
 class Preparation:
     """One batch being prepared: ``PART``-sized parts queued for the workers, in order."""
 
-    def __init__(self, preparer: Preparer, pool: ProcessPoolExecutor | None,
-                 incidents: Sequence[GlobalIncident], futures: list[Future[list[_Sent]]],
-                 values: Sequence[bytes] = ()) -> None:
+    def __init__(self, preparer: Preparer, pool: ProcessPoolExecutor | None, values: Sequence[bytes],
+                 incidents: Sequence[GlobalIncident], futures: list[Future[list[_Sent]]]) -> None:
         self.preparer = preparer
         self.pool = pool
+        self.values = values  # the records' bytes: a payload the worker did not send back
         self.incidents = incidents
         self.futures = futures
-        self.values = values
 
     async def result(self) -> list[Prepared]:
         """One ``Prepared`` per incident, in order. Parts no worker has started yet when the
