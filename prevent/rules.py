@@ -321,15 +321,20 @@ class _Batch:
                 return after
             self.to_attach.setdefault(alert_id, []).append(incident.incident_id)
             return None
-        alert = _new_alert(alert_id, cp, incident, c, cluster_id, self.now)
+        def would_be() -> Alert:
+            return _new_alert(alert_id, cp, incident, c, cluster_id, self.now)
+
         # Silences and inhibition are consulted here: a suppressed match is recorded in
         # suppressed_matches (and audited) instead of being raised and published.
-        if gate.check(self.staged, alert, incident_id=incident.incident_id,
-                      text=f"{incident.title}\n{incident.summary}",
+        candidate = suppression.Candidate(alert_id, cluster_id, cp.playbook.id, tuple(c.communities),
+                                          incident.exercise)
+        if gate.check(self.staged, candidate, incident_id=incident.incident_id,
+                      text=f"{incident.title}\n{incident.summary}", would_be=would_be,
                       cluster_alerts=lambda: self._cluster_alerts(cluster_id),
                       priority_of=self.priority_of, actor=ACTOR) is not None:
-            log.info("alert %s not raised: suppressed", alert.alert_id)
+            log.info("alert %s not raised: suppressed", alert_id)
             return None
+        alert = would_be()
         self._track(alert)
         self.new.add(alert_id)
         self.staged.add(AlertRow.__table__, {}, key=alert_id)  # its place; values at the end

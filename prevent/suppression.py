@@ -7,12 +7,19 @@
 * **Inhibition**: a confirmed alert for a cluster inhibits a lower-priority playbook's
   new alert for the same cluster when the confirmed alert already covers all of its
   communities. The inhibited match is recorded the same way.
+
+Every suppressed match (a would-be alert and the report that matched) is a row; the
+decision is audited once per would-be alert and suppressor, like an alert's creation: the
+later reports of the event match the same would-be alert, as they would be attached to a
+raised one, and a major event brings thousands of them. The would-be alert itself is kept
+on the match that records it first (in a batch, or a single raise), not copied onto each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select, update
@@ -41,7 +48,7 @@ class Matchers(BaseModel):
                              "or keyword")
         return self
 
-    def match(self, alert: Alert, text: str) -> bool:
+    def match(self, alert: Candidate, text: str) -> bool:
         return ((self.playbook is None or alert.playbook_id == self.playbook)
                 and (self.community is None or self.community in alert.communities)
                 and (self.cluster is None or alert.cluster_id == self.cluster)
@@ -116,7 +123,23 @@ async def expire_silence(session: AsyncSession, principal: Principal, silence_id
     return row
 
 
-def _silence_among(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Alert, text: str
+class Candidate(NamedTuple):
+    """What a suppression is judged on: the alert that would be raised, before it is built
+    (most would-be alerts of a suppressed event are never built)."""
+
+    alert_id: str
+    cluster_id: str
+    playbook_id: str
+    communities: tuple[str, ...]
+    exercise: bool
+
+    @classmethod
+    def of(cls, alert: Alert) -> Candidate:
+        return cls(alert.alert_id, alert.cluster_id, alert.playbook_id, alert.communities,
+                   alert.exercise)
+
+
+def _silence_among(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Candidate, text: str
                    ) -> SilenceRow | None:
     for row, matchers in silences:
         if matchers.match(alert, text):
@@ -129,8 +152,8 @@ async def _active(session: AsyncSession, now: datetime) -> list[tuple[SilenceRow
             for row in await list_silences(session, active_at=now)]
 
 
-def _inhibitor_among(confirmed: Iterable[Alert], alert: Alert, priority_of: Callable[[str], int]
-                     ) -> Alert | None:
+def _inhibitor_among(confirmed: Iterable[Alert], alert: Candidate,
+                     priority_of: Callable[[str], int]) -> Alert | None:
     """A confirmed alert of another, higher-priority playbook for the same cluster that
     already covers all of ``alert``'s communities."""
     mine = priority_of(alert.playbook_id)
@@ -143,7 +166,7 @@ def _inhibitor_among(confirmed: Iterable[Alert], alert: Alert, priority_of: Call
     return None
 
 
-def _verdict(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Alert, text: str,
+def _verdict(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Candidate, text: str,
              confirmed: Callable[[], Iterable[Alert]], priority_of: Callable[[str], int]
              ) -> tuple[str, str, str] | None:
     """(reason, by, why) of the suppression that applies, if any: silences first."""
@@ -157,12 +180,25 @@ def _verdict(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Alert, text
             f"confirmed alert {inhibitor.alert_id} (playbook {inhibitor.playbook_id}) covers it")
 
 
-def _match_values(alert: Alert, incident_id: str, reason: str, by: str, now: datetime
-                  ) -> dict[str, object]:
+def _match_values(alert: Candidate, incident_id: str, reason: str, by: str, now: datetime,
+                  would_be: Alert | None) -> dict[str, object]:
     return {"match_id": stable_id("sup", alert.alert_id, incident_id), "alert_id": alert.alert_id,
             "incident_id": incident_id, "cluster_id": alert.cluster_id,
             "playbook_id": alert.playbook_id, "reason": reason, "by": by,
-            "exercise": alert.exercise, "at": now, "payload": alert.model_dump(mode="json")}
+            "exercise": alert.exercise, "at": now,
+            "payload": would_be.model_dump(mode="json") if would_be is not None else None}
+
+
+def _audit_key(alert: Candidate, reason: str, by: str) -> str:
+    """One audit entry per would-be alert and suppressor, however many reports match it."""
+    return f"suppressed|{alert.alert_id}|{reason}|{by}"
+
+
+def _audit(reason: str, by: str, why: str, alert: Candidate, incident_id: str
+           ) -> dict[str, object]:
+    return {"action": f"alert.{reason}", "subject": alert.alert_id,
+            "after": {"incident": incident_id, "by": by}, "reason": why,
+            "key": _audit_key(alert, reason, by)}
 
 
 async def gate(session: AsyncSession, alert: Alert, *, incident_id: str, text: str,
@@ -174,21 +210,21 @@ async def gate(session: AsyncSession, alert: Alert, *, incident_id: str, text: s
             AlertRow.status == AlertStatus.CONFIRMED.value))).scalars()
         return [Alert.model_validate(row.payload) for row in rows]
 
+    candidate = Candidate.of(alert)
     silences = await _active(session, now)
-    others = [] if _silence_among(silences, alert, text) else await confirmed()
-    verdict = _verdict(silences, alert, text, lambda: others, priority_of)
+    others = [] if _silence_among(silences, candidate, text) else await confirmed()
+    verdict = _verdict(silences, candidate, text, lambda: others, priority_of)
     if verdict is None:
         return None
     reason, by, why = verdict
-    values = _match_values(alert, incident_id, reason, by, now)
+    values = _match_values(candidate, incident_id, reason, by, now, alert)
     existing = await session.get(SuppressedMatch, values["match_id"])
     if existing is not None:
         return existing
     row = SuppressedMatch(**values)
     session.add(row)
-    await audit.record(session, actor="rules-consumer", action=f"alert.{reason}",
-                       subject=alert.alert_id, after={"incident": incident_id, "by": by},
-                       reason=why, key=row.match_id)
+    await audit.record(session, actor="rules-consumer",
+                       **_audit(reason, by, why, candidate, incident_id))  # type: ignore[arg-type]
     return row
 
 
@@ -199,26 +235,30 @@ class Gate:
     def __init__(self, silences: list[tuple[SilenceRow, Matchers]], now: datetime) -> None:
         self.silences = silences
         self.now = now
+        self._recorded: set[tuple[str, str]] = set()  # (would-be alert, suppressor) in this batch
 
     @classmethod
     async def load(cls, session: AsyncSession, now: datetime) -> Gate:
         return cls(await _active(session, now), now)
 
-    def check(self, staged: audit.Staged, alert: Alert, *, incident_id: str, text: str,
-              cluster_alerts: Callable[[], Iterable[Alert]], priority_of: Callable[[str], int],
-              actor: str = "rules-consumer") -> str | None:
+    def check(self, staged: audit.Staged, alert: Candidate, *, incident_id: str, text: str,
+              would_be: Callable[[], Alert], cluster_alerts: Callable[[], Iterable[Alert]],
+              priority_of: Callable[[str], int], actor: str = "rules-consumer") -> str | None:
         """The reason (silenced, inhibited) ``alert`` is not raised, recorded; None: raise it.
-        A match recorded before (same alert and incident) is not recorded again."""
+        A match recorded before (same alert and incident) is not recorded again; the
+        decision is audited once per would-be alert and suppressor. ``would_be`` builds the
+        alert, for the first match of the batch that records it."""
         verdict = _verdict(self.silences, alert, text, cluster_alerts, priority_of)
         if verdict is None:
             return None
         reason, by, why = verdict
-        values = _match_values(alert, incident_id, reason, by, self.now)
+        first = (alert.alert_id, by) not in self._recorded
+        values = _match_values(alert, incident_id, reason, by, self.now, would_be() if first else None)
         if staged.add(SuppressedMatch.__table__, values, key=values["match_id"],
-                      skip_existing=("match_id",)):
-            staged.record(actor=actor, action=f"alert.{reason}", subject=alert.alert_id,
-                          after={"incident": incident_id, "by": by}, reason=why,
-                          key=str(values["match_id"]))
+                      skip_existing=("match_id",)) and first:
+            self._recorded.add((alert.alert_id, by))
+            # Keyed: a later batch's entry for the same decision is not written again.
+            staged.record(actor=actor, **_audit(reason, by, why, alert, incident_id))  # type: ignore[arg-type]
         return reason
 
 

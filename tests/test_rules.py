@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from prevent.classification import Classifier
-from prevent.contracts import AlertStatus, GlobalIncident, stable_id
+from prevent.contracts import AlertStatus, GlobalIncident, alert_id_for, stable_id
 from prevent.playbooks.evaluate import CompiledSet
 from prevent.playbooks.loader import load_directory
 from prevent.rules import process_incident
@@ -172,7 +172,26 @@ async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine) ->
     matching = list(playbooks.matching(subject_of(burst[0], outcomes[0].classification),
                                        NOW + timedelta(hours=1)))
     assert matching and await count(db, SuppressedMatch) == 3 * len(matching)
-    assert await count(db, AuditRow, AuditRow.action == "alert.silenced") == await count(db, SuppressedMatch)
+    # The decision is audited (and published) once per would-be alert, not once per report.
+    assert await count(db, AuditRow, AuditRow.action == "alert.silenced") == len(matching)
+    assert await count(db, OutboxRow, OutboxRow.topic == "prevent.audit.v1") == len(matching) + 1
+    would_be = [alert_id_for(outcomes[0].cluster_id, cp.playbook.id) for cp in matching]
+    async with db.transaction() as session:
+        payloads = {(m.alert_id, m.incident_id): m.payload for m in (await session.execute(
+            select(SuppressedMatch))).scalars()}
+    # The would-be alert is kept on the match that recorded it first, not copied onto each.
+    assert {(a, i): p and p["title"] for (a, i), p in payloads.items()} == {
+        (a, r.incident_id): r.title if n == 0 else None for a in would_be for n, r in enumerate(burst)}
+
+    # The next batch of the same event: its matches are recorded, nothing is audited again;
+    # redelivered, it records nothing new.
+    later = [report(feed, title, 10 + i) for i, (feed, title) in enumerate(REPORTS[3:6])]
+    for _ in range(2):
+        async with db.transaction() as session:
+            await process_batch(session, later, classifier, playbooks, now=NOW + timedelta(hours=2))
+        assert await count(db, SuppressedMatch) == 6 * len(matching)
+        assert await count(db, AuditRow, AuditRow.action == "alert.silenced") == len(matching)
+        assert await count(db, OutboxRow, OutboxRow.topic == "prevent.audit.v1") == len(matching) + 1
 
 
 async def test_a_report_attached_after_a_decision_keeps_the_decision(db, engine) -> None:

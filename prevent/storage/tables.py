@@ -378,7 +378,10 @@ class SuppressedMatch(Base):
     by: Mapped[str] = mapped_column(String(64))  # silence id or inhibiting alert id
     exercise: Mapped[bool] = mapped_column(Boolean, default=False)
     at: Mapped[datetime] = mapped_column(index=True)
-    payload: Mapped[dict[str, Any]]
+    # The alert that would have been raised, on the match that records it first (in a batch
+    # of the rules stage, or a single raise); the later ones are the same alert with another
+    # report, and are left without it.
+    payload: Mapped[dict[str, Any] | None]
 
 
 class UserRow(Base):

@@ -53,6 +53,16 @@ async def test_a_silence_suppresses_then_expires(seeded) -> None:
     assert [(m.reason, m.by, m.alert_id) for m in matches] == [
         ("silenced", silence.silence_id, candidate.alert_id)]
     assert timers == [] and await _alert_events(seeded, candidate.alert_id) == []
+    # a second report of the same would-be alert: its match is recorded, the decision is
+    # not audited again
+    second = candidate.model_copy(update={"incident_ids": ("inc-hoax-2",)})
+    assert await open_alert(seeded, second, text="Mosque arson hoax spreading") is None
+    async with seeded.transaction() as session:
+        matched = sorted((await session.execute(select(SuppressedMatch.incident_id))).scalars())
+        silenced = [e for e in await audit.entries(session) if e.action == "alert.silenced"]
+    assert matched == ["inc-c-hoax", "inc-hoax-2"]
+    assert [(e.subject, e.after) for e in silenced] == [
+        (candidate.alert_id, {"incident": "inc-c-hoax", "by": silence.silence_id})]
     # an alert the silence does not match is raised as usual
     other = await open_alert(seeded, make_alert(cluster="c-real", at=t0 + minutes(1)),
                              text="Arson at mosque")
