@@ -125,6 +125,7 @@ class RulesConsumer:
                              alert.alert_id, alert.status.value, alert.playbook_id,
                              alert.playbook_version, alert.severity, outcome.incident_id)
             self.ctx.relay.kick()
+            self.ctx.db.checkpoint_soon()  # the batch's pages, copied while the next is written
         self._committing = asyncio.create_task(_commit_after(self._committing, consumer, records))
 
     async def _process(self, batch: list[tuple[tuple[Any, GlobalIncident], Prepared]]) -> list[Outcome]:

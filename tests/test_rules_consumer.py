@@ -100,6 +100,8 @@ def rules_consumer(db: Database, classifier: Classifier, workers: int) -> RulesC
 async def test_each_batch_is_committed_after_it_is_stored_and_in_order(sqlite, classifier, workers) -> None:
     consumer = rules_consumer(sqlite, classifier, workers)
     kafka = RecordingConsumer(sqlite)
+    checkpoints: list[int] = []
+    sqlite.checkpoint_soon = lambda: checkpoints.append(len(kafka.commits))  # type: ignore[method-assign]
     try:
         first, second = incidents(150), incidents(100, start=150)
         await consumer.handle_batch(records(first, 0), kafka)
@@ -107,6 +109,8 @@ async def test_each_batch_is_committed_after_it_is_stored_and_in_order(sqlite, c
         await consumer.drain()
     finally:
         consumer.preparer.close()
+    # each stored batch asks for its pages to be checkpointed in the background
+    assert len(checkpoints) == 2
     tp = TopicPartition("prevent.incidents.v1", 0)
     # Each commit names exactly its batch's next offset, in order, and the batch was stored
     # before it (the first commit may overlap the second batch's write).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,14 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+log = logging.getLogger("prevent.storage")
+
+
+# Pages the WAL may hold before a commit copies them into the database itself. At SQLite's
+# default (1000 pages, 4 MB) every rules batch (about 10 MB) paid for that copy and its fsync
+# inside its commit: about 45 ms, against 5-10 ms without. The heavy writer asks for the copy
+# in the background instead (``Database.checkpoint_soon``); this is the bound if nobody does.
+WAL_AUTOCHECKPOINT_PAGES = 16_384
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -29,6 +38,7 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -65,6 +75,7 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._checkpoint: asyncio.Task[None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -88,7 +99,24 @@ class Database:
         except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
             return False
 
+    def checkpoint_soon(self) -> None:
+        """SQLite file: copy the WAL into the database on a connection of its own, without
+        blocking writers (a PASSIVE checkpoint), unless one is under way. Elsewhere nothing."""
+        if self.dialect != "sqlite" or ":memory:" in self.url:
+            return
+        if self._checkpoint is None or self._checkpoint.done():
+            self._checkpoint = asyncio.create_task(self.checkpoint(), name="sqlite-checkpoint")
+
+    async def checkpoint(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # noqa: BLE001 - a later one (or the autocheckpoint) catches up
+            log.warning("background checkpoint of the SQLite WAL failed: %s", exc)
+
     async def dispose(self) -> None:
+        if self._checkpoint is not None and not self._checkpoint.done():
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         await self.engine.dispose()
 
 
