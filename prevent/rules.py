@@ -332,7 +332,6 @@ class _Batch:
                       text=f"{incident.title}\n{incident.summary}", would_be=would_be,
                       cluster_alerts=lambda: self._cluster_alerts(cluster_id),
                       priority_of=self.priority_of, actor=ACTOR) is not None:
-            log.info("alert %s not raised: suppressed", alert_id)
             return None
         alert = would_be()
         self._track(alert)

@@ -17,6 +17,7 @@ on the match that records it first (in a batch, or a single raise), not copied o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import NamedTuple
@@ -30,6 +31,7 @@ from prevent.contracts import Alert, AlertStatus, stable_id, utcnow
 from prevent.storage.tables import AlertRow, SilenceRow, SuppressedMatch
 from prevent.users import Principal, Role, require
 
+log = logging.getLogger("prevent.suppression")
 SILENCED, INHIBITED = "silenced", "inhibited"
 
 
@@ -257,6 +259,8 @@ class Gate:
         if staged.add(SuppressedMatch.__table__, values, key=values["match_id"],
                       skip_existing=("match_id",)) and first:
             self._recorded.add((alert.alert_id, by))
+            # Logged once per batch, not per report: a major event brings thousands.
+            log.info("alert %s not raised: %s by %s", alert.alert_id, reason, by)
             # Keyed: a later batch's entry for the same decision is not written again.
             staged.record(actor=actor, **_audit(reason, by, why, alert, incident_id))  # type: ignore[arg-type]
         return reason

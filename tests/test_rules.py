@@ -152,7 +152,7 @@ async def test_one_batch_does_what_one_by_one_does(db, engine) -> None:
     assert await count(db, OutboxRow) == len(events) + await count(db, AuditRow)
 
 
-async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine) -> None:
+async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine, caplog) -> None:
     from prevent import suppression
     from prevent.rules import process_batch, subject_of
     from prevent.storage.tables import SuppressedMatch
@@ -160,14 +160,16 @@ async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine) ->
 
     classifier, playbooks = engine
     async with db.transaction() as session:
-        await suppression.create_silence(
+        silence = await suppression.create_silence(
             session, Principal("insp", Role.DUTY_INSPECTOR),
             suppression.SilenceIn(matchers=suppression.Matchers(keyword="Kano"), starts_at=NOW,
                                   ends_at=NOW + timedelta(days=1), comment="known hoax"), now=NOW)
     burst = [report(feed, title, i) for i, (feed, title) in enumerate(REPORTS[:3])]
+    caplog.set_level("INFO", logger="prevent.suppression")
     async with db.transaction() as session:
         outcomes = await process_batch(session, burst, classifier, playbooks, now=NOW + timedelta(hours=1))
     assert all(o.alerts == () for o in outcomes)
+    logged = [r.getMessage() for r in caplog.records if "not raised" in r.getMessage()]
     assert await count(db, AlertRow) == 0
     matching = list(playbooks.matching(subject_of(burst[0], outcomes[0].classification),
                                        NOW + timedelta(hours=1)))
@@ -176,6 +178,9 @@ async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine) ->
     assert await count(db, AuditRow, AuditRow.action == "alert.silenced") == len(matching)
     assert await count(db, OutboxRow, OutboxRow.topic == "prevent.audit.v1") == len(matching) + 1
     would_be = [alert_id_for(outcomes[0].cluster_id, cp.playbook.id) for cp in matching]
+    # logged once per would-be alert in the batch, not once per report
+    assert sorted(logged) == sorted(f"alert {a} not raised: silenced by {silence.silence_id}"
+                                    for a in would_be)
     async with db.transaction() as session:
         payloads = {(m.alert_id, m.incident_id): m.payload for m in (await session.execute(
             select(SuppressedMatch))).scalars()}
