@@ -170,6 +170,8 @@ class Grouper:
         # key -> no later than its oldest entry's time (times only move forward, so a floor
         # set when an entry was added stays a lower bound)
         self._floor: dict[str, datetime] = {}
+        # (incident id, content hash) -> the report's keys, as ``load`` computed them
+        self._report_keys: dict[tuple[str, str], set[str]] = {}
 
     @classmethod
     async def load(cls, session: AsyncSession, reports: Sequence[tuple[GlobalIncident, Classification]],
@@ -183,7 +185,9 @@ class Grouper:
         wanted = set(self.earlier.values())
         if fresh:
             since = min(i.published for i, _ in fresh) - TITLE_WINDOW
-            keys = set().union(*(_keys(title_tokens(i.title), c) for i, c in fresh))
+            self._report_keys = {(i.incident_id, i.content_hash): _keys(title_tokens(i.title), c)
+                                 for i, c in fresh}
+            keys = set().union(*self._report_keys.values())
             for chunk in chunks(keys):
                 for key, cluster_id, last in (await session.execute(
                         select(ClusterKey.key, ClusterKey.cluster_id, ClusterKey.last_published_at)
@@ -199,9 +203,9 @@ class Grouper:
         return self
 
     def _candidates(self, incident: GlobalIncident, c: Classification, keys: set[str]) -> list[Cluster]:
-        """Of the clusters sharing the most keys with this report, those that can be of its
-        event: recently active, of one of its communities and of its country (a cluster or
-        a report with none is of any)."""
+        """The clusters that can be of this report's event (recently active, of one of its
+        communities and of its country; a cluster or a report with none is of any), at most
+        ``MAX_CANDIDATES`` of them: those sharing the most keys with it, then the lowest ids."""
         since = incident.published - TITLE_WINDOW
         holders: list[str] = []
         for key in keys:
@@ -214,16 +218,22 @@ class Grouper:
                 holders += held
             else:
                 holders += [cluster_id for cluster_id, last in held.items() if last >= since]
-        # Counted in C, in one call: a common word is held by every active cluster.
-        shared = Counter(holders)
-        # Most shared keys first; among equals the lowest id, so the choice is deterministic.
-        # Most of them are of other communities or countries: dropped here, before scoring.
+        # Eligibility first: most holders are of other communities or countries, and a report
+        # rarely has more than one cluster left to rank (counting and sorting every holder
+        # first cost twice the filter). The cap applies to eligible clusters only, so one of
+        # them is never crowded out by clusters the report could not join anyway.
         until = incident.published + TITLE_WINDOW
         clusters, communities, country = self.clusters, c.communities, c.country
-        return [row for cluster_id in _most_shared(shared, MAX_CANDIDATES)
-                if (row := clusters.get(cluster_id)) is not None and row.first_published_at <= until
-                and not (row.community_set and communities and row.community_set.isdisjoint(communities))
-                and not (row.country and country and row.country != country)]
+        eligible = {cluster_id: row for cluster_id in set(holders)
+                    if (row := clusters.get(cluster_id)) is not None and row.first_published_at <= until
+                    and not (row.community_set and communities and row.community_set.isdisjoint(communities))
+                    and not (row.country and country and row.country != country)}
+        if len(eligible) < 2:
+            return list(eligible.values())
+        # Counted in C, in one call: a common word is held by every active cluster.
+        counts = Counter(holders)
+        return [eligible[cluster_id] for cluster_id in
+                _most_shared({cluster_id: counts[cluster_id] for cluster_id in eligible}, MAX_CANDIDATES)]
 
     def _index(self, cluster_id: str, keys: set[str], published: datetime) -> None:
         """Record the cluster's keys (a key seen again moves its time forward)."""
@@ -267,7 +277,7 @@ class Grouper:
         if not _groupable(c):
             return stable_id("clu", incident.incident_id)
         tokens = title_tokens(incident.title)
-        keys = _keys(tokens, c)
+        keys = self._report_keys.pop((incident.incident_id, incident.content_hash), None) or _keys(tokens, c)
         # The best score, then the larger cluster; among equals the first candidate (what
         # ``max`` gives).
         best: Cluster | None = None

@@ -99,6 +99,31 @@ def test_title_words_fold_accents_and_case_and_drop_numbers_and_stopwords() -> N
     assert title_tokens("Breaking: 3 killed in the attack on a mosque") == {"killed", "attack", "mosque"}
 
 
+def test_a_report_joins_its_event_however_many_other_communities_clusters_share_its_words() -> None:
+    """The cap on candidates applies after eligibility: more than ``MAX_CANDIDATES`` clusters
+    of another community sharing more words with a report do not crowd out its own event."""
+    from prevent.classification import Classification
+    from prevent.grouping import MAX_CANDIDATES, Grouper
+
+    def classified(community: str, country: str) -> Classification:
+        return Classification(communities=(community,), incident_type="armed_attack", severity=3,
+                              casualties={}, country=country)
+
+    grouper = Grouper()
+    mosque = report("ap", "Mosque in Kano attacked by gunmen", 0)
+    own = grouper.assign(mosque, classified("muslim", "NG"))
+    countries = ["AR", "AU", "AT", "BE", "BR", "CL", "CO", "DK", "EG", "FI", "FR", "DE", "GR", "HU",
+                 "IN", "IE", "IL", "IT", "JP", "KE", "MX", "NL", "NZ", "NO", "PE"]
+    assert len(countries) > MAX_CANDIDATES
+    others = {grouper.assign(report("ap", f"Gunmen attack worshippers, killed at prayers, synagogue {place}",
+                                    i + 1), classified("jewish", place))
+              for i, place in enumerate(countries)}
+    assert len(others) == len(countries) and own not in others  # none joined another
+
+    follow_up = report("reuters", "Gunmen attack worshippers at prayers in Kano mosque, killed", 30)
+    assert grouper.assign(follow_up, classified("muslim", "NG")) == own
+
+
 async def test_redelivered_incident_changes_nothing(db, engine) -> None:
     first = report("ap", "Gunmen kill 12 worshippers at mosque in Kano", 0)
     once = await process(db, engine, first)
