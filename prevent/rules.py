@@ -100,11 +100,9 @@ def prepared_with(incident: GlobalIncident, c: Classification) -> Prepared:
 
 
 def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
-    return Subject(
-        communities=frozenset(c.communities), incident_type=c.incident_type, severity=c.severity,
-        country=c.country, text=f"{incident.title}\n{incident.summary}".casefold(),
-        published=incident.published, kind=incident.kind.value,
-    )
+    return Subject(frozenset(c.communities), c.incident_type, c.severity, c.country,
+                   f"{incident.title}\n{incident.summary}".casefold(), incident.published,
+                   incident.kind.value)
 
 
 async def process_batch(session: AsyncSession, incidents: Sequence[GlobalIncident],
