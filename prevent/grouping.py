@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.classification import Classification
 from prevent.contracts import GlobalIncident, stable_id, utcnow
+from prevent.storage.membership import one_of
 from prevent.storage.tables import ClusterKey, ClusterRow, IncidentRow
 
 TITLE_WINDOW = timedelta(hours=48)
@@ -147,15 +148,6 @@ def _most_shared(shared: dict[str, int], n: int) -> list[str]:
     return ranked[:n]
 
 
-CHUNK = 500  # ids per IN (...): well under every engine's limit on bound parameters
-
-
-def chunks(values: Iterable[str]) -> Iterable[list[str]]:
-    ordered = sorted(set(values))
-    for start in range(0, len(ordered), CHUNK):
-        yield ordered[start:start + CHUNK]
-
-
 class Grouper:
     """Groups the reports of one batch in memory; ``flush`` writes the result."""
 
@@ -188,17 +180,17 @@ class Grouper:
             self._report_keys = {(i.incident_id, i.content_hash): _keys(title_tokens(i.title), c)
                                  for i, c in fresh}
             keys = set().union(*self._report_keys.values())
-            for chunk in chunks(keys):
-                for key, cluster_id, last in (await session.execute(
-                        select(ClusterKey.key, ClusterKey.cluster_id, ClusterKey.last_published_at)
-                        .where(ClusterKey.key.in_(chunk), ClusterKey.last_published_at >= since))).all():
-                    self.index.setdefault(key, {})[cluster_id] = last
-                    self._stored_keys[(key, cluster_id)] = last
-                    self._floor[key] = min(self._floor.get(key, last), last)
-                    wanted.add(cluster_id)
-        for ids in chunks(wanted):
+            for key, cluster_id, last in (await session.execute(
+                    select(ClusterKey.key, ClusterKey.cluster_id, ClusterKey.last_published_at)
+                    .where(one_of(session, ClusterKey.key, keys),
+                           ClusterKey.last_published_at >= since))).all():
+                self.index.setdefault(key, {})[cluster_id] = last
+                self._stored_keys[(key, cluster_id)] = last
+                self._floor[key] = min(self._floor.get(key, last), last)
+                wanted.add(cluster_id)
+        if wanted:
             for row in (await session.execute(select(*COLUMNS).where(
-                    ClusterRow.cluster_id.in_(ids)))).all():
+                    one_of(session, ClusterRow.cluster_id, wanted)))).all():
                 self.clusters[row.cluster_id] = Cluster(*row)
         return self
 
@@ -360,12 +352,11 @@ class Grouper:
 async def earlier_clusters(session: AsyncSession, incident_ids: Iterable[str]) -> dict[str, str]:
     """The cluster each of these reports joined, for those with a version stored."""
     earlier: dict[str, str] = {}
-    for ids in chunks(incident_ids):
-        for incident_id, cluster_id in (await session.execute(
-                select(IncidentRow.incident_id, IncidentRow.cluster_id)
-                .where(IncidentRow.incident_id.in_(ids)))).all():
-            if cluster_id:
-                earlier.setdefault(incident_id, cluster_id)
+    for incident_id, cluster_id in (await session.execute(
+            select(IncidentRow.incident_id, IncidentRow.cluster_id)
+            .where(one_of(session, IncidentRow.incident_id, incident_ids)))).all():
+        if cluster_id:
+            earlier.setdefault(incident_id, cluster_id)
     return earlier
 
 

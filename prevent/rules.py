@@ -37,6 +37,7 @@ from prevent.contracts import (
 )
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
 from prevent.storage.db import JsonText
+from prevent.storage.membership import one_of
 from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow
 
 log = logging.getLogger("prevent.rules")
@@ -125,13 +126,12 @@ async def process_batch(session: AsyncSession, incidents: Sequence[GlobalInciden
     # cluster an earlier version of a report joined (grouping keeps it there).
     done: set[tuple[str, str]] = set()
     earlier: dict[str, str] = {}
-    for ids in grouping.chunks(incident_id for incident_id, _ in by_version):
-        for incident_id, content_hash, cluster_id in (await session.execute(
-                select(IncidentRow.incident_id, IncidentRow.content_hash, IncidentRow.cluster_id)
-                .where(IncidentRow.incident_id.in_(ids)))).all():
-            done.add((incident_id, content_hash))
-            if cluster_id:
-                earlier.setdefault(incident_id, cluster_id)
+    for incident_id, content_hash, cluster_id in (await session.execute(
+            select(IncidentRow.incident_id, IncidentRow.content_hash, IncidentRow.cluster_id)
+            .where(one_of(session, IncidentRow.incident_id, (i for i, _ in by_version))))).all():
+        done.add((incident_id, content_hash))
+        if cluster_id:
+            earlier.setdefault(incident_id, cluster_id)
     todo: list[tuple[GlobalIncident, Prepared]] = []
     seen: set[tuple[str, str]] = set()
     for incident in incidents:
@@ -264,13 +264,12 @@ class _Batch:
 
     async def _load_alerts(self, clusters: set[str]) -> None:
         """Every alert of the batch's clusters: the one to update, the inhibitors."""
-        for chunk in grouping.chunks(clusters):
-            for alert_id, cluster_id, revision, payload in (await self.session.execute(
-                    select(AlertRow.alert_id, AlertRow.cluster_id, AlertRow.revision, AlertRow.payload)
-                    .where(AlertRow.cluster_id.in_(chunk)))).all():
-                self.stored[alert_id] = payload
-                self.loaded[alert_id] = revision
-                self.by_cluster.setdefault(cluster_id, []).append(alert_id)
+        for alert_id, cluster_id, revision, payload in (await self.session.execute(
+                select(AlertRow.alert_id, AlertRow.cluster_id, AlertRow.revision, AlertRow.payload)
+                .where(one_of(self.session, AlertRow.cluster_id, clusters)))).all():
+            self.stored[alert_id] = payload
+            self.loaded[alert_id] = revision
+            self.by_cluster.setdefault(cluster_id, []).append(alert_id)
 
     def _alert(self, alert_id: str) -> Alert | None:
         """The alert as it stands in the batch (a stored one is parsed when first needed)."""

@@ -233,3 +233,29 @@ async def test_sqlite_commits_leave_the_wal_to_a_background_checkpoint(db) -> No
 
 def _size(path: Path) -> int:
     return path.stat().st_size
+
+
+async def test_a_large_set_is_one_parameter_and_matches_exactly(db) -> None:
+    """``membership.one_of``: the rows whose column is in the set, and only those, with
+    values JSON or SQL would need to escape, repeated values, an empty set, and a set of
+    40,000 values in one statement."""
+    from prevent.storage.bulk import insert_rows
+    from prevent.storage.membership import one_of
+    from prevent.storage.tables import IncidentRow
+
+    odd = ['quote \' "double"', "back\\slash", "Église 教会", "comma, [bracket]", "%_like"]
+    ids = odd + [f"inc-{n}" for n in range(20)]
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    async with db.transaction() as session:
+        await insert_rows(session, IncidentRow.__table__, [
+            {"incident_id": i, "content_hash": "h", "feed_id": "f", "cluster_id": None, "title": "t",
+             "published_at": at, "received_at": at, "payload": {}, "classification": None}
+            for i in ids])
+    wanted = [*odd[:3], "inc-4", "inc-19", *(f"absent-{n}" for n in range(40_000)), "inc-4"]
+    async with db.transaction() as session:
+        found = (await session.execute(select(IncidentRow.incident_id).where(
+            one_of(session, IncidentRow.incident_id, wanted)))).scalars().all()
+        none = (await session.execute(select(IncidentRow.incident_id).where(
+            one_of(session, IncidentRow.incident_id, [])))).scalars().all()
+    assert sorted(found) == sorted([*odd[:3], "inc-4", "inc-19"])
+    assert none == []
