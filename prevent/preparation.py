@@ -162,6 +162,7 @@ class Preparation:
         while remaining and self.futures[remaining[-1]].cancel():
             n = remaining.pop()
             parts[n] = self.preparer.prepare_here(self.incidents[n * PART:(n + 1) * PART])
+            await asyncio.sleep(0)  # a part takes tens of ms: let the next batch be fetched
         try:
             for n in remaining:
                 sent = await asyncio.wrap_future(self.futures[n])

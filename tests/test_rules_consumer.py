@@ -261,6 +261,69 @@ async def test_parts_a_busy_worker_has_not_started_are_prepared_here(classifier,
     assert set(here) >= {i.incident_id for i in items[-PART:]}
 
 
+async def test_the_event_loop_gets_turns_while_a_large_batch_is_grouped_and_prepared_here(
+        sqlite, classifier, monkeypatch) -> None:
+    """A large batch's in-memory steps and the parts of it prepared here each run for tens of
+    milliseconds without awaiting anything. The event loop must get turns in between, or the
+    consumer cannot fetch the next batch and hand it to the (idle) worker meanwhile."""
+    from prevent import rules
+
+    items = incidents(rules.YIELD_EVERY * 3)
+    stored: list[str] = []
+    store = rules._Batch._store
+
+    def counted_store(self: Any, incident: GlobalIncident, *args: Any) -> None:
+        stored.append(incident.incident_id)
+        store(self, incident, *args)
+
+    monkeypatch.setattr(rules._Batch, "_store", counted_store)
+    seen = await _counts_seen_by_another_task(stored, _process(sqlite, classifier, items))
+    assert len(stored) == len(items)
+    assert [n for n in seen if 0 < n < len(items)], seen
+
+    preparer = Preparer(classifier, workers=1)
+    here: list[str] = []
+    prepare_here = preparer.prepare_here
+    monkeypatch.setattr(preparer, "prepare_here", lambda part: here.extend(
+        i.incident_id for i in part) or prepare_here(part))
+    try:
+        assert preparer._pool is not None
+        preparer._pool.submit(time.sleep, 2.0)  # busy: the parts are prepared here
+        batch = incidents(PART * 4)
+        seen = await _counts_seen_by_another_task(here, preparer.start(
+            [i.model_dump_json().encode() for i in batch], batch).result())
+    finally:
+        preparer.close()
+    assert len(here) >= 2 * PART
+    assert [n for n in seen if 0 < n < len(here)], seen
+
+
+async def _process(db: Database, classifier: Classifier, items: list[GlobalIncident]) -> None:
+    from prevent.rules import process_batch
+
+    async with db.transaction() as session:
+        await process_batch(session, items, classifier, CompiledSet(load_directory(PLAYBOOKS)))
+
+
+async def _counts_seen_by_another_task(done: list[str], work: Any) -> list[int]:
+    """How far ``done`` had got each time another task got a turn while ``work`` ran."""
+    seen: list[int] = []
+    finished = False
+
+    async def probe() -> None:
+        while not finished:
+            seen.append(len(done))
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(probe())
+    try:
+        await work
+    finally:
+        finished = True
+        await task
+    return seen
+
+
 @pytest.mark.e2e
 async def test_on_the_real_broker_exactly_the_stored_batches_are_committed(settings) -> None:
     """The consumer commits offsets itself (FastStream's ack is off for it): with the
