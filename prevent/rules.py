@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 from sqlalchemy import bindparam, select, text
@@ -87,11 +88,11 @@ def _partner_report(c: Classification, incident: GlobalIncident) -> Classificati
         "severity": max(c.severity, floor)})
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """What the stage computes for an incident version before it needs the database: its
     classification, and the two JSON columns of its row already encoded. Made by ``prepare``,
-    here or in the rules consumer's worker process (``prevent.preparation``)."""
+    here or in the rules consumer's worker process (``prevent.preparation``); a tuple, since
+    the consumer rebuilds one per incident from what the worker sends."""
 
     classification: Classification
     classification_json: str

@@ -34,6 +34,14 @@ def test_fold_keeps_length(text: str) -> None:
     assert len(fold(text)) == len(text)
 
 
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_folds_as_any_text_does(text: str) -> None:
+    """ASCII takes a byte-table fast path; it must give what the character table gives."""
+    from prevent.classification.matcher import FOLD_TABLE
+
+    assert fold(text) == text.translate(FOLD_TABLE)
+
+
 def test_accents_and_case_fold(clf: Classifier) -> None:
     c = clf.classify("Fusillade dans une MOSQUÉE de Québec", "")
     assert c.communities == ("muslim",)

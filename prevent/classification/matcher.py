@@ -30,10 +30,15 @@ def _fold_char(ch: str) -> str:
 
 
 FOLD_TABLE = {cp: _fold_char(chr(cp)) for cp in range(_FOLD_RANGE)}
+# The same mapping for ASCII text (most feeds), as a byte table: ``bytes.translate`` is one
+# C loop, where ``str.translate`` looks every character up in a dict (about 2.5 times slower).
+_ASCII_FOLD = bytes(ord(FOLD_TABLE[b]) for b in range(128)) + bytes(range(128, 256))
 
 
 def fold(text: str) -> str:
     """Lower case, accent-free, punctuation as spaces; same length as ``text``."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
     return text.translate(FOLD_TABLE)
 
 
