@@ -47,7 +47,7 @@ ACTOR = "rules-consumer"
 # A batch's reports are grouped in memory for tens of milliseconds without awaiting anything.
 # Every this many, the event loop gets a turn: the rules consumer then fetches the next batch
 # and hands it to its preparation worker meanwhile, instead of leaving the worker idle until
-# this batch is written (measured: 11-14% more incidents per second).
+# this batch is written (two series of 6 alternating runs: 14% and 11% more incidents/s).
 YIELD_EVERY = 250
 
 

@@ -18,7 +18,7 @@ from prevent.playbooks.schema import ANY_COMMUNITY, Match, Playbook
 
 class Subject(NamedTuple):
     """What a playbook looks at: a classified incident (or cluster). A tuple, not a frozen
-    dataclass: one is built for every grouped report, and a tuple costs a fifth to build."""
+    dataclass: one is built for every grouped report, and a tuple costs a third to build."""
 
     communities: frozenset[str]
     incident_type: str

@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 def one_of(session: AsyncSession, column: Any, values: Iterable[str]) -> ColumnElement[bool]:
     """``column`` is one of the (string) ``values``, in the session's dialect."""
-    distinct = sorted(set(values))
+    distinct = list(dict.fromkeys(values))  # in first-seen order: sorting would cost more
     dialect = session.bind.dialect.name
     if dialect == "sqlite":
         listed = bindparam(None, orjson.dumps(distinct).decode(), type_=String)
