@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from prevent.classification import Classifier
 from prevent.config import Settings
+from prevent.contracts import GlobalIncident
 from prevent.playbooks.evaluate import CompiledSet, Subject
 from prevent.playbooks.loader import load_directory
+from prevent.rules import classify_incident, subject_of
 
 
 def _published(value: object) -> datetime:
@@ -28,6 +31,22 @@ def _published(value: object) -> datetime:
         if parsed is not None:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return datetime.now(UTC)
+
+
+def classify_incidents(incidents: Iterable[GlobalIncident], settings: Settings) -> Iterator[dict[str, Any]]:
+    """For `prevent feeds check --classify`: each incident's classification as the rules
+    stage makes it (the source's own severity assessment included) and the playbooks that
+    would fire as of the incident's own publication time."""
+    classifier = Classifier.from_dir(settings.playbooks_dir)
+    playbooks = CompiledSet(load_directory(settings.playbooks_dir))
+    for incident in incidents:
+        c = classify_incident(classifier, incident)
+        subject = subject_of(incident, c)
+        fired = [cp.playbook.id for cp in playbooks.matching(subject, incident.published)]
+        yield {"classification": {"communities": list(c.communities), "incident_type": c.incident_type,
+                                  "severity": c.severity, "country": c.country, "lang": c.lang,
+                                  "evidence": c.to_json()["evidence"]},
+               "playbooks": fired}
 
 
 def classify_lines(lines: Iterable[str], settings: Settings) -> Iterator[str]:

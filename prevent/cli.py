@@ -8,7 +8,7 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -314,6 +314,9 @@ def playbooks_export(output: Annotated[Path, typer.Option(help="directory to wri
 def feeds_check(target: Annotated[str, typer.Argument(help="a URL or a file")],
                 kind: str | None = None, as_json: Annotated[bool, typer.Option("--json")] = False,
                 level_pattern: Annotated[str | None, typer.Option(help="threat_level only")] = None,
+                classify: Annotated[bool, typer.Option(
+                    "--classify", help="also classify each incident and name the playbooks that "
+                    "would fire as of its publication time")] = False,
                 ) -> None:
     """Fetch or read one feed and print the incidents it would emit, without publishing."""
     from prevent.feeds.check import check_feed
@@ -323,9 +326,20 @@ def feeds_check(target: Annotated[str, typer.Argument(help="a URL or a file")],
                                                      level_pattern=level_pattern))
     except Exception as exc:  # noqa: BLE001 - one clear line for the person at the terminal
         raise _fail(str(exc)) from exc
-    for incident in incidents:
+    verdicts: list[dict[str, Any]] = [{} for _ in incidents]
+    if classify:
+        from prevent.classify_cli import classify_incidents
+
+        verdicts = list(classify_incidents(incidents, get_settings()))
+    for incident, verdict in zip(incidents, verdicts, strict=True):
         if as_json:
-            typer.echo(incident.model_dump_json())
+            typer.echo(json.dumps(incident.model_dump(mode="json") | verdict, ensure_ascii=False))
+        elif verdict:
+            c = verdict["classification"]
+            typer.echo(f"{incident.published:%Y-%m-%d %H:%M} {incident.incident_id} {incident.title}\n"
+                       f"    {c['incident_type']} severity {c['severity']} {c['country'] or '-'} "
+                       f"[{c['lang']}] {','.join(c['communities']) or '-'} "
+                       f"playbooks: {','.join(verdict['playbooks']) or '-'}")
         else:
             typer.echo(f"{incident.published:%Y-%m-%d %H:%M} {incident.incident_id} {incident.title}")
     for problem in problems:

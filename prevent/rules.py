@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import alerts, audit, escalation, grouping, suppression
 from prevent.classification import Classification, Classifier
+from prevent.classification.classify import NATURAL_DISASTER, with_assessment
+from prevent.classification.sources import assess
 from prevent.contracts import (
     ALERTS,
     Alert,
@@ -64,16 +66,22 @@ THREAT_LEVEL_SEVERITY = 3
 
 
 def classify_incident(classifier: Classifier, incident: GlobalIncident) -> Classification:
+    cap = incident.cap
     c = classifier.classify(
         incident.title, incident.summary,
-        cap_severity=incident.cap.severity if incident.cap else None,
+        cap_severity=cap.severity if cap else None,
         country=incident.location.country if incident.location else None,
+        lang=incident.language,
     )
     if incident.threat_level is not None:  # the watcher saw the national level change
         return c.model_copy(update={"incident_type": "threat_level_change",
                                     "severity": max(c.severity, THREAT_LEVEL_SEVERITY)})
     if incident.kind is FeedKind.PARTNER_REPORT:
         return _partner_report(c, incident)
+    assessed = assess(incident.categories, cap.severity if cap else None, cap.msg_type if cap else None,
+                      cap.urgency if cap else None, cap.certainty if cap else None)
+    if assessed is not None and c.incident_type == NATURAL_DISASTER:
+        return with_assessment(c, assessed)
     return c
 
 

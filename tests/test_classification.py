@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from prevent.classification import Classification, Classifier, LexiconError, load_lexicon_errors
 from prevent.classification.casualties import casualty_totals, find_casualties
-from prevent.classification.matcher import fold
+from prevent.classification.matcher import fold, fold_map
 from prevent.contracts import Evidence
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
@@ -30,8 +30,29 @@ def totals(text: str) -> dict[str, int | None]:
 
 
 @given(st.text())
-def test_fold_keeps_length(text: str) -> None:
-    assert len(fold(text)) == len(text)
+def test_fold_map_points_every_folded_character_at_its_original(text: str) -> None:
+    """Folded text keeps the original's length unless a character folds to none or to
+    several (a harakat, "ß", "¼"); then ``fold_map`` gives each folded character's origin."""
+    folded, offsets = fold_map(text)
+    assert folded == fold(text)
+    if offsets is None:
+        assert len(folded) == len(text)
+    else:
+        assert len(offsets) == len(folded)
+        assert offsets == sorted(offsets)
+        assert all(0 <= i < len(text) for i in offsets)
+
+
+def test_scripts_fold_to_one_spelling() -> None:
+    # Arabic: harakat, tatweel and letter variants; Urdu yeh/kaf/heh; Hebrew niqqud;
+    # Devanagari nukta; native digits; Indic vowel signs stay inside the word.
+    assert fold("مَسْجِدٌ") == fold("مسجد")
+    assert fold("الكنيسـة") == fold("الكنيسه")
+    assert fold("کی") == fold("كي")
+    assert fold("בֵּית") == fold("בית")
+    assert fold("ज़ख़्मी") == fold("जख्मी")
+    assert fold("٣٠ ۳۰ ३० ৩০ ੩੦ ௩௦") == "30 30 30 30 30 30"
+    assert fold("मस्जिद पर हमला").split() == ["मस्जिद", "पर", "हमला"]
 
 
 @given(st.text(alphabet=st.characters(max_codepoint=127)))
@@ -114,7 +135,8 @@ def test_type_in_same_sentence_links(clf: Classifier) -> None:
 def test_no_incident_means_no_community(clf: Classifier) -> None:
     c = clf.classify("Mosque opening ceremony draws hundreds", "Worshippers celebrated the new building.")
     assert c == Classification(communities=(), incident_type="none", severity=0,
-                               casualties={"killed": None, "injured": None}, evidence=(), country=None)
+                               casualties={"killed": None, "injured": None}, evidence=(), country=None,
+                               lang="en")
 
 
 # ------------------------------------------------------------------ casualties and severity
@@ -193,7 +215,8 @@ def test_country_falls_back_to_argument(clf: Classifier) -> None:
 def test_to_json_shape(clf: Classifier) -> None:
     data = clf.classify("Gunman kills 11 at Pittsburgh synagogue").to_json()
     assert set(data) == {"communities", "incident_type", "severity", "evidence", "casualties",
-                         "country"}
+                         "country", "lang"}
+    assert data["lang"] == "en"
     assert data["communities"] == ["jewish"]
     assert data["evidence"][0]["rule"].startswith("community:")
 
@@ -305,7 +328,7 @@ def test_evidence_is_built_on_demand_and_round_trips(clf: Classifier) -> None:
     c = clf.classify("Gunman kills 11 at Pittsburgh synagogue")
     again = Classification(communities=c.communities, incident_type=c.incident_type,
                            severity=c.severity, casualties=c.casualties, country=c.country,
-                           evidence=c.evidence)
+                           evidence=c.evidence, lang=c.lang)
     assert again == c and again.evidence == c.evidence
     assert c.to_json()["evidence"] == [e.model_dump() for e in c.evidence]
     # Built without re-validation, each is what validating its row gives.

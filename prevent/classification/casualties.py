@@ -123,3 +123,50 @@ def casualty_totals(matches: list[CasualtyMatch]) -> dict[str, int | None]:
     killed = max((m.count for m in matches if m.killed), default=None)
     injured = max((m.count for m in matches if not m.killed), default=None)
     return {"killed": killed, "injured": injured}
+
+
+# ----------------------------------------------------------------------------- other languages
+
+COUNT_REACH = 32  # characters on either side of a harm word searched for its figure
+_DIGITS = re.compile(r"(?<![0-9])(\d{1,3}(?: \d{3})+|\d+)(?![0-9])")
+# A figure followed by one of these is an age, a time, a year or a distance, not a count.
+_NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|years|year|yil|yas|"
+                              r"h|heures|hrs|uhr|km|kilometres|kilometers|km2|m|cm|mm|ml|kg|%|"
+                              r"sal|saal|سال|ساله|عاما|عام|سنه|سنوات|साल|वर्ष|বছর|ਸਾਲ|வயது|שנה|שנים)\b")
+
+
+def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
+                numbers: dict[str, int]) -> list[CasualtyMatch]:
+    """Casualty figures in a language other than English: the nearest figure (native
+    digits are already ASCII in folded text, or a number word of the language's lexicon)
+    within ``COUNT_REACH`` characters of a harm word, not across a sentence or clause
+    break. Word order differs too much between languages ("15 morts", "مقتل 15",
+    "15 लोगों की मौत") for anything finer; the largest figure per kind still wins."""
+    out: list[CasualtyMatch] = []
+    seen: set[tuple[int, int]] = set()
+    words = None
+    for (start, end), is_killed in zip(anchors, killed, strict=True):
+        lo, hi = max(0, start - COUNT_REACH), min(len(folded), end + COUNT_REACH)
+        best: tuple[int, int, int, int] | None = None  # distance, value, start, end
+        for m in _DIGITS.finditer(folded, lo, hi):
+            raw = m.group(1)
+            n = int(raw.replace(" ", ""))
+            if _is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end()):
+                continue
+            dist = start - m.end() if m.end() <= start else m.start() - end
+            if dist >= 0 and (best is None or dist < best[0]):
+                best = (dist, n, m.start(), m.end())
+        if best is None and numbers:
+            if words is None:
+                words = [(m.start(), m.end(), numbers[m.group()]) for m in re.finditer(r"\S+", folded)
+                         if m.group() in numbers]
+            for ws, we, n in words:
+                if we <= start and ws >= lo or ws >= end and we <= hi:
+                    dist = start - we if we <= start else ws - end
+                    if best is None or dist < best[0]:
+                        best = (dist, n, ws, we)
+        if best is not None and (best[2], best[3]) not in seen:
+            seen.add((best[2], best[3]))
+            s, e = min(best[2], start), max(best[3], end)
+            out.append(CasualtyMatch(is_killed, best[1], s, e))
+    return out

@@ -40,9 +40,11 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prevent.classification.casualties import casualty_totals, find_casualties
+from prevent.classification.casualties import casualty_totals, find_casualties, find_counts
+from prevent.classification.language import detect_language
 from prevent.classification.lexicon import Lexicon, load_lexicon
-from prevent.classification.matcher import Kind, Matcher, Pattern, fold
+from prevent.classification.matcher import Kind, Matcher, Pattern, fold_map, fold_term
+from prevent.classification.sources import Assessment
 from prevent.contracts import Evidence
 
 FieldName = Literal["title", "summary"]
@@ -78,9 +80,9 @@ _PLACE_PREPOSITIONS = (" in ", " near ", " at ", " en ", " au ", " a ", " dans "
 
 # Evidence rows: (rule, term, field, start, end), turned into Evidence models on demand.
 EvidenceRow = tuple[str, str, str, int, int]
-# communities, incident type, severity, casualties, country, evidence rows
+# communities, incident type, severity, casualties, country, evidence rows, language
 ClassificationTuple = tuple[tuple[str, ...], str, int, dict[str, "int | None"], "str | None",
-                            tuple[EvidenceRow, ...]]
+                            tuple[EvidenceRow, ...], "str | None"]
 
 
 class Classification(BaseModel):
@@ -94,6 +96,7 @@ class Classification(BaseModel):
     casualties: dict[str, int | None]
     country: str | None
     evidence_rows: tuple[EvidenceRow, ...] = Field(default=(), repr=False)
+    lang: str | None = None  # the item's language, as detected (ISO 639-1)
 
     @model_validator(mode="before")
     @classmethod
@@ -119,7 +122,7 @@ class Classification(BaseModel):
         pickled model costs several times more to load)."""
         d = self.__dict__
         return (d["communities"], d["incident_type"], d["severity"], d["casualties"], d["country"],
-                d["evidence_rows"])
+                d["evidence_rows"], d.get("lang"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +133,7 @@ class Classification(BaseModel):
                          for r, t, f, s, e in self.evidence_rows],
             "casualties": dict(self.casualties),
             "country": self.country,
+            "lang": self.lang,
         }
 
 
@@ -151,16 +155,23 @@ def _unvalidated(model: type[M], values: dict[str, Any]) -> M:
 
 def _result(communities: tuple[str, ...], incident_type: str, severity: int,
             casualties: dict[str, int | None], country: str | None,
-            rows: tuple[EvidenceRow, ...]) -> Classification:
+            rows: tuple[EvidenceRow, ...], lang: str | None = None) -> Classification:
     """A Classification from values the classifier built itself."""
     return _unvalidated(Classification, {
         "communities": communities, "incident_type": incident_type, "severity": severity,
-        "casualties": casualties, "country": country, "evidence_rows": rows})
+        "casualties": casualties, "country": country, "evidence_rows": rows, "lang": lang})
 
 
 def _evidence(rule: str, term: str, field: str, start: int, end: int) -> Evidence:
     return _unvalidated(Evidence, {"rule": rule, "term": term, "field": field, "start": start,
                                    "end": end})
+
+
+def with_assessment(c: Classification, assessed: Assessment) -> Classification:
+    """``c`` with the severity the source itself assessed (PAGER, GDACS, CAP): for a natural
+    disaster it replaces what the words said, with its reason as evidence."""
+    rows = (*c.evidence_rows, (assessed.source, assessed.reason, "title", 0, 0))
+    return _result(c.communities, c.incident_type, assessed.severity, c.casualties, c.country, rows, c.lang)
 
 
 def from_tuple(values: ClassificationTuple) -> Classification:
@@ -178,6 +189,13 @@ class Classifier:
     def __init__(self, lexicon: Lexicon) -> None:
         self.lexicon = lexicon
         self._matcher = Matcher(lexicon)
+        # One automaton per language: an item is read with its own language's words only
+        # (German "Messe" is a trade fair, Italian "tue" is "yours").
+        self._matchers: dict[str, Matcher] = {"en": self._matcher}
+        self._numbers: dict[str, dict[str, int]] = {}
+        for code, lf in lexicon.languages.items():
+            self._matchers[code] = Matcher(lexicon, lf)
+            self._numbers[code] = {fold_term(w): n for w, n in lf.numbers.items() if fold_term(w)}
         tf = lexicon.incident_types
         cf = lexicon.communities
         last = len(tf.precedence)
@@ -209,7 +227,6 @@ class Classifier:
                 diaspora.setdefault(code, []).append(c.id)
         self._diaspora = {code: tuple(sorted(ids)) for code, ids in diaspora.items()}
         self._majority = {code: faith for faith, codes in cf.majority_faith.items() for code in codes}
-        self._gathering = frozenset(fold(t).strip() for t in cf.religious_gatherings)
         self._emit_cache: dict[tuple[frozenset[str], str | None], tuple[str, ...]] = {}
 
     @classmethod
@@ -219,16 +236,32 @@ class Classifier:
 
     # ------------------------------------------------------------------ public
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages with a lexicon (English is the base files)."""
+        return tuple(sorted(self._matchers))
+
     def classify(self, title: str, summary: str = "", *, cap_severity: str | None = None,
-                 country: str | None = None) -> Classification:
+                 country: str | None = None, lang: str | None = None) -> Classification:
+        """Classify one item. ``country`` is the feed's own country (GeoRSS, GeoJSON, CAP
+        area): it wins over places named in the text. ``lang`` is the feed's declared
+        language: a prior for the language identifier, which decides per item."""
         texts = (title, summary)
-        folded = (fold(title), fold(summary) if summary else "")
+        item_lang = detect_language(f"{title} {summary[:160]}" if summary else title, lang)
+        matcher = self._matchers.get(item_lang, self._matcher)
+        f0, m0 = fold_map(title)
+        f1, m1 = fold_map(summary) if summary else ("", None)
+        folded = (f0, f1)
+        maps = (m0, m1)
+        # Sentences are split on the original text laid out as the folded one (same offsets).
+        aligned = tuple(texts[f] if maps[f] is None else "".join(texts[f][i] for i in maps[f])
+                        for f in (0, 1))
         com: list[_H] = []
         typ: list[_H] = []
         harm: list[_H] = []
         other: list[_H] = []  # escalation, aftermath, cause, country, context: rare, few
         heads: set[tuple[int, int]] = set()
-        scan = self._matcher.scan_spans
+        scan = matcher.scan_spans
         for f in (0, 1):
             if not folded[f]:
                 continue
@@ -242,26 +275,37 @@ class Classifier:
                     harm.append((f, s, e, p, -1))
                 elif kind is Kind.NON_TARGET:
                     heads.add((f, s))
+                elif kind is Kind.NON_TARGET_BEFORE:
+                    heads.add((f, -1 - _next_word(folded[f], e)))
                 else:
                     other.append((f, s, e, p, -1))
         if heads and com:
-            com = [h for h in com if (h[0], _next_word(folded[h[0]], h[2])) not in heads]
+            com = [h for h in com if (h[0], _next_word(folded[h[0]], h[2])) not in heads
+                   and (h[0], -1 - h[1]) not in heads]
         if typ and any(h[3].needs_context for h in typ) and not any(
                 h[3].kind is Kind.CONTEXT for h in other):
             typ = [h for h in typ if not h[3].needs_context]
 
-        found, country_row = self._country(texts, folded, com, other)
-        country = found or (country.upper() if country else None)
+        def row(rule: str, f: int, s: int, e: int) -> EvidenceRow:
+            m = maps[f]
+            if m is not None:
+                s, e = m[s] if s < len(m) else len(texts[f]), (m[e - 1] + 1) if 0 < e <= len(m) else e
+            return (rule, texts[f][s:e], FIELDS[f], s, e)
+
+        found, country_hit = self._country(folded, com, other)
+        hint = country.upper() if country else None
+        country = hint or found
+        country_row = row(country_hit[3].rule, *country_hit[:3]) if country_hit and found == country else None
         cap = self._cap.get(cap_severity.strip().lower()) if cap_severity else None
 
         if not typ and cap is None:
             # Harm words alone ("Pope dies at 88") are not an incident.
             return _result((), "none", 0, {"killed": None, "injured": None}, country,
-                           (country_row,) if country_row else ())
+                           (country_row,) if country_row else (), item_lang)
 
-        sentences = _Sentences(texts)
+        sentences = _Sentences(aligned)  # type: ignore[arg-type]
         sentence = sentences.index
-        causes = self._cause_spans(texts, other, typ, sentence) if other else ()
+        causes = self._cause_spans(aligned, other, typ, sentence) if other else ()  # type: ignore[arg-type]
         if com and typ:
             # Sentence numbers, once per hit, only when a community could be linked.
             typ = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in typ]
@@ -275,10 +319,16 @@ class Classifier:
             itype, type_hits = NATURAL_DISASTER, []  # CAP feeds carry hazard alerts
 
         casualty_matches = []
+        numbers = self._numbers.get(item_lang) if matcher is not self._matcher else None
         for f in (0, 1):
             anchors = [(s, e) for hf, s, e, p, _ in harm if hf == f and p.severity >= 2]
-            if anchors:
+            if not anchors:
+                continue
+            if numbers is None:
                 casualty_matches += [(f, m) for m in find_casualties(folded[f], anchors)]
+            else:
+                kinds = [p.severity >= 3 for hf, s, e, p, _ in harm if hf == f and p.severity >= 2]
+                casualty_matches += [(f, m) for m in find_counts(folded[f], anchors, kinds, numbers)]
         casualties = casualty_totals([m for _, m in casualty_matches])
         severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences)
 
@@ -289,24 +339,21 @@ class Classifier:
         else:
             ids = {h[3].key for h in targets}
             if not ids and country in self._majority:
-                gathering = self._gathering_attacked(folded, typ, harm, sentence)
+                gathering = self._gathering_attacked(other, typ, harm, sentence)
                 if gathering:
                     faith = self._majority[country]
                     ids = {faith}
-                    f, gs, ge = gathering
-                    majority_row = (f"majority_faith:{faith}", texts[f][gs:ge], FIELDS[f], gs, ge)
+                    majority_row = row(f"majority_faith:{faith}", *gathering)
 
-        rows: list[EvidenceRow] = [(h[3].rule, texts[h[0]][h[1]:h[2]], FIELDS[h[0]], h[1], h[2])
-                                   for h in targets]
+        rows: list[EvidenceRow] = [row(h[3].rule, h[0], h[1], h[2]) for h in targets]
         if majority_row:
             rows.append(majority_row)
-        rows += [(h[3].rule, texts[h[0]][h[1]:h[2]], FIELDS[h[0]], h[1], h[2]) for h in type_hits]
-        rows += [("casualties", texts[f][m.start:m.end], FIELDS[f], m.start, m.end)
-                 for f, m in casualty_matches]
+        rows += [row(h[3].rule, h[0], h[1], h[2]) for h in type_hits]
+        rows += [row("casualties", f, m.start, m.end) for f, m in casualty_matches]
         if country_row:
             rows.append(country_row)
         return _result(self._emit(ids, country) if ids else (), itype, severity, casualties, country,
-                       tuple(rows))
+                       tuple(rows), item_lang)
 
     # ------------------------------------------------------------------ steps
 
@@ -394,28 +441,22 @@ class Classifier:
             severity = min(severity, self._aftermath_cap)
         return severity
 
-    def _gathering_attacked(self, folded: tuple[str, str], typ: list[_H], harm: list[_H],
+    @staticmethod
+    def _gathering_attacked(other: list[_H], typ: list[_H], harm: list[_H],
                             sentence: Any) -> tuple[int, int, int] | None:
         """A religious-gathering word (worshippers, pilgrims, shrine) shares a sentence
-        with a violent type word: an attack on a faith the text does not name."""
-        gathering = self._gathering
-        for f, s, _, p, _ in (*typ, *harm):
-            if p.severity < 2:
-                continue
-            text = folded[f]
-            sent = sentence(f, s)
-            for word in gathering:
-                i = text.find(word)
-                while i >= 0:
-                    j = i + len(word)
-                    if ((i == 0 or text[i - 1] == " ") and (j == len(text) or text[j] == " ")
-                            and sentence(f, i) == sent):
-                        return f, i, j
-                    i = text.find(word, j)
+        with a violent type or harm word: an attack on a faith the text does not name."""
+        gatherings = [(f, s, e) for f, s, e, p, _ in other if p.kind is Kind.GATHERING]
+        if not gatherings:
+            return None
+        violent = {(f, sentence(f, s)) for f, s, _, p, _ in (*typ, *harm) if p.severity >= 2}
+        for f, s, e in gatherings:
+            if (f, sentence(f, s)) in violent:
+                return f, s, e
         return None
 
-    def _country(self, texts: tuple[str, str], folded: tuple[str, str], com: list[_H],
-                 other: list[_H]) -> tuple[str | None, EvidenceRow | None]:
+    @staticmethod
+    def _country(folded: tuple[str, str], com: list[_H], other: list[_H]) -> tuple[str | None, _H | None]:
         best: tuple[bool, bool, int] | None = None
         best_hit: _H | None = None
         for h in other:
@@ -432,8 +473,7 @@ class Classifier:
                 best, best_hit = rank, h
         if best_hit is None:
             return None, None
-        f, s, e, p, _ = best_hit
-        return p.key, (p.rule, texts[f][s:e], FIELDS[f], s, e)
+        return best_hit[3].key, best_hit
 
     def _emit(self, communities: Any, country: str | None) -> tuple[str, ...]:
         key = (frozenset(communities), country)

@@ -9,16 +9,19 @@ unknown keys so a typo is an error, never a silently ignored rule; errors carry
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+log = logging.getLogger("prevent.classification")
 COMMUNITIES_FILE = "communities.yaml"
 INCIDENT_TYPES_FILE = "incident_types.yaml"
+LEXICONS_DIR = "lexicons"  # one file per language: lexicons/fr.yaml, lexicons/ar.yaml, ...
 
 INCIDENT_TYPES = (
     "armed_attack", "bombing", "arson", "vandalism", "hate_crime", "riot", "protest",
@@ -26,6 +29,11 @@ INCIDENT_TYPES = (
 )
 
 Term = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=80)]
+# A term of a language lexicon: a word or phrase; a final ``*`` makes it a stem ("attentat*").
+# One letter is allowed (a Hebrew or Arabic clitic prefix, a Tamil or Hindi one-letter word).
+LangTerm = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80,
+                                            pattern=r"^[^*]+\*?$")]
+LangCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 CommunityId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Severity = Annotated[int, Field(ge=0, le=4)]
@@ -133,6 +141,71 @@ class IncidentTypesFile(_Strict):
     types: tuple[IncidentType, ...]
 
 
+# --------------------------------------------------------------------------- languages
+
+
+class CommunityWords(_Strict):
+    """The words of one language that name one community (defined in communities.yaml)."""
+
+    people: tuple[LangTerm, ...] = ()
+    places: tuple[LangTerm, ...] = ()
+    clergy: tuple[LangTerm, ...] = ()
+    observances: tuple[LangTerm, ...] = ()
+    negative: tuple[LangTerm, ...] = ()
+
+    def terms(self) -> Iterable[tuple[str, str]]:
+        for group in ("people", "places", "clergy", "observances"):
+            for term in getattr(self, group):
+                yield group, term
+
+
+class LangTermRule(_Strict):
+    terms: tuple[LangTerm, ...] = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0, le=10)
+    severity: Severity = 1
+    needs_context: bool = False
+
+
+class LangType(_Strict):
+    rules: tuple[LangTermRule, ...] = ()
+    negative: tuple[LangTerm, ...] = ()
+
+
+class LangHarmRule(_Strict):
+    terms: tuple[LangTerm, ...] = Field(min_length=1)
+    severity: Severity
+
+
+class LanguageLexicon(_Strict):
+    """``lexicons/<lang>.yaml``: every word of one language the classifier knows. The
+    communities and incident types themselves are defined once, in the two base files;
+    a language file only gives their words."""
+
+    version: Literal[1]
+    lang: LangCode
+    name: str
+    # Clitics written joined to the next word, tried before every term (Arabic و ب ل ال).
+    prefixes: tuple[LangTerm, ...] = ()
+    # Terms a native speaker should review: free text, kept with the file.
+    review: tuple[str, ...] = ()
+    communities: dict[CommunityId, CommunityWords] = {}
+    types: dict[str, LangType] = {}
+    harm: tuple[LangHarmRule, ...] = ()
+    escalation: tuple[LangHarmRule, ...] = ()
+    aftermath: tuple[LangTerm, ...] = ()
+    cause_markers: tuple[LangTerm, ...] = ()
+    hate_context: tuple[LangTerm, ...] = ()
+    # A community word directly followed (non_target_heads) or preceded (non_target_before)
+    # by one of these names who acted, not who was hit: "Hindu mobs", "extrémistes hindous".
+    non_target_heads: tuple[LangTerm, ...] = ()
+    non_target_before: tuple[LangTerm, ...] = ()
+    religious_gatherings: tuple[LangTerm, ...] = ()
+    # Number words for casualty figures ("trois": 3, "dozens"-like words at a cautious value).
+    numbers: dict[str, int] = {}
+    # Place names this language writes differently from every gazetteer (rare).
+    countries: dict[CountryCode, tuple[LangTerm, ...]] = {}
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -140,6 +213,10 @@ class IncidentTypesFile(_Strict):
 class Lexicon:
     communities: CommunitiesFile
     incident_types: IncidentTypesFile
+    # Language lexicons by language code; English is the two base files.
+    languages: dict[str, LanguageLexicon] = field(default_factory=dict)
+    # ``file:line`` errors of language files left out (the other languages still load).
+    skipped: tuple[str, ...] = ()
 
 
 def _node_line(node: yaml.Node, loc: tuple[int | str, ...]) -> int:
@@ -252,6 +329,28 @@ def _check_types(tf: IncidentTypesFile, node: yaml.Node, path: Path) -> list[str
     return errors
 
 
+def _check_language(lf: LanguageLexicon, node: yaml.Node, path: Path,
+                    cf: CommunitiesFile | None) -> list[str]:
+    errors: list[str] = []
+
+    def err(loc: tuple[int | str, ...], msg: str) -> None:
+        errors.append(f"{path}:{_node_line(node, loc)}: {'.'.join(str(p) for p in loc)}: {msg}")
+
+    if path.stem != lf.lang:
+        err(("lang",), f"file {path.name} holds lang {lf.lang!r}: name it {lf.lang}.yaml")
+    known = {c.id for c in cf.communities} if cf is not None else set(lf.communities)
+    for cid in lf.communities:
+        if cid not in known:
+            err(("communities", cid), f"unknown community {cid!r} (define it in {COMMUNITIES_FILE})")
+    for tid in lf.types:
+        if tid not in INCIDENT_TYPES or tid == "none":
+            err(("types", tid), f"unknown incident type {tid!r}")
+    for word, value in lf.numbers.items():
+        if value < 0:
+            err(("numbers", word), "a number word must be 0 or more")
+    return errors
+
+
 def _load(directory: Path) -> tuple[Lexicon | None, list[str]]:
     cpath, tpath = directory / COMMUNITIES_FILE, directory / INCIDENT_TYPES_FILE
     cf, cnode, errors = _parse(cpath, CommunitiesFile)
@@ -261,9 +360,20 @@ def _load(directory: Path) -> tuple[Lexicon | None, list[str]]:
         errors += _check_communities(cf, cnode, cpath)
     if tf is not None and tnode is not None:
         errors += _check_types(tf, tnode, tpath)
+    languages: dict[str, LanguageLexicon] = {}
+    lang_errors: list[str] = []
+    lang_dir = directory / LEXICONS_DIR
+    for lpath in sorted(lang_dir.glob("*.yaml")) if lang_dir.is_dir() else ():
+        lf, lnode, lerrors = _parse(lpath, LanguageLexicon)
+        if lf is not None and lnode is not None:
+            lerrors += _check_language(lf, lnode, lpath, cf)
+        if lerrors or lf is None:
+            lang_errors += lerrors
+        else:
+            languages[lf.lang] = lf
     if errors or cf is None or tf is None:
-        return None, errors
-    return Lexicon(cf, tf), []
+        return None, errors + lang_errors
+    return Lexicon(cf, tf, languages, tuple(lang_errors)), lang_errors
 
 
 def load_lexicon_errors(directory: Path) -> list[str]:
@@ -271,9 +381,13 @@ def load_lexicon_errors(directory: Path) -> list[str]:
     return _load(Path(directory))[1]
 
 
-def load_lexicon(directory: Path) -> Lexicon:
-    """The validated lexicon, or ``LexiconError`` listing every problem."""
+def load_lexicon(directory: Path, *, strict: bool = False) -> Lexicon:
+    """The validated lexicon, or ``LexiconError`` listing every problem of the base files.
+    A language file with errors is left out (its errors in ``Lexicon.skipped``, and logged)
+    so one bad file never stops the other languages; ``strict`` raises for it too."""
     lexicon, errors = _load(Path(directory))
-    if lexicon is None:
+    if lexicon is None or (strict and errors):
         raise LexiconError("\n".join(errors))
+    for error in lexicon.skipped:
+        log.error("language lexicon left out: %s", error)
     return lexicon

@@ -10,41 +10,95 @@ single pass plus a boundary check per candidate.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import ahocorasick
 
-from prevent.classification.lexicon import Lexicon
+from prevent.classification.lexicon import LanguageLexicon, Lexicon
 
-_FOLD_RANGE = 0x3000  # Latin, Greek, Cyrillic and general punctuation; CJK passes through
+_FOLD_RANGE = 0x3000  # Latin to Tamil and the general punctuation; CJK passes through
+_COMPAT_RANGE = range(0xFB00, 0x10000)  # presentation forms (Arabic, Hebrew), full-width Latin
+
+# Marks that spelling leaves out as often as it writes them: Arabic harakat, superscript alef
+# and Quranic signs; Hebrew niqqud and cantillation; the nukta of Devanagari, Bengali,
+# Gurmukhi, Gujarati and Oriya; joiners. They are deleted, so "مَسْجِد" is "مسجد".
+_DROP = frozenset([*range(0x0610, 0x061B), *range(0x064B, 0x0660), 0x0670, *range(0x06D6, 0x06EE),
+                   *range(0x0591, 0x05BE), 0x05BF, 0x05C1, 0x05C2, 0x05C4, 0x05C5, 0x05C7,
+                   0x093C, 0x09BC, 0x0A3C, 0x0ABC, 0x0B3C, 0x0640, 0x200C, 0x200D, 0x200E, 0x200F,
+                   0x00AD, 0xFEFF])
+# Letter variants written for one another: Arabic and Persian/Urdu yeh and kaf, alef with
+# hamza or madda, teh marbuta, Urdu heh forms.
+_LETTERS = {
+    "ى": "ي", "ی": "ي", "ې": "ي", "ۍ": "ي", "ئ": "ي", "ے": "ي",
+    "ک": "ك", "ڪ": "ك",
+    "أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ٲ": "ا", "ٳ": "ا",
+    "ؤ": "و", "ة": "ه", "ۃ": "ه", "ہ": "ه", "ھ": "ه", "ۀ": "ه", "ە": "ه",
+}
 
 
 def _fold_char(ch: str) -> str:
+    """What one character becomes in folded text: "" (dropped), one character, or, for a
+    few compatibility characters, several."""
+    cp = ord(ch)
+    if cp in _DROP:
+        return ""
+    if ch in _LETTERS:
+        return _LETTERS[ch]
+    cat = unicodedata.category(ch)
+    if cat == "Nd":  # every script's digits are ASCII digits (٣٠, ۳۰, ३०, ৩০, ੩੦, ௩௦)
+        return str(unicodedata.decimal(ch))
+    if cat in ("Mn", "Mc"):
+        # Latin, Greek and Cyrillic accents are dropped; the vowel signs of Indic scripts are letters.
+        return "" if cp < 0x0483 or 0x1AB0 <= cp < 0x1B00 or 0x1DC0 <= cp < 0x1E00 else ch
     if not ch.isalnum():
         return " "
-    base = unicodedata.normalize("NFD", ch)[0]
-    low = base.lower()
-    return low if len(low) == 1 else base
+    out = []
+    for part in unicodedata.normalize("NFKD", ch):
+        if ord(part) in _DROP or (unicodedata.combining(part) and ord(part) < 0x0483):
+            continue
+        low = part.casefold()
+        out.append(_LETTERS.get(low, low) if part.isalnum() else " ")
+    return "".join(out) or " "
 
 
-FOLD_TABLE = {cp: _fold_char(chr(cp)) for cp in range(_FOLD_RANGE)}
+FOLD_TABLE = {cp: _fold_char(chr(cp)) for cp in (*range(_FOLD_RANGE), *_COMPAT_RANGE)}
 # The same mapping for ASCII text (most feeds), as a byte table: ``bytes.translate`` is one
-# C loop, where ``str.translate`` looks every character up in a dict (about 2.5 times slower).
+# C loop, where ``str.translate`` looks every character up in a dict.
 _ASCII_FOLD = bytes(ord(FOLD_TABLE[b]) for b in range(128)) + bytes(range(128, 256))
+# Characters whose folded form is not exactly one character: only text holding one of them
+# needs an offset map back to the original.
+_VARIABLE = re.compile("[" + "".join(re.escape(chr(cp)) for cp, v in FOLD_TABLE.items() if len(v) != 1)
+                       + "]")
 
 
 def fold(text: str) -> str:
-    """Lower case, accent-free, punctuation as spaces; same length as ``text``."""
+    """Lower case, accents and optional marks gone, letter variants unified, native digits
+    as ASCII digits, punctuation as spaces. For ASCII text and most other text the result
+    has exactly the length of ``text``; :func:`fold_map` gives offsets where it does not."""
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
     return text.translate(FOLD_TABLE)
 
 
+def fold_map(text: str) -> tuple[str, list[int] | None]:
+    """``fold(text)`` and, when its length differs character by character from ``text``,
+    the offset in ``text`` of every folded character (else None: offsets are the same)."""
+    folded = fold(text)
+    if text.isascii() or _VARIABLE.search(text) is None:
+        return folded, None
+    offsets: list[int] = []
+    get = FOLD_TABLE.get
+    for i, ch in enumerate(text):
+        offsets.extend([i] * len(get(ord(ch), ch)))
+    return folded, offsets
+
+
 def fold_term(term: str) -> str:
     """A lexicon term as it appears in folded text (inner spacing kept, ends trimmed)."""
-    return fold(term).strip()
+    return " ".join(fold(term).split())
 
 
 class Kind:
@@ -58,8 +112,10 @@ class Kind:
     CAUSE = "cause"
     NEGATIVE = "negative"
     COUNTRY = "country"
-    NON_TARGET = "non_target"
+    NON_TARGET = "non_target"  # a head word after a community word: "Buddhist mobs"
+    NON_TARGET_BEFORE = "non_target_before"  # a head word before it: "extrémistes hindous"
     CONTEXT = "context"
+    GATHERING = "gathering"  # a religious gathering in a language lexicon (worshippers, pilgrims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,53 +160,94 @@ def _faith_roots(lexicon: Lexicon) -> dict[str, str | None]:
     return roots
 
 
-def _community_patterns(lexicon: Lexicon) -> Iterable[tuple[str, Pattern]]:
+def _community_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Iterable[tuple[str, Pattern]]:
     cf = lexicon.communities
     roots = _faith_roots(lexicon)
-    for c in cf.communities:
-        pat = Pattern(Kind.COMMUNITY, c.id, rule=f"community:{c.id}", root=roots[c.id])
-        for group, term in c.terms():
-            # Names of people and places take plurals; observances are proper names.
-            forms = plural_forms(term) if group != "observances" else (term,)
-            for form in forms:
-                yield form, pat
-        for term in c.negative:
-            yield term, Pattern(Kind.NEGATIVE, c.id)
-    for code, names in cf.countries.items():
-        for name in names:
-            yield name, Pattern(Kind.COUNTRY, code, rule=f"country:{code}")
-    for head in cf.non_target_heads:
+    pats = {c.id: Pattern(Kind.COMMUNITY, c.id, rule=f"community:{c.id}", root=roots[c.id])
+            for c in cf.communities}
+    if lang is None:
+        for c in cf.communities:
+            for group, term in c.terms():
+                # Names of people and places take plurals; observances are proper names.
+                forms = plural_forms(term) if group != "observances" else (term,)
+                for form in forms:
+                    yield form, pats[c.id]
+            for term in c.negative:
+                yield term, Pattern(Kind.NEGATIVE, c.id)
+        for code, names in cf.countries.items():
+            for name in names:
+                yield name, Pattern(Kind.COUNTRY, code, rule=f"country:{code}")
+        heads: Iterable[str] = cf.non_target_heads
+    else:
+        for cid, words in lang.communities.items():
+            for _, term in words.terms():
+                yield term, pats[cid]
+            for term in words.negative:
+                yield term, Pattern(Kind.NEGATIVE, cid)
+        for code, names in lang.countries.items():
+            for name in names:
+                yield name, Pattern(Kind.COUNTRY, code, rule=f"country:{code}")
+        heads = lang.non_target_heads
+        for head in lang.non_target_before:
+            yield head, Pattern(Kind.NON_TARGET_BEFORE, "")
+    for head in heads:
         yield head, Pattern(Kind.NON_TARGET, "")
 
 
-def _incident_patterns(lexicon: Lexicon) -> Iterable[tuple[str, Pattern]]:
+def _incident_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Iterable[tuple[str, Pattern]]:
     tf = lexicon.incident_types
-    for t in tf.types:
-        for rule in t.rules:
-            pat = Pattern(Kind.TYPE, t.id, rule.weight, rule.severity, f"type:{t.id}",
+    if lang is None:
+        types = [(t.id, t.rules, t.negative) for t in tf.types]
+        harm, escalation = tf.harm, tf.escalation
+        aftermath, causes, context = tf.aftermath, tf.cause_markers, tf.hate_context
+    else:
+        types = [(tid, t.rules, t.negative) for tid, t in lang.types.items()]
+        harm, escalation = lang.harm, lang.escalation
+        aftermath, causes, context = lang.aftermath, lang.cause_markers, lang.hate_context
+    for tid, rules, negative in types:
+        for rule in rules:
+            pat = Pattern(Kind.TYPE, tid, rule.weight, rule.severity, f"type:{tid}",
                           needs_context=rule.needs_context)
             for term in rule.terms:
                 yield term, pat
-        for term in t.negative:
-            yield term, Pattern(Kind.NEGATIVE, t.id)
-    for rule in tf.harm:
-        for term in rule.terms:
-            yield term, Pattern(Kind.HARM, "", 0.0, rule.severity)
-    for rule in tf.escalation:
-        for term in rule.terms:
-            yield term, Pattern(Kind.ESCALATION, "", 0.0, rule.severity)
-    for term in tf.aftermath:
+        for term in negative:
+            yield term, Pattern(Kind.NEGATIVE, tid)
+    for hrule in harm:
+        for term in hrule.terms:
+            yield term, Pattern(Kind.HARM, "", 0.0, hrule.severity)
+    for hrule in escalation:
+        for term in hrule.terms:
+            yield term, Pattern(Kind.ESCALATION, "", 0.0, hrule.severity)
+    for term in aftermath:
         yield term, Pattern(Kind.AFTERMATH, "")
-    for term in tf.cause_markers:
+    for term in causes:
         yield term, Pattern(Kind.CAUSE, "")
-    for term in tf.hate_context:
+    for term in context:
         yield term, Pattern(Kind.CONTEXT, "")
+    gatherings = lexicon.communities.religious_gatherings if lang is None else lang.religious_gatherings
+    for term in gatherings:
+        yield term, Pattern(Kind.GATHERING, "")
 
 
-def lexicon_terms(lexicon: Lexicon) -> Iterable[tuple[str, Pattern]]:
-    """Every (term, pattern) of both lexicon files, plurals included, as written."""
-    yield from _community_patterns(lexicon)
-    yield from _incident_patterns(lexicon)
+def lexicon_terms(lexicon: Lexicon, lang: LanguageLexicon | None = None) -> Iterable[tuple[str, Pattern]]:
+    """Every (term, pattern) of one language: the English base files (``lang`` None) or a
+    language's lexicon file; plurals included, clitic prefixes not."""
+    yield from _community_patterns(lexicon, lang)
+    yield from _incident_patterns(lexicon, lang)
+
+
+def _keys(term: str, prefixes: tuple[str, ...]) -> Iterable[str]:
+    """The folded keys of a lexicon term: itself and, in languages that attach clitics to a
+    word (Arabic و ب ل ال, Hebrew ו ה ב ל), each declared prefix joined to it. A key ending
+    in ``*`` matches every word that starts with it ("attentat*": attentats, attentato)."""
+    stem = term.rstrip().endswith("*")
+    key = fold_term(term.rstrip().rstrip("*"))
+    if not key:
+        return
+    suffix = "*" if stem else ""
+    yield key + suffix
+    for prefix in prefixes:
+        yield prefix + key + suffix
 
 
 def _cancelled(outer: tuple[Pattern, ...], inner: tuple[Pattern, ...]) -> tuple[Pattern, ...]:
@@ -171,41 +268,57 @@ def _cancelled(outer: tuple[Pattern, ...], inner: tuple[Pattern, ...]) -> tuple[
     return tuple(out)
 
 
-class Matcher:
-    """All lexicon terms compiled into one automaton; ``scan`` returns whole-word hits.
+def _word_end(text: str, pos: int) -> int:
+    i = text.find(" ", pos)
+    return len(text) if i < 0 else i
 
-    Keys are stored with a space on each side and the text is scanned with a space
-    on each side, so the automaton only reports whole words (folded text has no other
-    separator) and the hot loop needs no boundary check. Which shorter terms a longer
-    one cancels (negatives, nested type phrases) is worked out here, once per key.
+
+class Matcher:
+    """All terms of one language compiled into one automaton; ``scan`` returns whole-word hits.
+
+    Keys are stored with a space on each side and the text is scanned with a space on
+    each side, so the automaton only reports whole words (folded text has no other
+    separator) and the hot loop needs no boundary check. A stem key (``attentat*``) is
+    stored without its closing space, and its hit runs to the end of the word. Which
+    shorter terms a longer one cancels (negatives, nested type phrases) is worked out
+    here, once per key.
     """
 
-    def __init__(self, lexicon: Lexicon) -> None:
+    def __init__(self, lexicon: Lexicon, lang: LanguageLexicon | None = None) -> None:
+        prefixes = tuple(fold_term(p) for p in lang.prefixes) if lang is not None else ()
         table: dict[str, set[Pattern]] = {}
-        for term, pat in lexicon_terms(lexicon):
-            key = fold_term(term)
-            if key:
+        for term, pat in lexicon_terms(lexicon, lang):
+            for key in _keys(term, prefixes):
                 table.setdefault(key, set()).add(pat)
         # Sorted for deterministic evidence order across runs.
         ordered = {key: tuple(sorted(pats, key=lambda p: (p.kind, p.key, p.weight)))
                    for key, pats in table.items()}
+
+        def stored(key: str) -> str:
+            return f" {key[:-1]}" if key.endswith("*") else f" {key} "
+
         probe = ahocorasick.Automaton()
         for key in ordered:
-            probe.add_word(f" {key} ", key)
+            probe.add_word(stored(key), key)
         probe.make_automaton()
         self._automaton = ahocorasick.Automaton()
         for key, pats in ordered.items():
-            # (relative start, relative end, patterns dropped) for terms strictly inside this one
+            stem = key.endswith("*")
+            body = key[:-1] if stem else key
+            # (start, end, patterns dropped) for terms strictly inside this one, relative to it
             drops = []
-            for last, inner in probe.iter(f" {key} "):
+            for last, inner in probe.iter(f" {body} "):
                 if inner == key:
                     continue
-                start = last - len(inner) - 1
+                start = last - len(stored(inner)) + 1  # unpadded start of the inner word
+                end = _word_end(body, last) if inner.endswith("*") else last - 1
+                if start == 0 and end == len(body):
+                    continue  # the same span as this key: not strictly inside
                 dropped = _cancelled(pats, ordered[inner])
                 if dropped:
-                    drops.append((start, start + len(inner), frozenset(dropped)))
+                    drops.append((start, end, frozenset(dropped)))
             kept = tuple(p for p in pats if p.kind is not Kind.NEGATIVE)
-            self._automaton.add_word(f" {key} ", (len(key) + 1, kept, tuple(drops)))
+            self._automaton.add_word(stored(key), (len(body) + 1, stem, kept, tuple(drops)))
         self._automaton.make_automaton()
         self.size = len(table)
 
@@ -214,8 +327,13 @@ class Matcher:
         ``(start, end, pattern)``, cancelled terms removed."""
         hits: list[tuple[int, int, Pattern]] = []
         drops: list[tuple[int, int, frozenset[Pattern]]] | None = None
-        for last, (back, pats, inner) in self._automaton.iter(f" {folded} "):
-            start, end = last - back, last - 1
+        padded = f" {folded} "
+        for last, (back, stem, pats, inner) in self._automaton.iter(padded):
+            if stem:
+                start = last - back + 1
+                end = _word_end(folded, last)
+            else:
+                start, end = last - back, last - 1
             if inner:
                 if drops is None:
                     drops = []

@@ -98,7 +98,10 @@ def _entry(feature: Mapping[str, Any]) -> FeedEntry | None:
                       msg_type="Alert", event=(event_type or "event").capitalize(),
                       severity=PAGER_SEVERITY.get(alert or "", "Unknown"),
                       urgency="Past", certainty="Observed", area=place)
-    categories = [c for c in (event_type, f"pager:{alert}" if alert else None) if c]
+    sig = props.get("sig")
+    sig_tag = f"usgs:sig:{int(sig)}" if isinstance(sig, int | float) and mag is not None else None
+    tsunami = "usgs:tsunami:1" if props.get("tsunami") in (1, "1", True) else None
+    categories = [c for c in (event_type, f"pager:{alert}" if alert else None, sig_tag, tsunami) if c]
     return FeedEntry(
         guid=_str(feature.get("id")) or _str(props.get("ids")),
         link=_str(props.get("url")) or _str(props.get("link")),

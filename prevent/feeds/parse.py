@@ -360,7 +360,7 @@ def _entry(e: Mapping[str, Any], feed_lang: str | None, cap_prefixes: tuple[str,
         published=_date(e, "published") or _cap_date(e, cap_prefixes),
         updated=_date(e, "updated"),
         language=lang,
-        categories=_categories(e),
+        categories=_categories(e) + _gdacs_categories(gdacs),
         location=location,
         cap=cap_info,
         exercise=status.lower() in NOT_REAL_STATUS,
@@ -408,6 +408,17 @@ def _cap_date(e: Mapping[str, Any], prefixes: tuple[str, ...]) -> datetime | Non
 _GDACS_SEVERITY = {"red": "Extreme", "orange": "Severe", "yellow": "Moderate", "green": "Minor"}
 _GDACS_EVENTS = {"EQ": "Earthquake", "TC": "Tropical cyclone", "FL": "Flood", "VO": "Volcano",
                  "DR": "Drought", "WF": "Wildfire", "TS": "Tsunami"}
+
+
+_GDACS_ASSESSMENT = ("eventtype", "alertlevel", "episodealertlevel", "iscurrent")
+
+
+def _gdacs_categories(g: Mapping[str, str]) -> list[str]:
+    """GDACS's own assessment, as ``gdacs:<field>:<value>`` categories that
+    ``prevent.classification.sources`` reads (alert level, episode level, current or not)."""
+    if not g.get("alertlevel"):
+        return []
+    return [f"gdacs:{k}:{g[k].strip()}" for k in _GDACS_ASSESSMENT if g.get(k, "").strip()]
 
 
 def _gdacs_cap(g: Mapping[str, str]) -> CapInfo | None:
