@@ -26,7 +26,7 @@ import yaml
 
 from prevent.classification import Classifier, load_lexicon
 from prevent.classification.matcher import fold_term, lexicon_terms
-from prevent.playbooks.evaluate import CompiledSet, Subject
+from prevent.playbooks.evaluate import CompiledSet, subject_of_classification
 from prevent.playbooks.loader import PlaybookSet
 from prevent.playbooks.schema import Playbook
 
@@ -119,8 +119,7 @@ def run(seconds: float = 5.0) -> dict[str, Any]:
     def ours(item: tuple[str, str, str | None, datetime]) -> int:
         title, summary, country, published = item
         c = clf.classify(title, summary, country=country)
-        subject = Subject(frozenset(c.communities), c.incident_type, c.severity, c.country,
-                          f"{title}\n{summary}".casefold(), published)
+        subject = subject_of_classification(c, f"{title}\n{summary}", published)
         return len(playbooks.matching(subject, published))
 
     def naive(item: tuple[str, str, str | None, datetime]) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from prevent.classification import Classifier
 from prevent.config import Settings
 from prevent.contracts import GlobalIncident
-from prevent.playbooks.evaluate import CompiledSet, Subject
+from prevent.playbooks.evaluate import CompiledSet, subject_of_classification
 from prevent.playbooks.loader import load_directory
 from prevent.rules import classify_incident, subject_of
 
@@ -62,10 +62,10 @@ def classify_lines(lines: Iterable[str], settings: Settings) -> Iterator[str]:
         if not isinstance(item, dict):
             raise ValueError(f"line {number}: expected a JSON object")
         title, summary = str(item.get("title") or ""), str(item.get("summary") or "")
-        c = classifier.classify(title, summary, country=item.get("country"))
+        lang = item.get("lang") if isinstance(item.get("lang"), str) else None
+        c = classifier.classify(title, summary, country=item.get("country"), lang=lang)
         published = _published(item.get("published"))
-        subject = Subject(frozenset(c.communities), c.incident_type, c.severity, c.country,
-                          f"{title}\n{summary}".casefold(), published)
+        subject = subject_of_classification(c, f"{title}\n{summary}", published)
         fired = [cp.playbook.id for cp in playbooks.matching(subject, published)]
         out = c.to_json() | {"playbooks": fired}
         if "id" in item:

@@ -39,7 +39,7 @@ from prevent.contracts import (
     stable_id,
     utcnow,
 )
-from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
+from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject, subject_of_classification
 from prevent.storage.db import JsonText
 from prevent.storage.membership import one_of
 from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow
@@ -116,9 +116,8 @@ def prepared_with(incident: GlobalIncident, c: Classification) -> Prepared:
 
 
 def subject_of(incident: GlobalIncident, c: Classification) -> Subject:
-    return Subject(frozenset(c.communities), c.incident_type, c.severity, c.country,
-                   f"{incident.title}\n{incident.summary}".casefold(), incident.published,
-                   incident.kind.value)
+    return subject_of_classification(c, f"{incident.title}\n{incident.summary}", incident.published,
+                                     incident.kind.value)
 
 
 async def process_batch(session: AsyncSession, incidents: Sequence[GlobalIncident],
@@ -340,7 +339,7 @@ class _Batch:
 
         # Silences and inhibition are consulted here: a suppressed match is recorded in
         # suppressed_matches (and audited) instead of being raised and published.
-        candidate = suppression.Candidate(alert_id, cluster_id, cp.playbook.id, tuple(c.communities),
+        candidate = suppression.Candidate(alert_id, cluster_id, cp.playbook.id, alert_communities(cp, c),
                                           incident.exercise)
         if gate.check(self.staged, candidate, incident_id=incident.incident_id,
                       text=f"{incident.title}\n{incident.summary}", would_be=would_be,
@@ -411,6 +410,17 @@ class _Batch:
         self.current[alert_id] = after
 
 
+def alert_communities(cp: CompiledPlaybook, c: Classification) -> tuple[str, ...]:
+    """The communities an alert is about, by the role its playbook matched: those targeted,
+    those at risk of backlash, or both. The notices' ``$matched`` resolves to these."""
+    role = cp.playbook.match.communities.role
+    if role == "targeted":
+        return tuple(c.communities)
+    if role == "backlash":
+        return tuple(c.backlash)
+    return tuple(sorted({*c.communities, *c.backlash}))
+
+
 def _new_alert(alert_id: str, cp: CompiledPlaybook, incident: GlobalIncident, c: Classification,
                cluster_id: str, now: datetime) -> Alert:
     auto = cp.playbook.response.confirmation.auto_confirms(c.severity)
@@ -418,7 +428,7 @@ def _new_alert(alert_id: str, cp: CompiledPlaybook, incident: GlobalIncident, c:
         alert_id=alert_id, cluster_id=cluster_id, incident_ids=(incident.incident_id,),
         playbook_id=cp.playbook.id, playbook_version=cp.version,
         status=AlertStatus.CONFIRMED if auto else AlertStatus.PROPOSED, revision=1,
-        severity=c.severity, communities=tuple(c.communities), incident_type=c.incident_type,
+        severity=c.severity, communities=alert_communities(cp, c), incident_type=c.incident_type,
         title=incident.title, summary=incident.summary, country=c.country,
         evidence=tuple(c.evidence), auto_confirmed=auto, exercise=incident.exercise,
         decided_by=ACTOR if auto else None,

@@ -215,7 +215,7 @@ def test_country_falls_back_to_argument(clf: Classifier) -> None:
 def test_to_json_shape(clf: Classifier) -> None:
     data = clf.classify("Gunman kills 11 at Pittsburgh synagogue").to_json()
     assert set(data) == {"communities", "incident_type", "severity", "evidence", "casualties",
-                         "country", "lang"}
+                         "country", "lang", "backlash", "worship"}
     assert data["lang"] == "en"
     assert data["communities"] == ["jewish"]
     assert data["evidence"][0]["rule"].startswith("community:")
@@ -328,7 +328,7 @@ def test_evidence_is_built_on_demand_and_round_trips(clf: Classifier) -> None:
     c = clf.classify("Gunman kills 11 at Pittsburgh synagogue")
     again = Classification(communities=c.communities, incident_type=c.incident_type,
                            severity=c.severity, casualties=c.casualties, country=c.country,
-                           evidence=c.evidence, lang=c.lang)
+                           evidence=c.evidence, lang=c.lang, backlash=c.backlash, worship=c.worship)
     assert again == c and again.evidence == c.evidence
     assert c.to_json()["evidence"] == [e.model_dump() for e in c.evidence]
     # Built without re-validation, each is what validating its row gives.

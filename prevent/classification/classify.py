@@ -76,13 +76,21 @@ def _sentence_ends(text: str, pos: int = 0) -> list[int]:
     return ends
 
 
+# Killed in one attack that names no community before its country's diaspora here is
+# taken to be affected (a national-scale attack, not a market bombing of twenty).
+HOMELAND_KILLED = 100
+# Types of violence that can put a community at risk of backlash or reach a homeland.
+_WAR_TYPES = frozenset({"armed_attack", "bombing", "arson", "riot", "hate_crime"})
+_WORSHIP_GROUPS = frozenset({"places", "clergy", "observances"})
+
 _PLACE_PREPOSITIONS = (" in ", " near ", " at ", " en ", " au ", " a ", " dans ")
 
 # Evidence rows: (rule, term, field, start, end), turned into Evidence models on demand.
 EvidenceRow = tuple[str, str, str, int, int]
-# communities, incident type, severity, casualties, country, evidence rows, language
+# communities, incident type, severity, casualties, country, evidence rows, language,
+# communities at risk of backlash, place of worship hit
 ClassificationTuple = tuple[tuple[str, ...], str, int, dict[str, "int | None"], "str | None",
-                            tuple[EvidenceRow, ...], "str | None"]
+                            tuple[EvidenceRow, ...], "str | None", tuple[str, ...], bool]
 
 
 class Classification(BaseModel):
@@ -97,6 +105,11 @@ class Classification(BaseModel):
     country: str | None
     evidence_rows: tuple[EvidenceRow, ...] = Field(default=(), repr=False)
     lang: str | None = None  # the item's language, as detected (ISO 639-1)
+    # Communities at risk of backlash, not targeted: the community a perpetrator claimed to
+    # act for, or the side of a conflict blamed for it (evidence rules "backlash:<id>").
+    backlash: tuple[str, ...] = ()
+    # A place of worship, its clergy, an observance or a religious gathering was hit.
+    worship: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -122,7 +135,7 @@ class Classification(BaseModel):
         pickled model costs several times more to load)."""
         d = self.__dict__
         return (d["communities"], d["incident_type"], d["severity"], d["casualties"], d["country"],
-                d["evidence_rows"], d.get("lang"))
+                d["evidence_rows"], d.get("lang"), d.get("backlash", ()), d.get("worship", False))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +147,8 @@ class Classification(BaseModel):
             "casualties": dict(self.casualties),
             "country": self.country,
             "lang": self.lang,
+            "backlash": list(self.backlash),
+            "worship": self.worship,
         }
 
 
@@ -155,11 +170,13 @@ def _unvalidated(model: type[M], values: dict[str, Any]) -> M:
 
 def _result(communities: tuple[str, ...], incident_type: str, severity: int,
             casualties: dict[str, int | None], country: str | None,
-            rows: tuple[EvidenceRow, ...], lang: str | None = None) -> Classification:
+            rows: tuple[EvidenceRow, ...], lang: str | None = None, backlash: tuple[str, ...] = (),
+            worship: bool = False) -> Classification:
     """A Classification from values the classifier built itself."""
     return _unvalidated(Classification, {
         "communities": communities, "incident_type": incident_type, "severity": severity,
-        "casualties": casualties, "country": country, "evidence_rows": rows, "lang": lang})
+        "casualties": casualties, "country": country, "evidence_rows": rows, "lang": lang,
+        "backlash": backlash, "worship": worship})
 
 
 def _evidence(rule: str, term: str, field: str, start: int, end: int) -> Evidence:
@@ -171,7 +188,8 @@ def with_assessment(c: Classification, assessed: Assessment) -> Classification:
     """``c`` with the severity the source itself assessed (PAGER, GDACS, CAP): for a natural
     disaster it replaces what the words said, with its reason as evidence."""
     rows = (*c.evidence_rows, (assessed.source, assessed.reason, "title", 0, 0))
-    return _result(c.communities, c.incident_type, assessed.severity, c.casualties, c.country, rows, c.lang)
+    return _result(c.communities, c.incident_type, assessed.severity, c.casualties, c.country, rows, c.lang,
+                   c.backlash, c.worship)
 
 
 def from_tuple(values: ClassificationTuple) -> Classification:
@@ -226,6 +244,11 @@ class Classifier:
             for code in c.home_countries:
                 diaspora.setdefault(code, []).append(c.id)
         self._diaspora = {code: tuple(sorted(ids)) for code, ids in diaspora.items()}
+        # The diaspora communities (not faiths at large) of each country: the people of a
+        # homeland struck by a mass-casualty attack that names nobody.
+        self._homeland = {code: tuple(i for i in ids if communities[i].kind == "diaspora")
+                          for code, ids in self._diaspora.items()}
+        self._homeland = {code: ids for code, ids in self._homeland.items() if ids}
         self._majority = {code: faith for faith, codes in cf.majority_faith.items() for code in codes}
         self._emit_cache: dict[tuple[frozenset[str], str | None], tuple[str, ...]] = {}
 
@@ -261,6 +284,7 @@ class Classifier:
         harm: list[_H] = []
         other: list[_H] = []  # escalation, aftermath, cause, country, context: rare, few
         heads: set[tuple[int, int]] = set()
+        blame: set[tuple[int, int]] = set()  # head positions that name perpetrators
         scan = matcher.scan_spans
         for f in (0, 1):
             if not folded[f]:
@@ -277,11 +301,22 @@ class Classifier:
                     heads.add((f, s))
                 elif kind is Kind.NON_TARGET_BEFORE:
                     heads.add((f, -1 - _next_word(folded[f], e)))
+                elif kind is Kind.BLAME_HEAD:
+                    blame.add((f, s))
+                elif kind is Kind.BLAME_BEFORE:
+                    blame.add((f, -1 - _next_word(folded[f], e)))
                 else:
                     other.append((f, s, e, p, -1))
-        if heads and com:
-            com = [h for h in com if (h[0], _next_word(folded[h[0]], h[2])) not in heads
-                   and (h[0], -1 - h[1]) not in heads]
+        perpetrators: list[_H] = [h for h in other if h[3].kind is Kind.BLAMED]
+        if (heads or blame) and com:
+            kept = []
+            for h in com:
+                after, before = (h[0], _next_word(folded[h[0]], h[2])), (h[0], -1 - h[1])
+                if after in blame or before in blame:
+                    perpetrators.append(h)  # "Hindu mob", "Israeli forces": who acted
+                elif after not in heads and before not in heads:
+                    kept.append(h)
+            com = kept
         if typ and any(h[3].needs_context for h in typ) and not any(
                 h[3].kind is Kind.CONTEXT for h in other):
             typ = [h for h in typ if not h[3].needs_context]
@@ -345,15 +380,48 @@ class Classifier:
                     ids = {faith}
                     majority_row = row(f"majority_faith:{faith}", *gathering)
 
+        homeland_row: EvidenceRow | None = None
+        if (not ids and itype in _WAR_TYPES and (casualties["killed"] or 0) >= HOMELAND_KILLED
+                and country in self._homeland and not self._aftermath(other)):
+            # An attack of national scale that names no community: the people of the country
+            # are its victims, and that country's diaspora here is affected ("Hamas militants
+            # storm southern Israel, killing hundreds").
+            ids = set(self._homeland[country])
+            if country_row:
+                homeland_row = (f"homeland:{country}", *country_row[1:])
+        emitted = self._emit(ids, country) if ids else ()
+        backlash: tuple[str, ...] = ()
+        backlash_rows: list[EvidenceRow] = []
+        if perpetrators and itype in _WAR_TYPES and severity >= 2:
+            blamed = {h[3].key for h in perpetrators}
+            backlash = tuple(x for x in self._emit(blamed, None) if x not in emitted
+                             and x not in self._parents_only(emitted))
+            backlash_rows = [row(f"backlash:{h[3].key}", h[0], h[1], h[2]) for h in perpetrators]
+        worship = bool(majority_row) or any(h[3].group in _WORSHIP_GROUPS for h in targets) or (
+            itype != NATURAL_DISASTER and bool(ids)
+            and self._gathering_attacked(other, typ, harm, sentence) is not None)
+
         rows: list[EvidenceRow] = [row(h[3].rule, h[0], h[1], h[2]) for h in targets]
         if majority_row:
             rows.append(majority_row)
+        if homeland_row:
+            rows.append(homeland_row)
+        rows += backlash_rows
         rows += [row(h[3].rule, h[0], h[1], h[2]) for h in type_hits]
         rows += [row("casualties", f, m.start, m.end) for f, m in casualty_matches]
         if country_row:
             rows.append(country_row)
-        return _result(self._emit(ids, country) if ids else (), itype, severity, casualties, country,
-                       tuple(rows), item_lang)
+        return _result(emitted, itype, severity, casualties, country, tuple(rows), item_lang,
+                       backlash if severity >= 2 else (), worship)
+
+    @staticmethod
+    def _aftermath(other: list[_H]) -> bool:
+        return any(p.kind is Kind.AFTERMATH and f == 0 for f, _, _, p, _ in other)
+
+    def _parents_only(self, emitted: tuple[str, ...]) -> frozenset[str]:
+        """Ancestors of the targeted communities: a backlash community is never only a
+        broader name for the victims ("asian" when Chinese were attacked)."""
+        return frozenset(a for cid in emitted for a in self._ancestors.get(cid, ()))
 
     # ------------------------------------------------------------------ steps
 

@@ -66,6 +66,9 @@ class Community(_Strict):
     clergy: tuple[Term, ...] = ()
     observances: tuple[Term, ...] = ()
     negative: tuple[Term, ...] = ()
+    # Groups and forces that act, or claim to act, in this community's name: an attack by
+    # them puts this community here at risk of backlash ("Islamist", "Israeli forces").
+    perpetrators: tuple[Term, ...] = ()
 
     def terms(self) -> Iterable[tuple[str, str]]:
         """(group, term) for every positive term."""
@@ -79,6 +82,9 @@ class CommunitiesFile(_Strict):
     # A community word followed directly by one of these names the perpetrator
     # ("Buddhist mobs", "Israeli forces"), not the target.
     non_target_heads: tuple[Term, ...] = ()
+    # Of those heads, the ones that name perpetrators (not speakers): "Hindu mob" puts
+    # Hindus here at risk of backlash; "Muslim leaders said" does not.
+    blame_heads: tuple[Term, ...] = ()
     countries: dict[CountryCode, tuple[Term, ...]] = {}
     # Countries where one faith is the religion of nine in ten people or more: an attack on
     # a religious gathering there that names no faith is taken to target that faith.
@@ -152,6 +158,7 @@ class CommunityWords(_Strict):
     clergy: tuple[LangTerm, ...] = ()
     observances: tuple[LangTerm, ...] = ()
     negative: tuple[LangTerm, ...] = ()
+    perpetrators: tuple[LangTerm, ...] = ()  # groups acting in the community's name (backlash)
 
     def terms(self) -> Iterable[tuple[str, str]]:
         for group in ("people", "places", "clergy", "observances"):
@@ -199,6 +206,9 @@ class LanguageLexicon(_Strict):
     # by one of these names who acted, not who was hit: "Hindu mobs", "extrémistes hindous".
     non_target_heads: tuple[LangTerm, ...] = ()
     non_target_before: tuple[LangTerm, ...] = ()
+    # Of those, the heads that name perpetrators rather than speakers (backlash evidence).
+    blame_heads: tuple[LangTerm, ...] = ()
+    blame_before: tuple[LangTerm, ...] = ()
     religious_gatherings: tuple[LangTerm, ...] = ()
     # Number words for casualty figures ("trois": 3, "dozens"-like words at a cautious value).
     numbers: dict[str, int] = {}

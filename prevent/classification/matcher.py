@@ -115,7 +115,10 @@ class Kind:
     NON_TARGET = "non_target"  # a head word after a community word: "Buddhist mobs"
     NON_TARGET_BEFORE = "non_target_before"  # a head word before it: "extrémistes hindous"
     CONTEXT = "context"
-    GATHERING = "gathering"  # a religious gathering in a language lexicon (worshippers, pilgrims)
+    GATHERING = "gathering"  # a religious gathering: worshippers, pilgrims, shrine
+    BLAMED = "blamed"  # a perpetrator acting in a community's name: "Islamist", "Israeli forces"
+    BLAME_HEAD = "blame_head"  # a head word that makes a community word a perpetrator: "Hindu mob"
+    BLAME_BEFORE = "blame_before"  # the same, before the community word: "milicianos cristianos"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class Pattern:
     rule: str = ""  # evidence rule name ("community:muslim", "type:bombing", "country:FR")
     root: str | None = None  # communities: the faith a denomination belongs to
     needs_context: bool = False  # type words that count only in a hate context ("found dead")
+    group: str = ""  # communities: people, places, clergy, observances
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,35 +167,49 @@ def _faith_roots(lexicon: Lexicon) -> dict[str, str | None]:
 def _community_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Iterable[tuple[str, Pattern]]:
     cf = lexicon.communities
     roots = _faith_roots(lexicon)
-    pats = {c.id: Pattern(Kind.COMMUNITY, c.id, rule=f"community:{c.id}", root=roots[c.id])
-            for c in cf.communities}
+
+    def pat(cid: str, group: str) -> Pattern:
+        return Pattern(Kind.COMMUNITY, cid, rule=f"community:{cid}", root=roots[cid], group=group)
+
+    blamed = {c.id: Pattern(Kind.BLAMED, c.id, rule=f"backlash:{c.id}") for c in cf.communities}
     if lang is None:
         for c in cf.communities:
             for group, term in c.terms():
                 # Names of people and places take plurals; observances are proper names.
                 forms = plural_forms(term) if group != "observances" else (term,)
                 for form in forms:
-                    yield form, pats[c.id]
+                    yield form, pat(c.id, group)
             for term in c.negative:
                 yield term, Pattern(Kind.NEGATIVE, c.id)
+            for term in c.perpetrators:
+                yield term, blamed[c.id]
         for code, names in cf.countries.items():
             for name in names:
                 yield name, Pattern(Kind.COUNTRY, code, rule=f"country:{code}")
         heads: Iterable[str] = cf.non_target_heads
+        blame_heads: Iterable[str] = cf.blame_heads
+        blame_before: Iterable[str] = ()
     else:
         for cid, words in lang.communities.items():
-            for _, term in words.terms():
-                yield term, pats[cid]
+            for group, term in words.terms():
+                yield term, pat(cid, group)
             for term in words.negative:
                 yield term, Pattern(Kind.NEGATIVE, cid)
+            for term in words.perpetrators:
+                yield term, blamed[cid]
         for code, names in lang.countries.items():
             for name in names:
                 yield name, Pattern(Kind.COUNTRY, code, rule=f"country:{code}")
         heads = lang.non_target_heads
         for head in lang.non_target_before:
             yield head, Pattern(Kind.NON_TARGET_BEFORE, "")
+        blame_heads, blame_before = lang.blame_heads, lang.blame_before
     for head in heads:
         yield head, Pattern(Kind.NON_TARGET, "")
+    for head in blame_heads:
+        yield head, Pattern(Kind.BLAME_HEAD, "")
+    for head in blame_before:
+        yield head, Pattern(Kind.BLAME_BEFORE, "")
 
 
 def _incident_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Iterable[tuple[str, Pattern]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from prevent.classification import Classification, Classifier
-from prevent.playbooks.evaluate import CompiledSet, RuleResult, Subject
+from prevent.playbooks.evaluate import CompiledSet, RuleResult, Subject, subject_of_classification
 from prevent.yamlsource import SourceError, read_model
 
 
@@ -48,8 +48,7 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def subject_for(item: IncidentInput, c: Classification, published: datetime) -> Subject:
-    return Subject(frozenset(c.communities), c.incident_type, c.severity, c.country,
-                   f"{item.title}\n{item.summary}".casefold(), published)
+    return subject_of_classification(c, f"{item.title}\n{item.summary}", published)
 
 
 def evaluate(items: Iterable[IncidentInput], classifier: Classifier, playbooks: CompiledSet,
@@ -94,6 +93,9 @@ class Expectation(BaseModel):
     fire: list[str] = []
     not_fire: list[str] = []
     communities: list[str] = Field(default=[], description="must all be among the classified ones")
+    backlash: list[str] = Field(default=[], description="must all be among those at risk of backlash")
+    not_communities: list[str] = Field(default=[], description="must not be targeted (e.g. the "
+                                       "perpetrators' community)")
     incident_type: str | None = None
     min_severity: int | None = None
 
@@ -134,6 +136,10 @@ def run_case(case: Case, classifier: Classifier, playbooks: CompiledSet, source:
     c = verdict.classification
     result.problems += [f"community {x} not found (got {list(c.communities)})"
                         for x in want.communities if x not in c.communities]
+    result.problems += [f"backlash community {x} not found (got {list(c.backlash)})"
+                        for x in want.backlash if x not in c.backlash]
+    result.problems += [f"community {x} is named as targeted but must not be"
+                        for x in want.not_communities if x in c.communities]
     if want.incident_type and c.incident_type != want.incident_type:
         result.problems.append(f"incident type {c.incident_type}, expected {want.incident_type}")
     if want.min_severity is not None and c.severity < want.min_severity:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prevent.playbooks.loader import PlaybookSet
 from prevent.playbooks.schema import ANY_COMMUNITY, Match, Playbook
@@ -27,6 +27,24 @@ class Subject(NamedTuple):
     text: str
     published: datetime
     kind: str = ""  # the kind of source (FeedKind value); "" when unknown
+    backlash: frozenset[str] = frozenset()  # communities at risk of backlash, not targeted
+    worship: bool = False  # a place of worship, its clergy or a religious gathering was hit
+
+
+def subject_of_classification(c: Any, text: str, published: datetime, kind: str = "") -> Subject:
+    """The Subject of a classification (``prevent.classification.Classification``) and the
+    item's text, as every caller builds it."""
+    return Subject(frozenset(c.communities), c.incident_type, c.severity, c.country, text.casefold(),
+                   published, kind, frozenset(c.backlash), c.worship)
+
+
+def role_communities(role: str, s: Subject) -> frozenset[str]:
+    """The communities a playbook's ``communities.role`` tests."""
+    if role == "targeted":
+        return s.communities
+    if role == "backlash":
+        return s.backlash
+    return s.communities | s.backlash
 
 
 @dataclass(frozen=True)
@@ -42,12 +60,25 @@ Predicate = Callable[[Subject, datetime], RuleResult]
 def _communities(match: Match) -> Predicate:
     any_of = frozenset(match.communities.any)
     all_of = frozenset(match.communities.all)
+    role = match.communities.role
 
     def rule(s: Subject, _now: datetime) -> RuleResult:
-        ok = (not any_of or ANY_COMMUNITY in any_of or bool(any_of & s.communities)) \
-            and all_of <= s.communities
+        have = role_communities(role, s)
+        ok = (not any_of or ANY_COMMUNITY in any_of or bool(any_of & have)) and all_of <= have
         want = f"any of {sorted(any_of)}" if any_of else f"all of {sorted(all_of)}"
-        return RuleResult("communities", ok, f"incident has {sorted(s.communities)}; needs {want}")
+        what = {"targeted": "targets", "backlash": "puts at risk of backlash",
+                "either": "targets or puts at risk"}[role]
+        return RuleResult("communities", ok, f"incident {what} {sorted(have)}; needs {want}")
+    return rule
+
+
+def _worship(match: Match) -> Predicate:
+    need = match.place_of_worship
+
+    def rule(s: Subject, _now: datetime) -> RuleResult:
+        ok = need == "any" or (need == "required") == s.worship
+        hit = "a place of worship, clergy or worshippers hit" if s.worship else "no place of worship hit"
+        return RuleResult("place_of_worship", ok, f"{hit}; needs {need}")
     return rule
 
 
@@ -132,7 +163,8 @@ def _sources(match: Match) -> Predicate:
     return rule
 
 
-RULE_BUILDERS = (_communities, _types, _severity, _countries, _keywords, _age, _active, _sources)
+RULE_BUILDERS = (_communities, _types, _severity, _countries, _keywords, _age, _active, _sources,
+                 _worship)
 
 
 def fast_test(match: Match) -> Callable[[Subject, datetime], bool]:
@@ -150,13 +182,18 @@ def fast_test(match: Match) -> Callable[[Subject, datetime], bool]:
     limit = timedelta(hours=match.max_age_hours) if match.max_age_hours else None
     active = _active(match) if match.active else None
     kinds = frozenset(match.sources)
+    role = match.communities.role
+    worship = match.place_of_worship
 
     def test(s: Subject, now: datetime) -> bool:
         if kinds and s.kind not in kinds:
             return False
         if s.severity < match.min_severity or (types and s.incident_type not in types):
             return False
-        if not (any_community or any_of & s.communities) or not all_of <= s.communities:
+        have = s.communities if role == "targeted" else role_communities(role, s)
+        if not (any_community or any_of & have) or not all_of <= have:
+            return False
+        if worship != "any" and (worship == "required") != s.worship:
             return False
         country = (s.country or "").upper()
         if (include and country not in include) or country in exclude:
@@ -218,4 +255,5 @@ class CompiledSet:
         return found
 
     def matching(self, subject: Subject, now: datetime) -> list[CompiledPlaybook]:
-        return [cp for cp in self.candidates(subject.communities) if cp.test(subject, now)]
+        communities = subject.communities | subject.backlash if subject.backlash else subject.communities
+        return [cp for cp in self.candidates(communities) if cp.test(subject, now)]

@@ -10,7 +10,8 @@ from prevent.playbooks.schema import Playbook
 from prevent.yamlsource import SourceError, parse_model
 
 PLAYBOOK_GLOB = "*.yaml"
-NOT_PLAYBOOKS = {"communities.yaml", "incident_types.yaml", "feeds.yaml"}
+# Data files beside the playbooks: the lexicon, the feed registry, the gazetteer and the diaspora map.
+NOT_PLAYBOOKS = {"communities.yaml", "incident_types.yaml", "feeds.yaml", "places.yaml", "diaspora.yaml"}
 
 
 @dataclass(frozen=True)

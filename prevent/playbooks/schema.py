@@ -22,6 +22,10 @@ class Strict(BaseModel):
 class CommunityMatch(Strict):
     any: tuple[str, ...] = ()
     all: tuple[str, ...] = ()
+    # Which of an incident's communities these are tested against: those it targets
+    # (default), those at risk of backlash for it (the community a perpetrator claimed to
+    # act for, the other side of a conflict), or either.
+    role: Literal["targeted", "backlash", "either"] = "targeted"
 
     @model_validator(mode="after")
     def _not_empty(self) -> CommunityMatch:
@@ -56,6 +60,9 @@ class Match(Strict):
     active: tuple[ActivePeriod, ...] = Field(default=(), description="empty = always active")
     sources: tuple[Literal["rss", "atom", "rdf", "cap", "geojson", "threat_level", "partner_report"],
                    ...] = Field(default=(), description="kinds of source; empty = any")
+    place_of_worship: Literal["any", "required", "absent"] = Field(
+        default="any", description="whether the incident must (or must not) have hit a place of "
+        "worship, its clergy or a religious gathering (the classification's `worship`)")
 
 
 class Confirmation(Strict):

