@@ -16,7 +16,8 @@ from typing import Any
 
 from prevent.classification import Classifier
 from prevent.config import Settings
-from prevent.contracts import GlobalIncident
+from prevent.contracts import FeedKind, GlobalIncident, stable_id
+from prevent.grouping import Grouper
 from prevent.playbooks.evaluate import CompiledSet, subject_of_classification
 from prevent.playbooks.loader import load_directory
 from prevent.rules import classify_incident, subject_of
@@ -49,9 +50,7 @@ def classify_incidents(incidents: Iterable[GlobalIncident], settings: Settings) 
                "playbooks": fired}
 
 
-def classify_lines(lines: Iterable[str], settings: Settings) -> Iterator[str]:
-    classifier = Classifier.from_dir(settings.playbooks_dir)
-    playbooks = CompiledSet(load_directory(settings.playbooks_dir))
+def _items(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -61,13 +60,39 @@ def classify_lines(lines: Iterable[str], settings: Settings) -> Iterator[str]:
             raise ValueError(f"line {number}: invalid JSON: {exc}") from exc
         if not isinstance(item, dict):
             raise ValueError(f"line {number}: expected a JSON object")
+        yield item | {"_line": number}
+
+
+def _incident(item: dict[str, Any], title: str, summary: str, published: datetime) -> GlobalIncident:
+    """A report as the rules stage would get it, for grouping a file's items."""
+    key = item.get("id") or item["_line"]
+    return GlobalIncident(
+        incident_id=stable_id("inc", "classify", key), feed_id="classify", kind=FeedKind.RSS,
+        title=title[:1000] or "(no title)", summary=summary[:10_000], published=published,
+        first_seen=published, language=item.get("lang") if isinstance(item.get("lang"), str) else None,
+        content_hash=stable_id("h", title, summary))
+
+
+def classify_lines(lines: Iterable[str], settings: Settings, *, group: bool = False) -> Iterator[str]:
+    """One JSON line per input item, in input order; with ``group``, in time order with the
+    cluster each report joins (grouping in memory, as the rules stage groups a batch)."""
+    classifier = Classifier.from_dir(settings.playbooks_dir)
+    playbooks = CompiledSet(load_directory(settings.playbooks_dir))
+    items = list(_items(lines))
+    if group:
+        items.sort(key=lambda item: (_published(item.get("published")), item["_line"]))
+    grouper = Grouper() if group else None
+    for item in items:
         title, summary = str(item.get("title") or ""), str(item.get("summary") or "")
         lang = item.get("lang") if isinstance(item.get("lang"), str) else None
-        c = classifier.classify(title, summary, country=item.get("country"), lang=lang)
+        country = item.get("country") if isinstance(item.get("country"), str) else None
+        c = classifier.classify(title, summary, country=country, lang=lang)
         published = _published(item.get("published"))
         subject = subject_of_classification(c, f"{title}\n{summary}", published)
         fired = [cp.playbook.id for cp in playbooks.matching(subject, published)]
         out = c.to_json() | {"playbooks": fired}
+        if grouper is not None:
+            out["cluster"] = grouper.assign(_incident(item, title, summary, published), c)
         if "id" in item:
             out = {"id": item["id"], **out}
         yield json.dumps(out, ensure_ascii=False)

@@ -204,14 +204,16 @@ def asyncapi(output: Path = Path("docs/asyncapi.json")) -> None:
 
 @app.command()
 def classify(path: Annotated[Path, typer.Argument(help="JSON lines with title, summary, published")],
+             group: Annotated[bool, typer.Option(
+                 "--group", help="replay the items in time order and print the cluster each joins")] = False,
              ) -> None:
-    """Classify incidents: one JSON line out per line in (communities, incident_type,
-    severity, playbooks that would fire, evidence)."""
+    """Classify incidents: one JSON line out per line in (lang, communities, backlash,
+    incident_type, severity, country, playbooks that would fire, evidence)."""
     from prevent.classify_cli import classify_lines
 
     settings = get_settings()
     try:
-        for line in classify_lines(path.read_text(encoding="utf-8").splitlines(), settings):
+        for line in classify_lines(path.read_text(encoding="utf-8").splitlines(), settings, group=group):
             sys.stdout.write(line + "\n")
     except ValueError as exc:
         raise _fail(str(exc)) from exc

@@ -18,8 +18,6 @@ report brings something new.
 from __future__ import annotations
 
 import functools
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -32,6 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.classification import Classification
+from prevent.classification.matcher import fold
 from prevent.contracts import GlobalIncident, stable_id, utcnow
 from prevent.storage.membership import one_of
 from prevent.storage.tables import ClusterKey, ClusterRow, IncidentRow
@@ -48,19 +47,29 @@ no not of off on once only or other our out over own same she should so some suc
 their them then there these they this those through to too under until up very was we were what when
 where which while who whom why will with would you your said says say told report reports reported
 new latest update updates live breaking news police officials official people amid near dozens
+les des une dans pour sur par avec aux est sont qui que plus apres son ses leur entre contre lors selon
+los las del una por para con sus tras durante segun dos das uma com pelo pela seus apos segundo
+gli dei delle della una per che dopo contro tra sono der die das den dem und ein eine einer nach mit
+bei von auf fur gegen aus sich nicht wird wurde bir ile icin olan sonra
+على الى من في عن بعد مع هذا هذه التي الذي قبل خلال بين حيث
+کے کی کا میں سے نے کو پر اور ہے ہیں بعد کہ
+के की का में से ने को पर और है हैं बाद लिए
+ਦੇ ਦੀ ਦਾ ਵਿੱਚ ਨੇ ਨੂੰ ਤੇ ਅਤੇ ਹੈ ਹਨ ਬਾਅਦ
+এর এবং থেকে করে পর হয়
+של על את עם אחרי בין לא
 """.split())
-WORD = re.compile(r"[a-z][a-z'-]{2,}")
+# Titles are folded before they are split (``title_tokens``): so are the stopwords.
+STOPWORDS = frozenset(fold(w) for w in STOPWORDS)
 
 
 # A batch asks twice per title (to read the index, to group): the cache holds a whole batch.
 @functools.lru_cache(maxsize=16_384)
 def title_tokens(text: str) -> frozenset[str]:
-    """Distinctive words of a title: folded, no stopwords, no numbers (counts change)."""
-    folded = text.casefold()
-    if not folded.isascii():  # accents off ("Église" groups with "eglise")
-        folded = unicodedata.normalize("NFKD", folded)
-        folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return frozenset(w.strip("'-") for w in WORD.findall(folded) if w not in STOPWORDS)
+    """Distinctive words of a title in any script: folded as the classifier folds text
+    (case, accents, Arabic letter variants, optional marks), no stopwords, no numbers
+    (counts change), no words under three letters."""
+    return frozenset(w for w in fold(text).split()
+                     if len(w) >= 3 and not w.isdigit() and w not in STOPWORDS)
 
 
 def similarity(a: frozenset[str], b: Collection[str]) -> float:

@@ -9,8 +9,8 @@ never used). It is loaded once per process, on first use.
 
 from __future__ import annotations
 
+import re
 import threading
-import unicodedata
 from functools import lru_cache
 from typing import Any
 
@@ -27,19 +27,30 @@ _ALIASES = {
     "gl": "pt", "ca": "es", "oc": "fr", "co": "it", "lb": "de", "als": "de",
     "yi": "he", "arz": "ar", "azb": "fa", "ckb": "ar",
 }
-MAX_CHARS = 200  # the identifier reads the title and the start of the summary
+MAX_CHARS = 160  # the identifier reads the title and the start of the summary
 MIN_SCORE = 0.2  # a declared language this likely or more is kept over the top guess
 
 
+_SCRIPTS = {
+    "HEBREW": re.compile(r"[\u0590-\u05FF\uFB1D-\uFB4F]"),
+    "ARABIC": re.compile(r"[\u0600-\u06FF\u0750-\u077F\uFB50-\uFDFF\uFE70-\uFEFF]"),
+    "DEVANAGARI": re.compile(r"[\u0900-\u097F]"),
+    "BENGALI": re.compile(r"[\u0980-\u09FF]"),
+    "GURMUKHI": re.compile(r"[\u0A00-\u0A7F]"),
+    "TAMIL": re.compile(r"[\u0B80-\u0BFF]"),
+    "LATIN": re.compile(r"[A-Za-z\u00C0-\u024F]"),
+}
+
+
 def script_of(text: str) -> str | None:
-    """The script most of the letters of ``text`` are in (Unicode name's first word)."""
-    counts: dict[str, int] = {}
-    for ch in text[:MAX_CHARS]:
-        if ch.isalpha():
-            name = unicodedata.name(ch, "")
-            script = name.split(" ", 1)[0] if name else ""
-            counts[script] = counts.get(script, 0) + 1
-    return max(counts, key=counts.__getitem__) if counts else None
+    """The script most of the letters of ``text`` are in, among those our languages use
+    ("LATIN", "ARABIC", "HEBREW", ...); None when it has no such letter."""
+    sample = text[:MAX_CHARS]
+    if sample.isascii():
+        return "LATIN" if any(ch.isalpha() for ch in sample) else None
+    counts = {name: len(rx.findall(sample)) for name, rx in _SCRIPTS.items()}
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] else None
 
 
 _lock = threading.Lock()
@@ -69,8 +80,7 @@ def detect_language(text: str, declared: str | None = None) -> str:
     script = script_of(sample)
     if script in _SCRIPT_LANG:
         return _SCRIPT_LANG[script]
-    letters = sum(ch.isalpha() for ch in sample)
-    if letters < 12:
+    if script is None or len(sample) < 12:
         return declared or "en"
     try:
         guesses = _detector().detect(sample, model="lite", k=3)

