@@ -77,8 +77,8 @@ def test_language_of_an_item(text: str, lang: str) -> None:
 
 
 def test_declared_language_decides_only_when_the_text_cannot(clf: Classifier) -> None:
-    assert detect_language("Explosion", "fr") == "fr"  # too short to tell
-    assert detect_language("Gunmen storm a church during Sunday mass, killing five", "fr") == "en"
+    assert detect_language("Explosion", declared="fr") == "fr"  # too short to tell
+    assert detect_language("Gunmen storm a church during Sunday mass, killing five", declared="fr") == "en"
 
 
 @pytest.mark.parametrize("title", [

@@ -41,7 +41,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prevent.classification.casualties import casualty_totals, find_casualties, find_counts
-from prevent.classification.language import detect_language
+from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.classification.lexicon import Lexicon, load_lexicon
 from prevent.classification.matcher import Kind, Matcher, Pattern, fold_map, fold_term
 from prevent.classification.sources import Assessment
@@ -270,7 +270,7 @@ class Classifier:
         area): it wins over places named in the text. ``lang`` is the feed's declared
         language: a prior for the language identifier, which decides per item."""
         texts = (title, summary)
-        item_lang = detect_language(f"{title} {summary[:160]}" if summary else title, lang)
+        item_lang = detect_language(title, summary[:MAX_CHARS], lang)
         matcher = self._matchers.get(item_lang, self._matcher)
         f0, m0 = fold_map(title)
         f1, m1 = fold_map(summary) if summary else ("", None)

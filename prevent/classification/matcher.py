@@ -90,9 +90,13 @@ def fold_map(text: str) -> tuple[str, list[int] | None]:
     if text.isascii() or _VARIABLE.search(text) is None:
         return folded, None
     offsets: list[int] = []
-    get = FOLD_TABLE.get
-    for i, ch in enumerate(text):
-        offsets.extend([i] * len(get(ord(ch), ch)))
+    prev = 0
+    for m in _VARIABLE.finditer(text):  # identity runs between the few variable characters
+        i = m.start()
+        offsets.extend(range(prev, i))
+        offsets.extend([i] * len(FOLD_TABLE.get(ord(text[i]), text[i])))
+        prev = i + 1
+    offsets.extend(range(prev, len(text)))
     return folded, offsets
 
 
@@ -277,10 +281,11 @@ def _cancelled(outer: tuple[Pattern, ...], inner: tuple[Pattern, ...]) -> tuple[
         return inner
     out: list[Pattern] = []
     outer_types = any(p.kind is Kind.TYPE for p in outer)
+    outer_place = any(p.kind is Kind.COUNTRY for p in outer)
     outer_roots = {p.root for p in outer if p.kind is Kind.COMMUNITY and p.root}
     for p in inner:
-        if p.kind is Kind.TYPE and outer_types:
-            out.append(p)
+        if (p.kind is Kind.TYPE and outer_types) or (p.kind is Kind.COUNTRY and outer_place):
+            out.append(p)  # a longer phrase of the same kind wins: "New Mexico" is not Mexico
         elif p.kind is Kind.COMMUNITY and p.root and outer_roots and p.root not in outer_roots:
             out.append(p)
     return tuple(out)
