@@ -45,6 +45,7 @@ _classifier: Classifier | None = None  # the worker's own, built once by ``_star
 def _start(lexicon: Lexicon, parent: int) -> None:
     global _classifier
     _classifier = Classifier(lexicon)  # the consumer's own lexicon, not the files as they are now
+    _classifier.warm()  # every language's automaton now, not on the first item in it
     settle_heap()  # as in the consumer: a part allocates a great many short-lived objects
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 

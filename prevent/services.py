@@ -140,7 +140,9 @@ def register_services(ctx: ServiceContext, names: tuple[str, ...]) -> CentreNoti
     from consumers import rules
 
     if "rules" in names:
-        rules.register(ctx, Classifier.from_dir(ctx.settings.playbooks_dir))
+        classifier = Classifier.from_dir(ctx.settings.playbooks_dir)
+        classifier.warm()  # every language's automaton at start, not on the first item in it
+        rules.register(ctx, classifier)
     notifier = None
     if "centre-notifier" in names:
         notifier = build_centre_notifier(ctx.settings, ctx.db)

@@ -128,45 +128,55 @@ def casualty_totals(matches: list[CasualtyMatch]) -> dict[str, int | None]:
 # ----------------------------------------------------------------------------- other languages
 
 COUNT_REACH = 32  # characters on either side of a harm word searched for its figure
-_DIGITS = re.compile(r"(?<![0-9])(\d{1,3}(?: \d{3})+|\d+)(?![0-9])")
+# A figure glued to letters is an age, a thousand or an ordinal ("28enne", "50mila", "3e").
+_DIGITS = re.compile(r"(?<![0-9\w])(\d{1,3}(?: \d{3})+|\d+)(?![0-9])(?!\w)")
 # A figure followed by one of these is an age, a time, a year or a distance, not a count.
 _NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|years|year|yil|yas|"
                               r"h|heures|hrs|uhr|km|kilometres|kilometers|km2|m|cm|mm|ml|kg|%|"
                               r"sal|saal|سال|ساله|عاما|عام|سنه|سنوات|साल|वर्ष|বছর|ਸਾਲ|வயது|שנה|שנים)\b")
+# Between a harm word and its figure: no clause break (in the original text) and no "and"
+# joining another statement ("3 morts et 36 blessés": 36 is not the dead).
+_BARRIER = re.compile(r"[;:,.!?()\[\]।॥؟۔؛،]")
+_CONJUNCTIONS = re.compile(r"(?:^| )(?:and|et|e|y|und|ou|o|oder|or|mais|ma|pero|aber|but|ve"
+                           r"|और|এবং|ਅਤੇ|اور|ו)(?= |$)")
+
+
+def _clear(folded: str, original: str | None, lo: int, hi: int) -> bool:
+    """Nothing between ``lo`` and ``hi`` separates a harm word from a figure."""
+    if original is not None and _BARRIER.search(original, lo, hi):
+        return False
+    return _CONJUNCTIONS.search(folded[lo:hi]) is None
 
 
 def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
-                numbers: dict[str, int]) -> list[CasualtyMatch]:
-    """Casualty figures in a language other than English: the nearest figure (native
-    digits are already ASCII in folded text, or a number word of the language's lexicon)
-    within ``COUNT_REACH`` characters of a harm word, not across a sentence or clause
-    break. Word order differs too much between languages ("15 morts", "مقتل 15",
-    "15 लोगों की मौत") for anything finer; the largest figure per kind still wins."""
+                numbers: dict[str, int], original: str | None = None) -> list[CasualtyMatch]:
+    """Casualty figures in a language other than English: a figure (native digits are
+    already ASCII in folded text, or a number word of the language's lexicon) within
+    ``COUNT_REACH`` characters of a harm word, in the same clause; one before the word is
+    preferred ("15 morts", "15 लोगों की मौत"), else the nearest after it ("مقتل 15",
+    "tue 15 fidèles"). ``original``: the text laid out like ``folded`` (same offsets), for
+    its punctuation. Word order differs too much between languages for anything finer;
+    the largest figure per kind still wins."""
     out: list[CasualtyMatch] = []
     seen: set[tuple[int, int]] = set()
-    words = None
+    figures: list[tuple[int, int, int]] | None = None
     for (start, end), is_killed in zip(anchors, killed, strict=True):
-        lo, hi = max(0, start - COUNT_REACH), min(len(folded), end + COUNT_REACH)
-        best: tuple[int, int, int, int] | None = None  # distance, value, start, end
-        for m in _DIGITS.finditer(folded, lo, hi):
-            raw = m.group(1)
-            n = int(raw.replace(" ", ""))
-            if _is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end()):
-                continue
-            dist = start - m.end() if m.end() <= start else m.start() - end
-            if dist >= 0 and (best is None or dist < best[0]):
-                best = (dist, n, m.start(), m.end())
-        if best is None and numbers:
-            if words is None:
-                words = [(m.start(), m.end(), numbers[m.group()]) for m in re.finditer(r"\S+", folded)
-                         if m.group() in numbers]
-            for ws, we, n in words:
-                if we <= start and ws >= lo or ws >= end and we <= hi:
-                    dist = start - we if we <= start else ws - end
-                    if best is None or dist < best[0]:
-                        best = (dist, n, ws, we)
-        if best is not None and (best[2], best[3]) not in seen:
-            seen.add((best[2], best[3]))
-            s, e = min(best[2], start), max(best[3], end)
-            out.append(CasualtyMatch(is_killed, best[1], s, e))
+        if figures is None:
+            figures = []
+            for m in _DIGITS.finditer(folded):
+                raw = m.group(1)
+                n = int(raw.replace(" ", ""))
+                if not (_is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end())):
+                    figures.append((m.start(), m.end(), n))
+            if numbers:
+                figures += [(m.start(), m.end(), numbers[m.group()]) for m in re.finditer(r"\S+", folded)
+                            if m.group() in numbers]
+        before = [(start - fe, fs, fe, n) for fs, fe, n in figures
+                  if fe <= start and start - fe <= COUNT_REACH and _clear(folded, original, fe, start)]
+        after = [(fs - end, fs, fe, n) for fs, fe, n in figures
+                 if fs >= end and fs - end <= COUNT_REACH and _clear(folded, original, end, fs)]
+        best = min(before) if before else (min(after) if after else None)
+        if best is not None and (best[1], best[2]) not in seen:
+            seen.add((best[1], best[2]))
+            out.append(CasualtyMatch(is_killed, best[3], min(best[1], start), max(best[2], end)))
     return out

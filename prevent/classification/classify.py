@@ -44,6 +44,7 @@ from prevent.classification.casualties import casualty_totals, find_casualties, 
 from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.classification.lexicon import Lexicon, load_lexicon
 from prevent.classification.matcher import Kind, Matcher, Pattern, fold_map, fold_term
+from prevent.classification.places import gazetteer
 from prevent.classification.sources import Assessment
 from prevent.contracts import Evidence
 
@@ -53,7 +54,8 @@ TITLE_WEIGHT = 1.5
 LINK_WEIGHT = 1.5  # type words next to a targeted community say most about what happened
 NATURAL_DISASTER = "natural_disaster"
 
-_SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)")
+# Full stops of every served script too: the danda (।, ॥), Arabic and Urdu (؟ ۔ ؛).
+_SENTENCE_END = re.compile(r"[.!?;।॥؟۔؛]+(?=\s|$)")
 # A full stop after these is an abbreviation ("St. Mary's", "Rev. King"), not a sentence end.
 _ABBREVIATIONS = frozenset({"st", "dr", "mr", "ms", "mrs", "rev", "no", "gen", "lt", "col", "sgt",
                             "jr", "sr", "mt", "ft", "vs"})
@@ -209,11 +211,10 @@ class Classifier:
         self._matcher = Matcher(lexicon)
         # One automaton per language: an item is read with its own language's words only
         # (German "Messe" is a trade fair, Italian "tue" is "yours").
+        # Compiled on first use: a process that never meets a language never pays for it
+        # (an automaton with a language's stems and clitic prefixes takes 0.1-1 s to build).
         self._matchers: dict[str, Matcher] = {"en": self._matcher}
         self._numbers: dict[str, dict[str, int]] = {}
-        for code, lf in lexicon.languages.items():
-            self._matchers[code] = Matcher(lexicon, lf)
-            self._numbers[code] = {fold_term(w): n for w, n in lf.numbers.items() if fold_term(w)}
         tf = lexicon.incident_types
         cf = lexicon.communities
         last = len(tf.precedence)
@@ -262,7 +263,25 @@ class Classifier:
     @property
     def languages(self) -> tuple[str, ...]:
         """The languages with a lexicon (English is the base files)."""
-        return tuple(sorted(self._matchers))
+        return tuple(sorted({"en", *self.lexicon.languages}))
+
+    def _matcher_for(self, lang: str) -> Matcher:
+        matcher = self._matchers.get(lang)
+        if matcher is None:
+            lf = self.lexicon.languages.get(lang)
+            if lf is None:
+                return self._matcher
+            # Two threads may both build it the first time; either result is the same.
+            self._numbers[lang] = {fold_term(w): n for w, n in lf.numbers.items() if fold_term(w)}
+            matcher = self._matchers[lang] = Matcher(self.lexicon, lf)
+        return matcher
+
+    def warm(self) -> None:
+        """Compile every language's automaton and the gazetteer now (services do this at
+        start, not on an item)."""
+        for lang in self.lexicon.languages:
+            self._matcher_for(lang)
+        gazetteer()
 
     def classify(self, title: str, summary: str = "", *, cap_severity: str | None = None,
                  country: str | None = None, lang: str | None = None) -> Classification:
@@ -271,7 +290,7 @@ class Classifier:
         language: a prior for the language identifier, which decides per item."""
         texts = (title, summary)
         item_lang = detect_language(title, summary[:MAX_CHARS], lang)
-        matcher = self._matchers.get(item_lang, self._matcher)
+        matcher = self._matcher_for(item_lang)
         f0, m0 = fold_map(title)
         f1, m1 = fold_map(summary) if summary else ("", None)
         folded = (f0, f1)
@@ -329,8 +348,18 @@ class Classifier:
 
         found, country_hit = self._country(folded, com, other)
         hint = country.upper() if country else None
+        country_row = row(country_hit[3].rule, *country_hit[:3]) if country_hit else None
+        if found is None and hint is None:
+            # No curated place name: the gazetteer's names in every script, title first.
+            for f in (0, 1):
+                place = gazetteer().country_of(folded[f], aligned[f]) if folded[f] else None
+                if place is not None:
+                    found = place[0]
+                    country_row = row(f"country:{found}", f, place[1].start, place[1].end)
+                    break
         country = hint or found
-        country_row = row(country_hit[3].rule, *country_hit[:3]) if country_hit and found == country else None
+        if found != country:
+            country_row = None
         cap = self._cap.get(cap_severity.strip().lower()) if cap_severity else None
 
         if not typ and cap is None:
@@ -363,7 +392,8 @@ class Classifier:
                 casualty_matches += [(f, m) for m in find_casualties(folded[f], anchors)]
             else:
                 kinds = [p.severity >= 3 for hf, s, e, p, _ in harm if hf == f and p.severity >= 2]
-                casualty_matches += [(f, m) for m in find_counts(folded[f], anchors, kinds, numbers)]
+                casualty_matches += [(f, m) for m in find_counts(folded[f], anchors, kinds, numbers,
+                                                                 aligned[f])]
         casualties = casualty_totals([m for _, m in casualty_matches])
         severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences)
 
@@ -535,8 +565,8 @@ class Classifier:
             if any(cf == f and cs <= s and e <= ce and ce - cs > e - s for cf, cs, ce, _, _ in com):
                 continue
             before = folded[f][max(0, s - 5):s]
-            # "attacked in Amsterdam" beats "fans from Israel"; the title beats the summary.
-            rank = (not before.endswith(_PLACE_PREPOSITIONS), f != 0, s)
+            # The title beats the summary; then "attacked in Amsterdam" beats "fans from Israel".
+            rank = (f != 0, not before.endswith(_PLACE_PREPOSITIONS), s)
             if best is None or rank < best:
                 best, best_hit = rank, h
         if best_hit is None:

@@ -335,8 +335,8 @@ class Matcher:
                     continue
                 start = last - len(stored(inner)) + 1  # unpadded start of the inner word
                 end = _word_end(body, last) if inner.endswith("*") else last - 1
-                if start == 0 and end == len(body):
-                    continue  # the same span as this key: not strictly inside
+                if inner.rstrip("*") == body:
+                    continue  # the same word as this key ("attentat" and "attentat*")
                 dropped = _cancelled(pats, ordered[inner])
                 if dropped:
                     drops.append((start, end, frozenset(dropped)))
@@ -360,7 +360,11 @@ class Matcher:
             if inner:
                 if drops is None:
                     drops = []
-                drops.extend((start + s, start + e, dropped) for s, e, dropped in inner)
+                # A stem's last word runs on in the text ("পেস আক্রমণে"): so does whatever
+                # it cancels in that word.
+                body = back - 1
+                drops.extend((start + s, end if stem and e == body else start + e, dropped)
+                             for s, e, dropped in inner)
             for pat in pats:
                 hits.append((start, end, pat))
         if drops:

@@ -27,7 +27,7 @@ Rules of :meth:`Gazetteer.find`:
 * In Latin script a city or region must start with a capital letter in the original text; a
   few country names that are also words (Turkey, Chad, China...) too; acronyms (US, UK, UAE)
   must be all capitals.
-* A city, region or street name followed by "Street", "Road", "Avenue"... is not a place.
+* A city or region name followed by "Street", "Road", "Avenue"... names a street, not a place.
 * A name that points at several countries (Georgia, Punjab, Kashmir, Congo, a city name shared
   by cities of similar size in different countries) is found with ``country=None`` and its
   candidates in ``alternatives``. Demonyms are not places ("Indian engineer" is not India).
@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import re
 import threading
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -55,11 +57,17 @@ PLACES_FILE = Path(__file__).resolve().parents[2] / "playbooks" / "places.yaml"
 
 LANGUAGES = ("en", "fr", "es", "pt", "it", "de", "ar", "ur", "fa", "hi", "pa", "bn", "ta", "he", "tr")
 BIG_CITY = 100_000  # a city this big counts on its own; a smaller one needs a place preposition
-DOMINANT = 3  # a name shared by cities of several countries goes to the biggest if 3x the next
-_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"})
+DOMINANT = 2.5  # a name shared by cities of several countries goes to the biggest if 2.5x the next
+# A city counts as this many times smaller under one of its alternate names than under its main
+# name: "Manchester" is the English city (569,000), not Richmond, Virginia (227,000), one of whose
+# quarters is called so.
+ALTERNATE_DISCOUNT = 4
+# Babel's codes that are no country: unions, pseudo-locales, and CLDR's own codes for parts of
+# countries (Ascension, Clipperton, Sark, Diego Garcia, Ceuta and Melilla, Canaries, Tristan).
+_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ",
+                            "AC", "CP", "CQ", "DG", "EA", "IC", "TA"})
 
 KIND_COUNTRY, KIND_REGION, KIND_CITY = "country", "region", "city"
-_RANK = {KIND_COUNTRY: 0, KIND_REGION: 1, KIND_CITY: 2}
 _BLOCK = -1  # entry index of a name that is no place and hides those inside it
 
 # Case rule of a name in Latin script.
@@ -68,12 +76,13 @@ _CASE_NONE, _CASE_INITIAL, _CASE_UPPER = 0, 1, 2
 # Country names that are also ordinary words or first names: a capital letter is needed.
 _CAPITAL_COUNTRIES = frozenset({"turkey", "chad", "china", "guinea", "chile", "jersey", "niger",
                                 "mali", "peru", "cuba", "oman", "togo", "iran", "israel", "jordan",
-                                "man", "georgia", "malta", "india", "france", "sudan", "kenya"})
+                                "man", "georgia", "malta", "india", "france", "sudan", "kenya",
+                                "cin", "suede", "polen", "italien", "indien", "libyen", "algerien",
+                                "armenien", "panama", "samoa", "tonga", "nauru", "america"})
 # Latin city names under four letters that are real, well-known places.
 _SHORT_CITIES = frozenset({"goa", "qom", "ufa", "ica", "ulm", "ibb", "kut", "mai"})
 _STREETS = frozenset("street st road rd avenue ave boulevard blvd lane square place platz strasse "
-                     "rue calle rua via viale corso allee weg gasse sokak caddesi cad bridge park "
-                     "county".split())
+                     "rue calle rua via viale corso allee weg gasse sokak caddesi bridge park".split())
 # Place prepositions, folded; two-word ones as one string.
 _PREPOSITIONS = frozenset(["in", "at", "near", "outside", "inside", "a", "au", "aux", "en", "dans",
                            "pres de", "en", "cerca de", "em", "no", "na", "nos", "nas", "perto de",
@@ -85,8 +94,7 @@ _BETWEEN = frozenset("the north south east west northern southern eastern wester
                      "las del norte sur este oeste centro o norte sul leste il lo nord ovest der die "
                      "dem den norden suden osten westen ost city town village".split())
 # Words after a place that mean "in" (Hindi, Urdu, Punjabi).
-_POSTPOSITIONS = frozenset(["में", "ميں", "ਵਿੱਚ", "ਵਿਚ"])
-_POSTPOSITIONS = frozenset(fold_term(w) for w in _POSTPOSITIONS)
+_POSTPOSITIONS = frozenset(fold_term(w) for w in ("में", "میں", "ਵਿੱਚ", "ਵਿਚ"))
 
 # Countries whose people write a script: only there do small towns keep a name in it.
 _NATIVE = {
@@ -98,10 +106,12 @@ _NATIVE = {
     "guru": frozenset({"IN", "PK"}),
     "taml": frozenset({"IN", "LK", "SG", "MY"}),
 }
+_NATIVE_ANY = frozenset().union(*_NATIVE.values())
 # Clitic prefixes: Hebrew ו ה ב ל מ כ ש, Arabic و ف ب ل ك. A name after ב / ب is "in" it.
 _HE_PREFIX, _AR_PREFIX = "והבלמכש", "وفبلك"
 _IN_PREFIX = "بב"
 _CLITIC_WORD = re.compile(rf"(?:(?<= )|^)([{_HE_PREFIX}]{{1,2}}|[{_AR_PREFIX}]{{1,2}})(?=\w\w)")
+_SPACE_RUNS = re.compile("  +")
 _CLITIC_TEXT = re.compile(f"[{_HE_PREFIX}{_AR_PREFIX}]")
 
 
@@ -193,6 +203,7 @@ class PlacesFile(BaseModel):
     regions: dict[Code, list[Name]] = {}
     ambiguous: dict[Name, list[Code]] = {}
     not_places: list[Name] = []
+    not_countries: list[Name] = []
     not_cities: list[Name] = []
     context_only: list[Name] = []
 
@@ -247,14 +258,13 @@ def _babel_locales() -> list[str]:
 
 
 def _territory_variants(name: str) -> Iterable[str]:
-    """A CLDR territory name and its usable parts: "Myanmar (Burma)" gives "Myanmar" and
-    "Burma"; "Congo - Kinshasa" gives "Congo" too (then shared by two codes: ambiguous)."""
+    """A CLDR territory name and its short form: "Myanmar (Burma)" gives "Myanmar" too (the
+    part in brackets is as often a qualifier: "Saint-Martin (France)"); "Congo - Kinshasa"
+    gives "Congo" (then shared by two codes: ambiguous)."""
     yield name
-    m = re.match(r"^(.*?)\s*[(（](.*?)[)）]\s*$", name)
+    m = re.match(r"^(.*?)\s*[(（].*[)）]\s*$", name)
     if m:
         yield m.group(1)
-        if len(m.group(2).split()) <= 2:
-            yield m.group(2)
     if " - " in name:
         yield name.split(" - ")[0]
 
@@ -315,6 +325,33 @@ class _Candidate(NamedTuple):
     name: str
 
 
+class _Entries:
+    """What each name resolves to, packed into one string: tens of thousands of small tuples
+    made while the sources are read would pin the heap they were made in."""
+
+    def __init__(self, entries: dict[tuple, int]) -> None:
+        parts = [""] * len(entries)
+        for (country, name, kind, alts, trusted, case), idx in entries.items():
+            parts[idx] = "\x1f".join((country or "", name, kind, ",".join(alts), "1" if trusted else "",
+                                       str(case)))
+        self._starts = array("I", [0])
+        for part in parts:
+            self._starts.append(self._starts[-1] + len(part))
+        self._data = "".join(parts)
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def __getitem__(self, idx: int) -> tuple[str | None, str, str, tuple[str, ...], bool, int]:
+        packed = self._data[self._starts[idx]:self._starts[idx + 1]]
+        country, name, kind, alts, trusted, case = packed.split("\x1f")
+        return (country or None, name, kind, tuple(alts.split(",")) if alts else (), bool(trusted),
+                int(case))
+
+    def kind(self, idx: int) -> str:
+        return self[idx][2]
+
+
 class Gazetteer:
     """Every place name of every source in one automaton. Build with :func:`gazetteer`
     (cached); a build takes about a second."""
@@ -330,8 +367,10 @@ class Gazetteer:
                 table.setdefault(key, []).append(_Candidate(rank, country, population, display))
 
         english = _country_names()
+        not_countries = {fold_term(n) for n in places.not_countries}
         for code, name in _babel_countries():
-            add(name, 0, code, 0, english[code])
+            if fold_term(name) not in not_countries:
+                add(name, 0, code, 0, english[code])
         for code, names in places.countries.items():
             for name in names:
                 add(name, 0, code, 0, english[code])
@@ -344,28 +383,26 @@ class Gazetteer:
                 add(name, 1, code, 0, names[0])
         not_cities = {fold_term(n) for n in places.not_cities}
         for name, country, population, alternates in _cities():
-            cand = _Candidate(2, country, population, name)
-            for key in self._city_keys(name, country, population >= BIG_CITY, alternates, not_cities):
-                table.setdefault(key, []).append(cand)
+            main = _Candidate(2, country, population, name)
+            alternate = _Candidate(2, country, population // ALTERNATE_DISCOUNT, name)
+            for key, is_main in self._city_keys(name, country, population >= BIG_CITY, alternates,
+                                                not_cities).items():
+                table.setdefault(key, []).append(main if is_main else alternate)
 
         blocked = {fold_term(n) for n in places.not_places}
         ambiguous = {fold_term(n): tuple(dict.fromkeys(codes)) for n, codes in places.ambiguous.items()}
         ambiguous_names = {fold_term(n): n for n in places.ambiguous}
         context_only = {fold_term(n) for n in places.context_only}
 
-        entries: dict[tuple, int] = {}
-        self._entries: list[tuple] = []
+        entries: dict[tuple, int] = {}  # (country, name, kind, alternatives, trusted, case) -> index
 
-        def entry(value: tuple) -> int:
-            idx = entries.get(value)
-            if idx is None:
-                idx = entries[value] = len(self._entries)
-                self._entries.append(value)
-            return idx
-
-        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        # The automaton's nodes are small Python allocations: they are made last, once every
+        # temporary object of the build is gone, so that they do not pin a fragmented heap.
+        keys: list[str] = []
+        values = array("q")
         for key in blocked:
-            automaton.add_word(f" {key} ", (_BLOCK + 1) * 256 + len(key))  # entry -1 stored as 0
+            keys.append(key)
+            values.append((_BLOCK + 1) * 256 + len(key))  # entry -1 is stored as 0
         for key in ambiguous:
             table.setdefault(key, [])
         for key, cands in table.items():
@@ -377,24 +414,49 @@ class Gazetteer:
                 kind = (KIND_COUNTRY, KIND_REGION, KIND_CITY)[best]
                 value = (None, ambiguous_names[key], kind, ambiguous[key], key not in context_only,
                          _CASE_INITIAL if latin else _CASE_NONE)
+            elif len(cands) == 1 and cands[0].rank == 2 and key not in context_only:
+                c = cands[0]  # most names: one city's
+                value = (c.country, c.name, KIND_CITY, (), c.population >= BIG_CITY,
+                         _CASE_INITIAL if latin else _CASE_NONE)
             else:
                 value = self._resolve(key, cands, latin, context_only, acronyms)
-            automaton.add_word(f" {key} ", (entry(value) + 1) * 256 + len(key))
+            idx = entries.get(value)
+            if idx is None:
+                idx = entries[value] = len(entries)
+            keys.append(key)
+            values.append((idx + 1) * 256 + len(key))
+        packed = "\n".join(keys)  # folded names hold no line break
+        table.clear()
+        keys.clear()
+        self._entries = _Entries(entries)
+        del entries
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        for key, value in zip(packed.split("\n"), values, strict=True):
+            automaton.add_word(f" {key} ", value)
+        del packed, values
         automaton.make_automaton()
         self._automaton = automaton
         self.size = len(automaton)
 
     @staticmethod
     def _city_keys(name: str, country: str, big: bool, alternates: list[str],
-                   not_cities: set[str]) -> set[str]:
-        """The folded names of one city worth keeping (see the module docstring)."""
-        keys: set[str] = set()
+                   not_cities: set[str]) -> dict[str, bool]:
+        """The folded names of one city worth keeping (see the module docstring), each with
+        whether it is the city's main name."""
+        keys: dict[str, bool] = {}
+        if not big and country not in _NATIVE_ANY:
+            alternates = []  # a small town abroad keeps only its own name
+        mains = 1
+        if name.endswith(")") and " (" in name:  # "Halle (Saale)" is "Halle" first of all
+            alternates = [name.split(" (")[0], *alternates]
+            mains = 2
         for i, n in enumerate((name, *alternates)):
             if not n:
                 continue
+            main = i < mains
             cp = ord(n[0])
             if cp < 0x0250:
-                if i and not (big and n[0].isupper()):
+                if not main and not (big and n[0].isupper()):
                     continue  # a small city's Latin alternates, or a lower-case transliteration
                 key = fold_term(n)
                 if len(key) < 4 and key not in _SHORT_CITIES or _script(key) != "latn":
@@ -407,7 +469,7 @@ class Gazetteer:
                 if len(key) < 3 or _script(key) != script:
                     continue
             if key not in not_cities and len(key) < 256:
-                keys.add(key)
+                keys.setdefault(key, main)
         return keys
 
     @staticmethod
@@ -456,8 +518,29 @@ class Gazetteer:
             yield end - length, end, (value >> 8) - 1
 
     def _candidates(self, folded: str) -> list[tuple[int, int, int, bool]]:
-        """(start, end, entry, after a "in" prefix) from the text and, for Hebrew and Arabic,
-        from the text with clitic prefixes blanked out."""
+        """(start, end, entry, after an "in" prefix) of every name in ``folded``. Punctuation
+        folds to spaces ("St. Louis" is "st  louis"), so runs of spaces are scanned as one and
+        offsets mapped back."""
+        if "  " not in folded:
+            return self._candidates_in(folded)
+        breaks: list[int] = []  # collapsed offsets from which...
+        shifts: list[int] = []  # ...this many characters were removed before them
+        removed = 0
+        for m in _SPACE_RUNS.finditer(folded):
+            breaks.append(m.start() + 1 - removed)
+            removed += m.end() - m.start() - 1
+            shifts.append(removed)
+
+        def back(pos: int) -> int:
+            i = bisect_right(breaks, pos)
+            return pos + (shifts[i - 1] if i else 0)
+
+        return [(back(s), back(e - 1) + 1, idx, cue)
+                for s, e, idx, cue in self._candidates_in(_SPACE_RUNS.sub(" ", folded))]
+
+    def _candidates_in(self, folded: str) -> list[tuple[int, int, int, bool]]:
+        """:meth:`_candidates` of text without runs of spaces: the text itself and, for
+        Hebrew and Arabic, the text with clitic prefixes blanked out."""
         found = [(s, e, idx, False) for s, e, idx in self._scan(folded)]
         if _CLITIC_TEXT.search(folded) is None:
             return found
@@ -480,7 +563,7 @@ class Gazetteer:
             if not marks:
                 continue
             for s, e, idx in self._scan("".join(chars)):
-                if s in marks and (idx == _BLOCK or self._entries[idx][2] != KIND_CITY or e - s >= 4):
+                if s in marks and (idx == _BLOCK or self._entries.kind(idx) != KIND_CITY or e - s >= 4):
                     found.append((s, e, idx, marks[s]))
         return found
 
@@ -525,8 +608,9 @@ class Gazetteer:
         """The country where the text says something happened, and the place that says so.
 
         1. Ambiguous names are settled by the other places of the text: "Atlanta, Georgia" is
-           US, "Tbilisi, Georgia" GE; a city name shared by several countries takes the one
-           the text names elsewhere ("Hyderabad, Pakistan"). Names still ambiguous are dropped.
+           US, "Tbilisi, Georgia" GE, "London, Ontario" CA; a city name shared by several
+           countries takes the one the text names elsewhere ("Hyderabad ... Pakistan"). Names
+           still ambiguous are dropped.
         2. A place marked as where it happened wins: after a place preposition ("attacked in
            Amsterdam", "à Paris", "في غزة"), before "में"/"میں", after a Hebrew ב or Arabic ب,
            or a dateline ("Nigeria: ..." at the very start).
@@ -539,7 +623,7 @@ class Gazetteer:
         places = self.find(folded, original)
         if not places:
             return None
-        places = _settle(places)
+        places = _settle(places, folded)
         best: tuple[int, int] | None = None
         best_place: Place | None = None
         for p in places:
@@ -550,9 +634,9 @@ class Gazetteer:
             rank = (tier, p.start)
             if best is None or rank < best:
                 best, best_place = rank, p
-        if best_place is None:
+        if best_place is None or best_place.country is None:
             return None
-        return best_place.country, best_place  # type: ignore[return-value]
+        return best_place.country, best_place
 
 
 def _case_ok(original: str, start: int, end: int, case: int) -> bool:
@@ -606,24 +690,58 @@ def _qualified(pending: list[Place], places: list[Place], folded: str) -> Iterab
         if nxt is None:
             continue
         if nxt.country and (nxt.country == p.country or nxt.country in p.alternatives):
-            yield p._replace(country=nxt.country, cued=nxt.cued)
+            yield _as(p, nxt.country)._replace(cued=nxt.cued)
 
 
-def _settle(places: list[Place]) -> list[Place]:
-    """Ambiguous names and shared city names resolved by the other places in the text."""
-    out = []
-    for p in places:
-        others = {q.country for q in places if q is not p and q.country}
+def _candidates_of(p: Place) -> set[str]:
+    return ({p.country} if p.country else set()) | set(p.alternatives)
+
+
+def _as(p: Place, code: str) -> Place:
+    """``p`` settled on ``code``; its other candidates stay as alternatives."""
+    rest = ((p.country,) if p.country else ()) + p.alternatives
+    return p._replace(country=code, alternatives=tuple(c for c in rest if c != code))
+
+
+def _settle(places: list[Place], folded: str) -> list[Place]:
+    """Ambiguous names, and city names that several countries share, resolved by the other
+    places of the text:
+
+    * in a pair written "A, B" or "A B", a city takes the country of the region or country
+      after it when it can mean it ("London, Ontario"), else both take the one country both
+      names can mean ("Atlanta, Georgia", "Paris, Texas");
+    * an ambiguous name takes the one candidate that another place of the text names
+      ("Georgia ... Tbilisi"); a city name shared by several countries takes it too when the
+      other place is a country or region ("Hyderabad ... Pakistan").
+    """
+    out = list(places)
+    for i in range(len(out) - 1):
+        a, b = out[i], out[i + 1]
+        if folded[a.end:b.start].strip():
+            continue
+        if a.country and b.country and a.country == b.country:
+            continue
+        if b.country and b.kind != KIND_CITY and b.country in a.alternatives:
+            out[i] = _as(a, b.country)  # "London, Ontario"
+            continue
+        common = _candidates_of(a) & _candidates_of(b)
+        if len(common) == 1:
+            (code,) = common
+            out[i], out[i + 1] = _as(a, code), _as(b, code)
+    settled = []
+    for p in out:
+        strong = {q.country for q in out if q is not p and q.country and q.kind != KIND_CITY}
+        others = strong | {q.country for q in out if q is not p and q.country}
         if p.country is None:
             hits = [c for c in p.alternatives if c in others]
             if len(hits) == 1:
-                p = p._replace(country=hits[0])
-        elif p.alternatives and p.country not in others:
-            hits = [c for c in p.alternatives if c in others]
-            if len(hits) == 1 and p.kind != KIND_COUNTRY:
-                p = p._replace(country=hits[0])
-        out.append(p)
-    return out
+                p = _as(p, hits[0])
+        elif p.alternatives and p.kind == KIND_CITY and p.country not in others:
+            hits = [c for c in p.alternatives if c in strong]
+            if len(hits) == 1:
+                p = _as(p, hits[0])
+        settled.append(p)
+    return settled
 
 
 _lock = threading.Lock()
