@@ -112,7 +112,7 @@ def test_a_bad_language_file_is_a_file_line_error_and_the_others_stay(tmp_path: 
     assert any(e.startswith(f"{bad}:") and "colour" in e for e in errors), errors
     clf = Classifier.from_dir(dest)  # French is left out; every other language still loads
     assert "fr" not in clf.languages and "es" in clf.languages
-    assert clf.classify("Un hombre mata a tres fieles en una iglesia").communities
+    assert clf.classify("Tiroteo en una iglesia: tres fieles muertos").communities
 
 
 def test_classification_needs_no_network(tmp_path: Path) -> None:

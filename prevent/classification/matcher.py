@@ -341,7 +341,10 @@ class Matcher:
                 if dropped:
                     drops.append((start, end, frozenset(dropped)))
             kept = tuple(p for p in pats if p.kind is not Kind.NEGATIVE)
-            self._automaton.add_word(stored(key), (len(body) + 1, stem, kept, tuple(drops)))
+            # A negative stem ("cyber attack*") cancels everything inside the words it covers
+            # in the text, which compiling cannot see ("ਸਾਈਬਰ ਹਮਲੇ" holds "ਹਮਲੇ", not "ਹਮਲ").
+            negative_stem = stem and len(kept) < len(pats)
+            self._automaton.add_word(stored(key), (len(body) + 1, stem, kept, tuple(drops), negative_stem))
         self._automaton.make_automaton()
         self.size = len(table)
 
@@ -350,11 +353,14 @@ class Matcher:
         ``(start, end, pattern)``, cancelled terms removed."""
         hits: list[tuple[int, int, Pattern]] = []
         drops: list[tuple[int, int, frozenset[Pattern]]] | None = None
+        negative_spans: list[tuple[int, int]] | None = None
+        stems_seen = False
         padded = f" {folded} "
-        for last, (back, stem, pats, inner) in self._automaton.iter(padded):
+        for last, (back, stem, pats, inner, negative_stem) in self._automaton.iter(padded):
             if stem:
                 start = last - back + 1
                 end = _word_end(folded, last)
+                stems_seen = True
             else:
                 start, end = last - back, last - 1
             if inner:
@@ -363,13 +369,24 @@ class Matcher:
                 # A stem's last word runs on in the text ("পেস আক্রমণে"): so does whatever
                 # it cancels in that word.
                 body = back - 1
-                drops.extend((start + s, end if stem and e == body else start + e, dropped)
-                             for s, e, dropped in inner)
+                for s, e, dropped in inner:
+                    span = (start + s, end if stem and e == body else start + e)
+                    if span != (start, end):  # a stem and a word of the same span: both stay
+                        drops.append((*span, dropped))
+            if negative_stem:
+                if negative_spans is None:
+                    negative_spans = []
+                negative_spans.append((start, end))
             for pat in pats:
                 hits.append((start, end, pat))
         if drops:
             gone = {(s, e, p) for s, e, dropped in drops for p in dropped}
             hits = [h for h in hits if h not in gone]
+        if negative_spans:
+            hits = [h for h in hits if not any(s <= h[0] and h[1] <= e and (h[0], h[1]) != (s, e)
+                                               for s, e in negative_spans)]
+        if stems_seen:  # a word and a stem of one rule on the same word count once
+            hits = list(dict.fromkeys(hits))
         return hits
 
     def scan(self, folded: str) -> list[Hit]:
