@@ -98,14 +98,34 @@ def up(
 
     bind_host, bind_port = host or settings.http_host, port or settings.http_port
     typer.echo(f"prevent console on http://{bind_host}:{bind_port}  (Ctrl-C to stop)")
-    uvicorn.run(create_app(state), host=bind_host, port=bind_port, log_level="warning")
+    uvicorn.run(create_app(state), **_uvicorn_options(bind_host, bind_port))
+
+
+def _uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    """uvicorn's own proxy-header handling is off (it believes X-Forwarded-For from any local
+    client): the console believes forwarded headers only from PREVENT_TRUSTED_PROXIES."""
+    return {"host": host, "port": port, "log_level": "warning", "proxy_headers": False,
+            "server_header": False}
+
+
+NO_BOOTSTRAP = ("{command} needs PREVENT_KAFKA_BOOTSTRAP (the Kafka cluster to use): only "
+                "`prevent up` and `prevent broker` start an embedded broker")
+
+
+def _production_settings(command: str) -> Settings:
+    """A production service's settings, or a one-line refusal: never an embedded broker,
+    never demo data, users or sinks (they come only with `prevent up` / `--demo`)."""
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        raise _fail(NO_BOOTSTRAP.format(command=f"prevent {command}"))
+    return settings.model_copy(update={"demo": False})
 
 
 def _service(names: tuple[str, ...], verbose: bool) -> None:
+    settings = _production_settings(names[0])
     _logging(verbose)
     from prevent.services import run_until_stopped
 
-    settings = get_settings().model_copy(update={"demo": False})
     asyncio.run(run_until_stopped(settings, names))
 
 
@@ -135,7 +155,8 @@ def patrol_notifier(verbose: bool = False) -> None:
 
 @app.command()
 def console(host: str | None = None, port: int | None = None, verbose: bool = False) -> None:
-    """Run the web console alone."""
+    """Run the web console alone (needs PREVENT_KAFKA_BOOTSTRAP, like every production service)."""
+    settings = _production_settings("console")
     _logging(verbose)
     from contextlib import asynccontextmanager
 
@@ -144,7 +165,6 @@ def console(host: str | None = None, port: int | None = None, verbose: bool = Fa
     from prevent.console.app import ConsoleState, create_app
     from prevent.storage.db import Database
 
-    settings = get_settings()
 
     @asynccontextmanager
     async def state(_app: object):  # noqa: ANN202
@@ -155,8 +175,8 @@ def console(host: str | None = None, port: int | None = None, verbose: bool = Fa
         finally:
             await db.dispose()
 
-    uvicorn.run(create_app(state), host=host or settings.http_host,
-                port=port or settings.http_port, log_level="warning")
+    uvicorn.run(create_app(state), **_uvicorn_options(host or settings.http_host,
+                                                      port or settings.http_port))
 
 
 @app.command()
@@ -310,6 +330,42 @@ def playbooks_export(output: Annotated[Path, typer.Option(help="directory to wri
 
     for written in tools.run_export_command(get_settings(), output):
         typer.echo(f"wrote {written}")
+
+
+diaspora_app = typer.Typer(help="The diaspora map: communities here linked to countries and regions abroad.",
+                           no_args_is_help=True)
+app.add_typer(diaspora_app, name="diaspora")
+
+
+@diaspora_app.command("check")
+def diaspora_check(path: Annotated[Path | None, typer.Argument(help="a diaspora.yaml")] = None) -> None:
+    """Validate the diaspora map; exit 1 with file:line errors."""
+    from prevent.classification import load_lexicon
+    from prevent.classification.diaspora import DIASPORA_FILE, load_diaspora_errors
+
+    directory = get_settings().playbooks_dir
+    known = {c.id for c in load_lexicon(directory).communities.communities}
+    _, problems = load_diaspora_errors(path or directory / DIASPORA_FILE, known)
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("the diaspora map is valid")
+
+
+@diaspora_app.command("show")
+def diaspora_show(country: Annotated[str | None, typer.Argument(help="an ISO country code")] = None) -> None:
+    """Print the map's links (all, or one country's), with the communities.yaml home countries."""
+    from prevent.classification import Classifier
+
+    clf = Classifier.from_dir(get_settings().playbooks_dir)
+    for code, ids in sorted(clf.diaspora_links().items()):
+        if country is None or code == country.upper():
+            typer.echo(f"{code}: {', '.join(ids)}")
+    for region, names in clf.diaspora_regions():
+        if country is None or region.country == country.upper():
+            faith = f"; majority {region.majority_faith}" if region.majority_faith else ""
+            typer.echo(f"{region.id} ({', '.join(names[:3])}): {', '.join(region.communities) or '-'}{faith}")
 
 
 @feeds_app.command("check")
@@ -473,12 +529,14 @@ def users_token(name: str, actor: str = "cli") -> None:
 def users_totp(name: str, actor: str = "cli") -> None:
     """Enrol (or replace) NAME's TOTP second factor; prints the otpauth:// URI once."""
     from prevent import users
+    from prevent.acklinks import secret_key
     from prevent.admin import open_db
     from prevent.console.sessions import enroll_totp
 
     async def enroll() -> str:
-        async with open_db(get_settings()) as db, db.transaction() as session:
-            return await enroll_totp(session, name, actor=actor)
+        settings = get_settings()
+        async with open_db(settings) as db, db.transaction() as session:
+            return await enroll_totp(session, name, actor=actor, key=secret_key(settings))
 
     try:
         typer.echo(asyncio.run(enroll()))

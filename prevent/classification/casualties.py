@@ -138,8 +138,8 @@ _NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|
 # joining another statement ("3 morts et 36 blessés": 36 is not the dead).
 _WORD = re.compile(r"\S+")
 _BARRIER = re.compile(r"[;:,.!?()\[\]।॥؟۔؛،]")
-_CONJUNCTIONS = re.compile(r"(?:^| )(?:and|et|e|y|und|ou|o|oder|or|mais|ma|pero|aber|but|ve"
-                           r"|और|এবং|ਅਤੇ|اور|ו)(?= |$)")
+_CONJUNCTIONS = re.compile(r"(?:^| )(?:(?:and|et|e|y|und|ou|o|oder|or|mais|ma|pero|aber|but|ve"
+                           r"|और|এবং|ਅਤੇ|اور|ו)(?= |$)|[وו](?=\w\w\w))")  # Arabic, Hebrew: "and" joined
 
 
 def _clear(folded: str, original: str | None, lo: int, hi: int) -> bool:
@@ -149,13 +149,26 @@ def _clear(folded: str, original: str | None, lo: int, hi: int) -> bool:
     return _CONJUNCTIONS.search(folded[lo:hi]) is None
 
 
+def _decimal(original: str | None, start: int, end: int) -> bool:
+    """A figure that is part of a decimal number in the original text ("magnitude 7.8")."""
+    if original is None:
+        return False
+    before = original[start - 2:start] if start >= 2 else ""
+    after = original[end:end + 2]
+    fraction = len(before) == 2 and before[0].isdigit() and before[1] in ".,٫"
+    whole = len(after) == 2 and after[0] in ".,٫" and after[1].isdigit()
+    return fraction or (whole and not original[end + 1:end + 4].isdigit())
+
+
 def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
-                numbers: dict[str, int], original: str | None = None) -> list[CasualtyMatch]:
+                numbers: dict[str, int], original: str | None = None,
+                order: str = "before") -> list[CasualtyMatch]:
     """Casualty figures in a language other than English: a figure (native digits are
     already ASCII in folded text, or a number word of the language's lexicon) within
     ``COUNT_REACH`` characters of a harm word, in the same clause; one before the word is
-    preferred ("15 morts", "15 लोगों की मौत"), else the nearest after it ("مقتل 15",
-    "tue 15 fidèles"). ``original``: the text laid out like ``folded`` (same offsets), for
+    preferred ("15 morts", "15 लोगों की मौत"), else the nearest after it ("tue 15 fidèles");
+    a language whose lexicon says ``figures: after`` prefers the figure after ("مقتل 15").
+    ``original``: the text laid out like ``folded`` (same offsets), for
     its punctuation. Word order differs too much between languages for anything finer;
     the largest figure per kind still wins."""
     out: list[CasualtyMatch] = []
@@ -166,7 +179,8 @@ def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
         for m in _DIGITS.finditer(folded, lo, hi):
             raw = m.group(1)
             n = int(raw.replace(" ", ""))
-            if not (_is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end())):
+            if not (_is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end())
+                    or _decimal(original, m.start(), m.end())):
                 figures.append((m.start(), m.end(), n))
         if numbers:
             figures += [(lo + m.start(), lo + m.end(), numbers[m.group()])
@@ -175,7 +189,12 @@ def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
                   if fe <= start and _clear(folded, original, fe, start)]
         after = [(fs - end, fs, fe, n) for fs, fe, n in figures
                  if fs >= end and _clear(folded, original, end, fs)]
-        best = min(before) if before else (min(after) if after else None)
+        if order == "after":
+            best = min(after) if after else (min(before) if before else None)
+        elif order == "nearest":
+            best = min(before + after) if before or after else None
+        else:
+            best = min(before) if before else (min(after) if after else None)
         if best is not None and (best[1], best[2]) not in seen:
             seen.add((best[1], best[2]))
             out.append(CasualtyMatch(is_killed, best[3], min(best[1], start), max(best[2], end)))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -41,6 +42,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prevent.classification.casualties import casualty_totals, find_casualties, find_counts
+from prevent.classification.diaspora import DiasporaMap, load_diaspora
 from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.classification.lexicon import Lexicon, load_lexicon
 from prevent.classification.matcher import Kind, Matcher, Pattern, fold_map, fold_term
@@ -81,6 +83,8 @@ def _sentence_ends(text: str, pos: int = 0) -> list[int]:
 # Killed in one attack that names no community before its country's diaspora here is
 # taken to be affected (a national-scale attack, not a market bombing of twenty).
 HOMELAND_KILLED = 100
+# Languages in Arabic script that write "in" apart: no clitic prefix is read off a place name.
+_APART = frozenset({"fa", "ur"})
 # Types of violence that can put a community at risk of backlash or reach a homeland.
 _WAR_TYPES = frozenset({"armed_attack", "bombing", "arson", "riot", "hate_crime"})
 _WORSHIP_GROUPS = frozenset({"places", "clergy", "observances"})
@@ -244,7 +248,10 @@ class Classifier:
         for c in communities.values():
             for code in c.home_countries:
                 diaspora.setdefault(code, []).append(c.id)
-        self._diaspora = {code: tuple(sorted(ids)) for code, ids in diaspora.items()}
+        self._map = lexicon.diaspora or DiasporaMap.empty()
+        for code, ids in self._map.by_country.items():  # the officers' map adds its links
+            diaspora.setdefault(code, []).extend(i for i in ids if i in communities)
+        self._diaspora = {code: tuple(sorted(set(ids))) for code, ids in diaspora.items()}
         # The diaspora communities (not faiths at large) of each country: the people of a
         # homeland struck by a mass-casualty attack that names nobody.
         self._homeland = {code: tuple(i for i in ids if communities[i].kind == "diaspora")
@@ -255,8 +262,11 @@ class Classifier:
 
     @classmethod
     def from_dir(cls, directory: Path) -> Classifier:
-        """Load and compile ``communities.yaml`` and ``incident_types.yaml``; raises LexiconError."""
-        return cls(load_lexicon(Path(directory)))
+        """Load the base files, the language lexicons and the diaspora map; raises
+        LexiconError for the base files (a bad language file or diaspora map is left out,
+        with its ``file:line`` errors logged)."""
+        lexicon = load_lexicon(Path(directory))
+        return cls(replace(lexicon, diaspora=load_diaspora(Path(directory), lexicon)))
 
     # ------------------------------------------------------------------ public
 
@@ -275,6 +285,15 @@ class Classifier:
             self._numbers[lang] = {fold_term(w): n for w, n in lf.numbers.items() if fold_term(w)}
             matcher = self._matchers[lang] = Matcher(self.lexicon, lf)
         return matcher
+
+    def diaspora_links(self) -> dict[str, tuple[str, ...]]:
+        """Country -> the communities here a disaster there concerns (communities.yaml's
+        home countries and the officers' diaspora map)."""
+        return dict(self._diaspora)
+
+    def diaspora_regions(self) -> list[tuple[Any, tuple[str, ...]]]:
+        """The diaspora map's regions, each with its names as written."""
+        return [(region, region.names) for region, _ in self._map.regions]
 
     def warm(self) -> None:
         """Compile every language's automaton and the gazetteer now (services do this at
@@ -354,7 +373,8 @@ class Classifier:
             # No curated place name: the gazetteer's names in every script, title first (only
             # for an incident: where nothing happened, where it did not happen is moot).
             for f in (0, 1):
-                place = gazetteer().country_of(folded[f], aligned[f]) if folded[f] else None
+                place = (gazetteer().country_of(folded[f], aligned[f], clitics=item_lang not in _APART)
+                         if folded[f] else None)
                 if place is not None:
                     found = place[0]
                     country_row = row(f"country:{found}", f, place[1].start, place[1].end)
@@ -393,17 +413,33 @@ class Classifier:
                 casualty_matches += [(f, m) for m in find_casualties(folded[f], anchors)]
             else:
                 kinds = [p.severity >= 3 for hf, s, e, p, _ in harm if hf == f and p.severity >= 2]
+                order = self.lexicon.languages[item_lang].figures
                 casualty_matches += [(f, m) for m in find_counts(folded[f], anchors, kinds, numbers,
-                                                                 aligned[f])]
+                                                                 aligned[f], order)]
         casualties = casualty_totals([m for _, m in casualty_matches])
         severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences)
 
         majority_row: EvidenceRow | None = None
+        region_rows: list[EvidenceRow] = []
         if itype == NATURAL_DISASTER:
-            ids: tuple[str, ...] | set[str] = self._diaspora.get(country or "", ())
+            ids: tuple[str, ...] | set[str] = set(self._diaspora.get(country or "", ()))
+            # Regions the officers' diaspora map links communities to (Kerala, Punjab).
+            for region, f, rs, re_ in self._map.regions_in(folded, country) if self._map.regions else ():
+                if region.communities:
+                    ids |= set(region.communities)
+                    region_rows.append(row(f"region:{region.id}", f, rs, re_))
             targets = []
         else:
             ids = {h[3].key for h in targets}
+            if not ids and self._map.regions and severity >= 2:
+                gathering = self._gathering_attacked(other, typ, harm, sentence)
+                for region, f, rs, re_ in self._map.regions_in(folded, country):
+                    faith = region.majority_faith
+                    if faith and (gathering or (region.attacks_target_majority and severity >= 3)):
+                        ids = {faith}
+                        majority_row = row(f"majority_faith:{faith}", *(gathering or (f, rs, re_)))
+                        region_rows.append(row(f"region:{region.id}", f, rs, re_))
+                        break
             if not ids and country in self._majority:
                 gathering = self._gathering_attacked(other, typ, harm, sentence)
                 if gathering:
@@ -437,6 +473,7 @@ class Classifier:
             rows.append(majority_row)
         if homeland_row:
             rows.append(homeland_row)
+        rows += region_rows
         rows += backlash_rows
         rows += [row(h[3].rule, h[0], h[1], h[2]) for h in type_hits]
         rows += [row("casualties", f, m.start, m.end) for f, m in casualty_matches]

@@ -13,10 +13,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+if TYPE_CHECKING:
+    from prevent.classification.diaspora import DiasporaMap
 
 log = logging.getLogger("prevent.classification")
 # libyaml's C parser where PyYAML was built with it (about ten times faster), else Python's.
@@ -214,6 +217,9 @@ class LanguageLexicon(_Strict):
     religious_gatherings: tuple[LangTerm, ...] = ()
     # Number words for casualty figures ("trois": 3, "dozens"-like words at a cautious value).
     numbers: dict[str, int] = {}
+    # Where a casualty figure usually stands: before the harm word ("15 morts", default),
+    # after it ("مقتل 15"), or whichever is nearer.
+    figures: Literal["before", "after", "nearest"] = "before"
     # Place names this language writes differently from every gazetteer (rare).
     countries: dict[CountryCode, tuple[LangTerm, ...]] = {}
 
@@ -229,6 +235,8 @@ class Lexicon:
     languages: dict[str, LanguageLexicon] = field(default_factory=dict)
     # ``file:line`` errors of language files left out (the other languages still load).
     skipped: tuple[str, ...] = ()
+    # The diaspora map (playbooks/diaspora.yaml), set by ``Classifier.from_dir``.
+    diaspora: DiasporaMap | None = None
 
 
 def _node_line(node: yaml.Node, loc: tuple[int | str, ...]) -> int:

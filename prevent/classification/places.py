@@ -517,12 +517,12 @@ class Gazetteer:
             end = last - 1
             yield end - length, end, (value >> 8) - 1
 
-    def _candidates(self, folded: str) -> list[tuple[int, int, int, bool]]:
+    def _candidates(self, folded: str, clitics: bool = True) -> list[tuple[int, int, int, bool]]:
         """(start, end, entry, after an "in" prefix) of every name in ``folded``. Punctuation
         folds to spaces ("St. Louis" is "st  louis"), so runs of spaces are scanned as one and
         offsets mapped back."""
         if "  " not in folded:
-            return self._candidates_in(folded)
+            return self._candidates_in(folded, clitics)
         breaks: list[int] = []  # collapsed offsets from which...
         shifts: list[int] = []  # ...this many characters were removed before them
         removed = 0
@@ -536,13 +536,14 @@ class Gazetteer:
             return pos + (shifts[i - 1] if i else 0)
 
         return [(back(s), back(e - 1) + 1, idx, cue)
-                for s, e, idx, cue in self._candidates_in(_SPACE_RUNS.sub(" ", folded))]
+                for s, e, idx, cue in self._candidates_in(_SPACE_RUNS.sub(" ", folded), clitics)]
 
-    def _candidates_in(self, folded: str) -> list[tuple[int, int, int, bool]]:
+    def _candidates_in(self, folded: str, clitics: bool = True) -> list[tuple[int, int, int, bool]]:
         """:meth:`_candidates` of text without runs of spaces: the text itself and, for
-        Hebrew and Arabic, the text with clitic prefixes blanked out."""
+        Hebrew and Arabic (``clitics``: not Persian or Urdu, which write "in" apart), the
+        text with clitic prefixes blanked out."""
         found = [(s, e, idx, False) for s, e, idx in self._scan(folded)]
-        if _CLITIC_TEXT.search(folded) is None:
+        if not clitics or _CLITIC_TEXT.search(folded) is None:
             return found
         for strip in (1, 2):
             chars = list(folded)
@@ -567,10 +568,10 @@ class Gazetteer:
                     found.append((s, e, idx, marks[s]))
         return found
 
-    def find(self, folded: str, original: str) -> list[Place]:
+    def find(self, folded: str, original: str, *, clitics: bool = True) -> list[Place]:
         """Places named in ``folded`` (``fold(original)``), in text order. See the module
         docstring for the rules."""
-        cands = self._candidates(folded)
+        cands = self._candidates(folded, clitics)
         if not cands:
             return []
         cands.sort(key=lambda c: (c[0] - c[1], c[0]))  # longest first, then earliest
@@ -604,7 +605,7 @@ class Gazetteer:
             places.sort()
         return places
 
-    def country_of(self, folded: str, original: str) -> tuple[str, Place] | None:
+    def country_of(self, folded: str, original: str, *, clitics: bool = True) -> tuple[str, Place] | None:
         """The country where the text says something happened, and the place that says so.
 
         1. Ambiguous names are settled by the other places of the text: "Atlanta, Georgia" is
@@ -620,7 +621,7 @@ class Gazetteer:
 
         Title against summary is the caller's choice: call this on the title first.
         """
-        places = self.find(folded, original)
+        places = self.find(folded, original, clitics=clitics)
         if not places:
             return None
         places = _settle(places, folded)

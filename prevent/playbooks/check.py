@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from notifiers.templates import NoticeRenderer
+from prevent.classification import load_lexicon, load_lexicon_errors
+from prevent.classification.diaspora import DIASPORA_FILE, load_diaspora_errors
 from prevent.playbooks.loader import load_directory
 from prevent.yamlsource import SourceError
 
@@ -16,12 +18,13 @@ def check_directory(directory: Path) -> list[str]:
     except SourceError as exc:
         problems.extend(exc.problems)
         playbooks = None
-    try:
-        from prevent.classification import Classifier
-
-        Classifier.from_dir(directory)
-    except Exception as exc:  # noqa: BLE001 - LexiconError carries file:line
-        problems.append(str(exc))
+    # Every problem of the lexicon files (base and languages) and the diaspora map: the
+    # classifier itself leaves a bad language file or map out, this check names it.
+    problems.extend(load_lexicon_errors(directory))
+    diaspora = directory / DIASPORA_FILE
+    if diaspora.is_file() and not problems:
+        known = {c.id for c in load_lexicon(directory).communities.communities}
+        problems.extend(load_diaspora_errors(diaspora, known)[1])
     if playbooks is not None:
         renderer = NoticeRenderer(directory / "templates")
         for playbook in playbooks.playbooks:
