@@ -357,3 +357,23 @@ def test_benchmark_runs() -> None:
     out = bench.run(seconds=0.2)
     assert out["playbooks"] == 50 and out["items"] >= 150 and out["lexicon_terms"] > 1000
     print(f"\n{out}")
+
+
+@pytest.mark.parametrize(("title", "communities", "min_severity", "max_severity"), [
+    # Communities implied by an observance or an institution, not named as people.
+    ("Clashes during Durga idol immersion leave 12 injured in Bihar", {"hindu"}, 2, 4),
+    ("Waqf Act protests: 3 killed as violence erupts in Murshidabad", {"muslim"}, 3, 4),
+    # Assault in everyday words is an injury, not a minor incident.
+    ("Sikh taxi drivers suffer broken ribs in racially aggravated attack", {"sikh"}, 2, 4),
+    # A verdict retells; it does not raise an alarm.
+    ("Jury Sentences Pittsburgh Synagogue Shooter to Death", set(), 0, 1),
+    # A place is never the perpetrator: the synagogue is the target of its shooter.
+    ("Synagogue shooter kills 11 in Pittsburgh", {"jewish"}, 4, 4),
+    # An air strike on a monastery in Myanmar hits Buddhists.
+    ("Air strike hits monastery in Sagaing, killing 20", {"buddhist"}, 4, 4),
+])
+def test_english_misses_of_real_reporting(clf: Classifier, title: str, communities: set[str],
+                                          min_severity: int, max_severity: int) -> None:
+    c = clf.classify(title)
+    assert communities <= set(c.communities)
+    assert min_severity <= c.severity <= max_severity

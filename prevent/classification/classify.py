@@ -88,6 +88,8 @@ _APART = frozenset({"fa", "ur"})
 # Types of violence that can put a community at risk of backlash or reach a homeland.
 _WAR_TYPES = frozenset({"armed_attack", "bombing", "arson", "riot", "hate_crime"})
 _WORSHIP_GROUPS = frozenset({"places", "clergy", "observances"})
+# Community words that can name who acted ("Hindu mob", "Israeli forces"): people only.
+_ACTOR_GROUPS = frozenset({"people", ""})
 
 _PLACE_PREPOSITIONS = (" in ", " near ", " at ", " en ", " au ", " a ", " dans ")
 
@@ -349,6 +351,9 @@ class Classifier:
         if (heads or blame) and com:
             kept = []
             for h in com:
+                if h[3].group not in _ACTOR_GROUPS:  # "synagogue shooter": a place never acts
+                    kept.append(h)
+                    continue
                 after, before = (h[0], _next_word(folded[h[0]], h[2])), (h[0], -1 - h[1])
                 if after in blame or before in blame:
                     perpetrators.append(h)  # "Hindu mob", "Israeli forces": who acted
