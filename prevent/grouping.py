@@ -127,11 +127,20 @@ def _score(row: Cluster, incident: GlobalIncident, c: Classification,
     words = similarity(tokens, row.token_set)
     if words >= MIN_TITLE_SIMILARITY and gap <= TITLE_WINDOW:
         return words + 1.0
-    same_event_shape = (row.country is not None and row.country == c.country
-                        and row.incident_type == c.incident_type and c.incident_type != "none")
+    same_event_shape = (row.country is not None and row.country == c.country and c.incident_type != "none"
+                        and _family(row.incident_type) == _family(c.incident_type))
     if same_event_shape and gap <= PLACE_TYPE_WINDOW:
         return words + 0.5
     return None
+
+
+# Types one outlet and another (often in another language) give the same violent event:
+# "set ablaze" in one report, "attacked" in the next.
+_VIOLENCE = frozenset({"armed_attack", "hate_crime", "bombing", "arson", "riot"})
+
+
+def _family(incident_type: str) -> str:
+    return "violence" if incident_type in _VIOLENCE else incident_type
 
 
 def _groupable(c: Classification) -> bool:
@@ -139,7 +148,7 @@ def _groupable(c: Classification) -> bool:
 
 
 def _keys(tokens: frozenset[str], c: Classification) -> set[str]:
-    shape = f"§{c.country}|{c.incident_type}" if c.country else None
+    shape = f"§{c.country}|{_family(c.incident_type)}" if c.country else None
     return set(tokens) | ({shape} if shape else set())
 
 

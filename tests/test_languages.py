@@ -182,3 +182,50 @@ def test_shared_english_set_does_not_regress(clf: Classifier) -> None:
     a, n = per["en"]
     assert a == n, f"English alarms {a}/{n}"  # 34/34 before the multilingual redesign
     assert alarmed == 0
+
+
+def _grouped(lines: list[dict]) -> list[dict]:
+    from prevent.classify_cli import classify_lines
+    from prevent.config import Settings
+
+    settings = Settings(playbooks_dir=PLAYBOOKS)
+    return [json.loads(out) for out in classify_lines([json.dumps(x) for x in lines], settings, group=True)]
+
+
+def test_one_event_in_three_languages_is_one_cluster_and_another_event_is_not() -> None:
+    same = [
+        {"id": "fr", "published": "2025-03-02T08:00:00Z",
+         "title": "Nigeria : des hommes armés tuent 12 fidèles dans une église de l'État de Kaduna",
+         "summary": "L'attaque a eu lieu pendant la messe du dimanche, selon la police."},
+        {"id": "ar", "published": "2025-03-02T11:00:00Z",
+         "title": "مقتل 12 مصليا في هجوم مسلح على كنيسة في ولاية كادونا بنيجيريا",
+         "summary": "هاجم مسلحون الكنيسة خلال قداس الأحد."},
+        {"id": "es", "published": "2025-03-02T14:00:00Z",
+         "title": "Hombres armados asesinan a 12 fieles en una iglesia de Nigeria",
+         "summary": "El ataque ocurrió durante la misa dominical en el estado de Kaduna."},
+        {"id": "other", "published": "2025-03-02T15:00:00Z",
+         "title": "Incendie criminel dans une mosquée de Lyon : la façade endommagée",
+         "summary": "Aucun blessé n'est à déplorer, selon la préfecture."},
+    ]
+    out = {o["id"]: o for o in _grouped(same)}
+    assert out["fr"]["cluster"] == out["ar"]["cluster"] == out["es"]["cluster"]
+    assert out["other"]["cluster"] != out["fr"]["cluster"]
+
+
+@pytest.mark.skipif(not (SHARED / "incidents-multilingual-dev.jsonl").is_file(),
+                    reason="../shared/data/incidents-multilingual-dev.jsonl not present")
+def test_shared_events_reported_in_several_languages_group_together() -> None:
+    items = [json.loads(line) for line in (SHARED / "incidents-multilingual-dev.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    by_id = {i["id"]: i for i in items}
+    events: dict[str, set[str]] = {}
+    clusters: dict[str, set[str]] = {}
+    for out in _grouped(items):
+        event = by_id[out["id"]].get("event")
+        if event:
+            events.setdefault(event, set()).add(out["cluster"])
+        clusters.setdefault(out["cluster"], set()).add(event or out["id"])
+    together = sum(len(c) == 1 for c in events.values())
+    print(f"{together} of {len(events)} events in one cluster")
+    assert together >= 0.9 * len(events)
+    assert not [c for c, evs in clusters.items() if len(evs) > 1], "a cluster mixes two events"
