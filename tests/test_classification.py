@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from prevent.classification import Classification, Classifier, LexiconError, load_lexicon_errors
 from prevent.classification.casualties import casualty_totals, find_casualties
-from prevent.classification.matcher import fold, fold_map
+from prevent.classification.matcher import align, fold, fold_map
 from prevent.contracts import Evidence
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
@@ -41,6 +41,7 @@ def test_fold_map_points_every_folded_character_at_its_original(text: str) -> No
         assert len(offsets) == len(folded)
         assert offsets == sorted(offsets)
         assert all(0 <= i < len(text) for i in offsets)
+        assert align(text) == "".join(text[i] for i in offsets)
 
 
 def test_scripts_fold_to_one_spelling() -> None:

@@ -45,7 +45,7 @@ from prevent.classification.casualties import casualty_totals, find_casualties, 
 from prevent.classification.diaspora import DiasporaMap, load_diaspora
 from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.classification.lexicon import Lexicon, load_lexicon
-from prevent.classification.matcher import Kind, Matcher, Pattern, fold_map, fold_term
+from prevent.classification.matcher import Kind, Matcher, Pattern, align, fold_map, fold_term
 from prevent.classification.places import gazetteer
 from prevent.classification.sources import Assessment
 from prevent.contracts import Evidence
@@ -317,8 +317,7 @@ class Classifier:
         folded = (f0, f1)
         maps = (m0, m1)
         # Sentences are split on the original text laid out as the folded one (same offsets).
-        aligned = tuple(texts[f] if maps[f] is None else "".join(texts[f][i] for i in maps[f])
-                        for f in (0, 1))
+        aligned = tuple(texts[f] if maps[f] is None else align(texts[f]) for f in (0, 1))
         com: list[_H] = []
         typ: list[_H] = []
         harm: list[_H] = []

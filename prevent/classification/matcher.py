@@ -101,6 +101,14 @@ def fold_map(text: str) -> tuple[str, list[int] | None]:
     return folded, offsets
 
 
+def align(text: str) -> str:
+    """``text`` laid out like ``fold(text)``: each original character repeated as many times
+    as it folds into (dropped marks gone, "ß" twice), so that punctuation and capitals can be
+    read at folded offsets."""
+    get = FOLD_TABLE.get
+    return _VARIABLE.sub(lambda m: m.group() * len(get(ord(m.group()), m.group())), text)
+
+
 def fold_term(term: str) -> str:
     """A lexicon term as it appears in folded text (inner spacing kept, ends trimmed)."""
     return " ".join(fold(term).split())
