@@ -108,7 +108,8 @@ class GlobalIncident(Contract):
     url: str | None = None
     published: UtcDatetime
     first_seen: UtcDatetime
-    language: str | None = None
+    language: str | None = Field(default=None, description="the item's language (ISO 639-1) as the "
+                                 "language identifier decided it, the feed's declared one as its prior")
     trust_weight: float = Field(default=1.0, ge=0, le=10)
     location: Location | None = None
     cap: CapInfo | None = None

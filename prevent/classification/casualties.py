@@ -128,8 +128,10 @@ def casualty_totals(matches: list[CasualtyMatch]) -> dict[str, int | None]:
 # ----------------------------------------------------------------------------- other languages
 
 COUNT_REACH = 32  # characters on either side of a harm word searched for its figure
-# A figure glued to letters is an age, a thousand or an ordinal ("28enne", "50mila", "3e").
-_DIGITS = re.compile(r"(?<![0-9\w])(\d{1,3}(?: \d{3})+|\d+)(?![0-9])(?!\w)")
+# A figure glued to Latin letters is an age, a thousand or an ordinal ("28enne", "50mila",
+# "3e"); Tamil and Bengali glue case endings to a toll ("200ஐ", "৫০জন"), which count.
+_LATIN_LETTER = r"A-Za-z\u00C0-\u024F"
+_DIGITS = re.compile(rf"(?<![0-9{_LATIN_LETTER}])(\d{{1,3}}(?: \d{{3}})+|\d+)(?![0-9{_LATIN_LETTER}])")
 # A figure followed by one of these is an age, a time, a year or a distance, not a count.
 _NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|years|year|yil|yas|"
                               r"h|heures|hrs|uhr|km|kilometres|kilometers|km2|m|cm|mm|ml|kg|%|"

@@ -310,7 +310,7 @@ class Classifier:
         area): it wins over places named in the text. ``lang`` is the feed's declared
         language: a prior for the language identifier, which decides per item."""
         texts = (title, summary)
-        item_lang = detect_language(title, summary[:MAX_CHARS], lang)
+        item_lang = detect_language(title, summary[:MAX_CHARS], lang) or "en"
         matcher = self._matcher_for(item_lang)
         f0, m0 = fold_map(title)
         f1, m1 = fold_map(summary) if summary else ("", None)

@@ -87,12 +87,13 @@ def _guess(sample: str) -> list[tuple[str | None, float]]:
     return [(_normalise(g["lang"]), float(g["score"])) for g in guesses]
 
 
-def detect_language(title: str, more: str = "", declared: str | None = None) -> str:
+def detect_language(title: str, more: str = "", declared: str | None = None,
+                    default: str | None = "en") -> str | None:
     """An ISO 639-1 code (or the identifier's code) for an item. The identifier reads the
     title; when it is not sure of it (below ``SURE``), the title with ``more`` (the start of
     the summary). ``declared`` (a feed's ``<language>``, ``xml:lang`` or CAP
     ``<language>``) wins when the text is too short to tell or the identifier gives it a
-    fair chance (``MIN_SCORE``)."""
+    fair chance (``MIN_SCORE``). ``default`` when nothing tells (too short, no letters)."""
     declared = _normalise(declared)
     sample = " ".join(title[:MAX_CHARS].split())
     longer = " ".join(f"{title} {more}"[:MAX_CHARS].split()) if more else sample
@@ -100,13 +101,13 @@ def detect_language(title: str, more: str = "", declared: str | None = None) -> 
     if script in _SCRIPT_LANG:
         return _SCRIPT_LANG[script]
     if script is None or len(longer) < 12:
-        return declared or "en"
+        return declared or default
     try:
         ranked = _guess(sample) if len(sample) >= 12 else []
         if not ranked or ranked[0][1] < SURE:
             ranked = _guess(longer) if longer != sample or not ranked else ranked
     except Exception:  # noqa: BLE001 - a broken identifier must not stop classification
-        return declared or "en"
+        return declared or default
     if declared and any(code == declared and score >= MIN_SCORE for code, score in ranked):
         return declared
-    return (ranked[0][0] if ranked else None) or declared or "en"
+    return (ranked[0][0] if ranked else None) or declared or default

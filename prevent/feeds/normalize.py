@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
+from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.contracts import GlobalIncident, Location, stable_id, utcnow
 from prevent.feeds.parse import FeedEntry, ParsedFeed, parse_feed
 from prevent.feeds.registry import FeedConfig
@@ -96,7 +97,9 @@ def normalize(entry: FeedEntry, feed: FeedConfig, *, base_url: str,
             url=url,
             published=_published(entry, first_seen),
             first_seen=first_seen,
-            language=entry.language or feed.language,
+            # The item's own language: the feed's declared one is the identifier's prior.
+            language=detect_language(title, summary[:MAX_CHARS], entry.language or feed.language,
+                                     default=None),
             trust_weight=feed.trust_weight,
             location=_location(entry, feed),
             cap=entry.cap,
