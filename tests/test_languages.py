@@ -229,3 +229,19 @@ def test_shared_events_reported_in_several_languages_group_together() -> None:
     print(f"{together} of {len(events)} events in one cluster")
     assert together >= 0.9 * len(events)
     assert not [c for c, evs in clusters.items() if len(evs) > 1], "a cluster mixes two events"
+
+
+HOLDOUT = ROOT / "tests" / "data" / "incidents-multilingual-holdout.jsonl"
+
+
+def test_multilingual_holdout_set(clf: Classifier) -> None:
+    """113 items in 14 languages written after the lexicons, from real events not in the
+    shared set (78 with the outlets' own headlines). Measured first at alarm recall 0.79
+    with 2 of 42 negatives alarmed; these bars guard what general fixes reached since
+    (docs/CLASSIFICATION.md, Evaluation). Never tune a lexicon to one of its items."""
+    per, negatives, alarmed = _score(HOLDOUT, clf)
+    total = sum(v[0] for v in per.values()) / sum(v[1] for v in per.values())
+    print({k: f"{a}/{n}" for k, (a, n) in sorted(per.items())}, f"overall {total:.2f}",
+          f"negatives alarmed {alarmed}/{negatives}")
+    assert total >= 0.80
+    assert alarmed <= 0.05 * negatives

@@ -141,7 +141,7 @@ _NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|
 _WORD = re.compile(r"\S+")
 _BARRIER = re.compile(r"[;:,.!?()\[\]।॥؟۔؛،]")
 _CONJUNCTIONS = re.compile(r"(?:^| )(?:(?:and|et|e|y|und|ou|o|oder|or|mais|ma|pero|aber|but|ve"
-                           r"|और|এবং|ਅਤੇ|اور|ו)(?= |$)|[وו](?=\w\w\w))")  # Arabic, Hebrew: "and" joined
+                           r"|और|এবং|ਅਤੇ|اور|و|ו)(?= |$)|[وו](?=\w\w\w))")  # Arabic, Hebrew: "and" joined
 
 
 def _clear(folded: str, original: str | None, lo: int, hi: int) -> bool:

@@ -33,6 +33,7 @@ runs only around harm words; Evidence models are built on first access to
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_right
 from dataclasses import replace
 from functools import cached_property
@@ -61,8 +62,14 @@ _SENTENCE_END = re.compile(r"[.!?;।॥؟۔؛]+(?=\s|$)")
 # A full stop after these is an abbreviation ("St. Mary's", "Rev. King"), not a sentence end.
 _ABBREVIATIONS = frozenset({"st", "dr", "mr", "ms", "mrs", "rev", "no", "gen", "lt", "col", "sgt",
                             "jr", "sr", "mt", "ft", "vs"})
-# "in 1992", "in 2019": a sentence dated like this tells background, not today's news.
-_BACKGROUND_YEAR = re.compile(r"\bin (?:19|20)\d\d\b", re.IGNORECASE)
+# "in 1992", "1990 में", "במצעד של 2015", "۱۹۹۰": a sentence dated with a year tells
+# background, not today's news.
+_FOUR_DIGITS = re.compile(r"(?<!\d)\d{4}(?!\d)")  # any script's digits
+
+
+def _has_year(text: str, lo: int, hi: int) -> bool:
+    return any(1900 <= int("".join(str(unicodedata.decimal(c)) for c in m.group())) <= 2099
+               for m in _FOUR_DIGITS.finditer(text, lo, hi))
 
 
 def _sentence_ends(text: str, pos: int = 0) -> list[int]:
@@ -453,11 +460,13 @@ class Classifier:
 
         homeland_row: EvidenceRow | None = None
         if (not ids and itype in _WAR_TYPES and (casualties["killed"] or 0) >= HOMELAND_KILLED
-                and country in self._homeland and not self._aftermath(other)):
+                and country in self._homeland and not self._aftermath(other) and severity >= 2):
             # An attack of national scale that names no community: the people of the country
             # are its victims, and that country's diaspora here is affected ("Hamas militants
             # storm southern Israel, killing hundreds").
             ids = set(self._homeland[country])
+            if country in self._majority:  # and the country's majority faith (Iran: Muslims)
+                ids.add(self._majority[country])
             if country_row:
                 homeland_row = (f"homeland:{country}", *country_row[1:])
         emitted = self._emit(ids, country) if ids else ()
@@ -665,7 +674,7 @@ def _background_only(type_hits: list[_H], sentences: _Sentences) -> bool:
         n = sentences.index(f, s)
         if n not in checked:
             lo, hi = sentences.span(f, n)
-            checked[n] = _BACKGROUND_YEAR.search(sentences.texts[f], lo, hi) is not None
+            checked[n] = _has_year(sentences.texts[f], lo, hi)
         if not checked[n]:
             return False
     return True
