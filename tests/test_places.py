@@ -203,3 +203,16 @@ def test_timing_sanity(gaz: Gazetteer) -> None:
     per = (time.perf_counter() - start) / runs
     print(f"\ngazetteer: {gaz.size} names, built in {_BUILD.get('seconds', 0.0):.2f}s "
           f"(0 if already cached); country_of {per * 1e6:.1f} µs per headline")
+
+
+@pytest.mark.parametrize(("lat", "lon", "country"), [
+    (34.36, 62.20, "AF"),     # Herat
+    (32.42, -104.23, "US"),   # Carlsbad, Eddy County, New Mexico: not Mexico
+    (-19.84, 34.84, "MZ"),    # Beira
+    (31.52, 74.36, "PK"),     # Lahore, near the Indian border
+    (0.0, -140.0, None),      # the open Pacific
+])
+def test_a_feeds_own_coordinates_give_the_country(lat: float, lon: float, country: str | None) -> None:
+    from prevent.classification.places import country_at
+
+    assert country_at(lat, lon) == country

@@ -38,6 +38,8 @@ second scan with one or two such prefix letters blanked out finds those names to
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import threading
 from array import array
@@ -763,3 +765,43 @@ def country_of(text: str) -> tuple[str, Place] | None:
     """Convenience for one field: fold ``text`` and ask the cached gazetteer."""
     return gazetteer().country_of(fold(text), text)
 
+
+
+# ----------------------------------------------------------------------------- coordinates
+
+_COORDS = re.compile(rb'"latitude": (-?[\d.]+), "longitude": (-?[\d.]+), "countrycode": "([A-Z]{2})"')
+NEAR_KM = 150.0  # a point farther than this from every city of 15,000 is at sea or in a desert
+
+
+@functools.lru_cache(maxsize=1)
+def _city_grid() -> dict[tuple[int, int], list[tuple[float, float, str]]]:
+    """Every city of 15,000 or more people by its one-degree cell: (lat, lon, country)."""
+    grid: dict[tuple[int, int], list[tuple[float, float, str]]] = {}
+    raw = (_geonames_dir() / "cities15000.json").read_bytes()
+    for m in _COORDS.finditer(raw):
+        lat, lon = float(m.group(1)), float(m.group(2))
+        grid.setdefault((math.floor(lat), math.floor(lon)), []).append((lat, lon, m.group(3).decode()))
+    return grid
+
+
+def country_at(lat: float, lon: float, max_km: float = NEAR_KM) -> str | None:
+    """The country of the nearest city of 15,000 or more people to a feed's own coordinates
+    (GeoRSS, GeoJSON, a CAP circle), if one is within ``max_km``; else None. Near a border
+    the nearest city can be across it: a feed's own country, when it gives one, wins."""
+    grid = _city_grid()
+    cell_lat, cell_lon = math.floor(lat), math.floor(lon)
+    best: tuple[float, str] | None = None
+    for dlat in (-1, 0, 1):
+        for dlon in (-2, -1, 0, 1, 2):  # a degree of longitude is shorter away from the equator
+            for clat, clon, code in grid.get((cell_lat + dlat, (cell_lon + dlon + 180) % 360 - 180), ()):
+                km = _haversine_km(lat, lon, clat, clon)
+                if best is None or km < best[0]:
+                    best = (km, code)
+    return best[1] if best is not None and best[0] <= max_km else None
+
+
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(a))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from prevent.classification.language import MAX_CHARS, detect_language
+from prevent.classification.places import country_at
 from prevent.contracts import GlobalIncident, Location, stable_id, utcnow
 from prevent.feeds.parse import FeedEntry, ParsedFeed, parse_feed
 from prevent.feeds.registry import FeedConfig
@@ -51,6 +52,9 @@ def _location(entry: FeedEntry, feed: FeedConfig) -> Location | None:
     if loc.country is None and feed.country is not None:
         # The registry says where this feed's events happen (a national alert feed).
         return loc.model_copy(update={"country": feed.country})
+    if loc.country is None and loc.lat is not None and loc.lon is not None:
+        # The entry's own coordinates (GeoRSS, GeoJSON, CAP): the country of the nearest city.
+        return loc.model_copy(update={"country": country_at(loc.lat, loc.lon)})
     return loc
 
 
