@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,9 +44,10 @@ from prevent.runtime import (
     service_context,
     settled_heap,
     start_services,
+    topic_configs,
     topic_partitions,
 )
-from prevent.storage.tables import Site, UserRow
+from prevent.storage.tables import Contact, Site, UserRow
 from prevent.users import Role, add_user
 
 log = logging.getLogger("prevent.services")
@@ -85,16 +88,19 @@ async def resolve_bootstrap(settings: Settings, stack: AsyncExitStack) -> str:
     """The configured cluster (topics ensured), else an embedded broker for this process."""
     topics = topic_partitions(settings)
     if settings.kafka_bootstrap:
-        await ensure_topics(settings.kafka_bootstrap, topics)
+        await ensure_topics(settings.kafka_bootstrap, topics, configs=topic_configs(settings))
         return settings.kafka_bootstrap
-    broker = await stack.enter_async_context(EmbeddedBroker(topics=topics))
+    broker = await stack.enter_async_context(
+        EmbeddedBroker(topics=topics, topic_configs=topic_configs(settings)))
     log.info("embedded Kafka broker (Tansu) on %s", broker.bootstrap)
     return broker.bootstrap
 
 
-async def seed(ctx: ServiceContext, *, sample_partners: bool) -> None:
+async def seed(ctx: ServiceContext, *, sample_partners: bool, http_sink_url: str | None = None
+               ) -> None:
     """First start: store the playbooks from YAML (new ids only) and, in demo mode, the
-    fictional sample registry when the registry is empty."""
+    fictional sample registry when the registry is empty; the sample webhooks then point at
+    the demo HTTP sink where it actually listens."""
     async with ctx.db.transaction() as session:
         stored = {r.playbook_id for r in await store.latest_versions(session)}
         directory = ctx.settings.playbooks_dir
@@ -105,8 +111,27 @@ async def seed(ctx: ServiceContext, *, sample_partners: bool) -> None:
             await store.apply_sources(session, new, author="seed", note="seeded from playbooks/")
         if sample_partners and not (await session.execute(select(func.count()).select_from(Site))).scalar():
             await apply_registry(session, parse_registry(SAMPLE_PARTNERS))
+        if sample_partners and http_sink_url:
+            await point_sample_webhooks(session, http_sink_url)
         if sample_partners:
             await _demo_user(session, ctx.settings)
+
+
+SAMPLE_WEBHOOK = re.compile(r"^http://127\.0\.0\.1:\d+(/webhook/.*)$")
+
+
+async def point_sample_webhooks(session: AsyncSession, sink_url: str) -> int:
+    """Demo only: loopback ``/webhook/...`` URLs are the sample contacts' webhooks into the
+    demo HTTP sink; point them at the port the sink listens on this time (it moves when the
+    configured one is taken), so a notice recorded "sent" was received. Returns how many."""
+    moved = 0
+    for contact in (await session.execute(select(Contact).where(
+            Contact.webhook_url.like("http://127.0.0.1:%/webhook/%")))).scalars():
+        match = SAMPLE_WEBHOOK.match(contact.webhook_url or "")
+        if match and contact.webhook_url != sink_url + match.group(1):
+            contact.webhook_url = sink_url + match.group(1)
+            moved += 1
+    return moved
 
 
 DEMO_USER = "demo"
@@ -119,8 +144,11 @@ async def _demo_user(session: AsyncSession, settings: Settings) -> None:
         return
     password = secrets.token_urlsafe(12)
     await add_user(session, DEMO_USER, Role.DUTY_INSPECTOR, password, actor="demo-seed")
-    log.warning("DEMO MODE: sign in at %s as '%s' with password '%s' (demo user, duty inspector)",
-                settings.public_base_url, DEMO_USER, password)
+    # On the terminal only, once: a log line would keep the password wherever logs are kept.
+    log.warning("DEMO MODE: a demo user '%s' (duty inspector) was created; its password is "
+                "printed on the terminal", DEMO_USER)
+    print(f"DEMO MODE: sign in at {settings.public_base_url} as '{DEMO_USER}' with password "
+          f"'{password}' (shown once)", file=sys.stderr, flush=True)
 
 
 def _is_playbook(path: Path) -> bool:
@@ -141,7 +169,12 @@ def register_services(ctx: ServiceContext, names: tuple[str, ...]) -> CentreNoti
 
     if "rules" in names:
         classifier = Classifier.from_dir(ctx.settings.playbooks_dir)
-        classifier.warm()  # every language's automaton at start, not on the first item in it
+        if ctx.settings.rules_workers == 0:
+            # Items are classified in this process: every language's automaton and the
+            # gazetteer now, not on the first item in each. With a worker, the worker warms
+            # its own; this copy compiles a language only if the worker fails and a batch is
+            # prepared here (a warmed classifier holds about 130 MB).
+            classifier.warm()
         rules.register(ctx, classifier)
     notifier = None
     if "centre-notifier" in names:
@@ -176,10 +209,13 @@ async def running_system(settings: Settings, *, services: tuple[str, ...] = SERV
         http_sink = None
         if demo and "centre-notifier" in services:
             settings, http_sink = demo_http_channels(settings, stack)
+            # The sink moves when its port is taken: everything pointing at it must follow
+            # (the notifier's trusted origin, the sample contacts' webhook URLs in seed).
+            settings = settings.model_copy(update={"demo_http_sink_port": http_sink.port})
         if feeds is None:
             feeds = _configured_feeds(settings, stack, demo)
         ctx = await stack.enter_async_context(service_context(settings, bootstrap, name=name))
-        await seed(ctx, sample_partners=demo)
+        await seed(ctx, sample_partners=demo, http_sink_url=http_sink.url if http_sink else None)
         notifier = register_services(ctx, services)
         await start_services(ctx)
         if notifier is not None:
