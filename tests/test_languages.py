@@ -245,3 +245,18 @@ def test_multilingual_holdout_set(clf: Classifier) -> None:
           f"negatives alarmed {alarmed}/{negatives}")
     assert total >= 0.80
     assert alarmed <= 0.05 * negatives
+
+
+HOLDOUT2 = ROOT / "tests" / "data" / "incidents-multilingual-holdout2.jsonl"
+
+
+def test_second_multilingual_holdout_set(clf: Classifier) -> None:
+    """99 items in 14 languages, nearly all with the outlets' own headline and lede, written
+    by someone who had not seen the lexicons. First run: alarm recall 0.68 (46/68), 1 of 29
+    negatives alarmed; the bars guard the general fixes made since (docs/CLASSIFICATION.md)."""
+    per, negatives, alarmed = _score(HOLDOUT2, clf)
+    total = sum(v[0] for v in per.values()) / sum(v[1] for v in per.values())
+    print({k: f"{a}/{n}" for k, (a, n) in sorted(per.items())}, f"overall {total:.2f}",
+          f"negatives alarmed {alarmed}/{negatives}")
+    assert total >= 0.72
+    assert alarmed <= 0.05 * negatives

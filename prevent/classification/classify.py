@@ -95,6 +95,8 @@ _APART = frozenset({"fa", "ur"})
 # Types of violence that can put a community at risk of backlash or reach a homeland.
 _WAR_TYPES = frozenset({"armed_attack", "bombing", "arson", "riot", "hate_crime"})
 _WORSHIP_GROUPS = frozenset({"places", "clergy", "observances"})
+# Types of an attack on people, where naming the people attacked means someone was hurt.
+_ASSAULT_TYPES = frozenset({"armed_attack", "hate_crime", "riot"})
 # Community words that can name who acted ("Hindu mob", "Israeli forces"): people only.
 _ACTOR_GROUPS = frozenset({"people", ""})
 
@@ -428,7 +430,12 @@ class Classifier:
                 casualty_matches += [(f, m) for m in find_counts(folded[f], anchors, kinds, numbers,
                                                                  aligned[f], order)]
         casualties = casualty_totals([m for _, m in casualty_matches])
-        severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences)
+        # People attacked for who they are ("Juden angegriffen", "ਦੋ ਸਿੱਖਾਂ 'ਤੇ ਹਮਲਾ") were hurt
+        # or meant to be: at least severity 2, where the attack word alone says 1.
+        people_hit = itype in _ASSAULT_TYPES and bool(targets) and any(
+            h[3].group == "people" and (h[0], h[4]) in {(t[0], t[4]) for t in type_hits} for h in targets)
+        severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences,
+                                  floor=2 if people_hit else 1)
 
         majority_row: EvidenceRow | None = None
         region_rows: list[EvidenceRow] = []
@@ -572,10 +579,11 @@ class Classifier:
         return spans
 
     def _severity(self, itype: str, type_hits: list[_H], harm: list[_H], other: list[_H],
-                  casualties: dict[str, int | None], cap: int | None, sentences: _Sentences) -> int:
+                  casualties: dict[str, int | None], cap: int | None, sentences: _Sentences,
+                  floor: int = 1) -> int:
         if itype == "none":
             return 0
-        severity = max(1, cap or 0, *(h[3].severity for h in type_hits), *(h[3].severity for h in harm))
+        severity = max(floor, cap or 0, *(h[3].severity for h in type_hits), *(h[3].severity for h in harm))
         aftermath = False
         for f, _, _, p, _ in other:
             if p.kind is Kind.ESCALATION:
