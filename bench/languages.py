@@ -23,8 +23,11 @@ from prevent.classification import Classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-SETS = {"multilingual": SHARED / "incidents-multilingual-dev.jsonl", "english": SHARED / "incidents-dev.jsonl",
-        "eval": ROOT / "tests" / "data" / "incidents-eval.jsonl"}
+SETS = {"multilingual dev (shared)": SHARED / "incidents-multilingual-dev.jsonl",
+        "multilingual held-out": ROOT / "tests" / "data" / "incidents-multilingual-holdout.jsonl",
+        "multilingual held-out 2": ROOT / "tests" / "data" / "incidents-multilingual-holdout2.jsonl",
+        "English dev (shared)": SHARED / "incidents-dev.jsonl",
+        "English eval": ROOT / "tests" / "data" / "incidents-eval.jsonl"}
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
@@ -35,7 +38,8 @@ def score(clf: Classifier, items: list[dict[str, Any]]) -> dict[str, Any]:
     per: dict[str, list[int]] = {}
     negatives = alarmed = 0
     for item in items:
-        c = clf.classify(item["title"], item.get("summary", ""), country=item.get("country"))
+        c = clf.classify(item["title"], item.get("summary", ""), country=item.get("country"),
+                         lang=item.get("lang"))
         lang = item.get("lang", "en")
         severity = item.get("severity") or 0
         if severity >= 2:
@@ -109,8 +113,9 @@ def run(seconds: float = 4.0) -> dict[str, Any]:
             items = _load(path)
             out["sets"][name] = score(clf, items) | {
                 "items_per_s": round(_rate(clf, items, seconds / len(SETS)))}
-    if SETS["multilingual"].is_file() and SETS["english"].is_file():
-        out["semantic"] = _semantic(_load(SETS["multilingual"]), _load(SETS["english"]))
+    ml, en = SETS["multilingual dev (shared)"], SETS["English dev (shared)"]
+    if ml.is_file() and en.is_file():
+        out["semantic"] = _semantic(_load(ml), _load(en))
     return out
 
 
