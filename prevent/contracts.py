@@ -46,6 +46,16 @@ def in_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 
+def _web_url(value: str) -> str:
+    """Only a web address: "javascript:", "data:" or "file:" links never reach a page."""
+    if not value.lower().startswith(("http://", "https://")) or any(c in value for c in "\r\n\t "):
+        raise ValueError("an incident's url must be an http or https address")
+    return value
+
+
+WebUrl = Annotated[str, AfterValidator(_web_url)]
+
+
 class Contract(BaseModel):
     """Base of every event: strict about unknown fields, versioned."""
 
@@ -105,7 +115,7 @@ class GlobalIncident(Contract):
     kind: FeedKind
     title: str = Field(min_length=1, max_length=1000)
     summary: str = Field(default="", max_length=10_000)
-    url: str | None = None
+    url: WebUrl | None = None
     published: UtcDatetime
     first_seen: UtcDatetime
     language: str | None = Field(default=None, description="the item's language (ISO 639-1) as the "

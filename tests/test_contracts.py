@@ -74,3 +74,22 @@ def test_topic_registry_is_versioned_and_unique() -> None:
     names = [t.name for t in TOPICS]
     assert len(names) == len(set(names))
     assert all(n.startswith("prevent.") and n.endswith(".v1") for n in names)
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "JAVASCRIPT:alert(1)", "data:text/html,x",
+                                 "file:///etc/passwd", "https://e.com/a b", "//e.com/a"])
+def test_an_incident_url_is_a_web_address_only(url: str) -> None:
+    """L6: a report published to the incidents topic with another kind of link is refused at
+    the edge (dead-lettered by the consumer), so no page renders it as a link."""
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from prevent.contracts import FeedKind, GlobalIncident
+
+    now = datetime.now(UTC)
+    fields = dict(incident_id="i", feed_id="f", kind=FeedKind.RSS, title="t", published=now,
+                  first_seen=now, content_hash="h")
+    with pytest.raises(ValidationError, match="http or https"):
+        GlobalIncident(url=url, **fields)
+    assert GlobalIncident(url="https://e.com/a?b=c", **fields).url == "https://e.com/a?b=c"

@@ -80,10 +80,10 @@ def _normalise(code: str | None) -> str | None:
     return _ALIASES.get(code, code) or None
 
 
-def _guess(sample: str) -> list[tuple[str | None, float]]:
+def _guess(sample: str, k: int) -> list[tuple[str | None, float]]:
     if sample.isupper():  # "SYNAGOGUE ATTACKED": the model reads capitals as another language
         sample = sample.lower()
-    guesses = _detector().detect(sample, model="lite", k=3)
+    guesses = _detector().detect(sample, model="lite", k=k)
     return [(_normalise(g["lang"]), float(g["score"])) for g in guesses]
 
 
@@ -102,10 +102,11 @@ def detect_language(title: str, more: str = "", declared: str | None = None,
         return _SCRIPT_LANG[script]
     if script is None or len(longer) < 12:
         return declared or default
+    k = 3 if declared else 1  # the runners-up matter only to weigh a declared language
     try:
-        ranked = _guess(sample) if len(sample) >= 12 else []
+        ranked = _guess(sample, k) if len(sample) >= 12 else []
         if not ranked or ranked[0][1] < SURE:
-            ranked = _guess(longer) if longer != sample or not ranked else ranked
+            ranked = _guess(longer, k) if longer != sample or not ranked else ranked
     except Exception:  # noqa: BLE001 - a broken identifier must not stop classification
         return declared or default
     if declared and any(code == declared and score >= MIN_SCORE for code, score in ranked):

@@ -103,6 +103,7 @@ async def test_a_valid_draft_is_backtested_then_saved_as_the_next_version(consol
                            "any: [muslim, jewish, sikh, hindu, buddhist, jain, bahai]")
     assert draft != source
     client, token = await console.signed_in(Role.ENGAGEMENT_OFFICER)
+    stored_versions = await version_count(console)
     async with aclosing(client):
         check = await client.post(f"/playbooks/{PID}/edit", data={
             "csrf_token": token, "source": draft, "action": "check", "base_version": str(version)})
@@ -110,7 +111,7 @@ async def test_a_valid_draft_is_backtested_then_saved_as_the_next_version(consol
         summary = " ".join(check.text.split())
         assert "the draft would have fired <strong>1</strong> time; the stored version: 2" in summary
         assert "Incidents the stored version fired on but the draft would not" in check.text
-        assert await version_count(console) == 7  # validating stores nothing
+        assert await version_count(console) == stored_versions  # validating stores nothing
 
         no_note = await client.post(f"/playbooks/{PID}/edit", data={
             "csrf_token": token, "source": draft, "action": "save", "note": " "})
