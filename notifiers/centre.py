@@ -6,9 +6,32 @@ redelivered alert event or a restart plans nothing new and resumes what was in
 flight. A resend after a crash mid-send carries the same Message-ID / idempotency key
 and the same acknowledgement link (the link's timestamp is the notice's creation).
 
-One pipeline serves every channel (as Alertmanager's notify pipeline does): the
-per-channel token bucket, the send, retry with jittered backoff for retryable
-results, and the record (state, error, ``prevent.notices.v1`` event, dead letter).
+Each notice is rendered, sent and recorded on its own: whatever one contact, channel or
+template raises fails that notice, with a readable reason on its row (the console's
+notices page shows it), and never another notice. An alert's notices go out concurrently,
+within the bounds of :mod:`notifiers.ratelimit` (a rate per channel, sends in flight per
+channel and per receiving host).
+
+What happens after a send (``Outcome``), explicitly and bounded:
+
+* sent -> ``sent``;
+* refused for now by the receiving side (SMTP 4xx, HTTP 408/409/425/429/5xx, a webhook
+  timing out or unreachable) -> retried at a due time with jittered exponential backoff,
+  until ``RetryPolicy.max_attempts`` such refusals, then ``failed``;
+* our own dependency down (``TransientError``: the SMTP relay or the SMS gateway
+  unreachable; the database failing while the message is read) -> retried at a due time,
+  not counted as a refusal, until the notice has waited ``RetryPolicy.outage_window``
+  (default 1 h), then ``failed``;
+* anything else (refused outright: SMTP 5xx, other 4xx, a refused or malformed address, a
+  message that cannot be built, a template that cannot be rendered, an unexpected error)
+  -> ``failed`` at once.
+
+A retry is a due time on the row (``next_attempt_at``), picked up by the scanner
+(:mod:`notifiers.scanner`): nothing sleeps in a Kafka handler, so a dead endpoint never
+holds a partition. Sends are claimed by a compare-and-set (``queued`` and due ->
+``sending`` with a lease), so a handler, the scanner and a second replica never send one
+notice at once; a claim whose lease lapsed (the process died mid-send) is taken up again.
+
 Messages to the engagement officer (acknowledgement follow-ups, stand-down reviews)
 are notices too, so they get the same guarantees.
 """
@@ -16,21 +39,28 @@ are notices too, so they get the same guarantees.
 from __future__ import annotations
 
 import asyncio
+import email.errors
 import hashlib
 import logging
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import Enum
+from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+import httpx
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from notifiers.cap import CapNotice, cap_document
 from notifiers.channels.base import Channel, OutgoingNotice, SendResult
-from notifiers.ratelimit import TokenBucket
-from notifiers.templates import NoticeRenderer, text_to_html
+from notifiers.ratelimit import DeliveryLimits
+from notifiers.templates import NoticeRenderer, one_line, text_to_html
 from prevent.acklinks import AckLinks
 from prevent.audience import Recipient, resolve_audience
 from prevent.contracts import (
@@ -44,7 +74,8 @@ from prevent.contracts import (
     notice_id_for,
     utcnow,
 )
-from prevent.messaging import backoff_delay, retry_transient
+from prevent.messaging import TransientError, retry_transient
+from prevent.netguard import BlockedAddress
 from prevent.playbooks.schema import Playbook
 from prevent.storage import outbox
 from prevent.storage.db import Database
@@ -58,13 +89,65 @@ INSTRUCTION = {
     "en": "Stay alert, report anything suspicious to the police, call 911 in an emergency.",
     "fr": "Restez vigilants, signalez tout fait suspect à la police, composez le 911 en cas d'urgence.",
 }
+MAX_ERROR = 500  # characters of a failure reason kept on the row
+# Raised when a dependency of ours is down (the relay or gateway as the channels report it,
+# the database while the message is read): worth retrying, within the outage window.
+DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
+    TransientError, ConnectionError, TimeoutError, OperationalError, InterfaceError)
+# Raised while building or addressing one message: the message can never be sent as it is.
+UNSENDABLE: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, LookupError, UnicodeError, email.errors.MessageError, BlockedAddress,
+    httpx.InvalidURL, httpx.UnsupportedProtocol)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
-    base_delay: float = 0.5
+    max_attempts: int = 5  # retryable refusals by the receiving side, then failed
+    base_delay: float = 0.5  # seconds; backoff is full-jitter exponential
     max_delay: float = 30.0
+    outage_window: timedelta = timedelta(hours=1)  # our relay/gateway down this long: failed
+    outage_max_delay: float = 60.0
+    # A send claimed this long ago was interrupted (the process died): it is taken up again.
+    # Longer than any one send can take (connect, TLS and the exchange, each within a timeout).
+    lease: timedelta = timedelta(seconds=60)
+
+
+@dataclass
+class _Claim:
+    attempts: int  # this one included
+    refusals: int  # before this one
+    created_at: datetime
+    outgoing: OutgoingNotice | None = None
+    error: BaseException | None = None  # building the message failed
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    REFUSED_FOR_NOW = "refused for now"  # retried, counted against max_attempts
+    DEPENDENCY_DOWN = "dependency down"  # retried within outage_window
+    FINAL = "final"  # failed at once
+
+
+def classify(result: SendResult | None, exc: BaseException | None) -> tuple[Outcome, str | None]:
+    """The one table of what a send's result or exception means (see the module docstring)."""
+    if exc is not None:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, DEPENDENCY_DOWN):
+            return Outcome.DEPENDENCY_DOWN, str(exc) if isinstance(exc, TransientError) else reason
+        if isinstance(exc, UNSENDABLE):
+            return Outcome.FINAL, f"the message could not be built or addressed: {reason}"
+        return Outcome.FINAL, f"unexpected error: {reason}"
+    assert result is not None
+    if result.ok:
+        return Outcome.SENT, None
+    return (Outcome.REFUSED_FOR_NOW if result.retryable else Outcome.FINAL), result.error
+
+
+def retry_delay(retry: int, base: float, cap: float) -> float:
+    """Seconds until the retry numbered ``retry`` (0 first): exponential, capped, with "equal
+    jitter" (half fixed, half random), so a scheduled retry is never due at once."""
+    ceiling = min(cap, base * 2 ** min(retry, 30))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def ack_code_for(notice_id: str) -> str:
@@ -75,23 +158,35 @@ def ack_code_for(notice_id: str) -> str:
 class CentreNotifier:
     def __init__(self, db: Database, renderer: NoticeRenderer, channels: Mapping[str, Channel],
                  links: AckLinks, retry: RetryPolicy = RetryPolicy(), *,
-                 limits: Mapping[str, TokenBucket] | None = None, cap_sender: str = "prevent@example.org",
+                 limits: DeliveryLimits | None = None, cap_sender: str = "prevent@example.org",
                  officer_email: str | None = None) -> None:
         self.db = db
         self.renderer = renderer
         self.channels = channels
         self.links = links
         self.retry = retry
-        self.limits = dict(limits or {})
+        self.limits = limits or DeliveryLimits()
         self.cap_sender = cap_sender
         self.officer_email = officer_email
+        # Called after a notice's outcome is recorded (its event is in the outbox): the
+        # service sets the relay's kick. Called with the due time when a retry is scheduled:
+        # the scanner sets its wake-up.
+        self.on_recorded: Callable[[], None] = lambda: None
+        self.on_scheduled: Callable[[datetime], None] = lambda _due: None
+        self._in_flight: dict[str, asyncio.Task[int]] = {}
+        self._closing = False
 
-    async def handle_alert(self, alert: Alert, playbook: Playbook) -> int:
-        """Plan and send the notices this alert state calls for; returns how many were sent."""
+    async def handle_alert(self, alert: Alert, playbook: Playbook, *, wait: bool = True) -> int:
+        """Plan the notices this alert state calls for and send them; returns how many were
+        sent by this call. ``wait=False`` (the Kafka handler) returns once they are planned
+        and hands the sends to background tasks: the partition never waits on a receiver."""
         if alert.status not in (AlertStatus.CONFIRMED, AlertStatus.CLOSED):
             return 0
         async with self.db.transaction() as session:
             await self._plan(session, alert, playbook)
+        if not wait:
+            self.dispatch(await self.pending(alert.alert_id))
+            return 0
         return await self.deliver_pending(alert.alert_id)
 
     # ------------------------------------------------------------------ planning
@@ -127,32 +222,58 @@ class CentreNotifier:
         if await session.get(NoticeRow, notice_id) is not None:
             return  # planned before (a redelivered event): keep its text, link and CAP
         now = utcnow()
-        ack_url = self.links.url(notice_id, issued_at=now)
         contact = await session.get(Contact, recipient.contact_id)
         site = await session.get(Site, recipient.site_id)
+        values: dict[str, object] = dict(
+            notice_id=notice_id, alert_id=alert.alert_id, alert_revision=alert.revision,
+            kind=kind.value, site_id=recipient.site_id, contact_id=recipient.contact_id,
+            channel=recipient.channel, exercise=alert.exercise, ack_code=ack_code_for(notice_id))
+        try:
+            values |= self._compose(notice_id, now, alert, playbook, recipient, kind, first,
+                                    contact, site)
+        except Exception as exc:  # noqa: BLE001 - one recipient's template fails only its notice
+            reason = f"the notice could not be rendered: {type(exc).__name__}: {exc}"
+            log.error("notice %s: %s", notice_id, reason)
+            subject = one_line(("[EXERCISE] " if alert.exercise else "") + alert.title)
+            if await _insert_notice(session, values | dict(language=recipient.language or "en",
+                                                           subject=subject, body=""), now):
+                await session.execute(update(NoticeRow).where(NoticeRow.notice_id == notice_id)
+                                      .values(state=NoticeState.FAILED.value, next_attempt_at=None,
+                                              error=reason[:MAX_ERROR])
+                                      .execution_options(synchronize_session=False))
+                await _stage_outcome(session, notice_id, NoticeState.FAILED, reason[:MAX_ERROR], now)
+            return
+        await _insert_notice(session, values, now)
+
+    def _compose(self, notice_id: str, now: datetime, alert: Alert, playbook: Playbook,
+                 recipient: Recipient, kind: NoticeKind, first: NoticeRow | None,
+                 contact: Contact | None, site: Site | None) -> dict[str, object]:
+        """The notice's text and CAP document (no database access: what raises here is this
+        notice's problem only)."""
+        ack_url = self.links.url(notice_id, issued_at=now)
         site_name = recipient.site_name or (site.name if site else "")
-        rendered = self.renderer.render(recipient.template, recipient.language, {
+        values = {
             "alert": alert, "playbook": playbook, "kind": kind.value, "site_name": site_name,
             "contact_name": contact.name if contact else "", "exercise": alert.exercise,
             "severity_label": SEVERITY_LABELS.get(alert.severity, str(alert.severity)),
             "ack_url": ack_url,
-        })
+        }
+        rendered = self.renderer.render(recipient.template, recipient.language, values)
+        # The CAP document can be fetched by any role: it names no contact (L7).
+        anonymous = self.renderer.render(recipient.template, recipient.language,
+                                         values | {"contact_name": ""})
         subject = f"[EXERCISE] {rendered.subject}" if alert.exercise else rendered.subject
         cap_xml = cap_document(CapNotice(
             identifier=notice_id, sender=self.cap_sender, sent=now, kind=kind,
             exercise=alert.exercise, language=rendered.language,
             event=alert.incident_type.replace("_", " "), severity=alert.severity,
-            headline=subject, description=_without(rendered.text, ack_url),
+            headline=subject, description=_without(anonymous.text, ack_url),
             instruction=INSTRUCTION.get(rendered.language, INSTRUCTION["en"]),
             area_desc=f"{site_name}, {site.municipality}" if site else site_name,
             lat=site.lat if site else None, lon=site.lon if site else None,
             references=(self.cap_sender, first.notice_id, first.created_at) if first else None))
-        await _insert_notice(session, dict(
-            notice_id=notice_id, alert_id=alert.alert_id, alert_revision=alert.revision,
-            kind=kind.value, site_id=recipient.site_id, contact_id=recipient.contact_id,
-            channel=recipient.channel, language=rendered.language, subject=subject,
-            body=rendered.text, exercise=alert.exercise, ack_code=ack_code_for(notice_id),
-            cap_xml=cap_xml), now)
+        return dict(language=rendered.language, subject=subject, body=rendered.text,
+                    cap_xml=cap_xml)
 
     async def queue_officer_message(self, session: AsyncSession, *, notice_id: str, alert: Alert,
                                     kind: NoticeKind, site_id: str, subject: str, body: str) -> bool:
@@ -164,61 +285,197 @@ class CentreNotifier:
         return await _insert_notice(session, dict(
             notice_id=notice_id, alert_id=alert.alert_id, alert_revision=alert.revision,
             kind=kind.value, site_id=site_id, contact_id=OFFICER, channel="email", language="en",
-            subject=prefix + subject, body=body, exercise=alert.exercise), utcnow())
+            subject=one_line(prefix + subject), body=body, exercise=alert.exercise), utcnow())
+
+    # ------------------------------------------------------------------ finding what is due
+
+    def _due(self, now: datetime) -> ColumnElement[bool]:
+        """Queued and due, or claimed by a send whose lease lapsed (rows from before migration
+        0007 have no due time: queued ones are due, sending ones after a lease since their
+        last change)."""
+        return or_(
+            and_(NoticeRow.state == NoticeState.QUEUED.value,
+                 or_(NoticeRow.next_attempt_at.is_(None), NoticeRow.next_attempt_at <= now)),
+            and_(NoticeRow.state == NoticeState.SENDING.value,
+                 or_(NoticeRow.next_attempt_at <= now,
+                     and_(NoticeRow.next_attempt_at.is_(None),
+                          NoticeRow.updated_at <= now - self.retry.lease))))
+
+    async def pending(self, alert_id: str, now: datetime | None = None) -> list[str]:
+        """The alert's notices due for an attempt, oldest first."""
+        async with self.db.transaction() as session:
+            return list((await session.execute(
+                select(NoticeRow.notice_id).where(NoticeRow.alert_id == alert_id,
+                                                  self._due(now or utcnow()))
+                .order_by(NoticeRow.created_at, NoticeRow.notice_id))).scalars())
+
+    async def due(self, now: datetime | None = None, limit: int = 2000) -> list[str]:
+        """Every notice due for an attempt (scheduled retries, interrupted sends), oldest first."""
+        async with self.db.transaction() as session:
+            return list((await session.execute(
+                select(NoticeRow.notice_id).where(self._due(now or utcnow()))
+                .order_by(NoticeRow.next_attempt_at, NoticeRow.notice_id).limit(limit))).scalars())
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest scheduled retry or send lease falls due (None: nothing waits)."""
+        async with self.db.transaction() as session:
+            return (await session.execute(select(func.min(NoticeRow.next_attempt_at)).where(
+                NoticeRow.state.in_([NoticeState.QUEUED.value, NoticeState.SENDING.value])))).scalar()
 
     # ------------------------------------------------------------------ delivery
 
-    async def deliver_pending(self, alert_id: str) -> int:
-        async with self.db.transaction() as session:
-            pending = list((await session.execute(
-                select(NoticeRow.notice_id).where(
-                    NoticeRow.alert_id == alert_id,
-                    NoticeRow.state.in_([NoticeState.QUEUED.value, NoticeState.SENDING.value]))
-                .order_by(NoticeRow.created_at, NoticeRow.notice_id))).scalars())
-        sent = 0
-        for notice_id in pending:
-            sent += await self.deliver(notice_id)
-        return sent
+    async def deliver_pending(self, alert_id: str, now: datetime | None = None) -> int:
+        return await self.deliver_many(await self.pending(alert_id, now), now)
 
-    async def deliver(self, notice_id: str) -> int:
-        """Send one notice to completion (sent or failed); returns 1 if it was sent now.
+    async def deliver_many(self, notice_ids: Iterable[str], now: datetime | None = None) -> int:
+        """Send these notices concurrently (within the limits); returns how many were sent."""
+        results = await asyncio.gather(*(self.deliver(i, now) for i in dict.fromkeys(notice_ids)))
+        return sum(results)
 
-        ``attempts`` on the row counts every try (the log of resends); the retry limit counts
-        only the server's refusals in this run, so a long outage of the server (which raises
-        TransientError and holds the Kafka handler) never uses a notice's retries up."""
-        refusals = 0
-        while True:
-            async with self.db.transaction() as session:
-                row = await session.get(NoticeRow, notice_id)
-                if row is None or row.state in DONE or row.state == NoticeState.FAILED.value:
-                    return 0
-                if row.state == NoticeState.SENDING.value:
-                    log.info("resending notice %s after an interrupted send", notice_id)
-                row.state = NoticeState.SENDING.value
-                row.attempts += 1
-                row.updated_at = utcnow()
-                outgoing = await self._outgoing(session, row)
-                attempts = row.attempts
-            channel = self.channels.get(outgoing.payload["channel"]) if outgoing else None
-            if outgoing is None or channel is None:
-                result = SendResult.fail("contact removed or channel not configured")
-            else:
-                bucket = self.limits.get(channel.name)
-                if bucket is not None:
-                    await bucket.acquire()
-                result = await channel.send(outgoing)  # TransientError propagates: server down
-            if result.ok:
-                await self._record(notice_id, NoticeState.SENT, None, result.provider_ref)
-                return 1
-            refusals += 1
-            if result.retryable and refusals < self.retry.max_attempts:
-                delay = backoff_delay(refusals, self.retry.base_delay, self.retry.max_delay)
-                log.warning("notice %s attempt %d failed (%s); retrying in %.1fs",
-                            notice_id, attempts, result.error, delay)
-                await asyncio.sleep(delay)
-                continue
-            await self._record(notice_id, NoticeState.FAILED, result.error)
+    def dispatch(self, notice_ids: Iterable[str]) -> None:
+        """Send these notices in background tasks (one per notice not already in flight here)."""
+        if self._closing:
+            return  # shutting down: they stay due, the next start (or a replica) sends them
+        for notice_id in notice_ids:
+            if notice_id not in self._in_flight:
+                task = asyncio.create_task(self.deliver(notice_id), name=f"notice-{notice_id}")
+                self._in_flight[notice_id] = task
+                task.add_done_callback(lambda _t, i=notice_id: self._in_flight.pop(i, None))
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Stop dispatching; give sends under way ``grace`` seconds, then cancel them (a
+        cancelled send keeps its claim, which lapses: it is taken up again after a restart)."""
+        self._closing = True
+        tasks = set(self._in_flight.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def deliver(self, notice_id: str, now: datetime | None = None) -> int:
+        """One attempt at one notice, if it is due: claim it, send it, record the outcome
+        (sent, failed, or a retry scheduled). Returns 1 if it was sent now.
+
+        Never raises for what one notice does (a database outage before the claim is logged:
+        the notice stays due and the scanner comes back to it)."""
+        try:
+            return await self._deliver(notice_id, now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolation: never another notice's problem
+            log.warning("notice %s: attempt not made, will retry at the next scan: %s",
+                        notice_id, f"{type(exc).__name__}: {exc}")
             return 0
+
+    async def _deliver(self, notice_id: str, now: datetime | None) -> int:
+        async with self.db.transaction() as session:
+            row = await session.get(NoticeRow, notice_id)
+            if row is None or row.state in DONE or row.state == NoticeState.FAILED.value:
+                return 0
+            channel_name, host = row.channel, await self._host(session, row)
+        channel = self.channels.get(channel_name)
+        async with self.limits.slot(channel_name, host):
+            claimed = await self._claim(notice_id, now)
+            if claimed is None:
+                return 0  # not due, or another task or replica has it
+            result: SendResult | None = None
+            error: BaseException | None = claimed.error
+            if error is None:
+                try:
+                    if claimed.outgoing is None or channel is None:
+                        result = SendResult.fail("contact removed, no address for the channel, "
+                                                 "or channel not configured")
+                    else:
+                        result = await channel.send(claimed.outgoing)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - classified below, this notice only
+                    error = exc
+        outcome, reason = classify(result, error)
+        if error is not None and outcome is Outcome.FINAL and not isinstance(error, UNSENDABLE):
+            log.error("notice %s: unexpected error while sending", notice_id, exc_info=error)
+        return await self._settle(notice_id, outcome, reason, claimed.attempts, claimed.refusals,
+                                  claimed.created_at, result.provider_ref if result else None)
+
+    async def _settle(self, notice_id: str, outcome: Outcome, reason: str | None, attempts: int,
+                      refusals: int, created_at: datetime, provider_ref: str | None) -> int:
+        reason = (reason or "")[:MAX_ERROR] or None
+        if outcome is Outcome.SENT:
+            await self._record(notice_id, NoticeState.SENT, None, provider_ref)
+            return 1
+        if outcome is Outcome.REFUSED_FOR_NOW:
+            if refusals + 1 >= self.retry.max_attempts:
+                await self._record(notice_id, NoticeState.FAILED,
+                                   f"{reason} (gave up after {refusals + 1} refusals)")
+                return 0
+            delay = retry_delay(refusals, self.retry.base_delay, self.retry.max_delay)
+            await self._reschedule(notice_id, reason, delay, refusal=True)
+            return 0
+        if outcome is Outcome.DEPENDENCY_DOWN:
+            waited = utcnow() - created_at
+            if waited >= self.retry.outage_window:
+                await self._record(notice_id, NoticeState.FAILED,
+                                   f"{reason} (still unavailable after {_duration(waited)})")
+                return 0
+            delay = retry_delay(attempts - 1, self.retry.base_delay, self.retry.outage_max_delay)
+            await self._reschedule(notice_id, reason, delay, refusal=False)
+            return 0
+        await self._record(notice_id, NoticeState.FAILED, reason)
+        return 0
+
+    async def _host(self, session: AsyncSession, row: NoticeRow) -> str:
+        """The receiving server a send goes to (host and port), for the per-host bound."""
+        if row.channel == "webhook" and row.contact_id != OFFICER:
+            contact = await session.get(Contact, row.contact_id)
+            parts = urlsplit(contact.webhook_url or "") if contact else None
+            return parts.netloc.rpartition("@")[2].lower() if parts else ""
+        return row.channel  # email: our relay; SMS: our gateway
+
+    async def _claim(self, notice_id: str, now: datetime | None) -> _Claim | None:
+        """Compare-and-set: a due notice -> ``sending`` with a lease, and the message to send
+        (read in the same transaction). None if not claimed."""
+        at = now or utcnow()
+        async with self.db.transaction() as session:
+            row = await session.get(NoticeRow, notice_id)
+            if row is None:
+                return None
+            resumed = row.state == NoticeState.SENDING.value
+            claimed = (await session.execute(
+                update(NoticeRow).where(NoticeRow.notice_id == notice_id, self._due(at))
+                .values(state=NoticeState.SENDING.value, attempts=NoticeRow.attempts + 1,
+                        updated_at=utcnow(), next_attempt_at=utcnow() + self.retry.lease)
+                .execution_options(synchronize_session=False))).rowcount
+            if claimed != 1:
+                return None
+            if resumed:
+                log.info("resending notice %s after an interrupted send", notice_id)
+            claim = _Claim(row.attempts + 1, row.refusals or 0, row.created_at)
+            try:
+                claim.outgoing = await self._outgoing(session, row)
+            except (OperationalError, InterfaceError):
+                raise  # the database: the whole claim is rolled back, the notice stays due
+            except Exception as exc:  # noqa: BLE001 - this notice's own problem, recorded
+                claim.error = exc
+            return claim
+
+    async def _reschedule(self, notice_id: str, reason: str | None, delay: float, *,
+                          refusal: bool) -> None:
+        due = utcnow() + timedelta(seconds=delay)
+
+        async def write() -> None:
+            async with self.db.transaction() as session:
+                await session.execute(update(NoticeRow).where(
+                    NoticeRow.notice_id == notice_id, NoticeRow.state == NoticeState.SENDING.value)
+                    .values(state=NoticeState.QUEUED.value, error=f"will retry: {reason}"[:MAX_ERROR],
+                            next_attempt_at=due, updated_at=utcnow(),
+                            refusals=NoticeRow.refusals + (1 if refusal else 0))
+                    .execution_options(synchronize_session=False))
+
+        log.warning("notice %s not sent (%s); next attempt in %.1fs", notice_id, reason, delay)
+        await retry_transient(write, f"scheduling notice {notice_id}")
+        self.on_scheduled(due)
 
     async def _outgoing(self, session: AsyncSession, row: NoticeRow) -> OutgoingNotice | None:
         if row.contact_id == OFFICER:
@@ -248,10 +505,11 @@ class CentreNotifier:
     async def _record(self, notice_id: str, state: NoticeState, error: str | None,
                       provider_ref: str | None = None) -> None:
         """``_finish``, waiting out a database outage in place: the send's outcome is known and
-        only recording it is left. Raising instead would make the Kafka handler run again after
-        the outage, and it would send the notice (still ``sending``) a second time."""
+        only recording it is left. Giving up instead would leave the claim to lapse and the
+        notice (still ``sending``) would be sent a second time."""
         await retry_transient(lambda: self._finish(notice_id, state, error, provider_ref),
                               f"recording notice {notice_id} {state.value}")
+        self.on_recorded()
 
     async def _finish(self, notice_id: str, state: NoticeState, error: str | None,
                       provider_ref: str | None = None) -> None:
@@ -262,26 +520,40 @@ class CentreNotifier:
             if row.state == NoticeState.ACKNOWLEDGED.value:
                 return  # acknowledged while we were sending (a quick SMS reply): keep that
             await session.execute(update(NoticeRow).where(NoticeRow.notice_id == notice_id).values(
-                state=state.value, error=error, updated_at=now,
+                state=state.value, error=error, updated_at=now, next_attempt_at=None,
                 provider_ref=provider_ref or row.provider_ref,
                 sent_at=now if state is NoticeState.SENT else row.sent_at))
-            event = notice_event(row, state, error, now)
-            await outbox.stage(session, NOTICES, event, key=notice_id,
-                               event_id=f"{notice_id}:{state.value}", subtype=state.value)
-            if state is NoticeState.FAILED:
-                log.error("notice %s failed: %s", notice_id, error)
-                await outbox.stage(session, DEADLETTER, event, key=notice_id,
-                                   event_id=f"{notice_id}:deadletter", headers={
-                                       "x-origin-topic": "prevent.alerts.v1",
-                                       "x-origin-key": row.alert_id,
-                                       "x-error": (error or "")[:2000]})
+            await _stage_outcome(session, notice_id, state, error, now)
+
+
+async def _stage_outcome(session: AsyncSession, notice_id: str, state: NoticeState,
+                         error: str | None, now: datetime) -> None:
+    """The notice's event (and, when it failed, its dead letter) in the caller's transaction."""
+    row = await session.get(NoticeRow, notice_id)
+    assert row is not None
+    event = notice_event(row, state, error, now)
+    await outbox.stage(session, NOTICES, event, key=notice_id,
+                       event_id=f"{notice_id}:{state.value}", subtype=state.value)
+    if state is NoticeState.FAILED:
+        log.error("notice %s failed: %s", notice_id, error)
+        await outbox.stage(session, DEADLETTER, event, key=notice_id,
+                           event_id=f"{notice_id}:deadletter", headers={
+                               "x-origin-topic": "prevent.alerts.v1",
+                               "x-origin-key": row.alert_id,
+                               "x-error": (error or "")[:2000]})
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 async def _insert_notice(session: AsyncSession, values: dict[str, object], now: datetime) -> bool:
-    """Insert a queued notice unless its id exists; True if this call inserted it."""
+    """Insert a queued notice, due now, unless its id exists; True if this call inserted it."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     result = await session.execute(insert(NoticeRow).values(
-        **values, state=NoticeState.QUEUED.value, attempts=0, created_at=now, updated_at=now,
+        **values, state=NoticeState.QUEUED.value, attempts=0, refusals=0, created_at=now,
+        updated_at=now, next_attempt_at=now,
     ).on_conflict_do_nothing(index_elements=["notice_id"]))
     return result.rowcount == 1  # type: ignore[attr-defined]
 

@@ -12,6 +12,11 @@ Ids are deterministic per alert (``hash(alert, kind)``, a review's with the plan
 the messages are notices,
 so the centre notifier's pipeline sends, retries and records them, and a second scan
 (or a second replica) finds them already there.
+
+The scanner is also where scheduled retries happen: each scan sends every notice that is
+due (a retry whose time came, a send whose claim lapsed because its process died), and the
+loop sleeps until the earliest due time when that comes before the next interval, woken
+early when a retry is scheduled.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from prevent.storage.db import Database
 from prevent.storage.tables import AlertRow, NoticeRow, PatrolRow, Site
 
 log = logging.getLogger("prevent.notifier.scanner")
-STUCK_AFTER = timedelta(minutes=5)  # an officer message queued this long ago was orphaned by a crash
+MIN_SLEEP = 0.05  # seconds between scans at the least, however soon the next retry is due
+PAST_DUE_PAUSE = 1.0  # notices past due were handed out by the scan just made
+FAILED_SCAN_PAUSE = 2.0  # a scan failed (the database is down?): the next try
 
 
 def officer_notice_id(alert_id: str, kind: NoticeKind, *parts: object) -> str:
@@ -48,13 +55,26 @@ class Scanner:
         self.playbooks = playbooks
         self.kick = kick
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._sleeping_until: datetime | None = None
+        notifier.on_scheduled = self._scheduled
 
-    async def scan_once(self, now: datetime | None = None) -> list[str]:
-        """Queue and send what is due; returns the ids of the messages queued by this scan."""
+    def _scheduled(self, due: datetime) -> None:
+        """A retry was scheduled: wake the loop if it sleeps past the due time."""
+        if self._sleeping_until is None or due < self._sleeping_until:
+            self._wake.set()
+
+    async def scan_once(self, now: datetime | None = None, *, wait: bool = True) -> list[str]:
+        """Queue what is due, and send every notice due; returns the ids of the messages
+        queued by this scan. ``wait=False`` (the loop) hands the sends to background tasks,
+        so one slow receiver never delays the next scan."""
         now = now or utcnow()
         queued = await self.ack_followups(now) + await self.stand_down_reviews(now)
-        for notice_id in queued + await self._orphans(now):
-            await self.notifier.deliver(notice_id)
+        due = list(dict.fromkeys(queued + await self.notifier.due(now)))
+        if wait:
+            await self.notifier.deliver_many(due, now)
+        else:
+            self.notifier.dispatch(due)
         if queued:
             self.kick()
         return queued
@@ -124,24 +144,40 @@ class Scanner:
                     queued.append(notice_id)
         return queued
 
-    async def _orphans(self, now: datetime) -> list[str]:
-        async with self.db.transaction() as session:
-            return list((await session.execute(select(NoticeRow.notice_id).where(
-                NoticeRow.contact_id == OFFICER,
-                NoticeRow.state.in_([NoticeState.QUEUED.value, NoticeState.SENDING.value]),
-                NoticeRow.updated_at <= now - STUCK_AFTER))).scalars())
-
     # ------------------------------------------------------------------ running
+
+    async def _sleep_seconds(self, failed: bool) -> float:
+        """Until the next interval, or the earliest scheduled retry or lapsing claim if sooner.
+        Notices already past due were just handed out (or wait for a free slot): the next look
+        at them is a second away, not a busy loop. After a failed scan, a few seconds."""
+        seconds = min(self.settings.scanner_interval_seconds, FAILED_SCAN_PAUSE if failed else 1e9)
+        try:
+            due = await self.notifier.next_due()
+        except Exception as exc:  # noqa: BLE001 - the database may be down: try again soon
+            log.warning("cannot read the next due time: %s", exc)
+            due, seconds = None, min(seconds, FAILED_SCAN_PAUSE)
+        if due is not None:
+            wait = (due - utcnow()).total_seconds()
+            seconds = min(seconds, max(MIN_SLEEP, wait) if wait > 0 else PAST_DUE_PAUSE)
+        self._sleeping_until = utcnow() + timedelta(seconds=seconds)
+        return seconds
 
     async def _loop(self) -> None:
         while True:
+            self._wake.clear()
+            failed = False
             try:
-                await self.scan_once()
+                await self.scan_once(wait=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed scan is retried at the next tick
                 log.warning("follow-up scan failed, will retry: %s", exc)
-            await asyncio.sleep(self.settings.scanner_interval_seconds)
+                failed = True
+            try:
+                await asyncio.wait_for(self._wake.wait(), await self._sleep_seconds(failed))
+            except TimeoutError:
+                pass
+            self._sleeping_until = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="notifier-scanner")
@@ -150,6 +186,7 @@ class Scanner:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.notifier.aclose()  # the sends under way: a few seconds to finish
 
 
 def _ack_body(alert: Alert, window: int, lines: list[str], base_url: str) -> str:

@@ -17,13 +17,18 @@ ACTIONABLE = (AlertStatus.CONFIRMED, AlertStatus.CLOSED)
 
 
 def register_centre(ctx: ServiceContext, notifier: CentreNotifier) -> None:
+    notifier.on_recorded = ctx.relay.kick  # a notice's outcome is in the outbox: publish it
+
     @ctx.broker.subscriber(ALERTS.name, **consumer_options(ctx.settings, CENTRE_GROUP))
     async def on_alert_for_centres(alert: Alert) -> None:
+        """Plans the alert's notices (committed before the offset is) and hands their sends to
+        background tasks: no receiver, however slow or dead, holds the partition. What a task
+        does not finish (a crash, a retry) stays due in the database for the scanner."""
         if alert.status not in ACTIONABLE:
             return
         playbook = await ctx.playbooks.version(ctx.db, alert.playbook_id, alert.playbook_version)
-        sent = await notifier.handle_alert(alert, playbook)
-        log.info("alert %s r%d: %d notices sent", alert.alert_id, alert.revision, sent)
+        await notifier.handle_alert(alert, playbook, wait=False)
+        log.info("alert %s r%d: notices planned and dispatched", alert.alert_id, alert.revision)
         ctx.relay.kick()
 
 

@@ -8,6 +8,7 @@ engagement officers edit, from reaching into Python.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,21 @@ from markupsafe import Markup, escape
 
 FALLBACK_LANGUAGE = "en"
 FALLBACK_TEMPLATE = "default"
+# C0 and C1 control characters (and the line and paragraph separators): a subject is one
+# header line, so every one of them becomes a space there ("\r\nBcc:" in an alert title
+# cannot add a header, and cannot make the email library refuse the message either).
+_SUBJECT_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# In a body, line breaks and tabs are text; other control characters are dropped.
+_BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for a header: control characters as single spaces, no runs of spaces."""
+    return " ".join(_SUBJECT_CONTROLS.sub(" ", text).split())
+
+
+def clean_body(text: str) -> str:
+    return _BODY_CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 @dataclass(frozen=True)
@@ -56,8 +72,8 @@ class NoticeRenderer:
         head, _, body = out.partition("\n\n")
         if not head.startswith("Subject:"):
             raise ValueError(f"template {name}.{lang}.j2 must start with a 'Subject:' line")
-        subject = head.removeprefix("Subject:").strip()
-        text = body.strip() + "\n"
+        subject = one_line(head.removeprefix("Subject:"))
+        text = clean_body(body).strip() + "\n"
         return Rendered(subject=subject, text=text, html=text_to_html(text, lang), language=lang)
 
     def check(self, name: str, languages: tuple[str, ...] = ("en", "fr")) -> list[str]:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from prevent import audit
+from prevent import audit, registry_checks
 from prevent.config import Settings
 from prevent.contracts import utcnow
 from prevent.registry import (
@@ -19,6 +19,7 @@ from prevent.registry import (
 )
 from prevent.registry import renew_consent as registry_renew_consent
 from prevent.storage.db import Database
+from prevent.yamlsource import SourceError
 
 
 @asynccontextmanager
@@ -34,6 +35,8 @@ async def open_db(settings: Settings) -> AsyncIterator[Database]:
 async def import_file(settings: Settings, path: Path, actor: str) -> dict[str, int]:
     async with open_db(settings) as db, db.transaction() as session:
         registry = parse_registry(path, await known_zone_ids(session))
+        if extra := registry_checks.file_problems(path, registry, settings.playbooks_dir, str(path)):
+            raise SourceError(extra)
         counts = await apply_registry(session, registry)
         await audit.record(session, actor=actor, action="registry.import", subject="registry",
                            after=counts, reason=f"import of {path.name}")
@@ -56,5 +59,7 @@ async def print_audit(settings: Settings, alert_id: str | None, since: timedelta
                                    since=utcnow() - since if since else None)
     for row in rows:
         reason = f" — {row.reason}" if row.reason else ""
+        if scope := audit.left_out(row.after):
+            reason += f" [{scope}]"
         print(f"{row.at:%Y-%m-%d %H:%M:%S} {row.actor:<16} {row.action:<24} {row.subject}"
               f"{reason}")

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from notifiers import patrol
 from prevent import alerts, audit, lifecycle, partners, suppression, users
+from prevent.acklinks import secret_key
 from prevent.auth import current_principal
+from prevent.config import get_settings
 from prevent.contracts import Scope, utcnow
 from prevent.registry import RosterEntryIn, SiteIn, ZoneIn
 from prevent.users import Principal
@@ -35,8 +37,8 @@ Password = Annotated[str, StringConstraints(strip_whitespace=False)]
 
 
 class LoginIn(Body):
-    name: str
-    password: Password
+    name: str = Field(max_length=users.MAX_NAME)
+    password: Password = Field(max_length=1000)
     code: str = Field(default="", max_length=10)  # the TOTP code, for a user who has one
 
 
@@ -63,12 +65,15 @@ class ExtendPatrolsIn(Body):
     until: datetime | None = Field(default=None, description="the plan's end as last seen")
 
 
+Community = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
 class ExerciseIn(Body):
-    playbook: str
-    communities: list[str] = Field(min_length=1)
+    playbook: str = Field(max_length=200)
+    communities: list[Community] = Field(min_length=1, max_length=50)
     severity: int = Field(ge=0, le=4)
     title: str = Field(min_length=1, max_length=1000)
-    summary: str = ""
+    summary: str = Field(default="", max_length=10_000)
 
 
 class UserIn(Body):
@@ -120,13 +125,16 @@ def _kick(request: Request) -> None:
 async def login(body: LoginIn, request: Request) -> dict[str, str]:
     """Exchange a name, password and (for a user who has one) TOTP code for a new bearer token:
     the console's sign-in rules and limits (``users.sign_in``), audited, good or bad."""
+    from prevent.console.security import client_address  # the console imports this module
+
     address_limit = request.app.state.signin_limiter
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     if address_limit.blocked(address):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                             "too many failed sign-ins from this address; wait 15 minutes")
-    async with _state(request).db.transaction() as session:
-        outcome = await users.sign_in(session, body.name, body.password, body.code)
+    key = secret_key(getattr(_state(request), "settings", None) or get_settings())
+    async with users.sign_in_lock(body.name), _state(request).db.transaction() as session:
+        outcome = await users.sign_in(session, body.name, body.password, body.code, key=key)
     if isinstance(outcome, users.Refusal):  # only now, so the attempt's audit entry is committed
         if outcome.blocked:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, outcome.message)
@@ -370,7 +378,7 @@ async def change_user(name: str, body: UserChange, request: Request,
 
 @router.get("/audit")
 async def audit_trail(request: Request, subject: str | None = None,
-                      since_hours: float | None = Query(default=None, gt=0),
+                      since_hours: float | None = Query(default=None, gt=0, le=24 * 365 * 100),
                       _p: Principal = Depends(current_principal)) -> list[dict[str, object]]:
     since: datetime | None = utcnow() - timedelta(hours=since_hours) if since_hours else None
     async with _state(request).db.transaction() as session:

@@ -52,6 +52,18 @@ def _event(row: AuditRow) -> AuditEvent:
                       reason=row.reason, at=row.at)
 
 
+SCOPE_PARTS = (("excluded_sites", "sites"), ("excluded_channels", "channels"),
+               ("excluded_patrol_sites", "patrols"))
+
+
+def left_out(after: dict[str, Any] | None) -> str:
+    """What a confirmation left out ("sites left out: a, b; channels left out: sms"), from the
+    scope in its entry's ``after``; empty when it narrowed nothing."""
+    scope = (after or {}).get("scope") or {}
+    return "; ".join(f"{label} left out: {', '.join(scope[key])}"
+                     for key, label in SCOPE_PARTS if scope.get(key))
+
+
 async def entries(session: AsyncSession, *, subject: str | None = None,
                   since: datetime | None = None, limit: int = 500) -> list[AuditRow]:
     query = select(AuditRow).order_by(AuditRow.at, AuditRow.audit_id).limit(limit)

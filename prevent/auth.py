@@ -8,10 +8,12 @@ that recognises the request: a bearer token, then the console's cookie session
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from fastapi import HTTPException, Request, status
 
 from prevent import users
+from prevent.config import get_settings
 from prevent.console.sessions import session_principal
 from prevent.users import AuthError, Principal
 
@@ -29,8 +31,10 @@ async def bearer_principal(request: Request) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
+    settings = getattr(request.app.state.console, "settings", None) or get_settings()
     async with _console_db(request).transaction() as session:
-        return await users.principal_for_token(session, token.strip())
+        return await users.principal_for_token(
+            session, token.strip(), max_age=timedelta(days=settings.api_token_max_age_days))
 
 
 # Bearer first: an API call carrying a token is judged by it alone (no CSRF: not ambient).

@@ -69,13 +69,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from prevent.netutil import free_port
 
@@ -97,21 +100,40 @@ class BrokerError(RuntimeError):
 # --------------------------------------------------------------------------- any cluster
 
 
+def split_bootstrap(bootstrap: str | Iterable[str]) -> list[str]:
+    """``"host1:9092, host2:9092"`` -> ``["host1:9092", "host2:9092"]``, for every client.
+
+    FastStream wraps a string in a one-element list, so aiokafka would try to connect to
+    ``"host1:9092,host2"`` port 9092 and every service would fail to start; aiokafka's
+    own clients split it themselves, but a list is what all of them accept."""
+    items = bootstrap.split(",") if isinstance(bootstrap, str) else list(bootstrap)
+    servers = [s.strip() for item in items for s in item.split(",") if s.strip()]
+    if not servers:
+        raise BrokerError(f"empty Kafka bootstrap list: {bootstrap!r}")
+    return servers
+
+
 async def wait_for_kafka(bootstrap: str, timeout: float) -> None:  # noqa: ASYNC109 - the public API
     """Return once ``bootstrap`` answers a metadata request; BrokerError after ``timeout`` s."""
     await _wait_for_metadata(bootstrap, time.monotonic() + timeout, still_alive=None)
 
 
-async def ensure_topics(bootstrap: str, topics: Mapping[str, int], wait_s: float = 15.0) -> None:
-    """Create the topics that are missing (name -> partitions); leave existing ones alone.
+async def ensure_topics(bootstrap: str, topics: Mapping[str, int], wait_s: float = 15.0,
+                        configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Create the topics that are missing (name -> partitions) with their topic
+    configurations (name -> {config: value}, e.g. ``max.message.bytes``); leave existing
+    ones alone.
 
     An existing topic with a different partition count only gets a warning:
     adding partitions would move keys to other partitions and break per-key
-    ordering, so that is left to an operator.
+    ordering, so that is left to an operator. ``min.insync.replicas`` is set to
+    min(2, replication factor) on every topic created here unless ``configs`` says
+    otherwise: with 3 replicas and ``acks=all`` a write survives the loss of a node.
     """
     if not topics:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait_s * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=split_bootstrap(bootstrap),
+                                request_timeout_ms=int(wait_s * 1000))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -119,7 +141,9 @@ async def ensure_topics(bootstrap: str, topics: Mapping[str, int], wait_s: float
         if missing:
             replication = await _replication_factor(admin)
             response = await admin.create_topics(
-                [NewTopic(name, n, replication) for name, n in missing.items()],
+                [NewTopic(name, n, replication,
+                          topic_configs=topic_config(replication, (configs or {}).get(name)))
+                 for name, n in missing.items()],
                 timeout_ms=int(wait_s * 1000),
             )
             _raise_for_create_errors(response.topic_errors)
@@ -134,6 +158,73 @@ async def _replication_factor(admin: AIOKafkaAdminClient) -> int:
     """Replicate up to 3 times. That is 1 on Tansu or a dev Kafka, 3 on a real cluster."""
     cluster = await admin.describe_cluster()
     return max(1, min(3, len(cluster.get("brokers", []))))
+
+
+def topic_config(replication: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a topic is created with: ``min.insync.replicas`` from its replication, plus ``extra``."""
+    return {"min.insync.replicas": str(min(2, replication))} | dict(extra or {})
+
+
+# --------------------------------------------------------------------------- what the broker supports
+
+TANSU_CLUSTER_PREFIX = "tansu"
+
+
+@dataclass(frozen=True)
+class BrokerFeatures:
+    """What the cluster behind a bootstrap list can do, asked once at service start.
+
+    ``engine`` is ``"tansu"`` (the embedded broker: it answers a fetch only when its wait
+    expires, holds a group join for half the session timeout, lacks InitProducerId) or
+    ``"kafka"`` (Apache Kafka or compatible)."""
+
+    engine: str
+    idempotence: bool
+    brokers: int
+    min_session_timeout_ms: int | None = None
+
+
+async def broker_features(bootstrap: str, timeout_s: float = 10.0) -> BrokerFeatures:
+    """Ask the cluster: its id (Tansu names itself), whether InitProducerId works (the
+    idempotent producer), and its ``group.min.session.timeout.ms``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=split_bootstrap(bootstrap),
+                                request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+        brokers = cluster.get("brokers", [])
+        engine = ("tansu" if str(cluster.get("cluster_id") or "").startswith(TANSU_CLUSTER_PREFIX)
+                  else "kafka")
+        node = brokers[0]["node_id"] if brokers else cluster.get("controller_id")
+        idempotence = False
+        try:
+            response = await admin._client.send(  # noqa: SLF001 - no public API for this probe
+                node, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000))  # type: ignore[arg-type]
+            idempotence = response.error_code == 0
+        except KafkaError as exc:
+            log.debug("InitProducerId probe failed: %r", exc)
+        min_session = None
+        if engine == "kafka" and brokers:
+            min_session = await _broker_config_int(admin, str(node), "group.min.session.timeout.ms")
+        return BrokerFeatures(engine, idempotence, len(brokers), min_session)
+    except KafkaError as exc:
+        raise BrokerError(f"could not ask Kafka at {bootstrap} what it supports: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+async def _broker_config_int(admin: AIOKafkaAdminClient, node: str, name: str) -> int | None:
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.BROKER, node, {name: None})])
+        for response in responses:
+            for resource in response.resources:
+                for entry in resource[4]:
+                    if entry[0] == name and entry[1] is not None:
+                        return int(entry[1])
+    except (KafkaError, ValueError, IndexError, TypeError) as exc:
+        log.debug("could not read broker config %s: %r", name, exc)
+    return None
 
 
 def _raise_for_create_errors(topic_errors: Iterable[tuple[Any, ...]]) -> None:
@@ -196,7 +287,7 @@ async def _wait_for_metadata(
 
 async def _metadata_error(bootstrap: str) -> BaseException | None:
     """None if one metadata request succeeds, else the error it met."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=1000,
+    client = AIOKafkaClient(bootstrap_servers=split_bootstrap(bootstrap), request_timeout_ms=1000,
                             connections_max_idle_ms=5000)
     try:
         await client.bootstrap()
@@ -210,8 +301,8 @@ async def _metadata_error(bootstrap: str) -> BaseException | None:
 
 async def _any_tcp_open(bootstrap: str) -> bool:
     """True if any "host:port" in the comma-separated bootstrap list accepts a TCP connection."""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for server in split_bootstrap(bootstrap):
+        host, _, port = server.rpartition(":")
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(host.strip("[]"), int(port)), 1.0
@@ -344,8 +435,10 @@ class EmbeddedBroker:
         binary: str | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         advertised_port: int | None = None,
+        topic_configs: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.topics: dict[str, int] = dict(topics or {})
+        self.topic_configs = dict(topic_configs or {})
         self.host = host
         self.startup_timeout = startup_timeout
         self._requested_port = port
@@ -482,7 +575,7 @@ class EmbeddedBroker:
             raise BrokerError(f"Kafka broker did not become ready on {self.bootstrap} within "
                               f"{self.startup_timeout:g}s{self._log_tail_suffix()}") from exc
         remaining = max(1.0, deadline - time.monotonic())
-        await ensure_topics(self.bootstrap, self.topics, wait_s=remaining)
+        await ensure_topics(self.bootstrap, self.topics, wait_s=remaining, configs=self.topic_configs)
 
     def _raise_if_exited(self) -> None:
         proc = self._proc

@@ -19,7 +19,7 @@ from prevent.config import Settings
 from prevent.contracts import FeedKind, GlobalIncident, stable_id
 from prevent.grouping import Grouper
 from prevent.playbooks.evaluate import CompiledSet, subject_of_classification
-from prevent.playbooks.loader import load_directory
+from prevent.playbooks.loader import PlaybookSet, load_directory
 from prevent.rules import classify_incident, subject_of
 
 
@@ -73,11 +73,13 @@ def _incident(item: dict[str, Any], title: str, summary: str, published: datetim
         content_hash=stable_id("h", title, summary))
 
 
-def classify_lines(lines: Iterable[str], settings: Settings, *, group: bool = False) -> Iterator[str]:
+def classify_lines(lines: Iterable[str], settings: Settings, *, group: bool = False,
+                   stored: PlaybookSet | None = None) -> Iterator[str]:
     """One JSON line per input item, in input order; with ``group``, in time order with the
-    cluster each report joins (grouping in memory, as the rules stage groups a batch)."""
+    cluster each report joins (grouping in memory, as the rules stage groups a batch).
+    ``stored``: the playbooks to judge by (the versions in force); default: the files."""
     classifier = Classifier.from_dir(settings.playbooks_dir)
-    playbooks = CompiledSet(load_directory(settings.playbooks_dir))
+    playbooks = CompiledSet(stored or load_directory(settings.playbooks_dir))
     items = list(_items(lines))
     if group:
         items.sort(key=lambda item: (_published(item.get("published")), item["_line"]))

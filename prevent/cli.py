@@ -45,6 +45,19 @@ def _logging(verbose: bool = False) -> None:
     for noisy in ("aiokafka", "apscheduler", "httpx", "uvicorn.access", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logthrottle.install()
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, SupervisorNoise) for f in handler.filters):
+            handler.addFilter(SupervisorNoise())
+
+
+class SupervisorNoise(logging.Filter):
+    """FastStream logs "callback for Task-77 is being executed..." at INFO whenever a
+    subscriber task ends, so every shutdown printed one per subscriber: meaningless to an
+    operator. Its real news (a task that raised and is retried) is logged apart, and kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("callback for ") and text.endswith(" is being executed..."))
 
 
 def _fail(message: str) -> typer.Exit:
@@ -88,6 +101,8 @@ def up(
     settings = get_settings()
     if demo is not None:
         settings = settings.model_copy(update={"demo": demo})
+    bind_host, bind_port = host or settings.http_host, port or settings.http_port
+    settings = bound_settings(settings, bind_host, bind_port)
 
     from contextlib import asynccontextmanager
 
@@ -96,9 +111,20 @@ def up(
         async with running_system(settings) as system:
             yield system.console_state()
 
-    bind_host, bind_port = host or settings.http_host, port or settings.http_port
     typer.echo(f"prevent console on http://{bind_host}:{bind_port}  (Ctrl-C to stop)")
     uvicorn.run(create_app(state), **_uvicorn_options(bind_host, bind_port))
+
+
+def bound_settings(settings: Settings, host: str, port: int) -> Settings:
+    """``settings`` whose ``public_base_url`` follows the address the console is bound to,
+    unless PREVENT_PUBLIC_BASE_URL was set: acknowledgement links, SMS status URLs and the
+    sign-in hint must name the port actually served (``--port 8101``), not the default."""
+    if "public_base_url" in settings.model_fields_set:
+        return settings
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return settings.model_copy(update={"public_base_url": f"http://{shown}:{port}",
+                                       "http_host": host, "http_port": port})
 
 
 def _uvicorn_options(host: str, port: int) -> dict[str, Any]:
@@ -157,6 +183,7 @@ def patrol_notifier(verbose: bool = False) -> None:
 def console(host: str | None = None, port: int | None = None, verbose: bool = False) -> None:
     """Run the web console alone (needs PREVENT_KAFKA_BOOTSTRAP, like every production service)."""
     settings = _production_settings("console")
+    settings = bound_settings(settings, host or settings.http_host, port or settings.http_port)
     _logging(verbose)
     from contextlib import asynccontextmanager
 
@@ -171,7 +198,7 @@ def console(host: str | None = None, port: int | None = None, verbose: bool = Fa
         db = Database(settings.effective_database_url)
         await db.upgrade()
         try:
-            yield ConsoleState(db=db)
+            yield ConsoleState(db=db, settings=settings)
         finally:
             await db.dispose()
 
@@ -226,14 +253,21 @@ def asyncapi(output: Path = Path("docs/asyncapi.json")) -> None:
 def classify(path: Annotated[Path, typer.Argument(help="JSON lines with title, summary, published")],
              group: Annotated[bool, typer.Option(
                  "--group", help="replay the items in time order and print the cluster each joins")] = False,
+             from_files: Annotated[bool, typer.Option(
+                 "--from-files", help="judge the playbook files, not the versions in the database")
+             ] = False,
              ) -> None:
     """Classify incidents: one JSON line out per line in (lang, communities, backlash,
-    incident_type, severity, country, playbooks that would fire, evidence)."""
+    incident_type, severity, country, playbooks that would fire, evidence); the playbooks
+    are the versions in force in the database when there is one."""
     from prevent.classify_cli import classify_lines
+    from prevent.playbooks.tools import playbooks_in_force
 
     settings = get_settings()
+    stored = playbooks_in_force(settings, settings.playbooks_dir, from_files=from_files)
     try:
-        for line in classify_lines(path.read_text(encoding="utf-8").splitlines(), settings, group=group):
+        for line in classify_lines(path.read_text(encoding="utf-8").splitlines(), settings, group=group,
+                                   stored=stored):
             sys.stdout.write(line + "\n")
     except ValueError as exc:
         raise _fail(str(exc)) from exc
@@ -262,20 +296,28 @@ def playbooks_schema() -> None:
 
 @playbooks_app.command("apply")
 def playbooks_apply(path: Annotated[Path | None, typer.Argument()] = None,
-                    author: str = "cli", note: str = "") -> None:
-    """Validate and store a new version of each changed playbook; running consumers swap."""
+                    author: str = "cli", note: str = "",
+                    force: Annotated[bool, typer.Option(
+                        help="store the files even over a newer stored version")] = False) -> None:
+    """Validate and store a new version of each changed playbook; running consumers swap.
+    A file that is an earlier stored version of its playbook while a newer one is in force
+    (an edit in the console) is refused, naming both versions, unless --force."""
     from prevent.playbooks import store
+    from prevent.playbooks.loader import playbook_files
     from prevent.storage.db import Database
 
     settings = get_settings()
+    directory = path or settings.playbooks_dir
 
-    async def go() -> dict[str, int]:
+    async def go() -> dict[str, int] | list[str]:
         db = Database(settings.effective_database_url)
         await db.upgrade()
         try:
             async with db.transaction() as session:
-                return await store.apply_directory(session, path or settings.playbooks_dir,
-                                                   author=author, note=note)
+                sources = [(str(p), p.read_text(encoding="utf-8")) for p in playbook_files(directory)]
+                if not force and (stale := await store.stale_sources(session, sources)):
+                    return stale
+                return await store.apply_sources(session, sources, author=author, note=note)
         finally:
             await db.dispose()
 
@@ -283,6 +325,10 @@ def playbooks_apply(path: Annotated[Path | None, typer.Argument()] = None,
         changed = asyncio.run(go())
     except SourceError as exc:
         raise _fail(str(exc)) from exc
+    if isinstance(changed, list):
+        for line in changed:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(1)
     typer.echo(f"stored {changed}" if changed else "no playbook changed")
 
 
@@ -292,15 +338,19 @@ def playbooks_test(
     since: Annotated[str | None, typer.Option(help="backtest stored incidents, e.g. 30d")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help="backtest a JSON-lines file")] = None,
     at: Annotated[str | None, typer.Option(help="judge as of this time (ISO 8601)")] = None,
+    from_files: Annotated[bool, typer.Option(
+        "--from-files", help="judge the playbook files, not the versions in the database")] = False,
 ) -> None:
-    """Backtest playbooks over stored incidents or a file; with neither, run the golden cases
-    in playbooks/tests/ as an assertion suite (exit 1 on a failing case)."""
+    """Backtest playbooks over stored incidents or a file (the versions in force in the
+    database when there is one); with neither, run the golden cases in playbooks/tests/ as
+    an assertion suite over the files (exit 1 on a failing case)."""
     from prevent.playbooks import tools
 
     directory = path or get_settings().playbooks_dir
     try:
         ok = tools.run_test_command(get_settings(), directory, since=_duration(since) if since else None,
-                                    input_file=input_file, at=at)
+                                    input_file=input_file, at=at,
+                                    from_files=from_files or path is not None)
     except SourceError as exc:
         raise _fail(str(exc)) from exc
     if not ok:
@@ -312,12 +362,15 @@ def playbooks_explain(
     target: Annotated[str, typer.Argument(help="a stored incident id, or a JSON file with title/summary")],
     playbook: Annotated[str | None, typer.Option(help="only this playbook")] = None,
     at: Annotated[str | None, typer.Option(help="judge as of this time (ISO 8601)")] = None,
+    from_files: Annotated[bool, typer.Option(
+        "--from-files", help="judge the playbook files, not the versions in the database")] = False,
 ) -> None:
-    """Why an incident matched a playbook or did not, rule by rule."""
+    """Why an incident matched a playbook or did not, rule by rule (the versions in force
+    in the database when there is one)."""
     from prevent.playbooks import tools
 
     try:
-        tools.run_explain_command(get_settings(), target, playbook, at)
+        tools.run_explain_command(get_settings(), target, playbook, at, from_files=from_files)
     except (SourceError, LookupError) as exc:
         raise _fail(str(exc)) from exc
 
@@ -413,7 +466,9 @@ def partners_import(path: Path, actor: str = "cli") -> None:
         counts = asyncio.run(import_file(get_settings(), path, actor))
     except SourceError as exc:
         raise _fail(f"nothing imported; fix these rows:\n{exc}") from exc
-    typer.echo(f"imported {counts}")
+    from prevent.registry_checks import counts_text
+
+    typer.echo(f"imported: {counts_text(counts)}")
 
 
 @partners_app.command("renew-consent")

@@ -8,6 +8,7 @@ overrides the few settings that point at real infrastructure. Secrets are
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -41,18 +42,29 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=3, ge=1)
     kafka_fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=5000,
-        description="consumer fetch wait; the embedded broker answers only when it expires")
+        description="consumer fetch wait; unset: 50 on the embedded broker (it answers only when "
+                    "the wait expires), 500 on Apache Kafka (it answers as soon as data arrives)")
     kafka_session_timeout_ms: int | None = Field(
         default=None, ge=1000,
         description="consumer session timeout; unset = 2000 on the embedded broker (its first "
-                    "group join waits half of it), 10000 on Apache Kafka (which rejects < 6000)")
-    kafka_idempotent_producer: bool = Field(
-        default=False, description="enable on Apache Kafka; the embedded broker lacks it")
+                    "group join waits half of it), 10000 on Apache Kafka (at least the "
+                    "cluster's group.min.session.timeout.ms, 6000 by default)")
+    kafka_idempotent_producer: bool | None = Field(
+        default=None, description="unset: on where the cluster grants producer ids (Apache "
+                                  "Kafka), off on the embedded broker (it lacks InitProducerId)")
     kafka_client_id: str = "prevent"
     kafka_max_request_bytes: int = Field(
         default=8 * 1024 * 1024, description="producer limit; large enough to dead-letter any input")
     max_message_bytes: int = Field(
         default=1024 * 1024, description="larger input messages are dead-lettered unread")
+    kafka_deadletter_max_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=64 * 1024,
+        description="max.message.bytes of prevent.deadletter.v1, set when it is created; a dead "
+                    "letter's payload is cut to fit (header x-truncated)")
+    kafka_deadletter_retention_ms: int = Field(
+        default=30 * 24 * 3600 * 1000, description="retention.ms of prevent.deadletter.v1")
+    kafka_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, description="retention.ms of the other topics")
 
     # --- rules consumer
     rules_workers: int = Field(
@@ -134,6 +146,17 @@ class Settings(BaseSettings):
         default=True, description="serve /metrics without sign-in (for a Prometheus scraper on a "
                                   "trusted network); false: it needs a session or bearer token")
 
+    # --- security (docs/OPERATIONS.md "Security: what production must set")
+    trusted_proxies: str = Field(
+        default="", description="comma-separated addresses or networks of reverse proxies whose "
+                                "X-Forwarded-For / X-Forwarded-Proto are believed; empty: none")
+    api_token_max_age_days: int = Field(
+        default=90, ge=1, le=3650, description="API bearer tokens expire this long after issue")
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="request body limit of routes without their own")
+    import_max_rows: int = Field(
+        default=5000, ge=1, description="partner import files with more rows are refused")
+
     # --- escalation
     escalation_scan_seconds: float = Field(
         default=5.0, gt=0, description="how often undecided alerts' due times are checked")
@@ -143,6 +166,20 @@ class Settings(BaseSettings):
     demo_feed_port: int = 8001
     demo_http_sink_port: int = Field(
         default=8002, description="local sink for demo SMS and webhooks (sample contacts point at it)")
+
+    # --- console display (issue 22)
+    time_zone: str = Field(
+        default="America/Toronto",
+        description="the unit's IANA time zone: every time on the console and in notices")
+    map_tile_url: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="the alert map's tile server (Leaflet URL template); empty: no tiles, "
+                    "markers and outlines only")
+    map_tile_attribution: str = Field(
+        default="© OpenStreetMap contributors", description="credit shown under the map tiles")
+    claim_minutes: int = Field(
+        default=15, ge=1, le=720,
+        description="an inspector's claim on an undecided alert lapses after this long")
 
     @classmethod
     def settings_customise_sources(
@@ -166,14 +203,35 @@ class Settings(BaseSettings):
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
-            elif isinstance(value, str) and "://" in value and "@" in value:
-                scheme, rest = value.split("://", 1)
-                creds, host = rest.rsplit("@", 1)
-                user = creds.split(":", 1)[0]
-                value = f"{scheme}://{user}:********@{host}" if ":" in creds else value
+            elif isinstance(value, str) and "://" in value:
+                value = mask_url(value)
             out[name] = str(value) if isinstance(value, Path) else value
         out["database_url"] = out["database_url"] or self.effective_database_url
         return out
+
+
+# Query parameters whose values are credentials (``?api_key=...``, ``&token=...``).
+SECRET_PARAM = re.compile(r"(?i)(key|token|secret|passw|pwd|sig|auth|credential|session)")
+MASK = "********"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user part and every credential-like query or fragment
+    parameter value replaced by ``********``."""
+    scheme, rest = url.split("://", 1)
+    end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        creds, host = authority.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        authority = f"{user}:{MASK}@{host}" if ":" in creds else authority
+
+    def hide(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return f"{match.group(1)}{name}={MASK}" if SECRET_PARAM.search(name) else match.group(0)
+
+    tail = re.sub(r"([?&#;])([^=&#;]+)=([^&#;]*)", hide, tail)
+    return f"{scheme}://{authority}{tail}"
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from prevent.broker import split_bootstrap
 from prevent.contracts import DEADLETTER
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -42,6 +43,11 @@ class DeadLetter:
         return ""
 
     @property
+    def truncated(self) -> bool:
+        """Only the start of the original value is kept (it was too large to dead-letter)."""
+        return self.header("x-truncated") == "true"
+
+    @property
     def origin_topic(self) -> str:
         return self.header("x-origin-topic")
 
@@ -59,7 +65,9 @@ class DeadLetter:
         return {"offset": self.offset, "origin_topic": self.origin_topic,
                 "origin_partition": self.origin_partition, "origin_offset": self.origin_offset,
                 "key": self.key.decode(errors="replace") if self.key is not None else None,
-                "bytes": len(self.value), "error_kind": self.header("x-error-kind"),
+                "bytes": len(self.value), "truncated": self.truncated,
+                "original_bytes": int(self.header("x-original-bytes") or len(self.value)),
+                "error_kind": self.header("x-error-kind"),
                 "error": self.header("x-error"), "by": self.header("x-dead-lettered-by"),
                 "at": self.header("x-dead-lettered-at")}
 
@@ -67,7 +75,8 @@ class DeadLetter:
 async def read_all(bootstrap: str, *, topic: str = DEADLETTER.name, limit_s: float = 10.0
                    ) -> list[DeadLetter]:
     """Every record on the dead-letter topic now (up to its end offsets at the start)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=split_bootstrap(bootstrap), group_id=None,
+                                enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=100,
                                 max_partition_fetch_bytes=MAX_BYTES, fetch_max_bytes=MAX_BYTES)
     await consumer.start()
@@ -114,7 +123,12 @@ async def replay(bootstrap: str, letters: Sequence[DeadLetter]) -> int:
     missing = [d.offset for d in letters if not d.origin_topic]
     if missing:
         raise ValueError(f"dead letters without x-origin-topic at offsets {missing}")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_BYTES)
+    cut = [d.offset for d in letters if d.truncated]
+    if cut:
+        raise ValueError(f"dead letters at offsets {cut} hold only the start of the original "
+                         "record (x-truncated); replay it from its origin or its producer")
+    producer = AIOKafkaProducer(bootstrap_servers=split_bootstrap(bootstrap), acks="all",
+                                max_request_size=MAX_BYTES)
     await producer.start()
     try:
         for letter in letters:
@@ -180,7 +194,11 @@ def replay_command(
         typer.echo(f"{'would replay' if dry_run else 'replaying'} {d.origin_topic}"
                    f"[{d.origin_partition}]@{d.origin_offset} key={d.summary()['key']}")
     if not dry_run:
-        count = asyncio.run(replay(bootstrap, chosen))
+        try:
+            count = asyncio.run(replay(bootstrap, chosen))
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
         typer.echo(f"replayed {count} record(s)", err=True)
 
 

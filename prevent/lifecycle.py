@@ -129,10 +129,13 @@ async def detail(session: AsyncSession, alert_id: str) -> dict[str, Any]:
                        "published": i.published_at.isoformat(), "url": i.payload.get("url"),
                        "classification": i.classification} for i in incidents],
         "preview": await preview(session, alert),
+        # What was proposed before a confirmation narrowed it: the page marks what was left out.
+        "proposed_preview": (await preview(session, alert.model_copy(update={"scope": Scope()}))
+                             if alert.scope != Scope() else None),
         "timers": [{"kind": t.kind, "level": t.level, "due_at": t.due_at.isoformat(),
                     "state": t.state} for t in timers],
         "audit": [{"at": a.at.isoformat(), "actor": a.actor, "action": a.action,
-                   "reason": a.reason} for a in trail],
+                   "reason": a.reason, "left_out": audit.left_out(a.after)} for a in trail],
     }
 
 
@@ -148,7 +151,8 @@ async def list_alerts(session: AsyncSession, *, status: list[str] | None = None,
         query = query.where(AlertRow.exercise.is_(exercise))
     found = [alerts.from_row(r) for r in (await session.execute(query)).scalars()]
     if community:  # communities live in the JSON payload: filter here, portable across engines
-        found = [a for a in found if community in a.communities]
+        wanted = community.strip().casefold()  # "Muslim" finds "muslim"
+        found = [a for a in found if wanted in (c.casefold() for c in a.communities)]
     return found[:limit]
 
 

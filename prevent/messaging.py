@@ -40,6 +40,7 @@ from faststream._internal.middlewares import BaseMiddleware
 from faststream.kafka import KafkaBroker
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from prevent.broker import BrokerFeatures, broker_features, split_bootstrap
 from prevent.config import Settings
 from prevent.contracts import DEADLETTER, Contract, Topic, cloudevent_headers, utcnow
 
@@ -48,6 +49,8 @@ T = TypeVar("T")
 
 SUBSCRIBER_POLICY = AckPolicy.NACK_ON_ERROR
 UNKNOWN_ERROR_ATTEMPTS = 3
+DEADLETTER_MAX_BYTES = 2 * 1024 * 1024  # settings.kafka_deadletter_max_bytes
+_TOO_LARGE = (aiokafka.errors.MessageSizeTooLargeError, aiokafka.errors.RecordTooLargeError)
 
 
 class PermanentError(Exception):
@@ -125,13 +128,14 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str, **kwargs:
     holder: dict[str, KafkaBroker] = {}
 
     def middleware(msg: Any, /, *, context: Any) -> ReliabilityMiddleware:
-        return ReliabilityMiddleware(msg, context=context, broker=holder["broker"], source=client_id)
+        return ReliabilityMiddleware(msg, context=context, broker=holder["broker"], source=client_id,
+                                     deadletter_max_bytes=settings.kafka_deadletter_max_bytes)
 
     broker = KafkaBroker(
-        bootstrap,
+        split_bootstrap(bootstrap),
         client_id=f"{settings.kafka_client_id}-{client_id}",
         acks="all",
-        enable_idempotence=settings.kafka_idempotent_producer,
+        enable_idempotence=bool(settings.kafka_idempotent_producer),
         middlewares=[middleware],
         decoder=strict_json_decoder(settings.max_message_bytes),
         max_request_size=settings.kafka_max_request_bytes,
@@ -140,11 +144,16 @@ def make_broker(settings: Settings, bootstrap: str, *, client_id: str, **kwargs:
         **kwargs,
     )
     holder["broker"] = broker
+    # dead_letter() callers that pass no limit (the rules consumer) use the configured one.
+    broker.prevent_deadletter_max_bytes = settings.kafka_deadletter_max_bytes  # type: ignore[attr-defined]
     return broker
 
 
 def consumer_options(settings: Settings, group_id: str | None) -> dict[str, Any]:
-    """Subscriber keyword arguments: group, manual commit, fetch latency, safe ack policy."""
+    """Subscriber keyword arguments: group, manual commit, fetch latency, safe ack policy.
+
+    ``settings`` should come from :func:`settings_for_broker` (what the cluster supports);
+    otherwise the defaults follow whether a bootstrap is configured."""
     opts: dict[str, Any] = {
         "group_id": group_id,
         "ack_policy": SUBSCRIBER_POLICY,
@@ -154,13 +163,58 @@ def consumer_options(settings: Settings, group_id: str | None) -> dict[str, Any]
         # before the group considers this consumer dead and rebalances.
         "max_poll_interval_ms": 15 * 60 * 1000,
     }
-    session_ms = settings.kafka_session_timeout_ms or (10_000 if settings.kafka_bootstrap else 2_000)
+    session_ms = settings.kafka_session_timeout_ms or (
+        KAFKA_SESSION_TIMEOUT_MS if settings.kafka_bootstrap else TANSU_SESSION_TIMEOUT_MS)
     opts["session_timeout_ms"] = session_ms
     opts["heartbeat_interval_ms"] = max(100, session_ms // 4)
     if group_id is None:
         opts["ack_policy"] = AckPolicy.ACK_FIRST  # group-less readers (live views) commit nothing
         opts["auto_offset_reset"] = "latest"
     return opts
+
+
+TANSU_FETCH_WAIT_MS = 50  # Tansu answers a fetch only when its wait expires: keep it short
+KAFKA_FETCH_WAIT_MS = 500  # Apache Kafka answers at once when data arrives: idle fetches cost CPU
+TANSU_SESSION_TIMEOUT_MS = 2_000  # Tansu holds a first JoinGroup for half of it
+KAFKA_SESSION_TIMEOUT_MS = 10_000
+
+
+def defaults_for(settings: Settings, features: BrokerFeatures) -> Settings:
+    """``settings`` with every Kafka default the operator left unset chosen by what the
+    cluster supports: the idempotent producer where InitProducerId works, the fetch wait and
+    the session timeout by engine (never below the cluster's group.min.session.timeout.ms).
+    Values the operator set are kept (a session timeout below the cluster's minimum, which
+    the cluster would refuse, is raised to it with a warning)."""
+    update: dict[str, Any] = {}
+    tansu = features.engine == "tansu"
+    if settings.kafka_idempotent_producer is None:
+        update["kafka_idempotent_producer"] = features.idempotence
+    elif settings.kafka_idempotent_producer and not features.idempotence:
+        log.warning("PREVENT_KAFKA_IDEMPOTENT_PRODUCER=true but the cluster grants no producer "
+                    "ids (InitProducerId); publishing will fail")
+    if "kafka_fetch_max_wait_ms" not in settings.model_fields_set:
+        update["kafka_fetch_max_wait_ms"] = TANSU_FETCH_WAIT_MS if tansu else KAFKA_FETCH_WAIT_MS
+    minimum = features.min_session_timeout_ms or 0
+    session = settings.kafka_session_timeout_ms
+    if session is None:
+        update["kafka_session_timeout_ms"] = (TANSU_SESSION_TIMEOUT_MS if tansu
+                                              else max(KAFKA_SESSION_TIMEOUT_MS, minimum))
+    elif session < minimum:
+        log.warning("kafka_session_timeout_ms=%d is below the cluster's "
+                    "group.min.session.timeout.ms=%d; using %d", session, minimum, minimum)
+        update["kafka_session_timeout_ms"] = minimum
+    return settings.model_copy(update=update)
+
+
+async def settings_for_broker(settings: Settings, bootstrap: str) -> tuple[Settings, BrokerFeatures]:
+    """Ask the cluster what it supports (once per service start); see :func:`defaults_for`."""
+    features = await broker_features(bootstrap)
+    resolved = defaults_for(settings, features)
+    log.info("Kafka at %s: %s, %d broker(s); idempotent producer %s, fetch wait %d ms, "
+             "session timeout %d ms", bootstrap, features.engine, features.brokers,
+             "on" if resolved.kafka_idempotent_producer else "off",
+             resolved.kafka_fetch_max_wait_ms, resolved.kafka_session_timeout_ms)
+    return resolved, features
 
 
 async def publish(broker: KafkaBroker, topic: Topic, event: Contract, *, key: str,
@@ -177,10 +231,12 @@ async def publish(broker: KafkaBroker, topic: Topic, event: Contract, *, key: st
 class ReliabilityMiddleware(BaseMiddleware):
     """Classifies handler errors: retry in place, or dead-letter then commit."""
 
-    def __init__(self, msg: Any, /, *, context: Any, broker: KafkaBroker, source: str) -> None:
+    def __init__(self, msg: Any, /, *, context: Any, broker: KafkaBroker, source: str,
+                 deadletter_max_bytes: int = DEADLETTER_MAX_BYTES) -> None:
         super().__init__(msg, context=context)
         self._broker = broker
         self._source = source
+        self._deadletter_max_bytes = deadletter_max_bytes
 
     async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
         attempt = 0
@@ -199,7 +255,8 @@ class ReliabilityMiddleware(BaseMiddleware):
                     >= UNKNOWN_ERROR_ATTEMPTS
                 ):
                     for record in records:
-                        await dead_letter(self._broker, record, exc, self._source)
+                        await dead_letter(self._broker, record, exc, self._source,
+                                          max_bytes=self._deadletter_max_bytes)
                     return None
                 delay = backoff_delay(attempt)
                 attempt += 1
@@ -215,32 +272,74 @@ def _records(msg: Any) -> tuple[Any, ...]:
     return raw if isinstance(raw, tuple) else (raw,)
 
 
-async def dead_letter(broker: KafkaBroker, record: Any, exc: BaseException, source: str) -> None:
+DEADLETTER_ATTEMPTS = 8
+_RECORD_OVERHEAD = 4096  # record batch and record framing, with room to spare
+_HEADER_VALUE_MAX = 1024  # each original header kept, at most this long
+
+
+async def dead_letter(broker: KafkaBroker, record: Any, exc: BaseException, source: str, *,
+                      max_bytes: int | None = None, topic: str = DEADLETTER.name,
+                      attempts: int = DEADLETTER_ATTEMPTS) -> bool:
     """Publish one record to the dead-letter topic with its origin and the error in headers.
 
-    Retried until the broker takes it: the dead letter is itself an effect that must be
-    durable before the offset is committed."""
-    log.error("dead-lettering message from %s: %s", _origin(record), _describe(exc))
-    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    The dead letter always fits: headers are bounded and the payload is cut to what is left
+    of ``max_bytes`` (the topic's ``max.message.bytes``, set when it is created; by default
+    ``kafka_deadletter_max_bytes`` of the settings ``make_broker`` was given), marked
+    ``x-truncated: true`` with ``x-original-bytes``. Should the broker still refuse it as too
+    large (a topic created elsewhere with a lower limit), the payload is halved and sent
+    again. Other failures are retried with backoff, ``attempts`` times in all; then it gives
+    up loudly (an ERROR naming the origin) and returns False, so that the partition moves on:
+    a dead letter must never stall the good records behind it. Returns True once stored."""
+    if max_bytes is None:
+        max_bytes = int(getattr(broker, "prevent_deadletter_max_bytes", DEADLETTER_MAX_BYTES))
+    origin = _origin(record)
+    log.error("dead-lettering message from %s: %s", origin, _describe(exc))
+    headers = {k: v.decode(errors="replace")[:_HEADER_VALUE_MAX] for k, v in (record.headers or ())
+               if not k.startswith("x-")}
     headers.update({
         "x-origin-topic": str(record.topic),
         "x-origin-partition": str(record.partition),
         "x-origin-offset": str(record.offset),
         "x-error": _describe(exc)[:2000],
-        "x-error-kind": type(exc).__name__,
-        "x-dead-lettered-by": source,
+        "x-error-kind": type(exc).__name__[:200],
+        "x-dead-lettered-by": source[:200],
         "x-dead-lettered-at": utcnow().isoformat(),
     })
-    attempt = 0
-    while True:
+    value = record.value or b""
+    key = record.key[:_HEADER_VALUE_MAX] if record.key else record.key
+    # Room for the truncation headers too, whether or not they are needed.
+    fixed = (sum(len(k) + len(v.encode()) for k, v in headers.items()) + len(key or b"")
+             + _RECORD_OVERHEAD + 64)
+    cap = max(0, max_bytes - fixed)
+    last: BaseException | None = None
+    for attempt in range(attempts):
+        payload = value if len(value) <= cap else value[:cap]
+        extra = ({"x-truncated": "true", "x-original-bytes": str(len(value))}
+                 if len(payload) < len(value) else {})
         try:
-            await broker.publish(record.value or b"", topic=DEADLETTER.name, key=record.key,
-                                 headers=headers)
-            return
-        except Exception as pub_exc:  # noqa: BLE001
-            attempt += 1
-            log.warning("dead-letter publish failed (attempt %d): %s", attempt, pub_exc)
-            await asyncio.sleep(backoff_delay(attempt))
+            await broker.publish(payload, topic=topic, key=key, headers=headers | extra)
+            if extra:
+                log.error("dead letter from %s stored truncated to %d of %d bytes", origin,
+                          len(payload), len(value))
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as pub_exc:  # noqa: BLE001 - bounded, then given up loudly
+            last = pub_exc
+            if isinstance(pub_exc, _TOO_LARGE):
+                cap = min(cap, len(payload)) // 2
+                log.warning("dead letter from %s too large for %s (attempt %d): retrying with "
+                            "the payload cut to %d bytes", origin, topic, attempt + 1, cap)
+                continue
+            delay = backoff_delay(attempt, cap=5.0)
+            log.warning("dead-letter publish failed (attempt %d of %d), retrying in %.1fs: %s",
+                        attempt + 1, attempts, delay, _describe(pub_exc))
+            await asyncio.sleep(delay)
+    log.critical("GAVE UP dead-lettering the message from %s after %d attempts (%s); its offset "
+                 "is committed so the partition moves on: the record is only in %s itself "
+                 "until its retention ends", origin, attempts,
+                 _describe(last) if last else "?", record.topic)
+    return False
 
 
 M = TypeVar("M", bound=Contract)

@@ -35,10 +35,41 @@ class BlockedAddress(Exception):
     """The URL points at an address outbound requests must not reach."""
 
 
+# IPv6 prefixes whose addresses carry an IPv4 address a router or relay may reach on our
+# behalf: NAT64 (RFC 6052 well-known and local-use) and the deprecated IPv4-compatible and
+# IPv4-translated forms. 6to4 (2002::/16) and Teredo (2001::/32) are handled by ipaddress.
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address embeds (mapped, 6to4, Teredo, NAT64, compatible)."""
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)  # (server, client)
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if any(ip in net for net in (*_NAT64, _IPV4_COMPATIBLE, _IPV4_TRANSLATED)):
+        found.append(low32)
+    return found
+
+
 def is_forbidden(ip: IPAddress) -> bool:
-    """True for every address that is not plainly on the public internet."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    """True for every address that is not plainly on the public internet, including IPv6
+    forms that embed such an IPv4 address (``2002:7f00:1::`` is 6to4 for 127.0.0.1)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        elif any(_plainly_forbidden(v4) for v4 in embedded_ipv4(ip)):
+            return True
+    return _plainly_forbidden(ip)
+
+
+def _plainly_forbidden(ip: IPAddress) -> bool:
     return (not ip.is_global or ip.is_multicast or ip.is_loopback or ip.is_link_local
             or ip.is_private or ip.is_reserved or ip.is_unspecified)
 

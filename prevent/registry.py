@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 from sqlalchemy import delete, select
@@ -25,6 +29,72 @@ from prevent.yamlsource import SourceError, line_of, load_yaml, validation_probl
 
 Channel = Literal["email", "sms", "webhook"]
 SiteKind = Literal["place_of_worship", "community_centre", "school", "cultural_centre", "other"]
+
+
+MAX_URL = 2000
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f\\\u2028\u2029]")  # controls, spaces, backslash
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def check_webhook_url(url: str) -> str:
+    """A partner's webhook URL, parsed (not matched against a prefix); returns it unchanged
+    or raises ValueError saying what is wrong. Checked at every edge (registry edits, imports,
+    the API: ``ContactIn``) and again before each send.
+
+    Only http(s) with a host, no credentials, a valid port, no spaces, control characters or
+    backslashes (a header-injection or parser-confusion vector), and a host that is a domain
+    name or an IP address in its one standard form. A host whose last label is a number is
+    read as an IPv4 address by URL parsers and resolvers alike (``0177.0.0.1``, ``0x7f.1``,
+    ``127.1`` and ``2130706433`` all mean 127.0.0.1): only four plain decimal parts pass.
+    Whether the address is public is the connect-time guard's question (``prevent.netguard``).
+    """
+    if len(url) > MAX_URL:
+        raise ValueError(f"a webhook URL is at most {MAX_URL} characters")
+    if _URL_FORBIDDEN.search(url):
+        raise ValueError("a webhook URL may not contain spaces, control characters or backslashes")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("a webhook URL must start with http:// or https://")
+    if "@" in parts.netloc:
+        raise ValueError("a webhook URL may not carry credentials (user@ or user:password@)")
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError("a webhook URL needs a host")
+    if port == 0:
+        raise ValueError("port 0 is not a valid port")
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise ValueError(f"not a valid IPv6 address: {host}") from exc
+    else:
+        labels = host.removesuffix(".").split(".")
+        if _NUMERIC_LABEL.fullmatch(labels[-1]):
+            try:
+                canonical = str(ipaddress.IPv4Address(host.removesuffix(".")))
+            except ValueError:
+                canonical = None
+            if canonical != host:
+                raise ValueError(f"the host {host} reads as an IPv4 address but is not in its "
+                                 "standard form (octal, hexadecimal or shortened forms are refused):"
+                                 " write four decimal numbers, e.g. 192.0.2.10")
+        else:
+            try:
+                ascii_host = host.encode("idna").decode("ascii")
+            except UnicodeError as exc:
+                raise ValueError(f"not a valid host name: {host}") from exc
+            if not all(_LABEL.fullmatch(label) for label in ascii_host.removesuffix(".").split(".")):
+                raise ValueError(f"not a valid host name: {host}")
+    try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"not a valid URL: {exc}") from exc
+    return url
 
 
 class Strict(BaseModel):
@@ -43,7 +113,7 @@ class ContactIn(Strict):
     role: str = ""
     email: EmailStr | None = None
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{7,20}$")
-    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_url: str | None = Field(default=None, max_length=MAX_URL)
     webhook_format: Literal["json", "cap"] = "json"
     language: Literal["en", "fr"] = "en"
     channels: list[Channel] = ["email"]
@@ -53,6 +123,11 @@ class ContactIn(Strict):
     @classmethod
     def _split(cls, v: object) -> object:
         return [c.strip() for c in v.split(";") if c.strip()] if isinstance(v, str) else v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        return None if v is None else check_webhook_url(v)
 
     def reachable_on(self, channel: str) -> bool:
         address = {"email": self.email, "sms": self.phone, "webhook": self.webhook_url}[channel]
@@ -322,7 +397,9 @@ async def export_registry(session: AsyncSession) -> RegistryIn:
     contacts = (await session.execute(select(Contact).order_by(Contact.contact_id))).scalars().all()
     by_site: dict[str, list[ContactIn]] = {}
     for c in contacts:
-        by_site.setdefault(c.site_id, []).append(ContactIn(
+        # As stored, not validated again: a contact saved before today's checks (say a webhook
+        # URL they now refuse) must stay readable and exportable, so that it can be corrected.
+        by_site.setdefault(c.site_id, []).append(ContactIn.model_construct(
             contact_id=c.contact_id, name=c.name, role=c.role, email=c.email, phone=c.phone,
             webhook_url=c.webhook_url, webhook_format=c.webhook_format, language=c.language,
             channels=c.channels, consent=c.consent))

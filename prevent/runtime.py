@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from faststream.kafka import KafkaBroker
 
 from prevent.config import Settings
-from prevent.contracts import TOPICS, cloudevent_headers
-from prevent.messaging import make_broker
+from prevent.contracts import DEADLETTER, TOPICS, cloudevent_headers
+from prevent.messaging import make_broker, settings_for_broker
 from prevent.playbooks import store
 from prevent.playbooks.evaluate import CompiledSet
 from prevent.playbooks.loader import PlaybookSet
@@ -64,6 +64,25 @@ def settled_heap() -> Iterator[None]:
 def topic_partitions(settings: Settings) -> dict[str, int]:
     single = {"prevent.playbooks.v1", "prevent.audit.v1", "prevent.deadletter.v1"}
     return {t.name: 1 if t.name in single else settings.kafka_partitions for t in TOPICS}
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """The topic configuration every topic is created with (``ensure_topics``), so that
+    nothing depends on the cluster's defaults (docs/OPERATIONS.md, "Topics"):
+
+    * ``max.message.bytes``: the producers' limit (8 MiB) on the event topics, so that an
+      oversized input still reaches its consumer and is dead-lettered rather than refused
+      to its producer; ``kafka_deadletter_max_bytes`` (2 MiB) on the dead-letter topic, whose
+      payloads are cut to fit;
+    * ``retention.ms``: 7 days, 30 days for dead letters;
+    * ``min.insync.replicas``: min(2, replication factor), added by ``ensure_topics``.
+    """
+    events = {"retention.ms": str(settings.kafka_retention_ms),
+              "max.message.bytes": str(settings.kafka_max_request_bytes)}
+    configs = {t.name: dict(events) for t in TOPICS}
+    configs[DEADLETTER.name] = {"retention.ms": str(settings.kafka_deadletter_retention_ms),
+                                "max.message.bytes": str(settings.kafka_deadletter_max_bytes)}
+    return configs
 
 
 @dataclass
@@ -124,7 +143,9 @@ def outbox_sender(broker: KafkaBroker, source: str):  # noqa: ANN201 - returns o
 async def service_context(settings: Settings, bootstrap: str, *, name: str
                           ) -> AsyncIterator[ServiceContext]:
     """Open the database (schema upgraded) and build the broker; the caller registers
-    subscribers, then calls ``start_services``."""
+    subscribers, then calls ``start_services``. ``ctx.settings`` has the Kafka defaults
+    the operator left unset chosen by what the cluster supports (``settings_for_broker``)."""
+    settings, _ = await settings_for_broker(settings, bootstrap)
     db = Database(settings.effective_database_url)
     await db.upgrade()
     broker = make_broker(settings, bootstrap, client_id=name)

@@ -74,7 +74,7 @@ class System:
 
         from prevent.console.kafkalag import lag_metrics
 
-        return ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None,
+        state = ConsoleState(db=self.ctx.db, outbox=(lambda: list(sink.received)) if sink else None,
                             checks={"kafka": kafka_reachable},
                             kick=self.ctx.relay.kick,
                             websub=self.watcher.receive_push if self.watcher else None,
@@ -82,6 +82,8 @@ class System:
                             http_outbox=(lambda: list(http_sink.received)) if http_sink else None,
                             lag=lag_metrics(self.bootstrap, lambda: [
                                 g for sub in broker.subscribers if (g := getattr(sub, "group_id", None))]))
+        state.bootstrap = self.bootstrap  # type: ignore[attr-defined] - the /deadletters page's broker
+        return state
 
 
 async def resolve_bootstrap(settings: Settings, stack: AsyncExitStack) -> str:

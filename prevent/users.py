@@ -7,18 +7,27 @@ here, in the domain, so the web layer cannot forget them.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import hmac
 import re
 import secrets
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
@@ -27,7 +36,72 @@ from prevent.storage.tables import ApiToken, AuditRow, ConsoleSessionRow, UserRo
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,99}$")
 MIN_PASSWORD = 12
+MAX_NAME = 100
+TOKEN_MAX_AGE = timedelta(days=90)  # default of PREVENT_API_TOKEN_MAX_AGE_DAYS
 _hasher = PasswordHasher()
+
+
+# ------------------------------------------------------------------ passwords, off the loop
+# argon2 takes a few hundred milliseconds of CPU on purpose: run in a thread, it never holds the
+# event loop (health checks and other requests go on while a password is checked).
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    """A hash of a random password nobody knows: checked for unknown or disabled users, so
+    every failed sign-in costs the same argon2 work (the time does not tell a name exists)."""
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when ``password`` matches; with no hash, the same work against a decoy, then False."""
+    if password_hash is None:
+        decoy = await asyncio.to_thread(_decoy_hash)
+        await asyncio.to_thread(_verify, decoy, password)
+        return False
+    return await asyncio.to_thread(_verify, password_hash, password)
+
+
+# ------------------------------------------------------------------ TOTP secrets at rest
+# Sealed with Fernet (AES-128-CBC + HMAC-SHA256) under a key derived with HKDF from the
+# secret key (PREVENT_SECRET_KEY or var/secret_key): a copy of the database alone does not
+# give the second factors away. A value without the prefix is a secret stored before this
+# (migration 0006): still read, and sealed at its next use.
+SEALED_PREFIX = "fernet:"
+
+
+@lru_cache(maxsize=8)
+def _fernet(key: str) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"prevent.users.totp_secret.v1").derive(key.encode())
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def seal_totp(key: str, secret: str) -> str:
+    return SEALED_PREFIX + _fernet(key).encrypt(secret.encode()).decode()
+
+
+def open_totp(key: str | None, stored: str) -> str | None:
+    """The base32 secret of a stored value; None when it cannot be opened (another key)."""
+    if not stored.startswith(SEALED_PREFIX):
+        return stored
+    if key is None:
+        return None
+    try:
+        return _fernet(key).decrypt(stored[len(SEALED_PREFIX):].encode()).decode()
+    except InvalidToken:
+        return None
 
 
 class Role(StrEnum):
@@ -83,7 +157,7 @@ async def add_user(session: AsyncSession, name: str, role: Role, password: str, 
         raise UserError(f"password for {name}: at least {MIN_PASSWORD} characters")
     if await session.get(UserRow, name) is not None:
         raise UserError(f"user {name} already exists")
-    session.add(UserRow(name=name, role=role.value, password_hash=_hasher.hash(password),
+    session.add(UserRow(name=name, role=role.value, password_hash=await hash_password(password),
                         created_at=utcnow(), disabled=False))
     await audit.record(session, actor=actor, action="user.add", subject=f"user:{name}",
                        after={"role": role.value})
@@ -96,19 +170,32 @@ async def create_user(session: AsyncSession, principal: Principal, name: str, ro
     await add_user(session, name, role, password, actor=principal.name)
 
 
-async def login(session: AsyncSession, name: str, password: str) -> Principal | None:
+def _unknown_subject(name: str, key: str | None) -> str:
+    """The audit subject of a failed sign-in under a name that is no user: never the typed text
+    (a password typed into the name field would be in a trail every role reads), but a keyed
+    digest of it, so the per-account limit still counts attempts at that name (a name that
+    exists would otherwise be told apart by being the only one ever blocked)."""
+    digest = hmac.new((key or "prevent").encode(), name.encode(), hashlib.sha256).hexdigest()
+    return f"sign-in:{digest[:24]}"
+
+
+async def _subject_for(session: AsyncSession, name: str, key: str | None) -> tuple[UserRow | None, str]:
+    row = await session.get(UserRow, name) if NAME_PATTERN.match(name) else None
+    return row, (f"user:{name}" if row is not None else _unknown_subject(name, key))
+
+
+async def login(session: AsyncSession, name: str, password: str, *, key: str | None = None
+                ) -> Principal | None:
     """Verify a password; None when wrong. Every attempt, good or bad, is audited (without the
-    password) in the caller's transaction: it returns instead of raising so the caller commits
-    the failed attempt's entry too."""
-    row = await session.get(UserRow, name)
-    ok = False
-    if row is not None and not row.disabled:
-        try:
-            ok = _hasher.verify(row.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            ok = False
-    await audit.record(session, actor=name, action="auth.login" if ok else "auth.login_failed",
-                       subject=f"user:{name}")
+    password, and without the name when it is no user's) in the caller's transaction: it
+    returns instead of raising so the caller commits the failed attempt's entry too. The
+    argon2 check runs in a thread, and costs the same for a name that is no user."""
+    row, subject = await _subject_for(session, name, key)
+    usable = row is not None and not row.disabled
+    ok = await verify_password(row.password_hash if usable and row else None, password)
+    actor = name if row is not None else "unknown"
+    await audit.record(session, actor=actor, action="auth.login" if ok else "auth.login_failed",
+                       subject=subject)
     return Principal(row.name, Role(row.role)) if ok and row is not None else None
 
 
@@ -126,30 +213,71 @@ class Refusal:
     blocked: bool = False
 
 
-async def failed_sign_ins(session: AsyncSession, name: str) -> int:
-    """Failed sign-ins of ``name`` in the last ``SIGN_IN_WINDOW``, read from the audit trail: every
-    console and API replica, and both ways in, share the count."""
+async def _count_failures(session: AsyncSession, subject: str) -> int:
     return (await session.execute(select(func.count()).select_from(AuditRow).where(
-        AuditRow.subject == f"user:{name}", AuditRow.action.in_(FAILED_SIGN_INS),
+        AuditRow.subject == subject, AuditRow.action.in_(FAILED_SIGN_INS),
         AuditRow.at >= utcnow() - SIGN_IN_WINDOW))).scalar_one()
 
 
-async def sign_in(session: AsyncSession, name: str, password: str, code: str = "") -> Principal | Refusal:
+async def failed_sign_ins(session: AsyncSession, name: str, *, key: str | None = None) -> int:
+    """Failed sign-ins of ``name`` in the last ``SIGN_IN_WINDOW``, read from the audit trail: every
+    console and API replica, and both ways in, share the count."""
+    return await _count_failures(session, (await _subject_for(session, name, key))[1])
+
+
+# One lock per account name and event loop: the count, the password check and the recorded
+# failure of one sign-in happen before the next attempt at that name reads the count (40
+# concurrent attempts check the password 5 times, not 40). Across processes on PostgreSQL
+# a transaction advisory lock per name does the same (``_lock_account``).
+_Locks = weakref.WeakValueDictionary[str, asyncio.Lock]
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Locks] = weakref.WeakKeyDictionary()
+
+
+def normal_name(name: str) -> str:
+    """Names are matched as lower case, as they are stored."""
+    return name.strip().lower()
+
+
+@asynccontextmanager
+async def sign_in_lock(name: str) -> AsyncIterator[None]:
+    """Hold around the transaction that calls ``sign_in`` (until it commits)."""
+    locks = _LOCKS.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
+    key = normal_name(name)[:MAX_NAME + 1]
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    async with lock:
+        yield
+
+
+async def _lock_account(session: AsyncSession, subject: str) -> None:
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                              {"k": f"prevent.sign-in:{subject}"})
+
+
+async def sign_in(session: AsyncSession, name: str, password: str, code: str = "", *,
+                  key: str | None = None) -> Principal | Refusal:
     """The password, then the second factor: a user with one enrolled gives its current code,
     and an administrator without one cannot sign in. The console and ``POST /api/login`` both
     come here, so neither door is weaker than the other. Every attempt is audited in the
     caller's transaction (refusals are returned, not raised, so the caller commits them).
-    Names are matched as lower case, as they are stored."""
-    name = name.strip().lower()
-    if await failed_sign_ins(session, name) >= MAX_FAILED_SIGN_INS:
-        await audit.record(session, actor=name, action="auth.sign_in_blocked", subject=f"user:{name}")
+    Callers hold ``sign_in_lock(name)`` until that transaction commits, so the limit per
+    account is exact under concurrency. ``key`` is the secret key: it opens TOTP secrets and
+    keys the audit subject of names that are no user."""
+    name = normal_name(name)
+    known, subject = await _subject_for(session, name, key)
+    await _lock_account(session, subject)
+    if await _count_failures(session, subject) >= MAX_FAILED_SIGN_INS:
+        await audit.record(session, actor=name if known is not None else "unknown",
+                           action="auth.sign_in_blocked", subject=subject)
         return Refusal("Too many failed sign-ins. Wait 15 minutes, or ask an administrator.",
                        blocked=True)
-    principal = await login(session, name, password)
+    principal = await login(session, name, password, key=key)
     if principal is None:
         return Refusal(GENERIC_FAILURE)
     row = await session.get(UserRow, name)
-    problem = _check_second_factor(row, code)
+    problem = _check_second_factor(row, code, key)
     if problem:
         await audit.record(session, actor=name, action="auth.second_factor_failed",
                            subject=f"user:{name}")
@@ -157,16 +285,21 @@ async def sign_in(session: AsyncSession, name: str, password: str, code: str = "
     return principal
 
 
-def _check_second_factor(row: UserRow | None, code: str) -> str | None:
+def _check_second_factor(row: UserRow | None, code: str, key: str | None = None) -> str | None:
     """What is wrong with the second factor, or None (a code then counts as used)."""
     if row is None:
         return GENERIC_FAILURE
     if row.totp_secret:
-        step = _totp_step(row.totp_secret, code)
+        secret = open_totp(key, row.totp_secret)
+        if secret is None:
+            return GENERIC_FAILURE
+        step = _totp_step(secret, code)
         # A code is good once: seen over a shoulder or phished, it cannot be used again.
         if step is None or (row.totp_last_step is not None and step <= row.totp_last_step):
             return GENERIC_FAILURE
         row.totp_last_step = step
+        if key is not None and not row.totp_secret.startswith(SEALED_PREFIX):
+            row.totp_secret = seal_totp(key, secret)  # stored before sealing: sealed now
         return None
     if row.role == Role.ADMIN.value:
         return ("Administrators need a second factor: enrol one with "
@@ -199,10 +332,14 @@ async def issue_token(session: AsyncSession, name: str, *, actor: str) -> str:
     return token
 
 
-async def principal_for_token(session: AsyncSession, token: str) -> Principal:
+async def principal_for_token(session: AsyncSession, token: str, *,
+                              max_age: timedelta = TOKEN_MAX_AGE) -> Principal:
+    """The user of a live token: not revoked, its user active, issued less than ``max_age``
+    ago (``PREVENT_API_TOKEN_MAX_AGE_DAYS``)."""
     row = (await session.execute(
         select(UserRow).join(ApiToken, ApiToken.user_name == UserRow.name)
         .where(ApiToken.token_sha256 == token_digest(token), ApiToken.revoked_at.is_(None),
+               ApiToken.created_at >= utcnow() - max_age,
                UserRow.disabled.is_(False)))).scalar_one_or_none()
     if row is None:
         raise AuthError("invalid or revoked token")
@@ -219,10 +356,11 @@ async def list_users(session: AsyncSession, principal: Principal) -> list[dict[s
 async def change_user(session: AsyncSession, principal: Principal, name: str, *,
                       role: Role | None = None, active: bool | None = None) -> bool:
     """An administrator changes another user's role, or disables or re-enables them; False if
-    nothing changed. A role change applies at the user's next request. Disabling ends the
-    user's console sessions and revokes their API tokens at once: re-enabling brings neither
-    back. Nobody changes their own account this way (an administrator locked out of their
-    role would need another one anyway)."""
+    nothing changed. A role change or disabling ends the user's console sessions and revokes
+    their API tokens at once (a promotion to admin must not ride on a session or token made
+    without the second factor): re-enabling brings neither back. Nobody changes their own
+    account this way (an administrator locked out of their role would need another one
+    anyway)."""
     require(principal, Role.ADMIN, action="manage users")
     if name == principal.name:
         raise UserError("you cannot change your own role or disable yourself: ask another "
@@ -238,7 +376,7 @@ async def change_user(session: AsyncSession, principal: Principal, name: str, *,
     after = {"role": row.role, "disabled": row.disabled}
     if after == before:
         return False
-    if row.disabled and not before["disabled"]:
+    if (row.disabled and not before["disabled"]) or row.role != before["role"]:
         await end_access(session, name)
     await audit.record(session, actor=principal.name, action="user.change", subject=f"user:{name}",
                        before=before, after=after)

@@ -32,6 +32,12 @@ def load_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else 0
         raise SourceError([f"{source}:{line}: YAML syntax error: {exc.problem}"]) from exc
+    except yaml.YAMLError as exc:  # e.g. a NUL or another control character (ReaderError)
+        line = text.count("\n", 0, getattr(exc, "position", 0) or 0) + 1
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise SourceError([f"{source}:{line}: not YAML text: {reason}"]) from exc
+    except RecursionError as exc:
+        raise SourceError([f"{source}:1: YAML nested too deeply"]) from exc
     return data, node
 
 

@@ -94,3 +94,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                  if "[postgresql" in report.nodeid)
     where = PG_URL.rsplit("@", 1)[-1] if PG_URL else "not configured"
     terminalreporter.write_line(f"PostgreSQL-backed tests run against {where}: {ran} ok, {failed} not ok")
+
+
+# Apache Kafka (scripts/kafka-cluster): the session's 1-node cluster and the engine parameter.
+from fixtures.kafka import apache_kafka, fresh_topics, kafka_engine, system_engine  # noqa: E402, F401

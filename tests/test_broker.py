@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -265,3 +266,188 @@ def _partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
             await consumer.stop()
 
     return run_sync(counts)
+
+
+# --------------------------------------------------------------------------- any engine (issue 24)
+
+
+async def test_a_comma_separated_bootstrap_works_for_every_client(kafka_engine) -> None:
+    """``PREVENT_KAFKA_BOOTSTRAP=host1:port,host2:port`` as docs/OPERATIONS.md documents it,
+    with the first node down: FastStream's broker, the admin client, the lag reader, the
+    dead-letter reader and the readiness check all reach the cluster through the second."""
+    from prevent.broker import broker_features, split_bootstrap
+    from prevent.config import Settings
+    from prevent.console.kafkalag import consumer_lag
+    from prevent.deadletters import read_all
+    from prevent.messaging import make_broker
+
+    bootstrap = f"127.0.0.1:{free_port()}, {kafka_engine.bootstrap}"
+    assert split_bootstrap(bootstrap) == [bootstrap.split(",")[0], kafka_engine.bootstrap]
+    topic = f"test.bootstrap.{uuid.uuid4().hex[:8]}"
+    await wait_for_kafka(bootstrap, 20)
+    await ensure_topics(bootstrap, {topic: 1})
+    broker = make_broker(Settings(kafka_bootstrap=bootstrap), bootstrap, client_id="test-list")
+    await broker.start()
+    try:
+        await broker.publish(b'{"x": 1}', topic=topic, key=b"k")
+    finally:
+        await broker.stop()
+    assert (await broker_features(bootstrap)).engine == kafka_engine.name
+    assert await consumer_lag(bootstrap, [f"g-{topic}"]) == {}
+    assert isinstance(await read_all(bootstrap), list)
+
+
+async def test_kafka_features_decide_the_defaults(kafka_engine) -> None:
+    """Idempotent producer where the cluster grants producer ids; fetch wait and session
+    timeout by engine, never below the cluster's group.min.session.timeout.ms; what the
+    operator set is kept."""
+    from prevent.broker import broker_features
+    from prevent.config import Settings
+    from prevent.messaging import consumer_options, defaults_for, make_broker, settings_for_broker
+
+    features = await broker_features(kafka_engine.bootstrap)
+    resolved, _ = await settings_for_broker(Settings(kafka_bootstrap=kafka_engine.bootstrap),
+                                            kafka_engine.bootstrap)
+    if kafka_engine.is_kafka:
+        assert features.idempotence and features.min_session_timeout_ms == 6000
+        assert resolved.kafka_idempotent_producer is True
+        assert resolved.kafka_fetch_max_wait_ms == 500
+        assert resolved.kafka_session_timeout_ms == 10_000
+    else:
+        assert not features.idempotence
+        assert (resolved.kafka_idempotent_producer, resolved.kafka_fetch_max_wait_ms,
+                resolved.kafka_session_timeout_ms) == (False, 50, 2000)
+    opts = consumer_options(resolved, "g")
+    assert opts["session_timeout_ms"] == resolved.kafka_session_timeout_ms
+    assert opts["fetch_max_wait_ms"] == resolved.kafka_fetch_max_wait_ms
+    explicit = defaults_for(Settings(kafka_fetch_max_wait_ms=20, kafka_session_timeout_ms=2000,
+                                     kafka_idempotent_producer=False), features)
+    assert explicit.kafka_fetch_max_wait_ms == 20 and explicit.kafka_idempotent_producer is False
+    assert explicit.kafka_session_timeout_ms == max(2000, features.min_session_timeout_ms or 0)
+    # The producer the services build with these settings publishes (idempotently on Kafka).
+    topic = f"test.idem.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_engine.bootstrap, {topic: 1})
+    broker = make_broker(resolved, kafka_engine.bootstrap, client_id="test-idem")
+    await broker.start()
+    try:
+        await broker.publish(b"{}", topic=topic, key=b"k")
+    finally:
+        await broker.stop()
+
+
+async def test_topics_are_created_with_explicit_configurations(apache_kafka) -> None:
+    """Every topic gets its max.message.bytes, retention.ms and min.insync.replicas at
+    creation (read back from Apache Kafka), not the cluster's defaults."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from prevent.config import Settings
+    from prevent.contracts import DEADLETTER, INCIDENTS
+    from prevent.runtime import topic_configs
+
+    bootstrap = apache_kafka.bootstrap
+    wanted = topic_configs(Settings())
+    assert wanted[DEADLETTER.name]["max.message.bytes"] == str(2 * 1024 * 1024)
+    assert wanted[INCIDENTS.name]["max.message.bytes"] == str(8 * 1024 * 1024)
+    suffix = uuid.uuid4().hex[:8]
+    names = {f"test.cfg.dl.{suffix}": wanted[DEADLETTER.name],
+             f"test.cfg.in.{suffix}": wanted[INCIDENTS.name]}
+    await ensure_topics(bootstrap, {n: 1 for n in names}, configs=names)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    finally:
+        await admin.close()
+    got = {res[3]: {e[0]: e[1] for e in res[4]} for r in responses for res in r.resources}
+    for name, config in names.items():
+        for key, value in config.items():
+            assert got[name][key] == value, (name, key)
+        assert got[name]["min.insync.replicas"] == "1"  # min(2, replication factor 1)
+
+
+def test_kafka_cluster_script_kills_restarts_and_stops_nodes_by_pid(tmp_path: Path) -> None:
+    """scripts/kafka-cluster on 3 nodes: replication 3, min.insync.replicas 2; SIGKILL of the
+    node named first in the bootstrap list loses no acknowledged record and stops no client;
+    the node restarts and rejoins; stop leaves no JVM."""
+    from fixtures.kafka import start_cluster
+
+    from prevent.broker import run_sync
+
+    cluster = start_cluster(tmp_path / "k3", 3)
+    try:
+        pids = {n.id: n.pid for n in cluster.nodes}
+        assert cluster.running() == [1, 2, 3] and all(_alive(p) for p in pids.values())
+        status = subprocess.run([str(REPO / "scripts" / "kafka-cluster"), "--dir", str(tmp_path / "k3"),
+                                 "status"], capture_output=True, text=True, check=True).stdout
+        assert all(f"pid {p}" in status for p in pids.values())
+        topic = f"test.k3.{uuid.uuid4().hex[:8]}"
+        run_sync(lambda: ensure_topics(cluster.bootstrap, {topic: 3}))
+
+        async def produce(values: range) -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all",
+                                        request_timeout_ms=30_000)
+            await producer.start()
+            try:
+                for n in values:
+                    await producer.send_and_wait(topic, str(n).encode(), key=str(n).encode())
+            finally:
+                await producer.stop()
+
+        async def consume(expected: int) -> list[int]:
+            consumer = AIOKafkaConsumer(topic, bootstrap_servers=cluster.bootstrap, group_id=None,
+                                        auto_offset_reset="earliest")
+            await consumer.start()
+            seen: list[int] = []
+            try:
+                async with asyncio.timeout(60):
+                    while len(seen) < expected:
+                        for records in (await consumer.getmany(timeout_ms=500)).values():
+                            seen += [int(r.value) for r in records]
+            finally:
+                await consumer.stop()
+            return sorted(seen)
+
+        run_sync(lambda: produce(range(0, 50)))
+        cluster.kill(1)
+        assert _wait_dead(pids[1], 10) and _alive(pids[2]) and _alive(pids[3])
+        assert cluster.running() == [2, 3]
+        run_sync(lambda: produce(range(50, 100)))  # min.insync.replicas=2 still met
+        assert run_sync(lambda: consume(100)) == list(range(100))
+        cluster.restart(1)
+        assert cluster.running() == [1, 2, 3] and cluster.node(1).pid != pids[1]
+    finally:
+        cluster.stop()
+    assert cluster.running() == []
+    assert not any(_alive(p) for p in pids.values())
+
+
+def test_compose_kafka_matches_the_tested_cluster() -> None:
+    """docker-compose.yml's Kafka runs the version and the broker settings that
+    scripts/kafka-cluster gives the 1-node cluster the suite runs on."""
+    import yaml
+    from fixtures.kafka import kafka_cluster_module
+
+    kc = kafka_cluster_module()
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{kc.KAFKA_VERSION}"
+    env = {k.removeprefix("KAFKA_").lower().replace("_", "."): str(v)
+           for k, v in kafka["environment"].items()}
+    tested = kc.broker_properties(1)
+    for key in ("process.roles", "auto.create.topics.enable", "offsets.topic.replication.factor",
+                "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
+                "min.insync.replicas", "group.initial.rebalance.delay.ms"):
+        assert env[key] == tested[key], key
+    assert "message.max.bytes" not in env and "message.max.bytes" not in tested
+    assert "PREVENT_KAFKA_IDEMPOTENT_PRODUCER" not in compose["x-prevent"]["environment"]
+
+
+def test_kafka_cluster_ids_are_never_taken_for_an_option() -> None:
+    """kafka-storage's parser reads an id starting with "-" as an option (formatting failed
+    about once in 32 starts)."""
+    from fixtures.kafka import kafka_cluster_module
+
+    ids = [kafka_cluster_module()._cluster_id() for _ in range(2000)]  # noqa: SLF001
+    assert all(i[0].isalnum() and len(i) == 22 for i in ids) and len(set(ids)) == 2000

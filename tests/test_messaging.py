@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -174,3 +175,179 @@ async def test_the_outbox_relay_publishes_a_keys_events_in_order_and_stamps_them
         await consumer.stop()
     assert received == ids
     await db.dispose()
+
+
+# --------------------------------------------------------------------------- issue 24
+
+
+async def test_consumer_lag_comes_from_the_clusters_metadata(kafka_engine) -> None:
+    """End offset - committed offset for every partition the group committed on, on both
+    engines (on Apache Kafka the consumer's own metadata left it always empty)."""
+    from aiokafka import AIOKafkaProducer
+
+    from prevent.console.kafkalag import consumer_lag
+
+    bootstrap = kafka_engine.bootstrap
+    topic = f"test.lag.{uuid.uuid4().hex[:8]}"
+    group = f"g-{topic}"
+    await ensure_topics(bootstrap, {topic: 2})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for _n in range(5):
+            await producer.send_and_wait(topic, b"{}", partition=0)
+        for _n in range(3):
+            await producer.send_and_wait(topic, b"{}", partition=1)
+    finally:
+        await producer.stop()
+    committer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await committer.start()
+    try:
+        committer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        await committer.commit({TopicPartition(topic, 0): 2, TopicPartition(topic, 1): 3})
+    finally:
+        await committer.stop()
+    lag = await consumer_lag(bootstrap, [group, f"{group}-never-committed"])
+    assert lag == {(group, topic, 0): 3, (group, topic, 1): 0}
+
+
+async def _plain_topic(bootstrap: str, name: str) -> None:
+    """A topic with the broker's defaults (``message.max.bytes`` about 1 MiB on Apache Kafka),
+    as an operator or an earlier release created it."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            await admin.create_topics([NewTopic(name, 1, 1)])
+    finally:
+        await admin.close()
+    await ensure_topics(bootstrap, {name: 1})  # waits until it is visible
+
+
+async def test_a_record_just_under_1mib_is_dead_lettered_cut_to_fit_and_the_partition_moves_on(
+        fresh_topics) -> None:
+    """A 1,048,400-byte invalid record, accepted by a default-configured cluster (limit
+    1,048,588 bytes a batch): the dead letter (its x-* headers make it larger than the
+    dead-letter topic allows) is cut to fit and marked, and the ten good records behind it are
+    handled. Before: retried without end, the partition stalled."""
+    from prevent.messaging import settings_for_broker
+
+    bootstrap = fresh_topics.bootstrap
+    topic = f"test.big.{uuid.uuid4().hex[:8]}"
+    await _plain_topic(bootstrap, topic)
+    await _plain_topic(bootstrap, DEADLETTER.name)
+    settings, _ = await settings_for_broker(Settings(kafka_bootstrap=bootstrap), bootstrap)
+    broker = make_broker(settings, bootstrap, client_id="test-big")
+    handled: list[str] = []
+    all_handled = asyncio.Event()
+
+    @broker.subscriber(topic, **consumer_options(settings, f"g-{topic}"))
+    async def handle(incident: GlobalIncident) -> None:
+        handled.append(incident.title)
+        if len(handled) == 10:
+            all_handled.set()
+
+    big = b"{" + b"x" * (1_048_400 - 1)
+    await broker.start()
+    try:
+        await broker.publish(big, topic=topic, key=b"big",
+                             headers={"ce_id": "big-1", "ce_type": "test"})
+        for n in range(10):
+            await broker.publish(good_incident(f"good-{n}"), topic=topic, key=b"k")
+        await asyncio.wait_for(all_handled.wait(), 60)
+        dead = await dead_letters_from(bootstrap, topic, expected=1)
+    finally:
+        await broker.stop()
+
+    assert handled == [f"good-{n}" for n in range(10)]
+    assert len(dead) == 1
+    letter = dead[0]
+    assert letter["x-origin-offset"] == "0" and letter["ce_id"] == "big-1"
+    assert big.startswith(letter["value"])
+    if fresh_topics.is_kafka:  # Tansu enforces no topic limit: nothing had to be cut there
+        assert letter["x-truncated"] == "true"
+        assert letter["x-original-bytes"] == str(len(big))
+        assert len(letter["value"]) < len(big)
+
+
+async def test_dead_letter_topic_created_by_prevent_takes_a_capped_record_whole_or_marked(
+        kafka_engine) -> None:
+    """With the topic's own max.message.bytes (2 MiB, set at creation), a record larger than
+    it is stored cut to fit, never refused."""
+    from prevent.messaging import dead_letter
+
+    bootstrap = kafka_engine.bootstrap
+    dl = f"test.dl.{uuid.uuid4().hex[:8]}"
+    limit = 256 * 1024
+    await ensure_topics(bootstrap, {dl: 1}, configs={dl: {"max.message.bytes": str(limit)}})
+    broker = make_broker(Settings(kafka_bootstrap=bootstrap), bootstrap, client_id="test-dl")
+    record = SimpleNamespace(topic="origin", partition=0, offset=7, key=b"k",
+                             value=b"y" * (3 * limit), headers=[("ce_id", b"e1")])
+    await broker.connect()
+    try:
+        assert await dead_letter(broker, record, PermanentError("too big"), "t", max_bytes=limit,
+                                 topic=dl)
+    finally:
+        await broker.stop()
+    consumer = AIOKafkaConsumer(dl, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    [stored] = [r for records in batches.values() for r in records]
+    headers = {k: v.decode() for k, v in stored.headers}
+    assert headers["x-truncated"] == "true" and headers["x-original-bytes"] == str(3 * limit)
+    assert 0 < len(stored.value) < limit and headers["x-origin-offset"] == "7"
+
+
+async def test_dead_letter_gives_up_loudly_after_bounded_attempts(monkeypatch, caplog) -> None:
+    """A broker that never takes the dead letter: a bounded number of attempts, then a
+    CRITICAL naming the origin and False, so the consumer commits and the partition moves
+    on (before: retried without end, the partition stalled)."""
+    import logging
+
+    import aiokafka.errors
+
+    from prevent import messaging
+
+    calls: list[int] = []
+
+    class Refusing:
+        async def publish(self, *args: object, **kwargs: object) -> None:
+            calls.append(1)
+            raise aiokafka.errors.KafkaTimeoutError("broker gone")
+
+    monkeypatch.setattr(messaging, "backoff_delay", lambda attempt, **kw: 0.0)
+    record = SimpleNamespace(topic="prevent.incidents.v1", partition=2, offset=41, key=b"k",
+                             value=b"{bad", headers=[])
+    with caplog.at_level(logging.WARNING, logger="prevent.messaging"):
+        stored = await asyncio.wait_for(messaging.dead_letter(
+            Refusing(), record, PermanentError("bad"), "t", attempts=4), 10)  # type: ignore[arg-type]
+    assert stored is False and len(calls) == 4
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert critical and "prevent.incidents.v1[2]@41" in critical[0].getMessage()
+
+
+async def test_dead_letter_without_a_limit_uses_the_one_make_broker_was_configured_with() -> None:
+    """The rules consumer dead-letters without naming a limit: the broker's configured
+    ``kafka_deadletter_max_bytes`` applies, so its dead letters fit too."""
+    from prevent import messaging
+
+    broker = make_broker(Settings(kafka_deadletter_max_bytes=64 * 1024), "127.0.0.1:9",
+                         client_id="rules")
+    sent: list[tuple[bytes, dict[str, str]]] = []
+
+    async def publish(payload: bytes, **kwargs: object) -> None:
+        sent.append((payload, kwargs["headers"]))  # type: ignore[arg-type]
+
+    broker.publish = publish  # type: ignore[method-assign]
+    record = SimpleNamespace(topic="prevent.incidents.v1", partition=0, offset=1, key=b"k",
+                             value=b"z" * (200 * 1024), headers=[("ce_id", b"e")])
+    assert await messaging.dead_letter(broker, record, PermanentError("x"), "rules")
+    [(payload, headers)] = sent
+    assert 0 < len(payload) < 64 * 1024 and headers["x-truncated"] == "true"
+    assert headers["x-original-bytes"] == str(200 * 1024) and headers["ce_id"] == "e"

@@ -3,7 +3,9 @@
 * ``Prevent-Signature: t=<unix>,v1=<hex>`` is HMAC-SHA256 over ``"<t>." + body`` with
   ``webhook_signing_secret`` (verify with :func:`notifiers.channels.http.verify`);
 * ``Idempotency-Key`` is the notice id, so a resend after a crash is recognisable;
-* the URL passes the SSRF guard (:mod:`prevent.netguard`) at connect time;
+* the URL is parsed again before each send (:func:`prevent.registry.check_webhook_url`: a
+  row stored before that check existed fails its own notice, never the others) and passes
+  the SSRF guard (:mod:`prevent.netguard`) at connect time;
 * 5xx, 408/429 and timeouts are retried; other 4xx fail at once.
 
 Unlike the SMTP relay and the SMS gateway, the endpoint is the partner's, not ours:
@@ -22,6 +24,7 @@ from notifiers.channels.base import OutgoingNotice, SendResult
 from notifiers.channels.http import SIGNATURE_HEADER, result_for_status, sign
 from prevent.config import Settings
 from prevent.netguard import BlockedAddress, Resolver, check_url, guarded_client, system_resolver
+from prevent.registry import check_webhook_url
 
 CAP_CONTENT_TYPE = "application/cap+xml"
 
@@ -46,8 +49,9 @@ class WebhookChannel:
     async def send(self, notice: OutgoingNotice) -> SendResult:
         s = self.settings
         try:
+            check_webhook_url(notice.address)
             check_url(notice.address)
-        except BlockedAddress as exc:
+        except (BlockedAddress, ValueError) as exc:
             return SendResult.fail(f"webhook URL refused: {exc}")
         body, content_type = webhook_body(notice)
         headers = {"Content-Type": content_type, "Idempotency-Key": notice.notice_id,
@@ -64,7 +68,7 @@ class WebhookChannel:
             async with guarded_client(allow_private, timeout=s.http_timeout_seconds,
                                       resolver=self._resolver) as client:
                 response = await client.post(notice.address, content=body, headers=headers)
-        except BlockedAddress as exc:
+        except (BlockedAddress, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             return SendResult.fail(f"webhook URL refused: {exc}")
         except httpx.TimeoutException as exc:
             return SendResult.retry(f"webhook timed out: {type(exc).__name__}")

@@ -20,11 +20,12 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from notifiers.centre import OFFICER
 from prevent import acks
 from prevent.acklinks import AckLinks, InvalidLink, secret_key
-from prevent.console import deps
+from prevent.console import deps, render
 from prevent.storage.tables import Contact, NoticeRow, Site
 
 router = APIRouter()
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+render.install_filters(TEMPLATES)  # times in the unit's zone, as on every console page
 NONCE_SALT = "prevent.ack-form.v1"
 NONCE_MAX_AGE = 24 * 3600
 HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store",

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
 from prevent import alerts as alert_service
-from prevent import api
+from prevent import api, partners
 from prevent.config import Settings
 from prevent.console import (
     accounts,
@@ -33,12 +34,13 @@ from prevent.console import (
     zones_roster,
 )
 from prevent.console import metrics as metrics_routes
+from prevent.console import operations as operations_routes
 from prevent.console import partner_editor as partner_routes
 from prevent.console import playbook_editor as playbook_routes
 from prevent.console import websub as websub_routes
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, IncidentRow, NoticeRow, PatrolRow
-from prevent.users import PermissionDenied
+from prevent.users import PermissionDenied, Principal, require
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -63,6 +65,29 @@ async def _not_allowed(request: Request, exc: PermissionDenied) -> Response:
     return render.message(request, "Not allowed", str(exc), status=403)
 
 
+async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """422 naming each field and what is wrong with it, without echoing the input back (it may
+    be a password, or a value JSON cannot carry, such as NaN, which made the answer a 500)."""
+    detail = [{"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", "")),
+               "type": str(err.get("type", ""))} for err in exc.errors()]
+    if request.url.path.startswith("/api/") or request.method != "GET":
+        return JSONResponse({"detail": detail}, status_code=422)
+    text = "; ".join(f"{'.'.join(d['loc'][1:]) or 'request'}: {d['msg']}" for d in detail)
+    return render.message(request, "Not understood", text, status=422)
+
+
+async def _unreadable(request: Request, exc: Exception) -> Response:
+    """Input the parsers cannot take (nested too deep, not UTF-8, numbers out of range): the
+    person who sent it gets 400 and why, not a server error."""
+    reasons = {RecursionError: "the input is nested too deeply",
+               UnicodeDecodeError: "the input is not UTF-8 text",
+               OverflowError: "a number in the request is out of range"}
+    text = next((why for kind, why in reasons.items() if isinstance(exc, kind)), "unreadable input")
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": text}, status_code=400)
+    return render.message(request, "Not understood", text, status=400)
+
+
 def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[ConsoleState]]
                ) -> FastAPI:
     """``state_factory`` opens what the console needs (and, in `prevent up`, the whole system)
@@ -77,8 +102,12 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     # the interactive docs are off (they would be unauthenticated Starlette routes).
     app = FastAPI(title="prevent console", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, dependencies=[Depends(security.gate)])
-    app.add_middleware(security.SecurityHeaders)
+    app.add_middleware(security.BodyLimit)
+    app.add_middleware(security.SecurityHeaders)  # outermost: on every answer, 413s included
     app.add_exception_handler(PermissionDenied, _not_allowed)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    for unreadable in (RecursionError, UnicodeDecodeError, OverflowError):
+        app.add_exception_handler(unreadable, _unreadable)
     app.state.signin_limiter = security.SigninLimiter()
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static")
@@ -98,6 +127,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app.include_router(outbox.router)
     app.include_router(websub_routes.router)
     app.include_router(metrics_routes.router)
+    app.include_router(operations_routes.router)  # /silences, /deadletters (issue 22)
 
     def console(request: Request) -> ConsoleState:
         return request.app.state.console  # type: ignore[no-any-return]
@@ -116,7 +146,10 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/overview", response_class=HTMLResponse)
-    async def overview(request: Request) -> HTMLResponse:
+    async def overview(request: Request, principal: Principal = Depends(security.gate)
+                       ) -> HTMLResponse:
+        # Notices here hold contact addresses and live acknowledgement links.
+        require(principal, *partners.EDITORS, action="see the raw demo state (it holds contact details)")
         state = console(request)
         async with state.db.transaction() as session:
             recent_alerts = await alert_service.list_alerts(session, limit=50)
@@ -129,7 +162,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
             feeds = (await session.execute(select(FeedState).order_by(FeedState.feed_id))).scalars().all()
             incident_count = (await session.execute(select(func.count()).select_from(IncidentRow))).scalar()
         outbox = state.outbox() if state.outbox else None
-        return TEMPLATES.TemplateResponse(request, "overview.html", {
+        return render.TEMPLATES.TemplateResponse(request, "overview.html", {
             "alerts": recent_alerts, "incidents": incidents, "incident_count": incident_count,
             "notices": notices, "patrols": patrols, "feeds": feeds, "outbox": outbox,
         })

@@ -3,6 +3,7 @@ audit log, feed health, and the partner registry (list, search, CSV import)."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections import defaultdict
 from datetime import timedelta
@@ -12,17 +13,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from prevent import audit, partners, registry
+from prevent import audit, partners, registry, registry_checks
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.contracts import PatrolAssignment, PatrolStatus, utcnow
 from prevent.feeds.metrics import feed_health
-from prevent.storage.tables import AuditRow, NoticeRow, PatrolRow
-from prevent.users import Principal, require
+from prevent.storage.tables import AlertRow, AuditRow, NoticeRow, PatrolRow, PatrolVisitRow, Site
+from prevent.users import Principal, Role, require
 from prevent.yamlsource import SourceError
 
 router = APIRouter()
 MAX_IMPORT_BYTES = 2_000_000
+VISIT_RECORDERS = (Role.DUTY_INSPECTOR, Role.ADMIN)  # as POST /api/patrols/{id}/visits
 
 
 @router.get("/notices", response_class=HTMLResponse)
@@ -33,13 +35,15 @@ async def notices(request: Request, _p: Principal = Depends(gate)) -> HTMLRespon
         query = query.where(NoticeRow.alert_id == alert_id)
     async with deps.db(request).transaction() as session:
         rows = (await session.execute(query.limit(1000))).scalars().all()
+        unknown = bool(alert_id) and not rows and await session.get(AlertRow, alert_id) is None
     by_alert: dict[str, list[NoticeRow]] = defaultdict(list)
     for row in rows:
         by_alert[row.alert_id].append(row)
     state = deps.state(request)
     demo_outbox = bool(getattr(state, "outbox", None) or getattr(state, "http_outbox", None))
     return render.page(request, "notices.html", {"by_alert": dict(by_alert), "alert_id": alert_id,
-                                                 "demo_outbox": demo_outbox})
+                                                 "demo_outbox": demo_outbox, "unknown": unknown},
+                       status=404 if unknown else 200)
 
 
 async def active_assignments(request: Request, zone: str | None = None) -> dict[str, list[PatrolAssignment]]:
@@ -57,16 +61,41 @@ async def active_assignments(request: Request, zone: str | None = None) -> dict[
     return dict(by_zone)
 
 
+async def plan_extras(request: Request, plans: list[PatrolAssignment]
+                      ) -> tuple[dict[str, list[PatrolVisitRow]], dict[str, str]]:
+    """The visits recorded for each assignment (oldest first) and each site's street address."""
+    ids = [p.assignment_id for p in plans]
+    sites = list({p.site_id for p in plans})
+    if not ids:
+        return {}, {}
+    async with deps.db(request).transaction() as session:
+        done = (await session.execute(select(PatrolVisitRow).where(
+            PatrolVisitRow.assignment_id.in_(ids)).order_by(PatrolVisitRow.visited_at))).scalars().all()
+        addresses = dict((await session.execute(select(Site.site_id, Site.address).where(
+            Site.site_id.in_(sites)))).all())
+    visits: dict[str, list[PatrolVisitRow]] = defaultdict(list)
+    for visit in done:
+        visits[visit.assignment_id].append(visit)
+    return dict(visits), {k: v for k, v in addresses.items() if v}
+
+
 @router.get("/patrols", response_class=HTMLResponse)
-async def patrol_board(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
-    return render.page(request, "patrols.html", {"zones": await active_assignments(request)})
+async def patrol_board(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
+    zones = await active_assignments(request)
+    visits, addresses = await plan_extras(request, [p for plans in zones.values() for p in plans])
+    return render.page(request, "patrols.html", {
+        "zones": zones, "visits": visits, "addresses": addresses,
+        "can_record": principal.role in VISIT_RECORDERS, "recorded": request.query_params.get("recorded")})
 
 
 @router.get("/patrols/zones/{zone}/sheet", response_class=HTMLResponse)
 async def patrol_sheet(request: Request, zone: str, _p: Principal = Depends(gate)) -> HTMLResponse:
     """A printable sheet for one zone (the stylesheet's print rules drop the navigation)."""
     zones = await active_assignments(request, zone[:100])
-    return render.page(request, "patrol_sheet.html", {"zone": zone, "plans": zones.get(zone, []),
+    plans = zones.get(zone, [])
+    visits, addresses = await plan_extras(request, plans)
+    return render.page(request, "patrol_sheet.html", {"zone": zone, "plans": plans,
+                                                      "visits": visits, "addresses": addresses,
                                                       "printed": utcnow()})
 
 
@@ -121,17 +150,35 @@ async def partners_import(request: Request, principal: Principal = Depends(gate)
     if not data or len(data) > MAX_IMPORT_BYTES:
         return await _partners_page(request, principal, status=422,
                                     problems=["choose a CSV file of at most 2 MB"])
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return await _partners_page(request, principal, status=422, problems=[
+            "the file is not UTF-8 text: save it as \"CSV UTF-8\" and import it again"])
+    max_rows = deps.settings(request).import_max_rows
+    if data.count(b"\n") > max_rows + 1:  # the header, then one line per row
+        return await _partners_page(request, principal, status=422, problems=[
+            f"the file has more than {max_rows} rows: split it (PREVENT_IMPORT_MAX_ROWS)"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload.csv"
         path.write_bytes(data)
         try:
             async with deps.db(request).transaction() as session:
-                parsed = registry.parse_registry(path, await registry.known_zone_ids(session))
+                zones = await registry.known_zone_ids(session)
+                # Parsing and validating every row is CPU work: in a thread, off the event loop.
+                parsed = await asyncio.to_thread(registry.parse_registry, path, zones)
+                if extra := registry_checks.file_problems(
+                        path, parsed, deps.settings(request).playbooks_dir, str(path)):
+                    raise SourceError(extra)  # nothing applied: all or nothing
                 counts = await registry.apply_registry(session, parsed)
                 await audit.record(session, actor=principal.name, action="registry.import",
                                    subject="registry", after=counts)
         except SourceError as exc:
-            problems = [p.replace(str(path), "upload.csv") for p in exc.problems]
+            problems = exc.problems
+            if not any("contact_id: this row has" in p for p in problems):  # rows parse dropped
+                problems = registry_checks.orphan_contact_problems(data.decode("utf-8-sig"),
+                                                                   str(path)) + problems
+            problems = [p.replace(str(path), "upload.csv") for p in problems]
             return await _partners_page(request, principal, problems=problems, status=422)
     deps.kick(request)
     return await _partners_page(request, principal, imported=counts)

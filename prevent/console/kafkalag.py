@@ -14,6 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from prevent.broker import split_bootstrap
 
 log = logging.getLogger("prevent.console.kafkalag")
 NAME = "prevent_consumer_lag"
@@ -22,16 +25,32 @@ NAME = "prevent_consumer_lag"
 async def consumer_lag(bootstrap: str, groups: Iterable[str], timeout_s: float = 2.0
                        ) -> dict[tuple[str, str, int], int]:
     """Each group's committed offsets (OffsetFetch through a group-bound consumer that never
-    joins the group) against the partitions' end offsets."""
+    joins the group) against the end offsets of those partitions; the partitions come from
+    the cluster's metadata as the admin client describes it.
+
+    (``AIOKafkaConsumer.topics()`` fills a metadata object of its own, so a consumer's
+    ``partitions_for_topic()`` stays ``None`` for topics it has not subscribed to: on Apache
+    Kafka that reported no lag at all. The admin client's own OffsetFetch is not used
+    because the embedded broker answers its version with a malformed response.)"""
+    servers = split_bootstrap(bootstrap)
+    timeout_ms = int(timeout_s * 1000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=timeout_ms)
+    try:
+        await admin.start()
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    partitions = sorted(TopicPartition(d["topic"], p["partition"]) for d in described
+                        if d["error_code"] == 0 and not d["topic"].startswith("__")
+                        for p in d["partitions"])
     lag: dict[tuple[str, str, int], int] = {}
+    if not partitions:
+        return lag
     for group in sorted(set(groups)):
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                    enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000))
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group,
+                                    enable_auto_commit=False, request_timeout_ms=timeout_ms)
         try:
             await consumer.start()
-            partitions = [TopicPartition(topic, p) for topic in sorted(await consumer.topics())
-                          if not topic.startswith("__")
-                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
             committed = {tp: await consumer.committed(tp) for tp in partitions}
             positions = {tp: offset for tp, offset in committed.items() if offset is not None}
             ends = await consumer.end_offsets(list(positions)) if positions else {}

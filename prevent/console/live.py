@@ -5,6 +5,11 @@ This console **polls the database once a second** rather than consuming
 sees the same thing without a broker connection, and a second's delay is fine for
 people. One cheap query (count and newest change) per connected browser per second.
 Each event carries only a version stamp; the page then fetches the rows it shows.
+
+``GET /alerts/{id}/stream`` does the same for one alert's page: its stamp changes with the
+alert (another inspector's decision), its notices (sent, delivered, failed, acknowledged),
+patrols, visits, audit entries and new reports; the page then fetches
+``/alerts/{id}/situation`` (or, after a decision, the whole page).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
-from prevent.console import deps
+from prevent.console import deps, situation
 from prevent.console.security import gate
 from prevent.storage.tables import AlertRow
 from prevent.users import Principal
@@ -51,4 +56,27 @@ async def events(request: Request) -> AsyncIterator[str]:
 @router.get("/alerts/stream")
 async def stream(request: Request, _p: Principal = Depends(gate)) -> StreamingResponse:
     return StreamingResponse(events(request), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def alert_events(request: Request, alert_id: str) -> AsyncIterator[str]:
+    yield f"retry: {RETRY_MS}\n\n"
+    last = None
+    loop = asyncio.get_running_loop()
+    until = loop.time() + MAX_STREAM_SECONDS
+    while loop.time() < until and not await request.is_disconnected():
+        async with deps.db(request).transaction() as session:
+            current = await situation.stamp(session, alert_id)
+        if current != last:
+            data = json.dumps({"stamp": current, "revision": current.split(":", 1)[0],
+                               "initial": last is None})
+            yield f"event: alert\ndata: {data}\n\n"
+            last = current
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@router.get("/alerts/{alert_id}/stream")
+async def alert_stream(request: Request, alert_id: str, _p: Principal = Depends(gate)
+                       ) -> StreamingResponse:
+    return StreamingResponse(alert_events(request, alert_id[:64]), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,23 +1,26 @@
 """GET /outbox: what the demo's embedded SMTP server and HTTP sink (SMS gateway, webhooks)
-received, so `make run` shows every channel without any real gateway. Demo only."""
+received, so `make run` shows every channel without any real gateway. Demo only. What it
+shows are messages to contacts (addresses, numbers, live acknowledgement links): only the
+roles that may read the partner registry see it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
-from prevent.console import deps
+from prevent import partners
+from prevent.console import deps, render
+from prevent.console.security import gate
+from prevent.users import Principal, require
 
 router = APIRouter()
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES = render.TEMPLATES  # one environment: the shared filters (times in the unit's zone)
 
 
 @router.get("/outbox", response_class=HTMLResponse)
-async def demo_outbox(request: Request) -> HTMLResponse:
+async def demo_outbox(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
+    require(principal, *partners.EDITORS, action="see the demo outbox (it holds contact details)")
     state = deps.state(request)
     mail = state.outbox() if getattr(state, "outbox", None) else None
     http = state.http_outbox() if getattr(state, "http_outbox", None) else None
-    return TEMPLATES.TemplateResponse(request, "outbox.html", {"mail": mail, "http": http})
+    return render.TEMPLATES.TemplateResponse(request, "outbox.html", {"mail": mail, "http": http})

@@ -7,17 +7,19 @@ role: a viewer who posts a confirmation anyway gets 403 from the same check the 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from notifiers import patrol
 from prevent import alerts, lifecycle
-from prevent.console import deps, render
+from prevent.console import claims, deps, notices, render, security, situation
 from prevent.console.security import gate
-from prevent.contracts import Alert, Scope
+from prevent.contracts import Alert, Scope, utcnow
 from prevent.users import Principal, Role
 
 router = APIRouter()
@@ -30,31 +32,79 @@ def queue_order(alert: Alert) -> tuple[int, int, float]:
             alert.created_at.timestamp())
 
 
-async def queue_alerts(request: Request, status: str, community: str, playbook: str) -> list[Alert]:
+async def queue_alerts(request: Request, status: str, community: str, playbook: str,
+                       exercises: str = "") -> list[Alert]:
+    """The queue's alerts. With no status chosen, the default view is what needs deciding
+    now: proposed alerts; ``status=all`` shows every status. Exercises only when asked."""
+    wanted = None if status == "all" else [status or "proposed"]
     async with deps.db(request).transaction() as session:
-        found = await lifecycle.list_alerts(session, status=[status] if status else None,
-                                            playbook=playbook or None, community=community or None)
+        found = await lifecycle.list_alerts(session, status=wanted, playbook=playbook or None,
+                                            community=community or None,
+                                            exercise=None if exercises else False)
     return sorted(found, key=queue_order)
 
 
 def _filters(request: Request) -> dict[str, str]:
     q = request.query_params
-    return {k: q.get(k, "").strip()[:100] for k in ("status", "community", "playbook")}
+    return {k: q.get(k, "").strip()[:100] for k in ("status", "community", "playbook", "exercises")}
+
+
+async def queue_context(request: Request, principal: Principal, found: list[Alert]
+                        ) -> dict[str, Any]:
+    """Per alert: age, the next escalation and whether one fired, urgency and any claim; and
+    how many alerts wait for a decision now (exercises counted apart)."""
+    now = utcnow()
+    ids = [a.alert_id for a in found]
+    async with deps.db(request).transaction() as session:
+        due = await claims.escalations(session, ids)
+        held = await claims.active_claims(session, ids, now, deps.settings(request).claim_minutes)
+        waiting = await claims.undecided_counts(session)
+    rows = []
+    for a in found:
+        next_due, fired = due.get(a.alert_id, (None, 0))
+        proposed = a.status.value == "proposed"
+        rows.append({"a": a, "age": claims.span(now - a.created_at),
+                     "next_due": next_due if proposed else None,
+                     "to_escalation": claims.span(next_due - now) if proposed and next_due else None,
+                     "overdue": bool(proposed and next_due and next_due <= now),
+                     "escalated": fired if proposed else 0, "urgent": a.severity >= claims.URGENT,
+                     "claim": held.get(a.alert_id) if proposed else None})
+    return {"rows": rows, "waiting": waiting, "me_name": principal.name}
 
 
 @router.get("/", response_class=HTMLResponse)
-async def queue(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
+async def queue(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
     filters = _filters(request)
     found = await queue_alerts(request, **filters)
     return render.page(request, "queue.html", {"alerts": found, "filters": filters,
-                                               "statuses": STATUSES})
+                                               "statuses": STATUSES,
+                                               **await queue_context(request, principal, found)})
 
 
 @router.get("/alerts/rows", response_class=HTMLResponse)
-async def queue_rows(request: Request, _p: Principal = Depends(gate)) -> HTMLResponse:
+async def queue_rows(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
     """The queue's table body alone: what the live update swaps in."""
     found = await queue_alerts(request, **_filters(request))
-    return render.page(request, "queue_rows.html", {"alerts": found})
+    return render.page(request, "queue_rows.html", {
+        "alerts": found, **await queue_context(request, principal, found)})
+
+
+@router.post("/alerts/{alert_id}/claim")
+async def claim(request: Request, alert_id: str, principal: Principal = Depends(gate)) -> Response:
+    """"I'm on it": shown to the other inspectors until the alert is decided, the claim is
+    released, or it lapses (PREVENT_CLAIM_MINUTES)."""
+    form = await request.form()
+    release = str(form.get("release", "")) == "1"
+    try:
+        async with deps.db(request).transaction() as session:
+            await claims.claim(session, principal, alert_id[:64], release=release,
+                               minutes=deps.settings(request).claim_minutes)
+    except alerts.AlertNotFound as exc:
+        return render.message(request, "Alert not found", str(exc), status=404)
+    except claims.ClaimError as exc:
+        return render.message(request, "Not claimed", str(exc), status=409)
+    back = "/" if str(form.get("next", "")) == "/" else f"/alerts/{alert_id}"
+    return RedirectResponse(back, status_code=303)
 
 
 def highlighted(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
@@ -97,6 +147,44 @@ async def _detail(request: Request, alert_id: str) -> dict[str, Any]:
     return view
 
 
+async def _situation(request: Request, alert_id: str, principal: Principal,
+                     site_ids: list[str]) -> dict[str, Any]:
+    async with deps.db(request).transaction() as session:
+        return await situation.situation(session, alert_id, site_ids=site_ids, principal=principal)
+
+
+def map_data(request: Request, picture: dict[str, Any]) -> dict[str, Any]:
+    """What static/alert_map.js draws: the event, each site coloured by state, the tiles."""
+    settings = deps.settings(request)
+    return {"tiles": settings.map_tile_url, "attribution": settings.map_tile_attribution,
+            "event": picture["event"],
+            "sites": [{"id": s["site_id"], "name": s["name"], "lat": s["lat"], "lon": s["lon"],
+                       "state": s["state"], "label": s["state_label"]}
+                      for s in picture["sites"] if s["lat"] is not None and s["lon"] is not None]}
+
+
+def tile_origin(url: str) -> str | None:
+    """The CSP source of a Leaflet tile URL template (``{s}.`` subdomains as ``*.``)."""
+    parts = urlsplit(url.replace("{s}", "x"))
+    host = parts.netloc.replace("x.", "*.", 1) if "{s}." in url else parts.netloc
+    if parts.scheme not in ("http", "https") or not re.fullmatch(r"[A-Za-z0-9.*:\[\]-]+", host):
+        return None
+    return f"{parts.scheme}://{host}"
+
+
+def _with_tiles_csp(request: Request, response: HTMLResponse) -> HTMLResponse:
+    """The console's CSP, with the configured tile server allowed as an image source."""
+    origin = tile_origin(deps.settings(request).map_tile_url)
+    if origin:
+        response.headers["content-security-policy"] = security.CSP.replace(
+            "img-src 'self' data:", f"img-src 'self' data: {origin}")
+    return response
+
+
+DECIDED = {"confirm": "Alert confirmed: notices and patrols are going out; their progress shows below.",
+           "dismiss": "Alert dismissed.", "close": "Alert closed: all-clears are going out."}
+
+
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 async def detail(request: Request, alert_id: str, principal: Principal = Depends(gate)) -> HTMLResponse:
     try:
@@ -104,12 +192,44 @@ async def detail(request: Request, alert_id: str, principal: Principal = Depends
     except alerts.AlertNotFound as exc:
         return render.message(request, "Alert not found", str(exc), status=404)
     recipients = view["preview"]["recipients"]
-    return render.page(request, "alert.html", {
+    picture = await _situation(request, alert_id, principal, list(view["preview"]["sites"]))
+    scope = view["alert"].get("scope") or {}
+    async with deps.db(request).transaction() as session:
+        held = (await claims.active_claims(session, [alert_id], utcnow(),
+                                           deps.settings(request).claim_minutes)).get(alert_id)
+    response = render.page(request, "alert.html", {
         "v": view, "a": view["alert"], "can_decide": principal.role is Role.DUTY_INSPECTOR,
         "channels": sorted({r["channel"] for r in recipients}),
         "site_names": {r["site_id"]: r["site_name"] for r in recipients}
         | {p["site_id"]: p["site_name"] for p in view["preview"]["patrols"]},
-        "dispositions": alerts.DISPOSITIONS, "error": request.query_params.get("error")})
+        "dispositions": alerts.DISPOSITIONS, "error": request.query_params.get("error"),
+        "decided": DECIDED.get(request.query_params.get("decided", "")),
+        "recorded": request.query_params.get("recorded"),
+        "resent": request.query_params.get("resent"),
+        "excluded": {"sites": set(scope.get("excluded_sites") or ()),
+                     "channels": set(scope.get("excluded_channels") or ()),
+                     "patrols": set(scope.get("excluded_patrol_sites") or ())},
+        "s": picture, "map": map_data(request, picture),
+        "claim": held if view["alert"]["status"] == "proposed" else None,
+        "can_record": principal.role in (Role.DUTY_INSPECTOR, Role.ADMIN),
+        "can_resend": principal.role in notices.RESENDERS})
+    return _with_tiles_csp(request, response)
+
+
+@router.get("/alerts/{alert_id}/situation", response_class=HTMLResponse)
+async def situation_fragment(request: Request, alert_id: str,
+                             principal: Principal = Depends(gate)) -> HTMLResponse:
+    """The live part of the alert page (site states, notices, patrols, timeline) alone: what
+    the page swaps in when its stream says something changed."""
+    try:
+        view = await _detail(request, alert_id)
+    except alerts.AlertNotFound as exc:
+        return render.message(request, "Alert not found", str(exc), status=404)
+    picture = await _situation(request, alert_id, principal, list(view["preview"]["sites"]))
+    return render.page(request, "alert_situation.html", {
+        "v": view, "a": view["alert"], "s": picture, "map": map_data(request, picture),
+        "can_record": principal.role in (Role.DUTY_INSPECTOR, Role.ADMIN),
+        "can_resend": principal.role in notices.RESENDERS})
 
 
 def _excluded(offered: list[str], kept: list[str]) -> tuple[str, ...]:
@@ -127,7 +247,7 @@ async def _decide(request: Request, principal: Principal, alert_id: str, action:
     except alerts.AlertError as exc:
         return render.message(request, "Could not record the decision", str(exc), status=422)
     deps.kick(request)
-    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+    return RedirectResponse(f"/alerts/{alert_id}?decided={action}", status_code=303)
 
 
 def _revision(form: Any) -> int | None:

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from prevent import partners, registry
+from prevent import partners, registry, registry_checks
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.registry import SiteIn
@@ -160,6 +160,11 @@ async def save_site(request: Request, principal: Principal = Depends(gate)) -> R
     if existing:
         values["site_id"] = existing  # a site's id does not change; create a new site instead
     site, errors = validate(values, contacts)
+    known = registry_checks.known_communities(deps.settings(request).playbooks_dir)
+    unknown = [p for c in (site.communities if site else ())
+               if (p := registry_checks.community_problem(c, known))]
+    if unknown:
+        site, errors = None, {**errors, "f-communities": "; ".join(unknown)}
     if site is not None:
         try:
             async with deps.db(request).transaction() as session:

@@ -6,22 +6,28 @@ duty_inspector or admin role, reading needs any role):
 * GET  /patrols/zones/{zone}.geojson  an RFC 7946 FeatureCollection, planned vs completed
 * POST /api/patrols/{assignment_id}/visits  {"visited_at": ..., "note": ..., "key": ...}
 * GET  /api/patrols/{assignment_id}/visits  planned and completed visits
+* POST /patrols/{assignment_id}/visits      the console's form (board, alert page): the same
+  record, audited on the alert, then back to the page it came from
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from icalendar import Calendar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from notifiers import patrol_exports as exports
+from prevent import audit
 from prevent.auth import current_principal
-from prevent.console import deps
+from prevent.console import deps, render
+from prevent.console.security import gate
 from prevent.contracts import PatrolAssignment, utcnow
-from prevent.storage.tables import PatrolRow
+from prevent.storage.tables import PatrolRow, Site
 from prevent.users import Principal, Role, require
 
 router = APIRouter()
@@ -49,8 +55,24 @@ async def zone_calendar(zone: str, request: Request,
                         _p: Principal = Depends(current_principal)) -> Response:
     async with deps.db(request).transaction() as session:
         assignments = await exports.zone_assignments(session, _zone(zone))
-    return Response(exports.zone_ics(zone, assignments), media_type="text/calendar; charset=utf-8",
+        addresses = dict((await session.execute(select(Site.site_id, Site.address).where(
+            Site.site_id.in_({a.site_id for a in assignments})))).all()) if assignments else {}
+    body = with_addresses(exports.zone_ics(zone, assignments), assignments, addresses)
+    return Response(body, media_type="text/calendar; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="patrols-{zone}.ics"'})
+
+
+def with_addresses(ics: bytes, assignments: list[PatrolAssignment], addresses: dict[str, str]) -> bytes:
+    """Each event's LOCATION as "site name, street address" (officers navigate by it)."""
+    by_assignment = {a.assignment_id: a for a in assignments}
+    calendar = Calendar.from_ical(ics)
+    for event in calendar.walk("VEVENT"):
+        plan = by_assignment.get(str(event.get("uid", "")).rsplit("-", 1)[0])
+        address = addresses.get(plan.site_id) if plan else None
+        if plan and address:
+            event.pop("location", None)
+            event.add("location", f"{plan.site_name}, {address}")
+    return calendar.to_ical()
 
 
 @router.get("/patrols/zones/{zone}.geojson")
@@ -94,3 +116,46 @@ async def list_visits(assignment_id: str, request: Request,
             "planned": [t.isoformat() for t in exports.planned_visits(plan)],
             "completed": [{"visit_id": v.visit_id, "visited_at": v.visited_at.isoformat(),
                            "note": v.note, "recorded_by": v.recorded_by} for v in done]}
+
+
+def _back(target: str, fallback: str) -> str:
+    """Only a same-site path (no scheme, no //host): the board or an alert page."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target \
+        else fallback
+
+
+@router.post("/patrols/{assignment_id}/visits")
+async def record_visit_form(assignment_id: str, request: Request,
+                            principal: Principal = Depends(gate)) -> Response:
+    """"Record a visit" on the patrol board and the alert page: now, or the time given in
+    the unit's zone; audited on the alert so its timeline shows it."""
+    require(principal, Role.DUTY_INSPECTOR, Role.ADMIN, action="record patrol visits")
+    form = await request.form()
+    back = _back(str(form.get("next", "")), "/patrols")
+    text = str(form.get("visited_at", "")).strip()
+    try:
+        visited_at = utcnow() if not text else datetime.fromisoformat(text)
+    except ValueError:
+        return render.message(request, "Visit not recorded", "give the time as YYYY-MM-DD HH:MM",
+                              status=422)
+    if visited_at.tzinfo is None:  # a datetime-local field: the unit's wall clock
+        visited_at = visited_at.replace(tzinfo=render.zone(deps.settings(request).time_zone))
+    if visited_at > utcnow() + CLOCK_SKEW:
+        return render.message(request, "Visit not recorded", "the visit time is in the future",
+                              status=422)
+    note = str(form.get("note", "")).strip()[:2000]
+    async with deps.db(request).transaction() as session:
+        plan = await session.get(PatrolRow, assignment_id[:64])
+        if plan is None:
+            return render.message(request, "Visit not recorded", "no such patrol assignment",
+                                  status=404)
+        row, new = await exports.record_visit(session, assignment_id, visited_at=visited_at,
+                                              note=note, actor=principal.name)
+        if new:
+            await audit.record(session, actor=principal.name, action="patrol.visit_recorded",
+                               subject=plan.alert_id, key=f"{row.visit_id}:audit",
+                               after={"assignment_id": assignment_id, "site_id": plan.site_id,
+                                      "visited_at": row.visited_at.isoformat()}, reason=note or None)
+    deps.kick(request)
+    sep = "&" if "?" in back else "?"
+    return RedirectResponse(f"{back}{sep}recorded={assignment_id}", status_code=303)

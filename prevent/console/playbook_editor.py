@@ -182,7 +182,8 @@ async def _submit(request: Request, principal: Principal, playbook_id: str | Non
         try:
             async with deps.db(request).transaction() as session:
                 version = await editing.save_draft(session, principal, text, note=note,
-                                                   playbook_id=playbook_id, base_version=base_version)
+                                                   playbook_id=playbook_id, base_version=base_version,
+                                                   templates_dir=_templates(request))
         except editing.EditError as exc:
             return await _editor(request, principal, playbook_id, problems=exc.problems, status=422,
                                  **keep)
@@ -197,7 +198,8 @@ async def _submit(request: Request, principal: Principal, playbook_id: str | Non
     async with deps.db(request).transaction() as session:
         latest = {r.playbook_id: r for r in await store.latest_versions(session)}
         items, truncated = await editing.recent_incidents(session)
-    draft, problems = editing.check_draft(text, playbook_id=playbook_id, existing=set(latest))
+    draft, problems = editing.check_draft(text, playbook_id=playbook_id, existing=set(latest),
+                                          templates_dir=_templates(request))
     result = None
     if draft is not None:
         stored_row = latest.get(draft.id)
@@ -218,6 +220,11 @@ async def saved(request: Request, playbook_id: str, principal: Principal = Depen
             "when they receive the announcement." if version else
             f"The draft is the same as the stored version of {playbook_id}: nothing was stored.")
     return await _detail(request, playbook_id[:100], principal, flash=text)
+
+
+def _templates(request: Request) -> Path:
+    """The notice templates a draft's ``template:`` must name, as `prevent playbooks check`."""
+    return deps.settings(request).playbooks_dir / "templates"
 
 
 def _int(value: str | None) -> int | None:

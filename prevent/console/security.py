@@ -9,20 +9,30 @@ sign-in rate limiting.
   Roles are then checked by the domain services.
 * Rate limiting: failed sign-ins per account and per client address, **in memory** (per
   process; a restart forgets them — acceptable, as argon2 already makes guessing slow).
+  The client address is the connection's peer; ``X-Forwarded-For`` and ``X-Forwarded-Proto``
+  are believed only from ``PREVENT_TRUSTED_PROXIES`` (``client_address``, ``is_https``).
+* JSON responses are ``Cache-Control: no-store`` (they carry alerts, contacts, tokens); over
+  HTTPS every response carries ``Strict-Transport-Security``.
+* Request bodies are limited per route (``BodyLimit``): a sign-in is a few hundred bytes, so a
+  50 MiB body is refused with 413 before it is read, not parsed.
 """
 
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import time
 from collections import defaultdict, deque
+from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request, status
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prevent.auth import current_principal
-from prevent.config import get_settings
+from prevent.config import Settings, get_settings
 from prevent.users import Principal
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -43,6 +53,70 @@ PUBLIC_PATHS = frozenset({
     "/sms/inbound", "/sms/status",  # gateway signature checked by the route
 })
 METRICS_PATH = "/metrics"
+HSTS = "max-age=31536000; includeSubDomains"
+NO_STORE = "no-store"
+
+
+def scope_settings(scope: Scope) -> Settings:
+    app = scope.get("app")
+    state = getattr(getattr(app, "state", None), "console", None)
+    return getattr(state, "settings", None) or get_settings()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=16)
+def _networks(text: str) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in text.split(",") if part.strip())
+
+
+def _trusted(address: str | None, settings: Settings) -> bool:
+    if not address or not settings.trusted_proxies:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in _networks(settings.trusted_proxies))
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def scope_client_address(scope: Scope, settings: Settings) -> str:
+    """The client's address: the connection's peer, unless the peer is a trusted proxy; then
+    the nearest address in ``X-Forwarded-For`` that is not one of our proxies (what a client
+    writes further left is its own claim)."""
+    peer = _peer(scope) or "unknown"
+    if not _trusted(peer, settings):
+        return peer
+    forwarded = Headers(scope=scope).getlist("x-forwarded-for")
+    hops = [h.strip() for value in forwarded for h in value.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, settings):
+            return hop
+    return hops[0] if hops else peer
+
+
+def scope_is_https(scope: Scope, settings: Settings) -> bool:
+    if scope.get("scheme") == "https":
+        return True
+    if _trusted(_peer(scope), settings):
+        proto = Headers(scope=scope).get("x-forwarded-proto", "")
+        return proto.split(",")[-1].strip().lower() == "https"
+    return False
+
+
+def client_address(request: Request) -> str:
+    return scope_client_address(request.scope, scope_settings(request.scope))
+
+
+def is_https(request: Request) -> bool:
+    return scope_is_https(request.scope, scope_settings(request.scope))
 
 
 class SecurityHeaders:
@@ -55,16 +129,81 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        https = scope_is_https(scope, scope_settings(scope))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k.encode(), v.encode()) for k, v in HEADERS.items()
-                         if k.encode() not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
+                headers = list(message.get("headers", []))
+                present = {k.lower(): v for k, v in headers}
+                wanted = dict(HEADERS)
+                if present.get(b"content-type", b"").startswith(b"application/json"):
+                    wanted["cache-control"] = NO_STORE
+                if https:
+                    wanted["strict-transport-security"] = HSTS
+                headers += [(k.encode(), v.encode()) for k, v in wanted.items()
+                            if k.encode() not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# Body limits by path prefix (longest first); other routes: PREVENT_MAX_REQUEST_BYTES.
+SMALL_BODY = 16 * 1024
+BODY_LIMITS: tuple[tuple[str, int], ...] = (
+    ("/api/login", SMALL_BODY), ("/signin", SMALL_BODY), ("/signout", SMALL_BODY),
+    ("/account/", SMALL_BODY), ("/sms/", 64 * 1024),
+    ("/partners/import", 3 * 1024 * 1024),  # the file (2 MB) plus the multipart envelope
+    ("/websub/", 10 * 1024 * 1024 + 1),  # the route refuses more than its own limit (413)
+)
+
+
+def body_limit(path: str, settings: Settings) -> int:
+    for prefix, limit in BODY_LIMITS:
+        if path == prefix or path.startswith(prefix):
+            return limit
+    return settings.max_request_bytes
+
+
+class BodyLimit:
+    """413 for a body over its route's limit: at once when ``Content-Length`` says so, else
+    as soon as the streamed body passes it (nothing more is read)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope.get("path", ""), scope_settings(scope))
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(scope, receive, send, limit)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                                        f"request body over {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    from starlette.responses import JSONResponse, PlainTextResponse
+
+    text = f"request body over {limit} bytes"
+    response: Any = (JSONResponse({"detail": text}, status_code=413)
+                     if scope.get("path", "").startswith("/api/")
+                     else PlainTextResponse(text, status_code=413))
+    await response(scope, receive, send)
 
 
 def is_public(path: str, request: Request) -> bool:

@@ -13,8 +13,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,13 +20,22 @@ from prevent import audit
 from prevent.console import csrf
 from prevent.contracts import utcnow
 from prevent.storage.tables import ConsoleSessionRow, UserRow
-from prevent.users import MIN_PASSWORD, AuthError, Principal, Role, UserError, end_sessions
+from prevent.users import (
+    MIN_PASSWORD,
+    AuthError,
+    Principal,
+    Role,
+    UserError,
+    end_access,
+    hash_password,
+    seal_totp,
+    verify_password,
+)
 
 COOKIE = "prevent_session"
 IDLE_TIMEOUT = timedelta(minutes=30)
 ABSOLUTE_TIMEOUT = timedelta(hours=12)
 TOUCH_EVERY = timedelta(seconds=60)  # write last_seen_at at most once a minute per session
-_hasher = PasswordHasher()
 
 
 @dataclass(frozen=True)
@@ -81,26 +88,27 @@ async def revoke(session: AsyncSession, session_id: str) -> None:
 
 
 async def change_password(session: AsyncSession, name: str, current: str, new: str) -> None:
-    """Verify the current password, store the new hash and end every session of the user
-    (a stolen session must not survive the password change meant to lock its thief out)."""
+    """Verify the current password, store the new hash, end every session of the user and
+    revoke their API tokens (a stolen session or token must not survive the password change
+    meant to lock its thief out). argon2 runs in a thread."""
     row = await session.get(UserRow, name)
     if row is None or row.disabled:
         raise AuthError("no active user")
-    try:
-        _hasher.verify(row.password_hash, current)
-    except (VerificationError, InvalidHashError):
-        raise AuthError("the current password is wrong") from None
+    if not await verify_password(row.password_hash, current):
+        raise AuthError("the current password is wrong")
     if len(new) < MIN_PASSWORD:
         raise UserError(f"the new password needs at least {MIN_PASSWORD} characters")
-    row.password_hash = _hasher.hash(new)
-    await end_sessions(session, name)
+    row.password_hash = await hash_password(new)
+    await end_access(session, name)
     await audit.record(session, actor=name, action="user.password_changed", subject=f"user:{name}")
 
 
 def secure_cookies(request: Request) -> bool:
-    """Secure when served over HTTPS (directly, or behind a proxy that says so)."""
-    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
-    return proto == "https"
+    """Secure when served over HTTPS (directly, or behind a trusted proxy that says so:
+    ``PREVENT_TRUSTED_PROXIES``)."""
+    from prevent.console.security import is_https  # security imports this module
+
+    return is_https(request)
 
 
 def set_cookie(response: Response, request: Request, session_id: str) -> None:
@@ -136,16 +144,19 @@ async def session_principal(request: Request) -> Principal | None:
     return found.principal
 
 
-async def enroll_totp(session: AsyncSession, name: str, *, actor: str, issuer: str = "prevent") -> str:
-    """Give ``name`` a new TOTP secret (replacing any old one) and end their sessions;
-    returns the otpauth:// URI for an authenticator app (shown once, never logged)."""
+async def enroll_totp(session: AsyncSession, name: str, *, actor: str, key: str,
+                      issuer: str = "prevent") -> str:
+    """Give ``name`` a new TOTP secret (replacing any old one), stored sealed with ``key`` (the
+    secret key), and end their sessions and tokens; returns the otpauth:// URI for an
+    authenticator app (shown once, never logged)."""
     import pyotp
 
     row = await session.get(UserRow, name)
     if row is None or row.disabled:
         raise UserError(f"no active user {name}")
-    row.totp_secret = pyotp.random_base32()
+    secret = pyotp.random_base32()
+    row.totp_secret = seal_totp(key, secret)
     row.totp_last_step = None
-    await end_sessions(session, name)
+    await end_access(session, name)
     await audit.record(session, actor=actor, action="user.totp_enrolled", subject=f"user:{name}")
-    return pyotp.TOTP(row.totp_secret).provisioning_uri(name=name, issuer_name=issuer)
+    return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=issuer)

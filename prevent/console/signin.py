@@ -3,23 +3,35 @@
 ``prevent.users.sign_in`` decides (argon2 password, then the TOTP code of a user who has one;
 an administrator without one cannot sign in until one is enrolled with ``prevent users totp
 NAME``; too many failures for the account, counted from the audit trail, block it for a while).
-This module adds a limit per client address, kept in memory.
+This module adds a limit per client address, kept in memory, and a pre-session CSRF token:
+``GET /signin`` sets a random value in a ``SameSite=Strict`` cookie and puts its HMAC (keyed
+with the secret key) in the form; a ``POST /signin`` without the pair is refused (403), so
+another site cannot sign a browser in to an account of the attacker's choosing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from prevent import users
-from prevent.console import render, sessions
+from prevent.acklinks import secret_key
+from prevent.console import deps, render, sessions
+from prevent.console import security as security_module
 from prevent.console.security import SigninLimiter, gate
 from prevent.users import AuthError, Principal, UserError
 
 router = APIRouter()
 TOO_MANY_FROM_HERE = "Too many failed sign-ins from this address. Wait 15 minutes."
+PRE_SESSION_COOKIE = "prevent_signin"
+PRE_SESSION_FIELD = "signin_token"
+PRE_SESSION_MAX_AGE = 3600
+STALE_FORM = "The sign-in form has expired or did not come from this site. Please sign in again."
 
 
 def limiter(request: Request) -> SigninLimiter:
@@ -35,13 +47,30 @@ def safe_next(target: str | None) -> str:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The peer, or what a trusted proxy says (``PREVENT_TRUSTED_PROXIES``)."""
+    return security_module.client_address(request)
+
+
+def _form_token(request: Request, value: str) -> str:
+    key = secret_key(deps.settings(request))
+    return hmac.new(key.encode(), f"signin:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _pre_session_ok(request: Request, submitted: str) -> bool:
+    value = request.cookies.get(PRE_SESSION_COOKIE, "")
+    return bool(value and submitted) and hmac.compare_digest(_form_token(request, value), submitted)
 
 
 def _form(request: Request, next_: str, *, error: str | None = None, status: int = 200
           ) -> HTMLResponse:
-    return render.page(request, "signin.html", {"next": safe_next(next_), "error": error},
-                       status=status)
+    """The form with a fresh pre-session token (a new cookie each time it is shown)."""
+    value = secrets.token_urlsafe(32)
+    response = render.page(request, "signin.html", {
+        "next": safe_next(next_), "error": error, "signin_token": _form_token(request, value)},
+        status=status)
+    response.set_cookie(PRE_SESSION_COOKIE, value, max_age=PRE_SESSION_MAX_AGE, path="/signin",
+                        httponly=True, samesite="strict", secure=sessions.secure_cookies(request))
+    return response
 
 
 @router.get("/signin", response_class=HTMLResponse)
@@ -52,12 +81,16 @@ async def signin_page(request: Request, next: str = "/") -> HTMLResponse:  # noq
 @router.post("/signin", response_class=HTMLResponse)
 async def signin(request: Request, name: str = Form(max_length=100),
                  password: str = Form(max_length=1000), code: str = Form(default="", max_length=10),
-                 next: str = Form(default="/")) -> Response:  # noqa: A002
+                 next: str = Form(default="/"),  # noqa: A002
+                 signin_token: str = Form(default="", max_length=200)) -> Response:
+    if not _pre_session_ok(request, signin_token):
+        return _form(request, next, status=403, error=STALE_FORM)
     address = client_address(request)
     if limiter(request).blocked(address):
         return _form(request, next, status=429, error=TOO_MANY_FROM_HERE)
-    async with request.app.state.console.db.transaction() as session:
-        outcome = await users.sign_in(session, name, password, code)
+    key = secret_key(deps.settings(request))
+    async with users.sign_in_lock(name), deps.db(request).transaction() as session:
+        outcome = await users.sign_in(session, name, password, code, key=key)
         session_id = (await sessions.create(session, outcome.name)
                       if isinstance(outcome, Principal) else "")
     if isinstance(outcome, users.Refusal):
@@ -66,6 +99,7 @@ async def signin(request: Request, name: str = Form(max_length=100),
         return _form(request, next, error=outcome.message, status=429 if outcome.blocked else 401)
     response = RedirectResponse(safe_next(next), status_code=303)
     sessions.set_cookie(response, request, session_id)
+    response.delete_cookie(PRE_SESSION_COOKIE, path="/signin")
     return response
 
 

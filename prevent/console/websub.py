@@ -23,8 +23,15 @@ log = logging.getLogger("prevent.websub")
 PUSH_TIMEOUT_SECONDS = 20.0
 
 
+MAX_LEASE_SECONDS = 366 * 86400  # a longer lease is refused: it would overflow the schedule
+
+
 @router.get("/websub/{callback_id}", include_in_schema=False)
 async def verify(callback_id: str, request: Request) -> Response:
+    lease = request.query_params.get("hub.lease_seconds")
+    if lease is not None and not (lease.isdigit() and int(lease) <= MAX_LEASE_SECONDS):
+        return PlainTextResponse(f"hub.lease_seconds must be a whole number up to "
+                                 f"{MAX_LEASE_SECONDS}", status_code=400)
     challenge = await websub.verify_intent(deps.db(request), callback_id, request.query_params)
     if challenge is None:
         return PlainTextResponse("no such pending subscription", status_code=404)

@@ -31,6 +31,10 @@ class IncidentInput(BaseModel):
     published: AwareDatetime | None = None
     country: str | None = None
     cap_severity: str | None = None
+    # The source's kind and categories (stored incidents): a partner report is judged as the
+    # rules stage judges it (its site's communities, a floor on severity, source partner_report).
+    kind: str = ""
+    categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,15 +52,27 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def subject_for(item: IncidentInput, c: Classification, published: datetime) -> Subject:
-    return subject_of_classification(c, f"{item.title}\n{item.summary}", published)
+    return subject_of_classification(c, f"{item.title}\n{item.summary}", published, item.kind)
+
+
+def classify_item(classifier: Classifier, item: IncidentInput) -> Classification:
+    """The classification the rules stage would make of ``item`` (partner reports included)."""
+    c = classifier.classify(item.title, item.summary, cap_severity=item.cap_severity,
+                            country=item.country)
+    if item.kind == "partner_report":
+        from types import SimpleNamespace
+
+        from prevent.rules import _partner_report  # the stage's own rule, not a copy
+
+        c = _partner_report(c, SimpleNamespace(categories=item.categories))  # type: ignore[arg-type]
+    return c
 
 
 def evaluate(items: Iterable[IncidentInput], classifier: Classifier, playbooks: CompiledSet,
              at: datetime | None = None) -> Iterator[Verdict]:
     """Each incident judged at ``at`` (default: its own publication time)."""
     for item in items:
-        c = classifier.classify(item.title, item.summary, cap_severity=item.cap_severity,
-                                country=item.country)
+        c = classify_item(classifier, item)
         published = item.published or at or datetime.now(UTC)
         subject = subject_for(item, c, published)
         fired = tuple(cp.playbook.id for cp in playbooks.matching(subject, at or published))
@@ -161,8 +177,7 @@ def run_cases(directory: Path, classifier: Classifier, playbooks: CompiledSet) -
 def explain(item: IncidentInput, classifier: Classifier, playbooks: CompiledSet,
             at: datetime | None = None, only: str | None = None
             ) -> tuple[Classification, list[tuple[str, int, list[RuleResult]]]]:
-    c = classifier.classify(item.title, item.summary, cap_severity=item.cap_severity,
-                            country=item.country)
+    c = classify_item(classifier, item)
     published = item.published or at or datetime.now(UTC)
     subject = subject_for(item, c, published)
     rows = [(cp.playbook.id, cp.version, cp.explain(subject, at or published))

@@ -12,14 +12,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifiers.templates import NoticeRenderer
 from prevent.classification import Classifier
+from prevent.config import get_settings
 from prevent.contracts import utcnow
 from prevent.playbooks import store
-from prevent.playbooks.backtest import IncidentInput, subject_for
+from prevent.playbooks.backtest import IncidentInput, classify_item, subject_for
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet
 from prevent.playbooks.loader import PlaybookSet, parse_sources
 from prevent.playbooks.schema import Playbook
@@ -70,12 +73,37 @@ def validate(text: str, name: str) -> tuple[Playbook | None, list[tuple[int | No
         return None, [split_problem(p) for p in exc.problems]
 
 
-def check_draft(text: str, *, playbook_id: str | None, existing: set[str]
+def _line_of(text: str, pattern: str) -> int | None:
+    found = re.search(pattern, text, re.MULTILINE)
+    return text.count("\n", 0, found.start()) + 1 if found else None
+
+
+def reference_problems(playbook: Playbook, text: str, templates_dir: Path
+                       ) -> list[tuple[int | None, str]]:
+    """What `prevent playbooks check` finds beyond the schema: every notice template the
+    playbook names must exist (in each language) and compile, or confirming would send the
+    generic default text."""
+    renderer = NoticeRenderer(templates_dir)
+    problems: list[tuple[int | None, str]] = []
+    for audience in playbook.response.notify:
+        line = _line_of(text, rf"^\s*-?\s*template:\s*['\"]?{re.escape(audience.template)}\b")
+        problems += [(line, f"response.notify template '{audience.template}': {p}")
+                     for p in renderer.check(audience.template)]
+    return problems
+
+
+def check_draft(text: str, *, playbook_id: str | None, existing: set[str],
+                templates_dir: Path | None = None
                 ) -> tuple[Playbook | None, list[tuple[int | None, str]]]:
-    """Validate a draft for ``playbook_id`` (None: a new playbook whose id must be free)."""
+    """Validate a draft for ``playbook_id`` (None: a new playbook whose id must be free),
+    as `prevent playbooks check` does: the schema, then the templates it names
+    (``templates_dir``; default: the configured playbooks directory's)."""
     playbook, problems = validate(text, source_name(playbook_id or "new"))
     if playbook is None:
         return None, problems
+    templates_dir = templates_dir or get_settings().playbooks_dir / "templates"
+    if references := reference_problems(playbook, text, templates_dir):
+        return None, references
     if playbook_id is not None and playbook.id != playbook_id:
         return None, [(1, f"id: the draft's id '{playbook.id}' differs from the playbook being "
                           f"edited '{playbook_id}' (create a new playbook instead)")]
@@ -85,14 +113,16 @@ def check_draft(text: str, *, playbook_id: str | None, existing: set[str]
 
 
 async def save_draft(session: AsyncSession, principal: Principal, text: str, *, note: str,
-                     playbook_id: str | None, base_version: int | None) -> int | None:
+                     playbook_id: str | None, base_version: int | None,
+                     templates_dir: Path | None = None) -> int | None:
     """Store the draft as a new version (audited, announced on prevent.playbooks.v1 through
     the outbox). Returns the new version, or None when the draft equals the stored one.
     Raises PermissionDenied, EditError (nothing stored) or Conflict."""
     require(principal, *EDITORS, action="edit playbooks")
     note = note.strip()
     latest = {r.playbook_id: r for r in await store.latest_versions(session)}
-    playbook, problems = check_draft(text, playbook_id=playbook_id, existing=set(latest))
+    playbook, problems = check_draft(text, playbook_id=playbook_id, existing=set(latest),
+                                     templates_dir=templates_dir)
     if not note:
         problems.append((None, "note: say what this version changes and why (required)"))
     elif len(note) > MAX_NOTE_CHARS:
@@ -228,6 +258,6 @@ def _compiled(playbook: Playbook) -> CompiledPlaybook:
 
 
 def _subject(item: IncidentInput, classifier: Classifier):  # noqa: ANN202 - (Subject, datetime)
-    c = classifier.classify(item.title, item.summary, cap_severity=item.cap_severity, country=item.country)
+    c = classify_item(classifier, item)
     published = item.published or utcnow()
     return subject_for(item, c, published), published

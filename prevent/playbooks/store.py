@@ -72,3 +72,27 @@ async def apply_directory(session: AsyncSession, directory: Path, *, author: str
     files = playbook_files(directory)
     return await apply_sources(session, ((str(p), p.read_text(encoding="utf-8")) for p in files),
                                author=author, note=note)
+
+
+async def stale_sources(session: AsyncSession, sources: Iterable[tuple[str, str]]) -> list[str]:
+    """Files that would undo a newer stored version: the file's text is an earlier stored
+    version of its playbook (its base) while a later one is in force (saved in the console,
+    say). One line per file naming both versions; empty when applying is safe."""
+    sources = list(sources)
+    parsed = parse_sources(sources)
+    current = {r.playbook_id: r for r in await latest_versions(session)}
+    problems = []
+    for playbook, (name, text) in zip(parsed, sources, strict=True):
+        latest = current.get(playbook.id)
+        if latest is None or latest.source == text:
+            continue
+        base = (await session.execute(select(PlaybookVersion.version).where(
+            PlaybookVersion.playbook_id == playbook.id, PlaybookVersion.source == text)
+            .order_by(PlaybookVersion.version.desc()).limit(1))).scalar()
+        if base is not None and base < latest.version:
+            problems.append(
+                f"{name}: is version {base} of {playbook.id}, but version {latest.version} "
+                f"(by {latest.author}, {latest.created_at:%Y-%m-%d %H:%M} UTC"
+                f"{': ' + latest.note if latest.note else ''}) is newer; applying would undo it. "
+                "`prevent playbooks export` to get it, or --force to overwrite it")
+    return problems

@@ -27,21 +27,50 @@ from prevent.playbooks.backtest import (
     summarize,
 )
 from prevent.playbooks.evaluate import CompiledSet
-from prevent.playbooks.loader import load_directory
+from prevent.playbooks.loader import PlaybookSet, load_directory
 from prevent.storage.tables import IncidentRow
 
 console = Console()
+notes = Console(stderr=True)  # which playbooks are judged: on stderr, out of piped output
 
 
-def _engine(directory: Path) -> tuple[Classifier, CompiledSet]:
-    return Classifier.from_dir(directory), CompiledSet(load_directory(directory))
+def _engine(directory: Path, stored: PlaybookSet | None = None) -> tuple[Classifier, CompiledSet]:
+    return Classifier.from_dir(directory), CompiledSet(stored or load_directory(directory))
+
+
+def has_database(settings: Settings) -> bool:
+    """A database to judge by: one configured, or the default SQLite file already there (a
+    missing one is not created just to find it empty)."""
+    return bool(settings.database_url) or (settings.var_dir / "prevent.db").exists()
+
+
+async def _in_force(settings: Settings) -> PlaybookSet | None:
+    async with open_db(settings) as db, db.transaction() as session:
+        stored = await store.current_set(session)
+    return stored if stored.playbooks else None
+
+
+def playbooks_in_force(settings: Settings, directory: Path, *, from_files: bool) -> PlaybookSet | None:
+    """The versions in force in the database (what the rules consumer judges by: an edit in
+    the console included), unless ``from_files`` or there is no database; None means the
+    files in ``directory``. Says on stderr which it is."""
+    stored = None if from_files or not has_database(settings) else asyncio.run(_in_force(settings))
+    if stored is None:
+        notes.print(f"[dim]judging the playbook files in {directory}[/dim]")
+    else:
+        versions = ", ".join(f"{pid} v{v}" for pid, v in sorted(stored.versions.items()))
+        notes.print(f"[dim]judging the versions in force in the database ({versions}); "
+                    "--from-files to judge the files[/dim]")
+    return stored
 
 
 def run_test_command(settings: Settings, directory: Path, *, since: timedelta | None,
-                     input_file: Path | None, at: str | None) -> bool:
-    classifier, playbooks = _engine(directory)
-    if input_file is None and since is None:
+                     input_file: Path | None, at: str | None, from_files: bool = False) -> bool:
+    if input_file is None and since is None:  # the golden cases test the files
+        classifier, playbooks = _engine(directory)
         return _run_cases(directory, classifier, playbooks)
+    classifier, playbooks = _engine(directory, playbooks_in_force(settings, directory,
+                                                                  from_files=from_files))
     items = read_jsonl(input_file) if input_file else asyncio.run(_stored_incidents(settings, since))
     verdicts = list(evaluate(track(items, description="backtesting", console=console),
                              classifier, playbooks, at=parse_time(at)))
@@ -84,7 +113,8 @@ def _from_payload(p: dict) -> IncidentInput:
     cap = p.get("cap") or {}
     return IncidentInput(id=p["incident_id"], title=p["title"], summary=p.get("summary", ""),
                          published=p["published"], country=location.get("country"),
-                         cap_severity=cap.get("severity"))
+                         cap_severity=cap.get("severity"), kind=p.get("kind") or "",
+                         categories=tuple(p.get("categories") or ()))
 
 
 async def _find_incident(settings: Settings, incident_id: str) -> IncidentInput:
@@ -96,11 +126,14 @@ async def _find_incident(settings: Settings, incident_id: str) -> IncidentInput:
     return _from_payload(payload)
 
 
-def run_explain_command(settings: Settings, target: str, only: str | None, at: str | None) -> None:
+def run_explain_command(settings: Settings, target: str, only: str | None, at: str | None,
+                        from_files: bool = False) -> None:
     path = Path(target)
     item = (IncidentInput.model_validate(json.loads(path.read_text(encoding="utf-8")))
             if path.is_file() else asyncio.run(_find_incident(settings, target)))
-    classifier, playbooks = _engine(settings.playbooks_dir)
+    directory = settings.playbooks_dir
+    classifier, playbooks = _engine(directory, playbooks_in_force(settings, directory,
+                                                                  from_files=from_files))
     c, rows = explain(item, classifier, playbooks, at=parse_time(at), only=only)
     console.print(f"[bold]{item.title}[/bold]")
     console.print(f"communities {list(c.communities)}, type {c.incident_type}, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,6 +44,36 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_sqlite_file(path: Path) -> None:
+    """The database holds contact details, password hashes and second factors: its folder is
+    0700 and the file 0600, created so before SQLite opens it (no moment it is readable by
+    others). SQLite gives the ``-wal`` and ``-shm`` files the database file's mode; any that
+    already exist, and an existing database, are tightened too."""
+    folder = path.parent
+    if not folder.exists():
+        old = os.umask(0o077)
+        try:
+            folder.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
+        finally:
+            os.umask(old)
+    st = folder.stat()
+    if st.st_uid == os.getuid() and not st.st_mode & stat.S_ISVTX:
+        os.chmod(folder, DIR_MODE)
+    elif st.st_mode & 0o077:  # a shared folder such as /tmp: not ours to close
+        log.warning("the database folder %s is open to other users: give the database a "
+                    "folder of its own", folder)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+    os.close(fd)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                 path.with_name(path.name + "-journal")):
+        if file.exists():
+            os.chmod(file, FILE_MODE)
+
+
 class JsonText(str):
     """A JSON column's value already encoded (by pydantic, or in another process): stored
     as it is instead of being encoded again."""
@@ -62,9 +94,9 @@ class Database:
         """``schema`` (PostgreSQL only) isolates a test run in its own schema."""
         self.url = url
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
+            path = url.split("///", 1)[-1].split("?", 1)[0]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_sqlite_file(Path(path))
         connect_args = {"server_settings": {"search_path": schema}} if schema else {}
         # Hundreds of feeds polled at once each touch the database briefly: a pool
         # sized for bursts, and a long wait rather than a failed poll when it is full.

@@ -233,6 +233,11 @@ class NoticeRow(Base):
     ack_code: Mapped[str | None] = mapped_column(String(8), index=True)
     provider_ref: Mapped[str | None] = mapped_column(String(200), index=True)  # delivery receipts
     cap_xml: Mapped[str | None] = mapped_column(Text)  # the notice as a CAP 1.2 document
+    # queued: when the next attempt is due (a scheduled retry); sending: when the claim of the
+    # send under way lapses (an interrupted send is then taken up again). Migration 0007.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Retryable refusals by the receiving side so far: counted against the retry limit.
+    refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class PatrolVisitRow(Base):
@@ -394,8 +399,9 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Base32 TOTP secret (pyotp) when a second factor is enrolled; required for admins.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The TOTP secret (pyotp base32) when a second factor is enrolled, required for admins;
+    # stored encrypted ("fernet:" + token, key derived from the secret key: prevent.users).
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     # The time step of the last code accepted: a code is good once (no replay in its window).
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 

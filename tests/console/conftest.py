@@ -23,12 +23,27 @@ from prevent.users import Role
 
 PASSWORD = "a long enough test password"
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
+SIGNIN_TOKEN = re.compile(r'name="signin_token" value="([^"]*)"')
+
+
+async def signin_form(client: httpx.AsyncClient, **fields: str) -> dict[str, str]:
+    """``fields`` plus the pre-session token of a freshly fetched sign-in form (its cookie is
+    now in ``client``): what a browser posts to ``/signin``."""
+    page = await client.get("/signin")
+    match = SIGNIN_TOKEN.search(page.text)
+    assert match and match.group(1), "the sign-in form carries a pre-session token"
+    return {"next": "/", **fields, "signin_token": match.group(1)}
+
+
+async def post_signin(client: httpx.AsyncClient, **fields: str) -> httpx.Response:
+    return await client.post("/signin", data=await signin_form(client, **fields))
 
 
 @dataclass
 class Console:
     app: FastAPI
     db: Database
+    key: str = "test-secret-key-not-for-production"
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://console")
@@ -37,11 +52,11 @@ class Console:
         """A client holding a session cookie for the role's user, and its CSRF token (the
         administrator, created on first use, signs in with a one-time code)."""
         name = role.value.replace("_", "-")
-        form = {"name": name, "password": PASSWORD, "next": "/"}
+        form = {"name": name, "password": PASSWORD}
         if role is Role.ADMIN:
             form["code"] = pyotp.TOTP(await self._admin_secret(name)).now()
         client = self.client()
-        response = await client.post("/signin", data=form)
+        response = await post_signin(client, **form)
         assert response.status_code == 303, response.text
         page = await client.get("/")
         match = CSRF_META.search(page.text)
@@ -55,8 +70,10 @@ class Console:
                 await users.add_user(session, name, Role.ADMIN, PASSWORD, actor="test")
                 row = await session.get(UserRow, name)
             if row.totp_secret is None:
-                row.totp_secret = pyotp.random_base32()
-            return row.totp_secret
+                row.totp_secret = users.seal_totp(self.key, pyotp.random_base32())
+            secret = users.open_totp(self.key, row.totp_secret)
+            assert secret is not None
+            return secret
 
 
 @pytest.fixture
@@ -70,4 +87,4 @@ async def console(db: Database, settings: Settings) -> AsyncIterator[Console]:
         await apply_registry(session, parse_registry(SAMPLE_PARTNERS))
     app = create_app(None)  # type: ignore[arg-type] - state set directly, no lifespan
     app.state.console = ConsoleState(db=db, settings=settings)
-    yield Console(app, db)
+    yield Console(app, db, settings.secret_key.get_secret_value() if settings.secret_key else "")

@@ -12,7 +12,7 @@ from prevent import users
 from prevent.storage.tables import AuditRow, UserRow
 from prevent.users import Role
 
-from .conftest import PASSWORD, Console
+from .conftest import PASSWORD, Console, post_signin
 
 
 async def user_row(console: Console, name: str) -> UserRow | None:
@@ -52,9 +52,9 @@ async def test_an_administrator_adds_a_user_with_errors_shown_by_field(console: 
                                                    "role": "viewer", "password": " kept as typed  "})
         assert spaced.status_code == 303
     async with aclosing(console.client()) as newcomer:  # the password works exactly as typed
-        assert (await newcomer.post("/signin", data={"name": "spaced", "password": "kept as typed"})
+        assert (await post_signin(newcomer, **{"name": "spaced", "password": "kept as typed"})
                 ).status_code == 401
-        assert (await newcomer.post("/signin", data={"name": "spaced", "password": " kept as typed  "})
+        assert (await post_signin(newcomer, **{"name": "spaced", "password": " kept as typed  "})
                 ).status_code == 303
     row = await user_row(console, "new-officer")
     assert row is not None and row.role == "engagement_officer" and not row.disabled
@@ -76,7 +76,7 @@ async def test_a_disabled_user_loses_sessions_and_tokens_at_once(console: Consol
         assert disabled.status_code == 303
         assert (await inspector.get("/api/me")).status_code == 401
         assert (await inspector.get("/api/me", headers=bearer)).status_code == 401
-        refused = await inspector.post("/signin", data={"name": "duty-inspector", "password": PASSWORD})
+        refused = await post_signin(inspector, **{"name": "duty-inspector", "password": PASSWORD})
         assert refused.status_code == 401
 
         enabled = await admin.post("/users/duty-inspector", data={"csrf_token": token, "active": "yes"})
@@ -84,14 +84,15 @@ async def test_a_disabled_user_loses_sessions_and_tokens_at_once(console: Consol
         # neither the old session nor the old token comes back; signing in again works
         assert (await inspector.get("/api/me")).status_code == 401
         assert (await inspector.get("/api/me", headers=bearer)).status_code == 401
-        again = await inspector.post("/signin", data={"name": "duty-inspector", "password": PASSWORD})
+        again = await post_signin(inspector, **{"name": "duty-inspector", "password": PASSWORD})
         assert again.status_code == 303
     changes = [after for action, _, after in await trail(console) if action == "user.change"]
     assert changes == [{"role": "duty_inspector", "disabled": True},
                        {"role": "duty_inspector", "disabled": False}]
 
 
-async def test_a_role_change_applies_at_the_next_request(console: Console) -> None:
+async def test_a_role_change_ends_the_session_and_applies_at_the_next_sign_in(console: Console
+                                                                                ) -> None:
     viewer, viewer_token = await console.signed_in(Role.VIEWER)
     admin, token = await console.signed_in(Role.ADMIN)
     async with aclosing(admin), aclosing(viewer):
@@ -99,6 +100,9 @@ async def test_a_role_change_applies_at_the_next_request(console: Console) -> No
         changed = await admin.post("/users/viewer", data={"csrf_token": token,
                                                           "role": "engagement_officer"})
         assert changed.status_code == 303
+        assert (await viewer.get("/partners")).status_code == 401  # the old session ended
+        viewer.cookies.clear()
+        assert (await post_signin(viewer, name="viewer", password=PASSWORD)).status_code == 303
         assert (await viewer.get("/partners")).status_code == 200
         same = await admin.post("/users/viewer", data={"csrf_token": token,
                                                        "role": "engagement_officer"})
@@ -127,3 +131,25 @@ async def test_only_administrators_manage_users(console: Console) -> None:
         assert disabled.status_code == 403
     assert await user_row(console, "sneaky") is None
     assert (await user_row(console, "viewer")).disabled is False
+
+
+async def test_promotion_to_admin_ends_sessions_and_tokens_made_without_a_second_factor(
+        console: Console) -> None:
+    """M4: a session or token made without TOTP must not reach admin pages after a promotion."""
+    inspector, _ = await console.signed_in(Role.DUTY_INSPECTOR)
+    async with console.db.transaction() as session:
+        api_token = await users.issue_token(session, "duty-inspector", actor="test")
+    bearer = {"Authorization": f"Bearer {api_token}"}
+    admin, token = await console.signed_in(Role.ADMIN)
+    async with aclosing(admin), aclosing(inspector):
+        assert (await inspector.get("/api/me", headers=bearer)).status_code == 200
+        promoted = await admin.post("/users/duty-inspector", data={"csrf_token": token,
+                                                                   "role": "admin"})
+        assert promoted.status_code == 303
+        assert (await inspector.get("/users")).status_code == 401
+        assert (await inspector.get("/api/users")).status_code == 401
+        assert (await inspector.get("/api/users", headers=bearer)).status_code == 401
+        # Signing in again as an administrator asks for the second factor.
+        inspector.cookies.clear()
+        again = await post_signin(inspector, name="duty-inspector", password=PASSWORD)
+        assert again.status_code == 401 and "second factor" in again.text

@@ -18,7 +18,7 @@ from prevent.console import security, sessions
 from prevent.storage.tables import AuditRow, UserRow
 from prevent.users import Role
 
-from .conftest import PASSWORD, Console
+from .conftest import PASSWORD, Console, post_signin, signin_form
 
 PUBLIC = security.PUBLIC_PATHS | {security.METRICS_PATH}  # /metrics: public by default
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -82,16 +82,28 @@ async def test_bearer_calls_are_exempt_from_csrf(console: Console) -> None:
 async def test_security_headers_and_cookie_flags(console: Console) -> None:
     async with console.client() as client:
         page = await client.get("/signin")
-        signin = await client.post("/signin", data={"name": "viewer", "password": PASSWORD})
+        signin = await post_signin(client, **{"name": "viewer", "password": PASSWORD})
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert page.headers["x-content-type-options"] == "nosniff"
     cookie = signin.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie  # plain http
-    async with console.client() as client:
-        https = await client.post("/signin", data={"name": "viewer", "password": PASSWORD},
-                                  headers={"x-forwarded-proto": "https"})
-    assert "secure" in https.headers["set-cookie"].lower()
+    # X-Forwarded-Proto is believed only from a trusted proxy (PREVENT_TRUSTED_PROXIES).
+    settings = console.app.state.console.settings
+    for trusted, secure in (("", False), ("127.0.0.0/8", True)):
+        console.app.state.console.settings = settings.model_copy(update={"trusted_proxies": trusted})
+        async with console.client() as client:
+            client.headers["x-forwarded-proto"] = "https"
+            form = await signin_form(client, name="viewer", password=PASSWORD)
+            # The jar keeps a Secure cookie from plain http: sent by hand, as a browser talking
+            # https to the proxy would.
+            pre = client.cookies.get("prevent_signin")
+            client.cookies.clear()
+            https = await client.post("/signin", data=form, headers={"cookie": f"prevent_signin={pre}"})
+        assert https.status_code == 303
+        assert ("secure" in https.headers["set-cookie"].lower()) is secure, trusted
+        assert ("strict-transport-security" in https.headers) is secure, trusted
+    console.app.state.console.settings = settings
 
 
 async def test_signout_and_password_change_revoke_sessions(console: Console) -> None:
@@ -138,9 +150,9 @@ async def test_idle_and_absolute_timeouts(console: Console) -> None:
 async def test_signin_is_rate_limited_per_account(console: Console) -> None:
     async with console.client() as client:
         for _ in range(5):
-            bad = await client.post("/signin", data={"name": "viewer", "password": "wrong password!"})
+            bad = await post_signin(client, **{"name": "viewer", "password": "wrong password!"})
             assert bad.status_code == 401
-        blocked = await client.post("/signin", data={"name": "viewer", "password": PASSWORD})
+        blocked = await post_signin(client, **{"name": "viewer", "password": PASSWORD})
     assert blocked.status_code == 429
 
 
@@ -155,12 +167,12 @@ async def test_the_account_limit_is_shared_by_every_replica_and_the_api(console:
     async with console.client() as first, httpx.AsyncClient(
             transport=httpx.ASGITransport(app=other), base_url="http://console") as second:
         for client in (first, second, first):
-            assert (await client.post("/signin", data=wrong)).status_code == 401
+            assert (await post_signin(client, **wrong)).status_code == 401
         for _ in range(2):
             assert (await second.post("/api/login", json=wrong)).status_code == 401
-        blocked = await first.post("/signin", data={"name": "viewer", "password": PASSWORD})
+        blocked = await post_signin(first, **{"name": "viewer", "password": PASSWORD})
         api_blocked = await second.post("/api/login", json={"name": "viewer", "password": PASSWORD})
-        other_account = await first.post("/signin", data={"name": "duty-inspector",
+        other_account = await post_signin(first, **{"name": "duty-inspector",
                                                           "password": PASSWORD})
     assert blocked.status_code == 429 and "Too many failed sign-ins" in blocked.text
     assert api_blocked.status_code == 429
@@ -175,9 +187,9 @@ async def test_the_account_limit_is_shared_by_every_replica_and_the_api(console:
 async def test_many_failures_from_one_address_are_refused_for_any_account(console: Console) -> None:
     async with console.client() as client:
         for n in range(20):  # 20 accounts, one wrong password each: no account limit is reached
-            response = await client.post("/signin", data={"name": f"guess-{n}", "password": "x" * 12})
+            response = await post_signin(client, **{"name": f"guess-{n}", "password": "x" * 12})
             assert response.status_code == 401
-        refused = await client.post("/signin", data={"name": "viewer", "password": PASSWORD})
+        refused = await post_signin(client, **{"name": "viewer", "password": PASSWORD})
     assert refused.status_code == 429 and "from this address" in refused.text
 
 
@@ -189,10 +201,10 @@ async def test_admins_need_a_second_factor(console: Console, with_code: bool) ->
         if with_code:
             (await session.get(UserRow, "root-admin")).totp_secret = secret
     async with console.client() as client:
-        no_code = await client.post("/signin", data={"name": "root-admin", "password": PASSWORD})
+        no_code = await post_signin(client, **{"name": "root-admin", "password": PASSWORD})
         assert no_code.status_code == 401
         if with_code:
-            ok = await client.post("/signin", data={"name": "root-admin", "password": PASSWORD,
+            ok = await post_signin(client, **{"name": "root-admin", "password": PASSWORD,
                                                     "code": pyotp.TOTP(secret).now()})
             assert ok.status_code == 303
         else:
@@ -210,7 +222,7 @@ async def test_a_one_time_code_is_good_once(console: Console) -> None:
 
     async def sign_in(code: str) -> int:
         async with console.client() as client:
-            return (await client.post("/signin", data={"name": "code-admin", "password": PASSWORD,
+            return (await post_signin(client, **{"name": "code-admin", "password": PASSWORD,
                                                        "code": code})).status_code
 
     code = totp.now()
@@ -222,7 +234,7 @@ async def test_a_one_time_code_is_good_once(console: Console) -> None:
 
 async def test_next_parameter_cannot_redirect_off_site(console: Console) -> None:
     async with console.client() as client:
-        response = await client.post("/signin", data={"name": "viewer", "password": PASSWORD,
+        response = await post_signin(client, **{"name": "viewer", "password": PASSWORD,
                                                       "next": "//evil.example/"})
     assert response.headers["location"] == "/"
 

@@ -131,6 +131,7 @@ async def inspector_flow(browser, base: str, publish, both) -> None:  # noqa: AN
 async def viewer_flow(browser, base: str) -> None:  # noqa: ANN001
     page = await browser.new_page()
     await sign_in(page, base, "viewer.browser")
+    await page.goto(f"{base}/?status=all")  # decided alerts are out of the default view
     link = page.locator("#queue-rows a", has_text="mosque and a synagogue")
     await link.click()
     await playwright_api.expect(page.locator("h1")).to_contain_text("mosque and a synagogue")

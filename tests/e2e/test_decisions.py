@@ -40,14 +40,15 @@ async def alerts_on_kafka(bootstrap: str, settle: float = 2.0) -> list[Alert]:
         await consumer.stop()
 
 
-async def test_confirm_via_api_notifies_once_and_dismiss_never(settings) -> None:
+async def test_confirm_via_api_notifies_once_and_dismiss_never(settings, system_engine) -> None:
     sink = SmtpSink().start()
     mosque = incident("e2e-mosque", "Arson attack on mosque overnight, no injuries",
                       "A fire was set at the door of a mosque overnight. No one was hurt.")
     shul = incident("e2e-shul", "Arson attack on synagogue, no injuries",
                     "A fire was set at a synagogue overnight.")
     try:
-        config = settings.model_copy(update={"smtp_port": sink.port, "demo": True})
+        config = settings.model_copy(update={"smtp_port": sink.port, "demo": True,
+                                             "kafka_bootstrap": system_engine.bootstrap or None})
         async with running_system(config, feeds=[]) as system:
             db = system.ctx.db
             async with db.transaction() as session:

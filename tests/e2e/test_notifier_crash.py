@@ -2,7 +2,7 @@
 recipient ends up with exactly one notice (one distinct Message-ID each), none missing.
 
 The notifier runs as the real `prevent centre-notifier` process on its own embedded
-Kafka broker and a SQLite file shared with the test.
+Kafka broker, and on Apache Kafka (fresh topics), and a SQLite file shared with the test.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from fixtures.broker import TEST_TOPICS
+from fixtures.kafka import engine_broker, session_timeout_ms
 from notify.helpers import PLAYBOOK_FILE, alert, contact, load_registry, registry
 from sqlalchemy import select
 
-from prevent.broker import EmbeddedBroker
 from prevent.contracts import ALERTS, cloudevent_headers
 from prevent.netutil import free_port
 from prevent.playbooks import store
@@ -73,7 +73,8 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
                 p.kill()
 
 
-async def test_sigkill_mid_fan_out_then_restart_sends_each_notice_once(tmp_path: Path) -> None:
+async def test_sigkill_mid_fan_out_then_restart_sends_each_notice_once(tmp_path: Path,
+                                                                     system_engine) -> None:
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
     db = Database(db_url)
     await db.upgrade()
@@ -90,14 +91,14 @@ async def test_sigkill_mid_fan_out_then_restart_sends_each_notice_once(tmp_path:
     log = tmp_path / "notifier.log"
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        async with EmbeddedBroker(topics=TEST_TOPICS) as broker:
-            env = {**os.environ, "PREVENT_KAFKA_BOOTSTRAP": broker.bootstrap,
+        async with engine_broker(system_engine, TEST_TOPICS) as bootstrap:
+            env = {**os.environ, "PREVENT_KAFKA_BOOTSTRAP": bootstrap,
                    "PREVENT_DATABASE_URL": db_url, "PREVENT_SMTP_HOST": "127.0.0.1",
                    "PREVENT_SMTP_PORT": str(sink.controller.port),
                    "PREVENT_SECRET_KEY": "crash-test-secret", "PREVENT_VAR_DIR": str(tmp_path / "var"),
-                   "PREVENT_KAFKA_SESSION_TIMEOUT_MS": "2000",
+                   "PREVENT_KAFKA_SESSION_TIMEOUT_MS": str(session_timeout_ms(system_engine)),
                    "PREVENT_CONFIG_FILE": str(tmp_path / "none.toml")}
-            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
             await producer.start()
             try:
                 a = alert(severity=3)

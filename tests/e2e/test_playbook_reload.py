@@ -50,10 +50,12 @@ async def wait_until(predicate, limit: float = 20.0) -> None:  # noqa: ANN001
         await asyncio.sleep(0.2)
 
 
-async def test_playbook_edits_swap_atomically_in_the_running_consumer(settings, tmp_path: Path) -> None:
+async def test_playbook_edits_swap_atomically_in_the_running_consumer(settings, system_engine,
+                                                                     tmp_path: Path) -> None:
     playbooks = tmp_path / "playbooks"
     shutil.copytree(REPO / "playbooks", playbooks)
-    config = settings.model_copy(update={"playbooks_dir": playbooks, "demo": True})
+    config = settings.model_copy(update={"playbooks_dir": playbooks, "demo": True,
+                                         "kafka_bootstrap": system_engine.bootstrap or None})
     async with running_system(config, services=("rules",), feeds=[]) as system:
         ctx = system.ctx
         before = dict(ctx.playbooks.compiled.source.versions)

@@ -38,8 +38,10 @@ def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREVENT_")}
     env |= {"PREVENT_VAR_DIR": str(tmp_path / "var"), "PREVENT_HTTP_PORT": str(port)}
     # The console needs a signed-in user: add one the way an operator would.
-    subprocess.run([sys.executable, "-m", "prevent", "users", "add", "demo-viewer", "--role", "viewer"],
-                   cwd=tmp_path, env=env, input=b"demo viewer password\n", check=True)
+    # /overview shows contact details: a role that may read the registry (issue 23, L5).
+    subprocess.run([sys.executable, "-m", "prevent", "users", "add", "demo-officer", "--role",
+                    "engagement_officer"],
+                   cwd=tmp_path, env=env, input=b"demo officer password\n", check=True)
     proc = subprocess.Popen([sys.executable, "-m", "prevent", "up"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     console = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2)
@@ -49,8 +51,10 @@ def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         while time.monotonic() - started < 30:
             try:
                 if "prevent_session" not in console.cookies:
-                    console.post("/signin", data={"name": "demo-viewer",
-                                                  "password": "demo viewer password"})
+                    form = console.get("/signin").text  # the pre-session token (login CSRF)
+                    token = form.split('name="signin_token" value="', 1)[1].split('"', 1)[0]
+                    console.post("/signin", data={"name": "demo-officer", "signin_token": token,
+                                                  "password": "demo officer password"})
                 page = console.get("/overview").text
             except httpx.TransportError:
                 page = ""

@@ -55,7 +55,8 @@ async def patrols_on_kafka(bootstrap: str, settle: float = 2.0) -> list[PatrolAs
         await consumer.stop()
 
 
-async def test_feed_item_reaches_the_centre_inbox_and_the_patrol_topic(settings, tmp_path: Path,
+async def test_feed_item_reaches_the_centre_inbox_and_the_patrol_topic(settings, system_engine,
+                                                                      tmp_path: Path,
                                                                       monkeypatch) -> None:
     feed_server = DemoFeedServer()
     body = fixture_feed()
@@ -63,18 +64,24 @@ async def test_feed_item_reaches_the_centre_inbox_and_the_patrol_topic(settings,
     feed_server.start()
     sink = SmtpSink().start()
     try:
-        config = settings.model_copy(update={"smtp_port": sink.port, "demo": True})
+        config = settings.model_copy(update={"smtp_port": sink.port, "demo": True,
+                                             "kafka_bootstrap": system_engine.bootstrap or None})
         feeds = [FeedConfig(id="fixture-wire", url=feed_server.url, kind="rss",
                             interval_seconds=3600)]
         async with running_system(config, feeds=feeds) as system:
             await wait_for(lambda: len(sink.received) >= 1)
             await asyncio.sleep(3)  # would a second notice or a duplicate arrive?
             patrols = await patrols_on_kafka(system.bootstrap)
+            lag = await system.console_state().lag()  # what /metrics serves
     finally:
         sink.stop()
         feed_server.stop()
 
     assert len(sink.received) == 1
+    # The consumer lag on /metrics, on both engines: every group's committed partitions, 0 left.
+    for group in ("prevent-rules", "prevent-centre-notifier", "prevent-patrol-notifier"):
+        assert f'prevent_consumer_lag{{group="{group}",topic=' in lag, (group, lag)
+    assert 'group="prevent-rules",topic="prevent.incidents.v1"' in lag
     mail = sink.received[0]
     assert mail.to == ("admin@riverside-centre.example.org",)
     assert "mosque" in mail.subject

@@ -171,10 +171,10 @@ async def test_an_administrator_changes_and_disables_users_through_the_api(api) 
                             headers=auth(api, "dee"))).status_code == 403
     role = await api.patch("/api/users/cy", json={"role": "duty_inspector"}, headers=auth(api, "eve"))
     assert role.json() == {"name": "cy", "changed": True}
-    assert (await api.get("/api/me", headers=auth(api, "cy"))).json()["role"] == "duty_inspector"
+    # A role change ends the user's tokens (issue 23, M4): they sign in again under the new role.
+    assert (await api.get("/api/me", headers=auth(api, "cy"))).status_code == 401
     off = await api.patch("/api/users/cy", json={"active": False}, headers=auth(api, "eve"))
     assert off.json() == {"name": "cy", "changed": True}
-    assert (await api.get("/api/me", headers=auth(api, "cy"))).status_code == 401  # token revoked
     listed = {u["name"]: u for u in (await api.get("/api/users", headers=auth(api, "eve"))).json()}
     assert listed["cy"] == {"name": "cy", "role": "duty_inspector", "disabled": True,
                             "second_factor": False}

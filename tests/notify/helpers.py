@@ -73,6 +73,19 @@ async def load_registry(db: Database, reg: RegistryIn) -> None:
         await apply_registry(session, reg)
 
 
+async def settle(n: CentreNotifier, rounds: int = 30) -> int:
+    """Make every scheduled retry due now and run it, as the scanner does when the due times
+    come, until none is left; returns how many notices were sent."""
+    sent = 0
+    for _ in range(rounds):
+        later = utcnow() + timedelta(hours=1)
+        due = await n.due(later)
+        if not due:
+            return sent
+        sent += await n.deliver_many(due, later)
+    raise AssertionError(f"notices still due after {rounds} rounds")
+
+
 def notifier(db: Database, settings: Settings, *, retry: RetryPolicy | None = None,
              officer_email: str | None = None) -> CentreNotifier:
     channels = {"email": EmailChannel(settings), "webhook": WebhookChannel(settings),
@@ -137,16 +150,23 @@ class Received:
 
 class ScriptedHttp:
     """A local HTTP receiver: replies follow ``script`` (status codes), then 200;
-    a path ``/status/NNN`` always answers NNN."""
+    a path ``/status/NNN`` always answers NNN; a path ``/hang`` answers nothing until the
+    receiver stops (a partner's server that times out)."""
 
     def __init__(self, script: Iterable[int] = ()) -> None:
         self.script = list(script)
         self.received: list[Received] = []
+        self.hung: list[Received] = []  # requests to /hang, never answered in time
+        self.released = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/hang"):
+                    outer.hung.append(Received(self.path, dict(self.headers.items()), body))
+                    outer.released.wait(60)
+                    return
                 outer.received.append(Received(self.path, dict(self.headers.items()), body))
                 if self.path.startswith("/status/"):
                     status = int(self.path.rsplit("/", 1)[-1])
@@ -174,6 +194,7 @@ class ScriptedHttp:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -18,7 +18,7 @@ from prevent.netutil import free_port
 
 from .helpers import ScriptedHttp, ScriptedSmtp
 
-SENT, RETRY, FAIL, DOWN = "sent", "retry", "fail", "down"  # DOWN: TransientError, partition waits
+SENT, RETRY, FAIL, DOWN = "sent", "retry", "fail", "down"  # DOWN: TransientError, retried later (bounded)
 
 SMTP_CODES = {250: SENT, 421: RETRY, 450: RETRY, 451: RETRY, 452: RETRY,
               550: FAIL, 551: FAIL, 552: FAIL, 553: FAIL, 554: FAIL}

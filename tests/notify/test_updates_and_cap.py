@@ -62,6 +62,11 @@ async def test_update_and_all_clear_go_to_those_notified_as_valid_cap(db: Databa
     assert doc["all_clear"].findtext("cap:references", namespaces=NS) == refs
     assert doc["update"].findtext("cap:info/cap:severity", namespaces=NS) == "Extreme"
     assert "/ack/" not in first.cap_xml  # the link is the contact's capability, not the document's
+    # L7: the CAP document, which any role can fetch, names no contact; the notice's own body does.
+    names = {contact(1).name, contact(2).name}
+    for row in (first, failed, upd, clear):
+        assert not any(name in row.cap_xml for name in names), row.cap_xml
+    assert any(name in first.body for name in names)
 
 
 async def test_exercise_is_marked_in_every_channel(db: Database, settings: Settings,

@@ -196,11 +196,14 @@ class Services:
         assert not dead, f"services exited: {dead}"
 
 
-def service_env(bootstrap: str, db_url: str, smtp_port: int, var_dir: Path) -> dict[str, str]:
+def service_env(bootstrap: str, db_url: str, smtp_port: int, var_dir: Path, *,
+                session_timeout_ms: int = 2000) -> dict[str, str]:
+    """The services' environment; ``session_timeout_ms`` the shortest the broker accepts
+    (2 s on Tansu, Apache Kafka's group.min.session.timeout.ms, 6 s, there)."""
     return {**os.environ, "PREVENT_KAFKA_BOOTSTRAP": bootstrap, "PREVENT_DATABASE_URL": db_url,
             "PREVENT_SMTP_HOST": "127.0.0.1", "PREVENT_SMTP_PORT": str(smtp_port),
             "PREVENT_SECRET_KEY": "resilience-test-secret", "PREVENT_VAR_DIR": str(var_dir),
-            "PREVENT_DEMO": "false", "PREVENT_KAFKA_SESSION_TIMEOUT_MS": "2000",
+            "PREVENT_DEMO": "false", "PREVENT_KAFKA_SESSION_TIMEOUT_MS": str(session_timeout_ms),
             "PREVENT_CHANNEL_RATE_PER_SECOND": '{"email": 200, "sms": 5, "webhook": 10}',
             "PREVENT_CONFIG_FILE": str(var_dir / "none.toml")}
 

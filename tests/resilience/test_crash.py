@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 from fixtures.broker import TEST_TOPICS
+from fixtures.kafka import Engine, engine_broker, session_timeout_ms
 
-from prevent.broker import EmbeddedBroker
 from prevent.storage.db import Database
 
 from .harness import Services, Sink, expected_outcome, incidents, observed, prepare, produce, service_env
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 TOTAL = 1000
 
 
-async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int) -> None:
+async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int,
+                       engine: Engine = Engine("tansu", "")) -> None:
     rng = random.Random(seed)
     items = incidents(TOTAL, seed=seed)
     expected = await expected_outcome(items, tmp_path)
@@ -54,8 +55,9 @@ async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int)
     names = [f"{kind}-{n}" for kind in ("rules", "centre") for n in range(1, replicas + 1)]
     kills: dict[str, int] = {}
     try:
-        async with EmbeddedBroker(topics=TEST_TOPICS) as broker:
-            services = Services(service_env(broker.bootstrap, db_url, sink.port, tmp_path / "var"),
+        async with engine_broker(engine, TEST_TOPICS) as bootstrap:
+            services = Services(service_env(bootstrap, db_url, sink.port, tmp_path / "var",
+                                            session_timeout_ms=session_timeout_ms(engine)),
                                 tmp_path)
             for name in names:
                 services.start(name, "rules" if name.startswith("rules") else "centre-notifier")
@@ -84,7 +86,7 @@ async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int)
                     services.start("centre-restarted", "centre-notifier")
 
             killer = asyncio.create_task(kill_centre())
-            await produce(broker.bootstrap, items, chunk=25, pause=0.2, after_chunk=kill_rules)
+            await produce(bootstrap, items, chunk=25, pause=0.2, after_chunk=kill_rules)
 
             async def complete() -> bool:
                 alerts, notices, count = await observed(db)
@@ -126,9 +128,11 @@ async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int)
 # SQLite only, to keep the suite short: on PostgreSQL the two-replica scenario covers the same
 # kills (a centre notifier dies mid fan-out there too) and the replicas' advisory lock besides.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_sigkill_rules_then_centre_notifier_while_incidents_flow(tmp_path: Path,
-                                                                       database_url: str) -> None:
-    await run_scenario(tmp_path, database_url, replicas=1, seed=random.randrange(1_000_000))
+async def test_sigkill_rules_then_centre_notifier_while_incidents_flow(
+        tmp_path: Path, database_url: str, system_engine: Engine) -> None:
+    """On both engines: Tansu, and Apache Kafka (1 node, fresh topics)."""
+    await run_scenario(tmp_path, database_url, replicas=1, seed=random.randrange(1_000_000),
+                       engine=system_engine)
 
 
 async def test_two_replicas_each_one_killed_partitions_move_to_the_survivor(tmp_path: Path,

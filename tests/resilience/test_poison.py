@@ -38,8 +38,10 @@ async def dead_letters(bootstrap: str, expected: int, limit: float = 30) -> list
     return found
 
 
-async def test_poison_on_every_input_topic_is_dead_lettered(settings) -> None:
-    async with running_system(settings.model_copy(update={"demo": True}), feeds=[]) as system:
+async def test_poison_on_every_input_topic_is_dead_lettered(settings, system_engine) -> None:
+    config = settings.model_copy(update={"demo": True,
+                                         "kafka_bootstrap": system_engine.bootstrap or None})
+    async with running_system(config, feeds=[]) as system:
         producer = AIOKafkaProducer(bootstrap_servers=system.bootstrap, acks="all",
                                     max_request_size=8 * 1024 * 1024)
         await producer.start()

@@ -24,6 +24,17 @@
       function (tr) { return tr.getAttribute("data-alert-id"); });
   }
 
+  // The unit's time zone (PREVENT_TIME_ZONE, in <meta name="time-zone">), 24-hour clock: the
+  // same clock as every time the server renders, not the browser's own zone and format.
+  function unitTime() {
+    var meta = document.querySelector('meta[name="time-zone"]');
+    var options = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+                   timeZoneName: "short"};
+    if (meta && meta.content) { options.timeZone = meta.content; }
+    try { return new Date().toLocaleTimeString("en-CA", options); }
+    catch (e) { delete options.timeZone; return new Date().toLocaleTimeString("en-CA", options); }
+  }
+
   function tone() {
     if (!sound || !sound.checked || !window.AudioContext) { return; }
     var ctx = new AudioContext(), osc = ctx.createOscillator(), gain = ctx.createGain();
@@ -46,7 +57,7 @@
         });
         if (fresh.length) {
           status.textContent = fresh.length + " new alert" + (fresh.length > 1 ? "s" : "") +
-            " (marked NEW) at " + new Date().toLocaleTimeString();
+            " (marked NEW) at " + unitTime();
           tone();
         }
       })

@@ -1,0 +1,81 @@
+"""Checks of a partner registry beyond its schema (issue 22, defect 5), shared by the CSV
+import (console and ``prevent partners import``) and the console's site editor:
+
+* every site community must be one the lexicon knows (``playbooks/communities.yaml``): a
+  site of community ``muslin`` would match no alert and never be notified;
+* a CSV row that fills contact columns (email, phone, ...) without a ``contact_id`` would
+  have its contact dropped: it is refused, naming its line.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+from functools import lru_cache
+from pathlib import Path
+
+from prevent.classification.lexicon import load_lexicon
+from prevent.registry import CSV_CONTACT_FIELDS, RegistryIn
+
+CONTACT_DATA = tuple(f for f in CSV_CONTACT_FIELDS if f not in ("contact_id", "consent"))
+
+
+@lru_cache(maxsize=4)
+def known_communities(playbooks_dir: Path) -> frozenset[str]:
+    return frozenset(c.id for c in load_lexicon(playbooks_dir).communities.communities)
+
+
+def community_problem(community: str, known: frozenset[str]) -> str | None:
+    if community in known:
+        return None
+    close = difflib.get_close_matches(community.casefold(), sorted(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown community '{community}'{hint}; known: see playbooks/communities.yaml"
+
+
+def community_problems(registry: RegistryIn, known: frozenset[str], source: str,
+                       lines: dict[str, int] | None = None) -> list[str]:
+    problems = []
+    for site in registry.sites:
+        where = f"{source}:{lines[site.site_id]}" if lines and site.site_id in lines else source
+        problems += [f"{where}: site {site.site_id}: {p}" for c in site.communities
+                     if (p := community_problem(c, known))]
+    return problems
+
+
+def site_lines(text: str) -> dict[str, int]:
+    """The first CSV line of each site id (for messages about a whole site)."""
+    reader = csv.DictReader(io.StringIO(text))
+    lines: dict[str, int] = {}
+    for row in reader:
+        if row.get("site_id"):
+            lines.setdefault(row["site_id"].strip(), reader.line_num)
+    return lines
+
+
+def orphan_contact_problems(text: str, source: str) -> list[str]:
+    """CSV rows with contact data but no contact_id: the contact would be dropped silently."""
+    reader = csv.DictReader(io.StringIO(text))
+    problems = []
+    for row in reader:
+        filled = [f for f in CONTACT_DATA if (row.get(f) or "").strip()]
+        if filled and not (row.get("contact_id") or "").strip():
+            problems.append(f"{source}:{reader.line_num}: contact_id: this row has "
+                            f"{', '.join(filled)} but no contact_id; the contact would be dropped "
+                            "(give it a contact_id)")
+    return problems
+
+
+def file_problems(path: Path, registry: RegistryIn, playbooks_dir: Path, source: str) -> list[str]:
+    """Every problem of an imported file beyond what ``parse_registry`` checks."""
+    text = path.read_text(encoding="utf-8-sig")
+    is_csv = path.suffix.lower() == ".csv"
+    problems = orphan_contact_problems(text, source) if is_csv else []
+    return problems + community_problems(registry, known_communities(playbooks_dir), source,
+                                         site_lines(text) if is_csv else None)
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``{"sites": 3, "contacts": 4}`` as people read it: "3 sites, 4 contacts"."""
+    return ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items())
