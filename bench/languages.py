@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from prevent.classification import Classifier
+from prevent.classification.scoring import score_alarms
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -35,31 +36,11 @@ def _load(path: Path) -> list[dict[str, Any]]:
 
 
 def score(clf: Classifier, items: list[dict[str, Any]]) -> dict[str, Any]:
-    per: dict[str, list[int]] = {}
-    negatives = alarmed = 0
-    for item in items:
-        c = clf.classify(item["title"], item.get("summary", ""), country=item.get("country"),
-                         lang=item.get("lang"))
-        lang = item.get("lang", "en")
-        severity = item.get("severity") or 0
-        if severity >= 2:
-            if item.get("incident_type") == "natural_disaster":
-                hit = c.incident_type == "natural_disaster" and c.severity >= 2
-            elif item.get("communities"):
-                hit = bool(set(item["communities"]) & set(c.communities)) and c.severity >= 2
-            else:
-                continue
-            per.setdefault(lang, [0, 0])
-            per[lang][0] += hit
-            per[lang][1] += 1
-        elif severity == 0:
-            negatives += 1
-            alarmed += bool(c.communities) and c.severity >= 2
-    alarms = sum(v[0] for v in per.values())
-    relevant = sum(v[1] for v in per.values())
-    return {"per_language": {k: {"alarmed": a, "incidents": n} for k, (a, n) in sorted(per.items())},
-            "recall": round(alarms / relevant, 3) if relevant else None,
-            "negatives": negatives, "negatives_alarmed": alarmed}
+    result = score_alarms(clf, items)
+    return {"per_language": {k: {"alarmed": a, "incidents": n}
+                             for k, (a, n) in sorted(result.per_language.items())},
+            "recall": round(result.recall, 3), "negatives": result.negatives,
+            "negatives_alarmed": result.negatives_alarmed}
 
 
 def _rate(clf: Classifier, items: list[dict[str, Any]], seconds: float) -> float:
