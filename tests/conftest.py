@@ -94,6 +94,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                  if "[postgresql" in report.nodeid)
     where = PG_URL.rsplit("@", 1)[-1] if PG_URL else "not configured"
     terminalreporter.write_line(f"PostgreSQL-backed tests run against {where}: {ran} ok, {failed} not ok")
+    # The exact counts the fault tests print (incidents stored, notices sent once), in CI's output.
+    for report in terminalreporter.stats.get("passed", []):
+        if "tests/resilience/" in report.nodeid and report.when == "call":
+            for line in report.capstdout.splitlines():
+                if line.strip():
+                    terminalreporter.write_line(f"{report.nodeid.rsplit('::', 1)[-1]}: {line.strip()}")
 
 
 # Apache Kafka (scripts/kafka-cluster): the session's 1-node cluster and the engine parameter.
