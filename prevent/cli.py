@@ -273,17 +273,22 @@ def classify(path: Annotated[Path, typer.Argument(help="JSON lines with title, s
         raise _fail(str(exc)) from exc
 
 
+def _report_check(problems: list[str], valid: str) -> None:
+    """A check command's output: each ``file:line`` problem on stderr and exit 1, or ``valid``."""
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(valid)
+
+
 @playbooks_app.command("check")
 def playbooks_check(path: Annotated[Path | None, typer.Argument()] = None) -> None:
     """Validate playbooks, the lexicon and the notice templates; exit 1 with file:line errors."""
     from prevent.playbooks.check import check_directory
 
-    problems = check_directory(path or get_settings().playbooks_dir)
-    for problem in problems:
-        typer.echo(problem, err=True)
-    if problems:
-        raise typer.Exit(1)
-    typer.echo("playbooks, lexicon and templates are valid")
+    _report_check(check_directory(path or get_settings().playbooks_dir),
+                  "playbooks, lexicon and templates are valid")
 
 
 @playbooks_app.command("schema")
@@ -398,12 +403,8 @@ def diaspora_check(path: Annotated[Path | None, typer.Argument(help="a diaspora.
 
     directory = get_settings().playbooks_dir
     known = {c.id for c in load_lexicon(directory).communities.communities}
-    _, problems = load_diaspora_errors(path or directory / DIASPORA_FILE, known)
-    for problem in problems:
-        typer.echo(problem, err=True)
-    if problems:
-        raise typer.Exit(1)
-    typer.echo("the diaspora map is valid")
+    _report_check(load_diaspora_errors(path or directory / DIASPORA_FILE, known)[1],
+                  "the diaspora map is valid")
 
 
 @diaspora_app.command("show")
