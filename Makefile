@@ -37,3 +37,20 @@ clean:
 ## bench: every benchmark in one run; writes docs/PERFORMANCE.md and var/bench/*.json
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## fuzz: the fuzz tests of tests/fuzz for longer (FUZZ_SCALE x their examples, random inputs, failures
+## kept in .hypothesis/), then atheris on each parser for FUZZ_SECONDS (where atheris is installed)
+FUZZ_SCALE   ?= 20
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: $(STAMP)
+	PREVENT_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/pytest -q -rs -m fuzz --timeout=0 tests/fuzz $(PYTEST_ARGS)
+	@if $(BIN)/python -c 'import atheris' 2>/dev/null; then \
+	  mkdir -p var/fuzz; \
+	  for target in $$($(BIN)/python tests/fuzz/atheris_main.py --list); do \
+	    mkdir -p var/fuzz/corpus/$$target; \
+	    echo "atheris: $$target for $(FUZZ_SECONDS) s"; \
+	    $(BIN)/python tests/fuzz/atheris_main.py $$target -max_total_time=$(FUZZ_SECONDS) \
+	      -artifact_prefix=var/fuzz/$$target- var/fuzz/corpus/$$target || exit 1; \
+	  done; \
+	else echo "atheris is not installed (Linux x86-64 only): coverage-guided runs skipped"; fi

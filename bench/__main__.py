@@ -49,6 +49,9 @@ def main() -> None:
     results["throughput"] = timed("rules throughput",
                                   lambda: isolated("bench.throughput.compare", 10_000))
     results["burst"] = timed("burst", lambda: isolated("bench.throughput.burst", 20_000))
+    from bench import engines  # latency and the burst on Tansu and on Apache Kafka, side by side
+
+    results["engines"] = timed("both engines", lambda: engines.run(500, 20_000))
     results["memory"] = timed("memory", lambda: memory.run(20_000))  # measures `prevent up` processes
     out = REPO / "var" / "bench"
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +95,9 @@ def _languages(lang: dict[str, Any] | None) -> list[str]:
              "`shared/tools/score_alarms.py` scores it, and the lexicon path's throughput on one core "
              "(`time.process_time`, language identification, matching, casualties, places; every "
              "language's automaton compiled first). The held-out sets were written by someone who had "
-             "not seen the lexicons (docs/CLASSIFICATION.md, Evaluation).", "",
+             "not seen the lexicons (docs/CLASSIFICATION.md, Evaluation). How the matcher keeps Arabic "
+             "and Hebrew clitic prefixes out of its automata, and what that saves: docs/CLASSIFICATION.md, "
+             "Matching.", "",
              "| set | alarm recall | per language | negatives alarmed | items/s per core |",
              "|---|---|---|---|---|"]
     for name, row in lang["sets"].items():
@@ -148,7 +153,8 @@ def render(r: dict[str, Any]) -> str:
         f"({b['alerts']} alerts) | | |",
         f"| peak RSS of `prevent up` | idle {mem['idle_rss_mb']:.0f} MB, during a {mem['burst']:,} burst "
         f"{mem['peak_rss_mb_during_burst']:.0f} MB | its preparation worker: idle "
-        f"{mem.get('children_idle_rss_mb', 0):.0f} MB, peak {mem.get('children_peak_rss_mb', 0):.0f} MB | |",
+        f"{mem.get('children_idle_rss_mb', 0):.0f} MB, peak {mem.get('children_peak_rss_mb', 0):.0f} MB | "
+        f"all its processes idle: {mem.get('idle_total_rss_mb', 0):.0f} MB (bound: 400 MB) |",
         "",
         "## End-to-end latency (feed item → SMTP accepted), auto-confirming playbook",
         "",
@@ -163,6 +169,9 @@ def render(r: dict[str, Any]) -> str:
     for row in r["latency"].values():
         lines.append(f"| {row['path']} | {row['fetch_max_wait_ms']} ms | {_lat(row['poll_to_publish'])} | "
                      f"{_lat(row['publish_to_smtp'])} | {_lat(row['poll_to_smtp'])} |")
+    from bench import engines
+
+    lines += engines.render(r.get("engines"))
     lines += _languages(r.get("languages"))
     lines += _phases(t)
     lines += ["", "## Consumer lag during the burst (seconds since the burst, incidents not yet stored)",

@@ -130,23 +130,28 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "max_ms": ordered[-1] * 1000, "n": len(ordered)}
 
 
-async def measure(n: int, fetch_wait_ms: int, work: Path, *, push: bool = False) -> dict[str, Any]:
+async def measure(n: int, fetch_wait_ms: int | None, work: Path, *, push: bool = False,
+                  bootstrap: str | None = None) -> dict[str, Any]:
     """``push=False``: the item appears in the feed and a poll is triggered at once.
-    ``push=True``: the item is pushed to the console's WebSub callback, signed, as a hub would."""
+    ``push=True``: the item is pushed to the console's WebSub callback, signed, as a hub would.
+    ``fetch_wait_ms`` None: the engine's default. ``bootstrap``: an Apache Kafka cluster (its
+    topics fresh); None: the embedded broker."""
     pb = playbooks_dir(work / "playbooks", n=0)
     (pb / "bench-auto.yaml").write_text(yaml.safe_dump(AUTO_PLAYBOOK))
     (work / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
     feed, sink, rng = Feed(), TimedSink(), random.Random(7)
     sink.controller.start()
+    chosen = {} if fetch_wait_ms is None else {"kafka_fetch_max_wait_ms": fetch_wait_ms}
     settings = Settings(var_dir=work / "var", playbooks_dir=pb, demo=False, secret_key="bench",
-                        smtp_port=sink.port, allow_private_addresses=True,
-                        kafka_fetch_max_wait_ms=fetch_wait_ms)
+                        smtp_port=sink.port, allow_private_addresses=True, kafka_bootstrap=bootstrap,
+                        **chosen)
     feeds = [FeedConfig(id="bench", url=feed.url, kind="rss", interval_seconds=3600)]
     appeared: dict[int, float] = {}
     polled: dict[int, float] = {}
     published: dict[int, float] = {}
     try:
         async with running_system(settings, feeds=feeds, demo=False) as system:
+            fetch_wait_ms = system.ctx.settings.kafka_fetch_max_wait_ms  # what the engine chose
             async with system.ctx.db.transaction() as session:
                 await apply_registry(session, parse_registry(work / "registry.yaml"))
             watcher = system.watcher

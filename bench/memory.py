@@ -42,6 +42,20 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants (preparation worker, resource tracker, and the
+    embedded broker when ``prevent up`` starts its own)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += children(p)
+        except OSError:
+            pass
+    return out
+
+
 def run(burst: int = 20_000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         kafka_port, http_port = free_port(), free_port()
@@ -67,6 +81,7 @@ def run(burst: int = 20_000) -> dict[str, Any]:
                 time.sleep(10)
                 idle = rss_mb(proc.pid)
                 idle_children = sum(rss_mb(c) for c in children(proc.pid))
+                idle_total = sum(rss_mb(p) for p in tree(proc.pid))  # what the 400 MB bound is on
                 asyncio.run(publish_burst(broker.bootstrap, INCIDENTS.name,
                                           incidents(burst, tag="memory")))
                 time.sleep(30)
@@ -75,7 +90,8 @@ def run(burst: int = 20_000) -> dict[str, Any]:
             finally:
                 proc.terminate()
                 proc.wait(30)
-    return {"idle_rss_mb": idle, "peak_rss_mb_during_burst": peak, "burst": burst,
+    return {"idle_rss_mb": idle, "idle_total_rss_mb": idle_total, "peak_rss_mb_during_burst": peak,
+            "burst": burst,
             "children_idle_rss_mb": idle_children, "children_peak_rss_mb": peak_children}
 
 

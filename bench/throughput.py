@@ -110,10 +110,11 @@ async def stored(system: Any, model: Any) -> int:
         return (await session.execute(select(func.count()).select_from(model))).scalar()
 
 
-async def run_rules(n: int, work: Path, *, lag_samples: list[tuple[float, int]] | None = None
-                    ) -> dict[str, float]:
+async def run_rules(n: int, work: Path, *, lag_samples: list[tuple[float, int]] | None = None,
+                    bootstrap: str | None = None) -> dict[str, float]:
+    """``bootstrap``: an Apache Kafka cluster (its topics fresh); None: the embedded broker."""
     settings = Settings(var_dir=work / "var", playbooks_dir=playbooks_dir(work / "playbooks"),
-                        demo=False, secret_key="bench")
+                        demo=False, secret_key="bench", kafka_bootstrap=bootstrap)
     items = incidents(n, tag=f"rules-{n}")
     lag = lag_samples if lag_samples is not None else []
     async with running_system(settings, services=("rules",), feeds=[], demo=False) as system:
@@ -248,10 +249,10 @@ async def compare(n: int = 10_000, pairs: int = 4) -> dict[str, Any]:
             "stage_phases": phases}
 
 
-async def burst(n: int = 20_000) -> dict[str, Any]:
+async def burst(n: int = 20_000, bootstrap: str | None = None) -> dict[str, Any]:
     lag: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        result = await run_rules(n, Path(tmp), lag_samples=lag)
+        result = await run_rules(n, Path(tmp), lag_samples=lag, bootstrap=bootstrap)
     step = max(1, len(lag) // 20)
     return result | {"lag_curve": lag[::step]}
 

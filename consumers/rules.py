@@ -18,6 +18,7 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from prevent.classification import Classifier
+from prevent.classification.lexicon import Lexicon
 from prevent.contracts import INCIDENTS, PLAYBOOKS, GlobalIncident, PlaybooksChanged
 from prevent.messaging import (
     PermanentError,
@@ -27,6 +28,7 @@ from prevent.messaging import (
     decode_record,
     retry_transient,
 )
+from prevent.playbooks import diaspora
 from prevent.preparation import Preparation, Preparer
 from prevent.rules import Outcome, Prepared, process_batch
 from prevent.runtime import ServiceContext
@@ -46,10 +48,15 @@ class RulesConsumer:
     offsets committed in that order too; a stored batch's offset commit (a round trip to the
     broker) overlaps the next batch's write rather than delaying it."""
 
-    def __init__(self, ctx: ServiceContext, classifier: Classifier, preparer: Preparer) -> None:
+    def __init__(self, ctx: ServiceContext, classifier: Classifier, preparer: Preparer, *,
+                 diaspora_version: int | None = None, files: Lexicon | None = None) -> None:
         self.ctx = ctx
         self.classifier = classifier
         self.preparer = preparer
+        self.diaspora_version = diaspora_version  # the stored diaspora map classified with
+        # The files' lexicon: a stored map takes the place of the file's.
+        self._files: Lexicon = files or classifier.lexicon
+        self._rejected: int | None = None  # a stored version that did not validate
         self._previous: asyncio.Task[None] | None = None  # the batch being written
         self._committing: asyncio.Task[None] | None = None  # the last stored batch's offsets
         self._previous_records: tuple[Any, ...] = ()
@@ -75,6 +82,27 @@ class RulesConsumer:
         self._previous_records = records
         if self._stopping:
             await self.settle()
+
+    async def reload_diaspora(self) -> bool:
+        """Classify with the newest stored diaspora map from the next batch on (the batch
+        being prepared keeps the map it started with). The classifier is built off the event
+        loop; a stored version that does not validate leaves the map in force. Returns
+        whether the map changed."""
+        stored = await diaspora.in_force(self.ctx.db)
+        if stored.version is None or stored.version in (self.diaspora_version, self._rejected):
+            return False
+        warm = self.ctx.settings.rules_workers == 0  # classified here: compile it all now
+        classifier = await asyncio.to_thread(diaspora.classifier_for, self._files, stored,
+                                             current=self.classifier, warm=warm)
+        if classifier is None:  # it does not validate (logged): the map in force stays
+            self._rejected = stored.version
+            return False
+        if classifier is not self.classifier:
+            self.classifier = classifier
+            self.preparer.use(classifier)
+        self.diaspora_version = stored.version
+        log.info("diaspora map v%d in force", stored.version)
+        return True
 
     async def _decode(self, records: tuple[Any, ...]) -> list[tuple[Any, GlobalIncident]]:
         """The valid records; the others go to the dead-letter topic."""
@@ -189,9 +217,13 @@ def _rewind(consumer: Any, records: tuple[Any, ...]) -> None:
             log.warning("cannot rewind %s to %d: %s", tp, offset, exc)
 
 
-def register(ctx: ServiceContext, classifier: Classifier) -> RulesConsumer:
+def register(ctx: ServiceContext, classifier: Classifier, *, diaspora_version: int | None = None,
+             files: Lexicon | None = None) -> RulesConsumer:
+    """``classifier``: built from the files (lexicon ``files``) with the stored diaspora map
+    (version ``diaspora_version``) in place of the file's, when one is stored."""
     preparer = Preparer(classifier, workers=ctx.settings.rules_workers)
-    consumer = RulesConsumer(ctx, classifier, preparer)
+    consumer = RulesConsumer(ctx, classifier, preparer, diaspora_version=diaspora_version,
+                             files=files)
     ctx.on_stop.append(consumer.drain)
     # The consumer commits each batch's offsets itself, after its transaction (see above).
     options = consumer_options(ctx.settings, GROUP) | {"ack_policy": AckPolicy.MANUAL}
@@ -208,7 +240,9 @@ def register(ctx: ServiceContext, classifier: Classifier) -> RulesConsumer:
     # Every instance must see every playbook change: no group, start at the end.
     @ctx.broker.subscriber(PLAYBOOKS.name, **consumer_options(ctx.settings, None))
     async def on_playbooks(event: PlaybooksChanged) -> None:
-        log.info("playbooks changed by %s: %s", event.actor, event.versions)
+        log.info("playbooks changed by %s: %s%s", event.actor, event.versions,
+                 f" (diaspora map v{event.diaspora_version})" if event.diaspora_version else "")
         await ctx.playbooks.reload(ctx.db)
+        await consumer.reload_diaspora()
 
     return consumer

@@ -32,7 +32,8 @@ def channels_for(settings: Settings) -> dict[str, Channel]:
 
 def build_centre_notifier(settings: Settings, db: Database) -> CentreNotifier:
     return CentreNotifier(
-        db, NoticeRenderer(settings.playbooks_dir / "templates"), channels_for(settings),
+        db, NoticeRenderer(settings.playbooks_dir / "templates", settings.time_zone),
+        channels_for(settings),
         AckLinks.from_settings(settings), limits=buckets(settings.channel_rate_per_second),
         cap_sender=settings.mail_from, officer_email=settings.engagement_officer_email)
 

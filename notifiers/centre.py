@@ -376,6 +376,14 @@ class CentreNotifier:
                 return 0
             channel_name, host = row.channel, await self._host(session, row)
         channel = self.channels.get(channel_name)
+        # The slot is held until the outcome is recorded, not just until the send returns: a
+        # message the receiving side accepted is "in flight" until its row says so, because a
+        # process that dies before recording it leaves the claim to lapse and the notice is
+        # sent again after the restart. Released at the send's end, the next send could go out
+        # while this record waits (on SQLite's write lock held by a rules batch, or a database
+        # outage), and a SIGKILL could then find several accepted messages unrecorded, all sent
+        # twice (test_crash[kafka] once saw two). Held, a killed process resends at most its
+        # channel's bound (CHANNEL_IN_FLIGHT: one email).
         async with self.limits.slot(channel_name, host):
             claimed = await self._claim(notice_id, now)
             if claimed is None:
@@ -393,11 +401,11 @@ class CentreNotifier:
                     raise
                 except Exception as exc:  # noqa: BLE001 - classified below, this notice only
                     error = exc
-        outcome, reason = classify(result, error)
-        if error is not None and outcome is Outcome.FINAL and not isinstance(error, UNSENDABLE):
-            log.error("notice %s: unexpected error while sending", notice_id, exc_info=error)
-        return await self._settle(notice_id, outcome, reason, claimed.attempts, claimed.refusals,
-                                  claimed.created_at, result.provider_ref if result else None)
+            outcome, reason = classify(result, error)
+            if error is not None and outcome is Outcome.FINAL and not isinstance(error, UNSENDABLE):
+                log.error("notice %s: unexpected error while sending", notice_id, exc_info=error)
+            return await self._settle(notice_id, outcome, reason, claimed.attempts, claimed.refusals,
+                                      claimed.created_at, result.provider_ref if result else None)
 
     async def _settle(self, notice_id: str, outcome: Outcome, reason: str | None, attempts: int,
                       refusals: int, created_at: datetime, provider_ref: str | None) -> int:

@@ -35,6 +35,7 @@ from prevent.contracts import Alert, AlertStatus, NoticeKind, NoticeState, Patro
 from prevent.runtime import PlaybookHolder
 from prevent.storage.db import Database
 from prevent.storage.tables import AlertRow, NoticeRow, PatrolRow, Site
+from prevent.unittime import local_text
 
 log = logging.getLogger("prevent.notifier.scanner")
 MIN_SLEEP = 0.05  # seconds between scans at the least, however soon the next retry is due
@@ -105,8 +106,9 @@ class Scanner:
                     continue
                 sites = {s.site_id: s.name for s in (await session.execute(select(Site).where(
                     Site.site_id.in_({n.site_id for n in [*late, *failed]})))).scalars()}
+                tz = self.settings.time_zone  # times in the unit's zone, as on the console
                 lines = [f"- {sites.get(n.site_id, n.site_id)}: {n.channel} notice sent "
-                         f"{n.sent_at:%Y-%m-%d %H:%M} UTC ({n.notice_id})" for n in late]
+                         f"{local_text(n.sent_at, tz)} ({n.notice_id})" for n in late]
                 lines += [f"- {sites.get(n.site_id, n.site_id)}: {n.channel} notice could not be "
                           f"delivered ({n.notice_id}; the reason is on the notices page)" for n in failed]
                 notice_id = officer_notice_id(alert.alert_id, NoticeKind.ACK_FOLLOWUP)
@@ -138,9 +140,10 @@ class Scanner:
                 notice_id = officer_notice_id(alert_id, NoticeKind.STAND_DOWN_REVIEW, ends.isoformat())
                 if await self.notifier.queue_officer_message(
                         session, notice_id=notice_id, alert=alert, kind=NoticeKind.STAND_DOWN_REVIEW,
-                        site_id="", subject=f"Stand-down review due by {ends:%Y-%m-%d %H:%M} UTC: "
-                                            f"{alert.title}",
-                        body=_review_body(alert, plans, self.settings.public_base_url)):
+                        site_id="", subject=f"Stand-down review due by "
+                                            f"{local_text(ends, self.settings.time_zone)}: {alert.title}",
+                        body=_review_body(alert, plans, self.settings.public_base_url,
+                                          self.settings.time_zone)):
                     queued.append(notice_id)
         return queued
 
@@ -197,9 +200,9 @@ def _ack_body(alert: Alert, window: int, lines: list[str], base_url: str) -> str
             + f"\n\nPlease contact these partners directly.\nConsole: {base_url.rstrip('/')}/\n")
 
 
-def _review_body(alert: Alert, plans: list[PatrolAssignment], base_url: str) -> str:
+def _review_body(alert: Alert, plans: list[PatrolAssignment], base_url: str, tz: str) -> str:
     lines = [f"- {p.site_name} ({p.zone}): every {p.every_minutes} min until "
-             f"{p.ends_at:%Y-%m-%d %H:%M} UTC" for p in plans]
+             f"{local_text(p.ends_at, tz)}" for p in plans]
     return (f"The directed patrol plan for \"{alert.title}\" (alert {alert.alert_id}) is about to "
             f"end:\n\n" + "\n".join(lines)
             + "\n\nPlease review it: extend the plan on the alert's page, or let it end / close the alert."

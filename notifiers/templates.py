@@ -17,6 +17,9 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from prevent.config import get_settings
+from prevent.unittime import TIME_FORMAT, local_text
+
 FALLBACK_LANGUAGE = "en"
 FALLBACK_TEMPLATE = "default"
 # C0 and C1 control characters (and the line and paragraph separators): a subject is one
@@ -52,10 +55,15 @@ def text_to_html(text: str, language: str) -> str:
 
 
 class NoticeRenderer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, time_zone: str | None = None) -> None:
         self.env = SandboxedEnvironment(loader=FileSystemLoader(str(directory)),
                                         undefined=StrictUndefined, autoescape=False,
                                         keep_trailing_newline=True)
+        # A time in a notice reads as on the console: the unit's zone, one format
+        # (``{{ alert.created_at | localtime }}`` → "2026-07-01 12:30 EDT").
+        self.time_zone = time_zone or get_settings().time_zone
+        self.env.filters["localtime"] = lambda value, fmt=TIME_FORMAT: local_text(
+            value, self.time_zone, fmt)
 
     def _template(self, name: str, language: str) -> tuple[Any, str]:
         for candidate, lang in ((name, language), (name, FALLBACK_LANGUAGE),

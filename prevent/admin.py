@@ -14,12 +14,10 @@ from prevent.registry import (
     apply_registry,
     export_registry,
     known_zone_ids,
-    parse_registry,
     registry_yaml,
 )
 from prevent.registry import renew_consent as registry_renew_consent
 from prevent.storage.db import Database
-from prevent.yamlsource import SourceError
 
 
 @asynccontextmanager
@@ -34,9 +32,7 @@ async def open_db(settings: Settings) -> AsyncIterator[Database]:
 
 async def import_file(settings: Settings, path: Path, actor: str) -> dict[str, int]:
     async with open_db(settings) as db, db.transaction() as session:
-        registry = parse_registry(path, await known_zone_ids(session))
-        if extra := registry_checks.file_problems(path, registry, settings.playbooks_dir, str(path)):
-            raise SourceError(extra)
+        registry = registry_checks.parse(path, await known_zone_ids(session), settings.playbooks_dir)
         counts = await apply_registry(session, registry)
         await audit.record(session, actor=actor, action="registry.import", subject="registry",
                            after=counts, reason=f"import of {path.name}")

@@ -15,6 +15,7 @@ import typer
 from prevent import logthrottle
 from prevent.config import Settings, get_settings
 from prevent.deadletters import app as deadletters_app
+from prevent.diaspora_cli import register as register_diaspora_commands
 from prevent.feeds.commands import register as register_feed_commands
 from prevent.yamlsource import SourceError
 
@@ -393,6 +394,7 @@ def playbooks_export(output: Annotated[Path, typer.Option(help="directory to wri
 diaspora_app = typer.Typer(help="The diaspora map: communities here linked to countries and regions abroad.",
                            no_args_is_help=True)
 app.add_typer(diaspora_app, name="diaspora")
+register_diaspora_commands(diaspora_app)  # import, edit, history, export, rollback
 
 
 @diaspora_app.command("check")
@@ -408,11 +410,15 @@ def diaspora_check(path: Annotated[Path | None, typer.Argument(help="a diaspora.
 
 
 @diaspora_app.command("show")
-def diaspora_show(country: Annotated[str | None, typer.Argument(help="an ISO country code")] = None) -> None:
-    """Print the map's links (all, or one country's), with the communities.yaml home countries."""
-    from prevent.classification import Classifier
+def diaspora_show(country: Annotated[str | None, typer.Argument(help="an ISO country code")] = None,
+                  from_files: Annotated[bool, typer.Option(
+                      "--from-files", help="the file's map, not the version in force in the database")
+                  ] = False) -> None:
+    """Print the map's links (all, or one country's), with the communities.yaml home countries
+    (the version in force in the database when there is one)."""
+    from prevent.diaspora_cli import classifier_in_force
 
-    clf = Classifier.from_dir(get_settings().playbooks_dir)
+    clf = classifier_in_force(from_files=from_files)
     for code, ids in sorted(clf.diaspora_links().items()):
         if country is None or code == country.upper():
             typer.echo(f"{code}: {', '.join(ids)}")

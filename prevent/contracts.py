@@ -279,11 +279,13 @@ def assignment_id_for(alert_id: str, site_id: str) -> str:
 
 
 class PlaybooksChanged(Contract):
-    """The stored playbook set changed; rules consumers reload it."""
+    """The stored playbook set or the stored diaspora map changed; rules consumers reload
+    both from the database (``diaspora_version``: set when the map is what changed)."""
 
     versions: dict[str, int]
     actor: str
     at: UtcDatetime
+    diaspora_version: int | None = None
 
 
 class AuditEvent(Contract):

@@ -33,11 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifiers.channels.base import Channel, OutgoingNotice
 from notifiers.templates import text_to_html
 from prevent import alerts, audit
+from prevent.config import get_settings
 from prevent.contracts import Alert, AlertStatus, stable_id, utcnow
 from prevent.messaging import TransientError
 from prevent.playbooks.schema import Playbook
 from prevent.storage.db import Database
 from prevent.storage.tables import EscalationTimer, RosterEntry
+from prevent.unittime import local_text
 
 if TYPE_CHECKING:
     from prevent.runtime import ServiceContext
@@ -86,8 +88,10 @@ class ScanResult:
 
 class Escalator:
     def __init__(self, db: Database, channel: Channel, *, console_url: str = "",
-                 kick: Callable[[], None] | None = None) -> None:
+                 kick: Callable[[], None] | None = None, time_zone: str | None = None) -> None:
         self.db = db
+        # Times in the message as the console shows them: the unit's zone (PREVENT_TIME_ZONE).
+        self.time_zone = time_zone or get_settings().time_zone
         self.channel = channel
         self.console_url = console_url.rstrip("/")
         self.kick = kick  # the process's outbox relay: publish the events we staged now
@@ -179,9 +183,11 @@ class Escalator:
     def _notice(self, timer_id: str, alert: Alert, level: int, entry: RosterEntry) -> OutgoingNotice:
         prefix = "[EXERCISE] " if alert.exercise else ""
         subject = f"{prefix}[ESCALATION L{level}] alert awaiting decision: {alert.title}"
-        link = f"{self.console_url}/api/alerts/{alert.alert_id}" if self.console_url else alert.alert_id
+        # The alert's console page (where it is decided), not its JSON.
+        link = f"{self.console_url}/alerts/{alert.alert_id}" if self.console_url else alert.alert_id
+        proposed = local_text(alert.created_at, self.time_zone)
         text = (f"{entry.name},\n\nAlert {alert.alert_id} (playbook {alert.playbook_id}, severity "
-                f"{alert.severity}) was proposed at {alert.created_at:%Y-%m-%d %H:%M} UTC and has not "
+                f"{alert.severity}) was proposed at {proposed} and has not "
                 f"been decided. Please confirm or dismiss it now.\n\n{alert.title}\n\n{link}")
         return OutgoingNotice(notice_id=timer_id, address=entry.email, subject=subject, text=text,
                               html=text_to_html(text, "en"), language="en", exercise=alert.exercise,
@@ -245,5 +251,5 @@ def escalation_scheduler(ctx: ServiceContext) -> EscalationScheduler:
     from notifiers.channels.email import EmailChannel
 
     escalator = Escalator(ctx.db, EmailChannel(ctx.settings), console_url=ctx.settings.public_base_url,
-                          kick=ctx.relay.kick)
+                          kick=ctx.relay.kick, time_zone=ctx.settings.time_zone)
     return EscalationScheduler(escalator, ctx.settings.escalation_scan_seconds)

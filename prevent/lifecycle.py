@@ -133,7 +133,8 @@ async def detail(session: AsyncSession, alert_id: str) -> dict[str, Any]:
         "proposed_preview": (await preview(session, alert.model_copy(update={"scope": Scope()}))
                              if alert.scope != Scope() else None),
         "timers": [{"kind": t.kind, "level": t.level, "due_at": t.due_at.isoformat(),
-                    "state": t.state} for t in timers],
+                    "state": t.state, "error": t.error,
+                    "fired_at": t.fired_at.isoformat() if t.fired_at else None} for t in timers],
         "audit": [{"at": a.at.isoformat(), "actor": a.actor, "action": a.action,
                    "reason": a.reason, "left_out": audit.left_out(a.after)} for a in trail],
     }

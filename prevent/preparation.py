@@ -16,18 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 
 from prevent.classification import Classifier
-from prevent.classification.classify import ClassificationTuple, from_tuple
-from prevent.classification.lexicon import Lexicon
+from prevent.classification.classify import from_tuple
 from prevent.contracts import GlobalIncident
-from prevent.rules import Prepared, prepare
-from prevent.runtime import settle_heap
+from prevent.preparing import Prepared, Sent, prepare, prepare_records, start_worker, worker_ready
 
 log = logging.getLogger("prevent.preparation")
 
@@ -36,39 +32,8 @@ log = logging.getLogger("prevent.preparation")
 MIN_WORKER_BATCH = 64
 PART = 500  # incidents per task: a worker's queue the consumer can take parts back from
 
-# The payload is None when it is the record's value itself (the usual case: every producer of
-# incidents serialises them as the stage does), so that it crosses the pipe only once.
-_Sent = tuple[ClassificationTuple, str, str | None]
-_classifier: Classifier | None = None  # the worker's own, built once by ``_start``
-
-
-def _start(lexicon: Lexicon, parent: int) -> None:
-    global _classifier
-    _classifier = Classifier(lexicon)  # the consumer's own lexicon, not the files as they are now
-    _classifier.warm()  # every language's automaton now, not on the first item in it
-    settle_heap()  # as in the consumer: a part allocates a great many short-lived objects
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-
-
-def _exit_with(parent: int) -> None:
-    """A consumer killed with SIGKILL cannot stop its worker: the worker stops itself."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
-
-
-def _ready() -> bool:
-    return _classifier is not None
-
-
-def _prepare_records(values: list[bytes]) -> list[_Sent]:
-    assert _classifier is not None, "worker started without its initializer"
-    sent: list[_Sent] = []
-    for value in values:
-        p = prepare(_classifier, GlobalIncident.model_validate_json(value))
-        payload = None if p.payload_json.encode() == value else p.payload_json
-        sent.append((p.classification.as_tuple(), p.classification_json, payload))
-    return sent
+# The worker's side lives in ``prevent.preparing``: a spawned worker imports only that module
+# and what it needs (the classifier and the contracts, about 35 MB), not this one's imports.
 
 
 # A part's results are about 400 KB. Through the default 64 KiB pipe, the executor's thread
@@ -103,11 +68,11 @@ class Preparer:
 
     def _start_pool(self) -> None:
         self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=get_context("spawn"), initializer=_start,
+            max_workers=self.workers, mp_context=get_context("spawn"), initializer=start_worker,
             initargs=(self.classifier.lexicon, os.getpid()))
         _widen_result_pipe(self._pool)
         for _ in range(self.workers):  # start them now, not with the first batch
-            self._pool.submit(_ready)
+            self._pool.submit(worker_ready)
 
     def start(self, values: Sequence[bytes], incidents: Sequence[GlobalIncident]) -> Preparation:
         """Begin preparing ``incidents`` (decoded from ``values``) in the workers."""
@@ -115,7 +80,7 @@ class Preparer:
             return Preparation(self, None, values, incidents, [])
         pool = self._pool
         try:
-            futures = [pool.submit(_prepare_records, list(values[i:i + PART]))
+            futures = [pool.submit(prepare_records, list(values[i:i + PART]))
                        for i in range(0, len(values), PART)]
         except Exception as exc:  # noqa: BLE001 - a broken pool: prepare here, start a new one
             self.worker_failed(pool, exc)
@@ -135,6 +100,15 @@ class Preparer:
             failed.shutdown(wait=False, cancel_futures=True)
             self._start_pool()
 
+    def use(self, classifier: Classifier) -> None:
+        """Prepare with ``classifier`` from now on (a new diaspora map): new workers start
+        with its lexicon; the old ones finish the parts they were given, then stop."""
+        self.classifier = classifier
+        old = self._pool
+        if old is not None:
+            self._start_pool()
+            old.shutdown(wait=False)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -145,7 +119,7 @@ class Preparation:
     """One batch being prepared: ``PART``-sized parts queued for the workers, in order."""
 
     def __init__(self, preparer: Preparer, pool: ProcessPoolExecutor | None, values: Sequence[bytes],
-                 incidents: Sequence[GlobalIncident], futures: list[Future[list[_Sent]]]) -> None:
+                 incidents: Sequence[GlobalIncident], futures: list[Future[list[Sent]]]) -> None:
         self.preparer = preparer
         self.pool = pool
         self.values = values  # the records' bytes: a payload the worker did not send back

@@ -11,15 +11,23 @@ import csv
 import io
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import yaml
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,32 +81,52 @@ def check_webhook_url(url: str) -> str:
         except ValueError as exc:
             raise ValueError(f"not a valid IPv6 address: {host}") from exc
     else:
-        labels = host.removesuffix(".").split(".")
+        # Judged as sent: IDNA maps the ideographic and full-width dots and digits to ASCII
+        # ("0177。0。0。1" is sent as 0177.0.0.1).
+        try:
+            ascii_host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"not a valid host name: {host}") from exc
+        labels = ascii_host.removesuffix(".").split(".")
         if _NUMERIC_LABEL.fullmatch(labels[-1]):
-            try:
-                canonical = str(ipaddress.IPv4Address(host.removesuffix(".")))
-            except ValueError:
-                canonical = None
-            if canonical != host:
-                raise ValueError(f"the host {host} reads as an IPv4 address but is not in its "
-                                 "standard form (octal, hexadecimal or shortened forms are refused):"
-                                 " write four decimal numbers, e.g. 192.0.2.10")
-        else:
-            try:
-                ascii_host = host.encode("idna").decode("ascii")
-            except UnicodeError as exc:
-                raise ValueError(f"not a valid host name: {host}") from exc
-            if not all(_LABEL.fullmatch(label) for label in ascii_host.removesuffix(".").split(".")):
-                raise ValueError(f"not a valid host name: {host}")
+            _standard_ipv4(host, host)
+        elif not all(_LABEL.fullmatch(label) for label in labels):
+            raise ValueError(f"not a valid host name: {host}")
     try:
-        httpx.URL(url)
+        sent = httpx.URL(url).host
     except (httpx.InvalidURL, ValueError) as exc:
         raise ValueError(f"not a valid URL: {exc}") from exc
+    # httpx has its own IDNA codec: what it will connect to must pass the same rule.
+    if not parts.netloc.startswith("[") and _NUMERIC_LABEL.fullmatch(
+            sent.removesuffix(".").rsplit(".", 1)[-1]):
+        _standard_ipv4(host, sent)
     return url
+
+
+def _standard_ipv4(host: str, seen: str) -> None:
+    """``seen`` (``host`` as read or as sent) reads as an IPv4 address: only its four-decimal
+    form, exactly as typed, is allowed."""
+    try:
+        canonical = str(ipaddress.IPv4Address(seen.removesuffix(".")))
+    except ValueError:
+        canonical = None
+    if canonical != host or seen != host:
+        raise ValueError(f"the host {host} reads as an IPv4 address but is not in its "
+                         "standard form (octal, hexadecimal or shortened forms are refused):"
+                         " write four decimal numbers, e.g. 192.0.2.10")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, v: object) -> object:
+        """No NUL character (U+0000) in any text: PostgreSQL cannot store one (an import or
+        an edit holding one failed with a server error), and no name or address needs it."""
+        if any(isinstance(t, str) and "\x00" in t for t in (v if isinstance(v, list) else [v])):
+            raise ValueError("may not contain a NUL character (U+0000)")
+        return v
 
 
 class ZoneIn(Strict):
@@ -107,12 +135,19 @@ class ZoneIn(Strict):
     dispatch_email: EmailStr | None = None
 
 
+PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
+PHONE_HELP = ("not a phone number: use 7 to 20 digits, spaces, dashes or brackets, with + and the "
+              "country code first, e.g. +1 613 555 0100")
+
+
 class ContactIn(Strict):
     contact_id: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1, max_length=200)
     role: str = ""
     email: EmailStr | None = None
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{7,20}$")
+    # Checked by ``_phone`` (a sentence people can act on, not the pattern); the pattern
+    # stays in the JSON schema for API clients.
+    phone: Annotated[str, WithJsonSchema({"type": "string", "pattern": PHONE.pattern})] | None = None
     webhook_url: str | None = Field(default=None, max_length=MAX_URL)
     webhook_format: Literal["json", "cap"] = "json"
     language: Literal["en", "fr"] = "en"
@@ -128,6 +163,13 @@ class ContactIn(Strict):
     @classmethod
     def _webhook_url(cls, v: str | None) -> str | None:
         return None if v is None else check_webhook_url(v)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v is not None and not PHONE.fullmatch(v):
+            raise ValueError(PHONE_HELP)
+        return v
 
     def reachable_on(self, channel: str) -> bool:
         address = {"email": self.email, "sms": self.phone, "webhook": self.webhook_url}[channel]
@@ -176,23 +218,49 @@ CSV_CONTACT_FIELDS = ("contact_id", "contact_name", "role", "email", "phone", "w
                       "webhook_format", "language", "channels", "consent")
 
 
-def parse_registry(path: Path, known_zones: Iterable[str] = ()) -> RegistryIn:
-    """Validate a YAML or CSV registry file; SourceError lists every bad row with its line."""
+# Where each site (and roster entry) starts in the file, so a cross-row problem names a line too.
+Lines = dict[str, int]
+# More checks of a file (text, the rows that validated, their lines) -> problems; see
+# ``prevent.registry_checks.parse``.
+ExtraChecks = Callable[[str, RegistryIn, Lines], list[str]]
+
+
+def parse_registry(path: Path, known_zones: Iterable[str] = (), *, source: str | None = None,
+                   extra: ExtraChecks | None = None) -> RegistryIn:
+    """Validate a YAML or CSV registry file; SourceError lists every problem of every row
+    with its line, in line order, at once. ``source``: the file's name in the messages (the
+    name the user knows, e.g. of an uploaded file; default ``path``); ``extra``: more checks,
+    run on the rows that validated even when others did not."""
+    source = source or str(path)
     text = path.read_text(encoding="utf-8-sig")
     problems: list[str] = []
     if path.suffix.lower() == ".csv":
-        registry, lines, problems = _parse_csv(text, str(path))
+        registry, lines, problems = _parse_csv(text, source)
     else:
-        registry, lines = _parse_yaml(text, str(path))
+        try:
+            registry, lines = _parse_yaml(text, source)
+        except SourceError as exc:
+            if extra is None:
+                raise
+            registry, lines, problems = RegistryIn(), {}, list(exc.problems)
     # Cross-row checks run on the valid rows too, so one pass reports every bad row.
-    problems += reference_problems(registry, set(known_zones), str(path), lines)
+    problems += reference_problems(registry, set(known_zones), source, lines)
+    if extra is not None:
+        problems += extra(text, registry, lines)
     if problems:
-        raise SourceError(problems)
+        raise SourceError(in_line_order(problems, source))
     return registry
 
 
-# Where each site (and roster entry) starts in the file, so a cross-row problem names a line too.
-Lines = dict[str, int]
+def in_line_order(problems: list[str], source: str) -> list[str]:
+    """``source:LINE: ...`` problems sorted by line (stable: a row's problems keep their order)."""
+    prefix = re.compile(rf"^{re.escape(source)}:(\d+):")
+
+    def line(problem: str) -> int:
+        match = prefix.match(problem)
+        return int(match.group(1)) if match else 0
+
+    return sorted(dict.fromkeys(problems), key=line)
 
 
 def _parse_yaml(text: str, source: str) -> tuple[RegistryIn, Lines]:
@@ -211,37 +279,62 @@ def _blank_to_none(row: dict[str, str]) -> dict[str, str | None]:
     return {k: (v if v not in ("", None) else None) for k, v in row.items()}
 
 
+def csv_rows(reader: csv.DictReader, source: str, problems: list[str]) -> Iterator[dict[str, Any]]:
+    """The rows of ``reader``; a line the csv module cannot read (a field over its limit of
+    131,072 characters, say) ends the rows, with a problem naming the line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        # line_num counts the lines read before the one that failed.
+        problems.append(f"{source}:{reader.line_num + 1}: not readable as CSV: {exc}")
+
+
 def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines, list[str]]:
     reader = csv.DictReader(io.StringIO(text))
-    missing = {"site_id", "site_name", "communities", "municipality"} - set(reader.fieldnames or ())
+    try:
+        header = set(reader.fieldnames or ())
+    except csv.Error as exc:
+        raise SourceError([f"{source}:1: not readable as CSV: {exc}"]) from None
+    missing = {"site_id", "site_name", "communities", "municipality"} - header
     if missing:
         raise SourceError([f"{source}:1: header lacks columns: {', '.join(sorted(missing))}"])
     problems: list[str] = []
     sites: dict[str, SiteIn] = {}
     lines: Lines = {}
-    for row in reader:
+    for row in csv_rows(reader, source, problems):
         line = reader.line_num
         values = _blank_to_none(row)
-        try:
-            site_data = {k: values.get(k) for k in CSV_SITE_FIELDS if values.get(k) is not None}
-            site_data["name"] = site_data.pop("site_name", None)
-            contact = None
-            if values.get("contact_id"):
-                c = {k: values.get(k) for k in CSV_CONTACT_FIELDS if values.get(k) is not None}
-                c["name"] = c.pop("contact_name", None)
-                c["consent"] = (c.get("consent") or "").lower() in ("yes", "true", "1", "y")
-                contact = ContactIn.model_validate(c)
-            site = SiteIn.model_validate(site_data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"])
-                problems.append(f"{source}:{line}: {field}: {err['msg']}")
+        # The site's and the contact's columns are checked apart: every problem of the row at once.
+        site_data = {k: values.get(k) for k in CSV_SITE_FIELDS if values.get(k) is not None}
+        site_data["name"] = site_data.pop("site_name", None)
+        site = _csv_model(SiteIn, site_data, "site_name", source, line, problems)
+        contact = None
+        if values.get("contact_id"):
+            c = {k: values.get(k) for k in CSV_CONTACT_FIELDS if values.get(k) is not None}
+            c["name"] = c.pop("contact_name", None)
+            c["consent"] = (c.get("consent") or "").lower() in ("yes", "true", "1", "y")
+            contact = _csv_model(ContactIn, c, "contact_name", source, line, problems)
+        if site is None:
             continue
         existing = sites.setdefault(site.site_id, site)
         lines.setdefault(site.site_id, line)
         if contact:
             existing.contacts.append(contact)
     return RegistryIn(sites=list(sites.values())), lines, problems
+
+
+def _csv_model(model: type[SiteIn] | type[ContactIn], data: dict[str, Any], name_column: str,
+               source: str, line: int, problems: list[str]) -> Any:
+    """``model`` from one CSV row's columns, or None with its problems added, each naming
+    the CSV column (``site_name``/``contact_name`` for the model's ``name``)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            column = name_column if field == "name" else field
+            problems.append(f"{source}:{line}: {column}: {err['msg'].removeprefix('Value error, ')}")
+        return None
 
 
 def check_references(registry: RegistryIn, known_zones: set[str], source: str) -> None:

@@ -15,6 +15,7 @@ import io
 from functools import lru_cache
 from pathlib import Path
 
+from prevent import registry
 from prevent.classification.lexicon import load_lexicon
 from prevent.registry import CSV_CONTACT_FIELDS, RegistryIn
 
@@ -48,7 +49,7 @@ def site_lines(text: str) -> dict[str, int]:
     """The first CSV line of each site id (for messages about a whole site)."""
     reader = csv.DictReader(io.StringIO(text))
     lines: dict[str, int] = {}
-    for row in reader:
+    for row in registry.csv_rows(reader, "", []):  # an unreadable line: parse reports it
         if row.get("site_id"):
             lines.setdefault(row["site_id"].strip(), reader.line_num)
     return lines
@@ -57,8 +58,8 @@ def site_lines(text: str) -> dict[str, int]:
 def orphan_contact_problems(text: str, source: str) -> list[str]:
     """CSV rows with contact data but no contact_id: the contact would be dropped silently."""
     reader = csv.DictReader(io.StringIO(text))
-    problems = []
-    for row in reader:
+    problems: list[str] = []
+    for row in registry.csv_rows(reader, source, problems):
         filled = [f for f in CONTACT_DATA if (row.get(f) or "").strip()]
         if filled and not (row.get("contact_id") or "").strip():
             problems.append(f"{source}:{reader.line_num}: contact_id: this row has "
@@ -74,6 +75,43 @@ def file_problems(path: Path, registry: RegistryIn, playbooks_dir: Path, source:
     problems = orphan_contact_problems(text, source) if is_csv else []
     return problems + community_problems(registry, known_communities(playbooks_dir), source,
                                          site_lines(text) if is_csv else None)
+
+
+def csv_community_problems(text: str, known: frozenset[str], source: str) -> list[str]:
+    """Unknown communities in a CSV's rows, read from the text: also in rows whose other
+    columns did not validate (so one upload reports them with everything else). Once per
+    site and community, at the site's first line."""
+    reader = csv.DictReader(io.StringIO(text))
+    seen: set[tuple[str, str]] = set()
+    problems: list[str] = []
+    for row in registry.csv_rows(reader, source, problems):
+        site_id = (row.get("site_id") or "").strip()
+        for community in (c.strip() for c in (row.get("communities") or "").split(";")):
+            if not community or (site_id, community) in seen:
+                continue
+            seen.add((site_id, community))
+            if problem := community_problem(community, known):
+                problems.append(f"{source}:{reader.line_num}: site {site_id}: {problem}")
+    return problems
+
+
+def parse(path: Path, known_zones: set[str], playbooks_dir: Path, *,
+          source: str | None = None) -> RegistryIn:
+    """A registry file parsed and checked as an import needs it: the schema of every row,
+    references, unknown communities and contact columns without a contact id, every problem
+    of the file in one ``SourceError`` (line order), so one upload shows all there is to fix.
+    ``source``: the file's name in the messages (an upload's own name)."""
+    known = known_communities(playbooks_dir)
+    is_csv = path.suffix.lower() == ".csv"
+    name = source or str(path)
+
+    def extra(text: str, parsed: RegistryIn, lines: dict[str, int]) -> list[str]:
+        if is_csv:
+            return orphan_contact_problems(text, name) + csv_community_problems(text, known, name)
+        return community_problems(parsed, known, name, lines)
+
+    # registry.parse_registry looked up at call time (tests watch where it runs).
+    return registry.parse_registry(path, known_zones, source=name, extra=extra)
 
 
 def counts_text(counts: dict[str, int]) -> str:

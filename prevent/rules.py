@@ -19,27 +19,30 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
 
-import orjson
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import alerts, audit, escalation, grouping, suppression
 from prevent.classification import Classification, Classifier
-from prevent.classification.classify import NATURAL_DISASTER, with_assessment
-from prevent.classification.sources import assess
 from prevent.contracts import (
     ALERTS,
     Alert,
     AlertStatus,
-    FeedKind,
     GlobalIncident,
     alert_id_for,
     stable_id,
     utcnow,
 )
 from prevent.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject, subject_of_classification
+from prevent.preparing import (  # noqa: F401 - the stage's names for them
+    THREAT_LEVEL_SEVERITY,
+    Prepared,
+    _partner_report,
+    classify_incident,
+    prepare,
+    prepared_with,
+)
 from prevent.storage.db import JsonText
 from prevent.storage.membership import one_of
 from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow
@@ -60,59 +63,6 @@ class Outcome:
     classification: Classification | None
     cluster_id: str | None
     alerts: tuple[Alert, ...]
-
-
-THREAT_LEVEL_SEVERITY = 3
-
-
-def classify_incident(classifier: Classifier, incident: GlobalIncident) -> Classification:
-    cap = incident.cap
-    c = classifier.classify(
-        incident.title, incident.summary,
-        cap_severity=cap.severity if cap else None,
-        country=incident.location.country if incident.location else None,
-        lang=incident.language,
-    )
-    if incident.threat_level is not None:  # the watcher saw the national level change
-        return c.model_copy(update={"incident_type": "threat_level_change",
-                                    "severity": max(c.severity, THREAT_LEVEL_SEVERITY)})
-    if incident.kind is FeedKind.PARTNER_REPORT:
-        return _partner_report(c, incident)
-    assessed = assess(incident.categories, cap.severity if cap else None, cap.msg_type if cap else None,
-                      cap.urgency if cap else None, cap.certainty if cap else None)
-    if assessed is not None and c.incident_type == NATURAL_DISASTER:
-        return with_assessment(c, assessed)
-    return c
-
-
-def _partner_report(c: Classification, incident: GlobalIncident) -> Classification:
-    """A partner's concern at their own site always reaches the duty inspector: it carries
-    the site's communities (in its categories) and is at least a local concern."""
-    site_communities = set(incident.categories) - {"partner_report", "urgent"}
-    floor = 2 if "urgent" in incident.categories else 1
-    return c.model_copy(update={
-        "communities": tuple(sorted(set(c.communities) | site_communities)),
-        "incident_type": c.incident_type if c.incident_type != "none" else "local_concern",
-        "severity": max(c.severity, floor)})
-
-
-class Prepared(NamedTuple):
-    """What the stage computes for an incident version before it needs the database: its
-    classification, and the two JSON columns of its row already encoded. Made by ``prepare``,
-    here or in the rules consumer's worker process (``prevent.preparation``); a tuple, since
-    the consumer rebuilds one per incident from what the worker sends."""
-
-    classification: Classification
-    classification_json: str
-    payload_json: str
-
-
-def prepare(classifier: Classifier, incident: GlobalIncident) -> Prepared:
-    return prepared_with(incident, classify_incident(classifier, incident))
-
-
-def prepared_with(incident: GlobalIncident, c: Classification) -> Prepared:
-    return Prepared(c, orjson.dumps(c.to_json()).decode(), incident.model_dump_json())
 
 
 def subject_of(incident: GlobalIncident, c: Classification) -> Subject:

@@ -127,6 +127,8 @@ class ServiceContext:
     source: str
     # Run first on shutdown, while the broker still runs (a consumer finishing its batch).
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # "tansu" (keeps records in memory only: a crash loses what it held) or "kafka".
+    engine: str = "kafka"
 
 
 def outbox_sender(broker: KafkaBroker, source: str):  # noqa: ANN201 - returns outbox.Sender
@@ -145,13 +147,14 @@ async def service_context(settings: Settings, bootstrap: str, *, name: str
     """Open the database (schema upgraded) and build the broker; the caller registers
     subscribers, then calls ``start_services``. ``ctx.settings`` has the Kafka defaults
     the operator left unset chosen by what the cluster supports (``settings_for_broker``)."""
-    settings, _ = await settings_for_broker(settings, bootstrap)
+    settings, features = await settings_for_broker(settings, bootstrap)
     db = Database(settings.effective_database_url)
     await db.upgrade()
     broker = make_broker(settings, bootstrap, client_id=name)
     relay = OutboxRelay(db, outbox_sender(broker, f"prevent/{name}"))
     holder = PlaybookHolder()
-    ctx = ServiceContext(settings, db, broker, relay, holder, f"prevent/{name}")
+    ctx = ServiceContext(settings, db, broker, relay, holder, f"prevent/{name}",
+                         engine=features.engine)
     try:
         yield ctx
     finally:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifiers.assembly import build_centre_notifier, demo_http_channels
@@ -37,7 +38,7 @@ from prevent.feeds.registry import FeedConfig, load_feeds
 from prevent.feeds.watcher import FeedWatcher
 from prevent.feeds.websub import WebSub
 from prevent.messaging import publish
-from prevent.playbooks import store
+from prevent.playbooks import diaspora, store
 from prevent.registry import apply_registry, parse_registry
 from prevent.runtime import (
     ServiceContext,
@@ -117,6 +118,22 @@ async def seed(ctx: ServiceContext, *, sample_partners: bool, http_sink_url: str
             await point_sample_webhooks(session, http_sink_url)
         if sample_partners:
             await _demo_user(session, ctx.settings)
+    await _seed_diaspora(ctx)
+
+
+async def _seed_diaspora(ctx: ServiceContext) -> None:
+    """Version 1 of the diaspora map, if none is stored. Services starting together (two
+    rules replicas) may both try: the loser's insert hits the version's primary key, and a
+    second look finds the map the winner stored."""
+    for attempt in (1, 2):
+        try:
+            async with ctx.db.transaction() as session:
+                await diaspora.seed(session, ctx.settings.playbooks_dir)
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            log.info("diaspora map seeded by another service at the same moment; reading theirs")
 
 
 SAMPLE_WEBHOOK = re.compile(r"^http://127\.0\.0\.1:\d+(/webhook/.*)$")
@@ -166,18 +183,25 @@ def _playbook_id(text: str) -> str | None:
     return data.get("id") if isinstance(data, dict) else None
 
 
-def register_services(ctx: ServiceContext, names: tuple[str, ...]) -> CentreNotifier | None:
+def register_services(ctx: ServiceContext, names: tuple[str, ...], *,
+                      stored_map: diaspora.InForce | None = None) -> CentreNotifier | None:
+    """``stored_map``: the diaspora map stored in the database (``diaspora.in_force``), which
+    the rules stage classifies with in place of the file's."""
     from consumers import rules
 
     if "rules" in names:
-        classifier = Classifier.from_dir(ctx.settings.playbooks_dir)
+        files = Classifier.from_dir(ctx.settings.playbooks_dir)
+        stored_map = stored_map or diaspora.InForce(None, None)
+        classifier = diaspora.classifier_for(files.lexicon, stored_map, current=files)
+        if classifier is None:  # the stored map does not validate (logged): the file's
+            classifier, stored_map = files, diaspora.InForce(None, None)
         if ctx.settings.rules_workers == 0:
             # Items are classified in this process: every language's automaton and the
             # gazetteer now, not on the first item in each. With a worker, the worker warms
             # its own; this copy compiles a language only if the worker fails and a batch is
             # prepared here (a warmed classifier holds about 130 MB).
             classifier.warm()
-        rules.register(ctx, classifier)
+        rules.register(ctx, classifier, diaspora_version=stored_map.version, files=files.lexicon)
     notifier = None
     if "centre-notifier" in names:
         notifier = build_centre_notifier(ctx.settings, ctx.db)
@@ -218,7 +242,8 @@ async def running_system(settings: Settings, *, services: tuple[str, ...] = SERV
             feeds = _configured_feeds(settings, stack, demo)
         ctx = await stack.enter_async_context(service_context(settings, bootstrap, name=name))
         await seed(ctx, sample_partners=demo, http_sink_url=http_sink.url if http_sink else None)
-        notifier = register_services(ctx, services)
+        stored_map = await diaspora.in_force(ctx.db) if "rules" in services else None
+        notifier = register_services(ctx, services, stored_map=stored_map)
         await start_services(ctx)
         if notifier is not None:
             scanner = Scanner(settings, ctx.db, notifier, ctx.playbooks, ctx.relay.kick)
@@ -246,7 +271,11 @@ async def start_watcher(ctx: ServiceContext, settings: Settings, feeds: list[Fee
     reload = (lambda: load_feeds(settings.feeds_file)) if settings.feeds_file else None
     watcher = FeedWatcher(feeds, ctx.db, Fetcher.from_settings(client, settings),
                           incident_publisher(ctx), settings=settings,
-                          websub=WebSub(ctx.db, client, settings), reload=reload)
+                          websub=WebSub(ctx.db, client, settings), reload=reload,
+                          # Tansu keeps records in memory only: what it acknowledged but the
+                          # rules stage had not stored when the process died is published
+                          # again at start (docs/OPERATIONS.md, "A crash of `prevent up`").
+                          replay_unstored=ctx.engine == "tansu")
     await watcher.start()
     stack.push_async_callback(watcher.aclose)  # stops polling and writes pending feed state
     return watcher

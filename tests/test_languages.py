@@ -218,10 +218,12 @@ def test_shared_events_reported_in_several_languages_group_together() -> None:
 
 @pytest.mark.parametrize(("name", "first_run", "bar"), [
     # 113 items in 14 languages from real events not in the shared set (78 with the outlets'
-    # own headlines); first run: alarm recall 0.79, 2 of 42 negatives alarmed.
-    ("incidents-multilingual-holdout.jsonl", 0.79, 0.80),
-    # 99 items, nearly all with the outlets' own headline and lede; first run: 0.68, 1 of 29.
-    ("incidents-multilingual-holdout2.jsonl", 0.68, 0.72),
+    # own headlines); first run: alarm recall 0.79, 2 of 42 negatives alarmed; 0.96 after the
+    # general fixes of the second session (docs/CLASSIFICATION.md, Evaluation).
+    ("incidents-multilingual-holdout.jsonl", 0.79, 0.92),
+    # 99 items, nearly all with the outlets' own headline and lede; first run: 0.68, 1 of 29;
+    # 0.96 after the second session's fixes.
+    ("incidents-multilingual-holdout2.jsonl", 0.68, 0.92),
 ])
 def test_multilingual_holdout_sets(clf: Classifier, name: str, first_run: float, bar: float) -> None:
     """Written by someone who had not seen the lexicons. The bars guard what general fixes
@@ -232,3 +234,78 @@ def test_multilingual_holdout_sets(clf: Classifier, name: str, first_run: float,
     print(f"first run {first_run:.2f}, now {total:.2f}")
     assert total >= bar
     assert alarmed <= 0.05 * negatives
+
+
+def test_holdout_sets_without_the_feed_country(clf: Classifier) -> None:
+    """Real feeds seldom carry a country: the held-out sets alarm as well when the text alone
+    says where (Bengali and Tamil case endings on place names, regions of the diaspora map)."""
+    for name in ("incidents-multilingual-holdout.jsonl", "incidents-multilingual-holdout2.jsonl"):
+        path = ROOT / "tests" / "data" / name
+        if not path.is_file():
+            continue
+        hit = total = 0
+        for line in path.read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            if (item.get("severity") or 0) < 2 or not item.get("communities") or \
+                    item.get("incident_type") == "natural_disaster":
+                continue
+            c = clf.classify(item["title"], item.get("summary", ""))
+            total += 1
+            hit += c.severity >= 2 and bool(set(c.communities) & set(item["communities"]))
+        assert hit >= 0.88 * total, f"{name}: {hit}/{total}"
+
+
+@pytest.mark.parametrize(("title", "summary", "lang", "country"), [
+    ("বাংলাদেশের উপকূলে ঘূর্ণিঝড়ে ১০ জনের মৃত্যু", "", "bn", "BD"),
+    ("ভারতে বন্যায় ২০ জনের মৃত্যু", "", "bn", "IN"),
+    ("ঢাকায় ভূমিকম্প, আহত ১২", "", "bn", "BD"),
+    ("இலங்கையில் வெள்ளம்: 20 பேர் உயிரிழப்பு", "", "ta", "LK"),
+    ("பாகிஸ்தானில் நிலநடுக்கம்: 30 பேர் பலி", "", "ta", "PK"),
+    ("கேரளத்தில் நிலச்சரிவு: 50 பேர் பலி", "", "ta", "IN"),
+])
+def test_place_names_with_case_endings(clf: Classifier, title: str, summary: str, lang: str,
+                                       country: str) -> None:
+    c = clf.classify(title, summary)
+    assert (c.lang, c.country) == (lang, country), c.to_json()
+
+
+@pytest.mark.parametrize(("title", "lang"), [
+    ("সড়ক দুর্ঘটনায় ৫ হিন্দু তীর্থযাত্রী নিহত", "bn"),
+    ("कराची में सड़क हादसे में 5 सिख श्रद्धालु मारे गए", "hi"),
+    ("کراچی میں ٹریفک حادثے میں 4 مسیحی ہلاک", "ur"),
+    ("Deux musulmans tués dans un accident de la route", "fr"),
+    ("Drei Muslime bei Unfall getötet", "de"),
+    ("שלושה ערבים נהרגו בתאונת דרכים", "he"),
+])
+def test_killed_in_an_accident_is_no_incident(clf: Classifier, title: str, lang: str) -> None:
+    """A killing word with no attack word makes an incident ("400 Rohingya killed"); an
+    accident word (the language's ``none`` type) outvotes it."""
+    c = clf.classify(title)
+    assert (c.lang, c.incident_type, c.severity, c.communities) == (lang, "none", 0, ()), c.to_json()
+
+
+@pytest.mark.parametrize(("title", "lang", "community"), [
+    ("রাখাইনে সেনা অভিযানে ২০০ রোহিঙ্গা নিহত", "bn", "muslim"),
+    ("पाकिस्तान में 3 सिख मारे गए", "hi", "sikh"),
+    ("Trois juifs tués à Djerba", "fr", "jewish"),
+    ("İki Müslüman öldürüldü", "tr", "muslim"),
+])
+def test_killed_with_no_attack_word_is_an_incident(clf: Classifier, title: str, lang: str,
+                                                   community: str) -> None:
+    c = clf.classify(title)
+    assert c.lang == lang and community in c.communities and c.severity >= 3, c.to_json()
+
+
+def test_region_rules_of_the_diaspora_map(clf: Classifier) -> None:
+    """Communities implied by a place: a missile strike on an Arab town of Israel, a bombing in
+    Kabul's Hazara west, pilgrims attacked in Jammu, a riot in a communal flashpoint."""
+    c = clf.classify("טיל פגע בבית בסח'נין: שתי נשים נהרגו")
+    assert "muslim" in c.communities and c.severity >= 3, c.to_json()
+    c = clf.classify("ירי בסח'נין: צעיר נהרג")  # a shooting there: too often crime to count
+    assert "muslim" not in c.communities, c.to_json()
+    c = clf.classify("انفجار در دشت برچی کابل؛ ۲۰ نفر کشته شدند")
+    assert {"muslim", "shia"} <= set(c.communities) and not c.worship, c.to_json()
+    c = clf.classify("जम्मू में श्रद्धालुओं की बस पर आतंकी हमला, 9 की मौत")
+    assert "hindu" in c.communities and c.worship, c.to_json()
+    c = clf.classify("नूंह में हिंसा, पथराव और आगजनी में दो की मौत")
+    assert {"hindu", "muslim"} <= set(c.communities), c.to_json()

@@ -135,7 +135,13 @@ _DIGITS = re.compile(rf"(?<![0-9{_LATIN_LETTER}])(\d{{1,3}}(?: \d{{3}})+|\d+)(?!
 # A figure followed by one of these is an age, a time, a year or a distance, not a count.
 _NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|years|year|yil|yas|"
                               r"h|heures|hrs|uhr|km|kilometres|kilometers|km2|m|cm|mm|ml|kg|%|"
-                              r"sal|saal|سال|ساله|عاما|عام|سنه|سنوات|साल|वर्ष|বছর|ਸਾਲ|வயது|שנה|שנים)\b")
+                              r"sal|saal|سال|ساله|عاما|عام|سنه|سنوات|साल|वर्ष|বছর|ਸਾਲ|வயது|שנה|שנים)\b"
+                              # ... or a count of districts, villages, days or hours, written
+                              # with the case ending glued on in Indic scripts ("৮ জেলায়").
+                              r"| ?(?:জেলা|জেল|গ্রাম|দিন|ঘণ্টা|ঘন্টা|जिल|जिलों|ज़िल|गांव|गाँव|दिन|घंट|ਜ਼ਿਲ|ਜਿਲ|ਪਿੰਡ|ਦਿਨ|"
+                              r"மாவட்ட|கிராம|நாட்க|மணி|ضلع|اضلاع|گاؤں|دیہات|ولایت|ولايات|محافظات|روز|ساعت|"
+                              r"ימים|שעות|districts?\b|villages?\b|days?\b|hours?\b|jours\b|dias\b|giorni\b|"
+                              r"tage\b|tagen\b|stunden\b|gun\b|saat\b|villaggi\b|aldeas\b|aldeias\b|villages\b)")
 # Between a harm word and its figure: no clause break (in the original text) and no "and"
 # joining another statement ("3 morts et 36 blessés": 36 is not the dead).
 _WORD = re.compile(r"\S+")
@@ -186,7 +192,8 @@ def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
                 figures.append((m.start(), m.end(), n))
         if numbers:
             figures += [(lo + m.start(), lo + m.end(), numbers[m.group()])
-                        for m in _WORD.finditer(folded[lo:hi]) if m.group() in numbers]
+                        for m in _WORD.finditer(folded[lo:hi]) if m.group() in numbers
+                        and not _NOT_COUNT_AFTER.match(folded, lo + m.end())]  # "שלוש שנים"
         before = [(start - fe, fs, fe, n) for fs, fe, n in figures
                   if fe <= start and _clear(folded, original, fe, start)]
         after = [(fs - end, fs, fe, n) for fs, fe, n in figures

@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -87,16 +88,62 @@ def _sentence_ends(text: str, pos: int = 0) -> list[int]:
     return ends
 
 
+# Case endings glued to place names, by language: each match is blanked to spaces (a Tamil
+# ending that replaced a name's final virama leaves the virama), so the bare name is found
+# at the same offsets. Longest endings first.
+# Several readings are tried in turn: "ভারতে" is ভারত + -ে, "দিল্লিতে" দিল্লি + -তে.
+_CASE_ENDINGS = {
+    # Bengali (folded: the nukta of য় is gone): -ের/-এর/-র genitive, -ে/-তে/-য় locative, -কে.
+    "bn": (re.compile(r"(?<=[\u0980-\u09FF])(েরও|েরই|ের|এর|য়|য|কে|র|ে)(?=\s|$)"),
+           re.compile(r"(?<=[\u0980-\u09FF])(তেও|তে)(?=\s|$)")),
+    # Tamil: -இல்/-யில்/-வில் locative, -இன்/-யின்/-வின் genitive, -க்கு/-உக்கு dative, -த்தில்
+    # (of -ம் names); an ending that began with a vowel sign replaced the name's virama.
+    "ta": (re.compile(r"(?<=[\u0B80-\u0BFF])(த்தில்|த்தின்|யிலும்|விலும்|யில்|வில்|யின்|வின்|"
+                      r"வுக்கு|க்கு|ிலும்|ில்|ின்|ுக்கு)(?=\s|$)"),),
+}
+
+
+def _blanked(folded: tuple[str, str], hits: Iterable[_H]) -> tuple[str, str]:
+    """The folded texts with the spans of ``hits`` replaced by spaces (offsets unchanged)."""
+    spans: tuple[list[tuple[int, int]], list[tuple[int, int]]] = ([], [])
+    for f, s, e, _, _ in hits:
+        spans[f].append((s, e))
+    out = []
+    for f in (0, 1):
+        text = folded[f]
+        if spans[f]:
+            chars = list(text)
+            for s, e in spans[f]:
+                chars[s:e] = " " * (e - s)
+            text = "".join(chars)
+        out.append(text)
+    return out[0], out[1]
+
+
+def _blank_ending(m: re.Match[str]) -> str:
+    ending = m.group(1)
+    if ending.startswith("த்தி"):  # கேரளத்தில் -> கேரளம்
+        return "ம்" + " " * (len(ending) - 2)
+    if ending[0] in "ிு":  # பாகிஸ்தானில் -> பாகிஸ்தான்
+        return "்" + " " * (len(ending) - 1)
+    return " " * len(ending)
+
+
 # Killed in one attack that names no community before its country's diaspora here is
 # taken to be affected (a national-scale attack, not a market bombing of twenty).
-HOMELAND_KILLED = 100
+HOMELAND_KILLED = 50
 # Languages in Arabic script that write "in" apart: no clitic prefix is read off a place name.
 _APART = frozenset({"fa", "ur"})
 # Types of violence that can put a community at risk of backlash or reach a homeland.
 _WAR_TYPES = frozenset({"armed_attack", "bombing", "arson", "riot", "hate_crime"})
+# Types of communal violence: a riot or arson in a flashpoint region (riot_faiths), or
+# a protest there in which people were killed.
+_RIOT_TYPES = frozenset({"riot", "arson"})
 _WORSHIP_GROUPS = frozenset({"places", "clergy", "observances"})
 # Types of an attack on people, where naming the people attacked means someone was hurt.
 _ASSAULT_TYPES = frozenset({"armed_attack", "hate_crime", "riot"})
+# Community words whose attack means people were hurt or meant to be (severity 2 at least).
+_HIT_GROUPS = frozenset({"people", "places", "clergy"})
 # Community words that can name who acted ("Hindu mob", "Israeli forces"): people only.
 _ACTOR_GROUPS = frozenset({"people", ""})
 
@@ -385,9 +432,22 @@ class Classifier:
         if found is None and hint is None and (typ or cap is not None):
             # No curated place name: the gazetteer's names in every script, title first (only
             # for an incident: where nothing happened, where it did not happen is moot).
+            # The lexicon's own words are blanked first (same length, same offsets): a city
+            # whose name is also a word ("هزة", a tremor, is a city in China) is not a place
+            # inside "هزة أرضية".
+            places_text = _blanked(folded, (*com, *typ, *harm))
             for f in (0, 1):
-                place = (gazetteer().country_of(folded[f], aligned[f], clitics=item_lang not in _APART)
+                place = (gazetteer().country_of(places_text[f], aligned[f], clitics=item_lang not in _APART)
                          if folded[f] else None)
+                if place is None and item_lang in _CASE_ENDINGS and folded[f]:
+                    # Bengali and Tamil glue case endings to names ("বাংলাদেশের", "ঢাকায়",
+                    # "இலங்கையில்"): try the text with them blanked (same length, same offsets).
+                    for endings in _CASE_ENDINGS[item_lang]:
+                        bare = endings.sub(_blank_ending, places_text[f])
+                        if bare != folded[f]:
+                            place = gazetteer().country_of(bare, aligned[f], clitics=False)
+                            if place is not None:
+                                break
                 if place is not None:
                     found = place[0]
                     country_row = row(f"country:{found}", f, place[1].start, place[1].end)
@@ -415,6 +475,12 @@ class Classifier:
             itype, type_hits = self._choose_type(typ, {(h[0], h[4]) for h in targets}, causes)
         else:
             itype, type_hits = NATURAL_DISASTER, []  # CAP feeds carry hazard alerts
+        if itype == "none" and cap is None:
+            # Words that say nobody was attacked ("killed in a road accident", "drowned")
+            # outvote the weak ones that alone would make an incident: none, with them as evidence.
+            rows0 = tuple(row("type:none", h[0], h[1], h[2]) for h in type_hits)
+            return _result((), "none", 0, {"killed": None, "injured": None}, country,
+                           rows0 + ((country_row,) if country_row else ()), item_lang)
 
         casualty_matches = []
         numbers = self._numbers.get(item_lang) if matcher is not self._matcher else None
@@ -430,14 +496,16 @@ class Classifier:
                 casualty_matches += [(f, m) for m in find_counts(folded[f], anchors, kinds, numbers,
                                                                  aligned[f], order)]
         casualties = casualty_totals([m for _, m in casualty_matches])
-        # People attacked for who they are ("Juden angegriffen", "ਦੋ ਸਿੱਖਾਂ 'ਤੇ ਹਮਲਾ") were hurt
-        # or meant to be: at least severity 2, where the attack word alone says 1.
+        # People attacked for who they are ("Juden angegriffen", "ਦੋ ਸਿੱਖਾਂ 'ਤੇ ਹਮਲਾ"), their clergy
+        # or their place of worship ("পূজামণ্ডপে হামলা", "attack on a mosque") were hurt or meant
+        # to be: at least severity 2, where the attack word alone says 1.
         people_hit = itype in _ASSAULT_TYPES and bool(targets) and any(
-            h[3].group == "people" and (h[0], h[4]) in {(t[0], t[4]) for t in type_hits} for h in targets)
+            h[3].group in _HIT_GROUPS and (h[0], h[4]) in {(t[0], t[4]) for t in type_hits} for h in targets)
         severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences,
                                   floor=2 if people_hit else 1)
 
         majority_row: EvidenceRow | None = None
+        hit_worship = False  # the majority faith was reached through an attacked gathering
         region_rows: list[EvidenceRow] = []
         if itype == NATURAL_DISASTER:
             ids: tuple[str, ...] | set[str] = set(self._diaspora.get(country or "", ()))
@@ -452,10 +520,19 @@ class Classifier:
             if not ids and self._map.regions and severity >= 2:
                 gathering = self._gathering_attacked(other, typ, harm, sentence)
                 for region, f, rs, re_ in self._map.regions_in(folded, country):
-                    faith = region.majority_faith
-                    if faith and (gathering or (region.attacks_target_majority and severity >= 3)):
+                    faith = (region.gathering_faith or region.majority_faith) if gathering else None
+                    if faith is None and region.attacks_target_majority and severity >= 3 and (
+                            not region.attack_types or itype in region.attack_types):
+                        faith = region.majority_faith
+                    if faith is None and region.riot_faiths and (
+                            itype in _RIOT_TYPES or (itype == "protest" and severity >= 3)):
+                        ids = set(region.riot_faiths)
+                        region_rows.append(row(f"region:{region.id}", f, rs, re_))
+                        break
+                    if faith:
                         ids = {faith}
                         majority_row = row(f"majority_faith:{faith}", *(gathering or (f, rs, re_)))
+                        hit_worship = gathering is not None
                         region_rows.append(row(f"region:{region.id}", f, rs, re_))
                         break
             if not ids and country in self._majority:
@@ -464,6 +541,7 @@ class Classifier:
                     faith = self._majority[country]
                     ids = {faith}
                     majority_row = row(f"majority_faith:{faith}", *gathering)
+                    hit_worship = True
 
         homeland_row: EvidenceRow | None = None
         if (not ids and itype in _WAR_TYPES and (casualties["killed"] or 0) >= HOMELAND_KILLED
@@ -484,7 +562,7 @@ class Classifier:
             backlash = tuple(x for x in self._emit(blamed, None) if x not in emitted
                              and x not in self._parents_only(emitted))
             backlash_rows = [row(f"backlash:{h[3].key}", h[0], h[1], h[2]) for h in perpetrators]
-        worship = bool(majority_row) or any(h[3].group in _WORSHIP_GROUPS for h in targets) or (
+        worship = hit_worship or any(h[3].group in _WORSHIP_GROUPS for h in targets) or (
             itype != NATURAL_DISASTER and bool(ids)
             and self._gathering_attacked(other, typ, harm, sentence) is not None)
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import ahocorasick
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from prevent.classification.lexicon import Lexicon, _node_line, _parse
+from prevent.classification.lexicon import _LOADER, Lexicon, _duplicate_keys, _node_line
 from prevent.classification.matcher import fold_term
+from prevent.yamlsource import YAML_FAILURES, yaml_failure
 
 log = logging.getLogger("prevent.classification")
 
@@ -49,6 +51,17 @@ class RegionLink(_Strict):
     # Deadly attacks there that name no faith are taken to target the majority faith (the
     # Middle Belt's farming villages, Kurram's Shia): officers set it where that holds.
     attacks_target_majority: bool = False
+    # Which violent types ``attacks_target_majority`` covers (empty: every one). Missile and
+    # rocket strikes on the Arab towns of Israel hit their Muslim majority; a shooting there is
+    # as likely a crime as an attack on a community, so those towns list only [bombing].
+    attack_types: tuple[Literal["armed_attack", "bombing", "arson", "riot", "hate_crime"], ...] = ()
+    # The faith of a religious gathering attacked there that names no faith, where it differs
+    # from the majority faith (Jammu and Kashmir is majority Muslim; the pilgrims attacked
+    # there, on the way to Amarnath or Vaishno Devi, are Hindus).
+    gathering_faith: CommunityId | None = None
+    # The communities a riot or arson there that names none sets against each other (the
+    # Hindu-Muslim flashpoints of India: Murshidabad, Nuh, North East Delhi).
+    riot_faiths: tuple[CommunityId, ...] = ()
     note: str = ""
 
 
@@ -77,33 +90,68 @@ class DiasporaMap:
         regions = tuple((r, tuple(k for k in (fold_term(n) for n in r.names) if k)) for r in data.regions)
         return cls({c: tuple(sorted(ids)) for c, ids in by_country.items()}, regions)
 
+    def __getstate__(self) -> dict[str, object]:
+        # The names' automaton (built on first use) is not sent to a preparation worker.
+        return {k: v for k, v in self.__dict__.items() if k != "_automaton"}
+
     def regions_in(self, folded_texts: Iterable[str], country: str | None
                    ) -> list[tuple[RegionLink, int, int, int]]:
         """The regions (of ``country``, when known) that the folded texts name: each with
         the field it is named in and the span of the name."""
         found = []
-        texts = [f" {t} " for t in folded_texts]
+        # Where each name first occurs in each field: one automaton pass per field, not a
+        # search per name (hundreds of names).
+        automaton = self.__dict__.get("_automaton")
+        if automaton is None:
+            automaton = ahocorasick.Automaton()
+            for _, names in self.regions:
+                for name in names:
+                    automaton.add_word(f" {name} ", name)
+            if len(automaton):
+                automaton.make_automaton()
+            object.__setattr__(self, "_automaton", automaton)
+        firsts: list[dict[str, int]] = []
+        for text in folded_texts:
+            first: dict[str, int] = {}
+            if len(automaton):
+                for last, name in automaton.iter(f" {text} "):
+                    first.setdefault(name, last - len(name) - 1)  # reported in text order
+            firsts.append(first)
+        if not any(firsts):
+            return found  # most texts name no region
         for region, names in self.regions:
             if country is not None and region.country != country:
                 continue
             for name in names:
-                key = f" {name} "
-                hit = next(((f, i) for f, text in enumerate(texts) if (i := text.find(key)) >= 0), None)
-                if hit is not None:
-                    f, i = hit
-                    found.append((region, f, i, i + len(name)))
-                    break
+                for f, first in enumerate(firsts):
+                    i = first.get(name)
+                    if i is not None:
+                        found.append((region, f, i, i + len(name)))
+                        break
+                else:
+                    continue
+                break
         return found
 
 
 def load_diaspora_errors(path: Path, known: set[str]) -> tuple[DiasporaFile | None, list[str]]:
     """The validated file and every problem as ``file:line: message`` (none when valid)."""
-    data, node, errors = _parse(path, DiasporaFile)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [f"{path}:0: cannot read: {exc.strerror or exc}"]
+    return diaspora_errors(text, str(path), known)
+
+
+def diaspora_errors(text: str, source: str, known: set[str]) -> tuple[DiasporaFile | None, list[str]]:
+    """``load_diaspora_errors`` of a text (a stored version, a draft in the editor): the
+    problems are ``source:line: message``, the lines those of ``text``."""
+    data, node, errors = _parse_text(text, source)
     if data is None or node is None:
         return None, errors
 
     def err(loc: tuple[int | str, ...], msg: str) -> None:
-        errors.append(f"{path}:{_node_line(node, loc)}: {'.'.join(str(p) for p in loc)}: {msg}")
+        errors.append(f"{source}:{_node_line(node, loc)}: {'.'.join(str(p) for p in loc)}: {msg}")
 
     seen: set[str] = set()
     for i, link in enumerate(data.countries):
@@ -125,7 +173,35 @@ def load_diaspora_errors(path: Path, known: set[str]) -> tuple[DiasporaFile | No
                 err(("regions", i, "communities", j), f"unknown community {cid!r}")
         if region.majority_faith is not None and region.majority_faith not in known:
             err(("regions", i, "majority_faith"), f"unknown community {region.majority_faith!r}")
+        if region.gathering_faith is not None and region.gathering_faith not in known:
+            err(("regions", i, "gathering_faith"), f"unknown community {region.gathering_faith!r}")
+        for j, cid in enumerate(region.riot_faiths):
+            if cid not in known:
+                err(("regions", i, "riot_faiths", j), f"unknown community {cid!r}")
+        if region.attacks_target_majority and region.majority_faith is None:
+            err(("regions", i, "attacks_target_majority"), "needs a majority_faith")
     return (data if not errors else None), errors
+
+
+def _parse_text(text: str, source: str) -> tuple[DiasporaFile | None, yaml.Node | None, list[str]]:
+    """``lexicon._parse`` of a text rather than a file (the same messages)."""
+    try:
+        node = yaml.compose(text, Loader=_LOADER)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+    except YAML_FAILURES as exc:
+        line, reason = yaml_failure(exc, text)
+        return None, None, [f"{source}:{line}: invalid YAML: {reason}"]
+    if node is None:
+        return None, None, [f"{source}:1: empty file"]
+    errors = _duplicate_keys(node, source)  # type: ignore[arg-type] - only formatted
+    try:
+        parsed = DiasporaFile.model_validate(data)
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            errors.append(f"{source}:{_node_line(node, e['loc'])}: {field}: {e['msg']}")
+        return None, node, errors
+    return (parsed if not errors else None), node, errors
 
 
 def load_diaspora(directory: Path, lexicon: Lexicon) -> DiasporaMap:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from prevent.yamlsource import YAML_FAILURES, empty_node, yaml_failure
+
 if TYPE_CHECKING:
     from prevent.classification.diaspora import DiasporaMap
 
@@ -147,6 +149,8 @@ class IncidentTypesFile(_Strict):
     cause_weight: float = Field(default=0.5, ge=0, le=1)
     # Words that show hate motivation; they enable rules marked needs_context.
     hate_context: tuple[Term, ...] = ()
+    # Phrases that report nobody hurt ("no one was injured"): harm words inside them do not count.
+    no_harm: tuple[Term, ...] = ()
     # How far (characters, same sentence) a type or harm word may be from a community word.
     link_window: int = Field(default=120, ge=10)
     types: tuple[IncidentType, ...]
@@ -207,6 +211,7 @@ class LanguageLexicon(_Strict):
     aftermath: tuple[LangTerm, ...] = ()
     cause_markers: tuple[LangTerm, ...] = ()
     hate_context: tuple[LangTerm, ...] = ()
+    no_harm: tuple[LangTerm, ...] = ()  # "aucun blessé": the harm words inside do not count
     # A community word directly followed (non_target_heads) or preceded (non_target_before)
     # by one of these names who acted, not who was hit: "Hindu mobs", "extrémistes hindous".
     non_target_heads: tuple[LangTerm, ...] = ()
@@ -241,12 +246,14 @@ class Lexicon:
 
 def _node_line(node: yaml.Node, loc: tuple[int | str, ...]) -> int:
     """The 1-based line of the deepest YAML node along a pydantic error location."""
+    if empty_node(node):  # a document of nothing but "---"
+        return 1
     for key in loc:
         child: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 if str(k.value) == str(key):
-                    child = v
+                    child = k if empty_node(v) else v
                     break
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             child = node.value[key]
@@ -257,19 +264,28 @@ def _node_line(node: yaml.Node, loc: tuple[int | str, ...]) -> int:
 
 
 def _duplicate_keys(node: yaml.Node, path: Path) -> list[str]:
-    """YAML silently keeps the last of two equal keys; a lexicon treats that as a mistake."""
-    errors: list[str] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for k, v in node.value:
-            if k.value in seen:
-                errors.append(f"{path}:{k.start_mark.line + 1}: duplicate key {k.value!r}")
-            seen.add(k.value)
-            errors += _duplicate_keys(v, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for v in node.value:
-            errors += _duplicate_keys(v, path)
-    return errors
+    """YAML silently keeps the last of two equal keys; a lexicon treats that as a mistake.
+    Each node is looked at once, without recursion: an alias is the node it names, so nested
+    aliases (a "billion laughs" file) or an alias of its own parent cost no more than the text."""
+    found: list[tuple[int, str]] = []
+    stack, visited = [node], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            seen: set[object] = set()
+            for k, v in current.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else id(k)
+                if key in seen:
+                    found.append((k.start_mark.line, f"{path}:{k.start_mark.line + 1}: "
+                                                     f"duplicate key {k.value!r}"))
+                seen.add(key)
+                stack.append(v)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return [error for _, error in sorted(found, key=lambda f: f[0])]
 
 
 def _parse(path: Path, model: type[M]) -> tuple[M | None, yaml.Node | None, list[str]]:
@@ -280,10 +296,9 @@ def _parse(path: Path, model: type[M]) -> tuple[M | None, yaml.Node | None, list
     try:
         node = yaml.compose(text, Loader=_LOADER)
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        return None, None, [f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}"]
+    except YAML_FAILURES as exc:
+        line, reason = yaml_failure(exc, text)
+        return None, None, [f"{path}:{line}: invalid YAML: {reason}"]
     if node is None:
         return None, None, [f"{path}:1: empty file"]
     errors = _duplicate_keys(node, path)
@@ -363,7 +378,9 @@ def _check_language(lf: LanguageLexicon, node: yaml.Node, path: Path,
         if cid not in known:
             err(("communities", cid), f"unknown community {cid!r} (define it in {COMMUNITIES_FILE})")
     for tid in lf.types:
-        if tid not in INCIDENT_TYPES or tid == "none":
+        # "none" holds words that say nothing was done to anyone (accidents, suicides): they
+        # outvote weak incident words ("killed in a road accident").
+        if tid not in INCIDENT_TYPES:
             err(("types", tid), f"unknown incident type {tid!r}")
     for word, value in lf.numbers.items():
         if value < 0:

@@ -113,6 +113,13 @@ _NATIVE_ANY = frozenset().union(*_NATIVE.values())
 _HE_PREFIX, _AR_PREFIX = "והבלמכש", "وفبلك"
 _IN_PREFIX = "بב"
 _CLITIC_WORD = re.compile(rf"(?:(?<= )|^)([{_HE_PREFIX}]{{1,2}}|[{_AR_PREFIX}]{{1,2}})(?=\w\w)")
+# The texts a scan with one or two prefix letters blanked out reads, made in one pass each:
+# the first letter of every word that _CLITIC_WORD matches (its first letter is a prefix letter
+# and two letters follow), or the first two where it matches two; Arabic li + al ("للعراق")
+# read as "العراق".
+_STRIP1 = re.compile(rf"(?:(?<= )|^)[{_HE_PREFIX}{_AR_PREFIX}](?=\w\w)")
+_STRIP2 = re.compile(rf"(?:(?<= )|^)(?:[{_HE_PREFIX}]{{2}}|[{_AR_PREFIX}]{{2}})(?=\w\w)")
+_LI_AL = re.compile(r"(?:(?<= )|^)ل(?=ل\w)")
 _SPACE_RUNS = re.compile("  +")
 _CLITIC_TEXT = re.compile(f"[{_HE_PREFIX}{_AR_PREFIX}]")
 
@@ -547,27 +554,24 @@ class Gazetteer:
         found = [(s, e, idx, False) for s, e, idx in self._scan(folded)]
         if not clitics or _CLITIC_TEXT.search(folded) is None:
             return found
-        for strip in (1, 2):
-            chars = list(folded)
-            marks: dict[int, bool] = {}
-            for m in _CLITIC_WORD.finditer(folded):
-                prefix = m.group(1)
-                if len(prefix) < strip:
-                    continue
-                pos = m.start(1)
-                for i in range(pos, pos + strip):
-                    chars[i] = " "
-                marks[pos + strip] = prefix[strip - 1] in _IN_PREFIX
-            # Arabic li + al: "للعراق" is "ل" + "العراق"
-            for m in re.finditer(r"(?:(?<= )|^)لل(?=\w)", folded):
-                if strip == 1:
-                    chars[m.start()] = "ا"
-                    marks[m.start()] = False
-            if not marks:
-                continue
-            for s, e, idx in self._scan("".join(chars)):
-                if s in marks and (idx == _BLOCK or self._entries.kind(idx) != KIND_CITY or e - s >= 4):
-                    found.append((s, e, idx, marks[s]))
+        entries = self._entries
+        for strip, text in ((1, _STRIP1.sub(" ", _LI_AL.sub("ا", folded))), (2, _STRIP2.sub("  ", folded))):
+            if text == folded:
+                continue  # no word to strip
+            for s, e, idx in self._scan(text):
+                # A name counts where a prefix was blanked right before it (or where "لل" was
+                # read as "ال"): after a prefix of ``strip`` letters ending at ``s``.
+                if s < strip or text[s - 1] != " " or folded[s - 1] == " ":
+                    if not (strip == 1 and text[s:s + 1] == "ا" and folded[s:s + 1] == "ل"):
+                        continue
+                    cue = False  # "للعراق": li + al
+                else:
+                    m = _CLITIC_WORD.match(folded, s - strip)
+                    if m is None or len(m.group(1)) < strip or m.end(1) != s and strip == 2:
+                        continue
+                    cue = folded[s - 1] in _IN_PREFIX
+                if idx == _BLOCK or entries.kind(idx) != KIND_CITY or e - s >= 4:
+                    found.append((s, e, idx, cue))
         return found
 
     def find(self, folded: str, original: str, *, clitics: bool = True) -> list[Place]:

@@ -40,6 +40,7 @@ TEXT = {
         "opt_out": "Stop sending me notices (opt out)", "save": "Save preferences",
         "saved": "Your preferences are saved.", "opted_out": "You will receive no more notices.",
         "report": "Report a concern at your site", "urgent": "Urgent",
+        "describe": "Describe what is happening",
         "send": "Send report", "reported": "Thank you: your report reached the duty inspector's queue. "
         "In an emergency, call 911.",
         "expired": "This link has expired", "expired_body": "Acknowledgement links are valid for a "
@@ -56,6 +57,7 @@ TEXT = {
         "opt_out": "Ne plus m'envoyer d'avis (désinscription)", "save": "Enregistrer",
         "saved": "Vos préférences sont enregistrées.", "opted_out": "Vous ne recevrez plus d'avis.",
         "report": "Signaler une inquiétude à votre site", "urgent": "Urgent",
+        "describe": "Décrivez ce qui se passe",
         "send": "Envoyer", "reported": "Merci : votre signalement est parvenu à l'officier de service. "
         "En cas d'urgence, composez le 911.",
         "expired": "Ce lien a expiré", "expired_body": "Les liens de confirmation sont valables pour "
@@ -148,7 +150,7 @@ async def acknowledge(request: Request, token: str) -> HTMLResponse:
     deps.kick(request)
     when = outcome.notice.acknowledged_at
     body = t["acked_body"] if outcome.newly else t["replay"].format(
-        when=f"{when:%Y-%m-%d %H:%M} UTC" if when else "")
+        when=render.local_text(when, render.time_zone(request)))  # the unit's zone, as pages
     return _message(request, notice.language, t["acked"], body)
 
 

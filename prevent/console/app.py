@@ -33,6 +33,7 @@ from prevent.console import (
     sms,
     zones_roster,
 )
+from prevent.console import diaspora_editor as diaspora_routes
 from prevent.console import metrics as metrics_routes
 from prevent.console import operations as operations_routes
 from prevent.console import partner_editor as partner_routes
@@ -116,6 +117,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app.include_router(pages.router)
     app.include_router(boards.router)
     app.include_router(playbook_routes.router)
+    app.include_router(diaspora_routes.router)
     app.include_router(partner_routes.router)
     app.include_router(zones_roster.router)
     app.include_router(accounts.router)

@@ -4,6 +4,7 @@ audit log, feed health, and the partner registry (list, search, CSV import)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 from collections import defaultdict
 from datetime import timedelta
@@ -141,6 +142,14 @@ async def partners_page(request: Request, principal: Principal = Depends(gate)) 
     return await _partners_page(request, principal)
 
 
+def upload_name(filename: str | None) -> str:
+    """An uploaded file's own name for messages: its last path part (browsers may send a
+    path), no control characters, at most 100 characters; "upload.csv" if it has none."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()[:100]
+    return name or "upload.csv"
+
+
 @router.post("/partners/import", response_class=HTMLResponse)
 async def partners_import(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
     """All or nothing, as `prevent partners import`: every bad row is reported with its line."""
@@ -156,9 +165,12 @@ async def partners_import(request: Request, principal: Principal = Depends(gate)
         return await _partners_page(request, principal, status=422, problems=[
             "the file is not UTF-8 text: save it as \"CSV UTF-8\" and import it again"])
     max_rows = deps.settings(request).import_max_rows
-    if data.count(b"\n") > max_rows + 1:  # the header, then one line per row
+    # The header, then one line per row; lines end in LF, CRLF or CR alone (read_text's
+    # universal newlines), so a CR-only file is counted as the parser will read it.
+    if data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n") > max_rows + 1:
         return await _partners_page(request, principal, status=422, problems=[
             f"the file has more than {max_rows} rows: split it (PREVENT_IMPORT_MAX_ROWS)"])
+    name = upload_name(getattr(upload, "filename", None))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload.csv"
         path.write_bytes(data)
@@ -166,20 +178,15 @@ async def partners_import(request: Request, principal: Principal = Depends(gate)
             async with deps.db(request).transaction() as session:
                 zones = await registry.known_zone_ids(session)
                 # Parsing and validating every row is CPU work: in a thread, off the event loop.
-                parsed = await asyncio.to_thread(registry.parse_registry, path, zones)
-                if extra := registry_checks.file_problems(
-                        path, parsed, deps.settings(request).playbooks_dir, str(path)):
-                    raise SourceError(extra)  # nothing applied: all or nothing
+                # Every problem of the file at once (schema, references, communities, contact
+                # columns without an id), named by the file's own name; nothing applied if any.
+                parsed = await asyncio.to_thread(registry_checks.parse, path, zones,
+                                                 deps.settings(request).playbooks_dir, source=name)
                 counts = await registry.apply_registry(session, parsed)
                 await audit.record(session, actor=principal.name, action="registry.import",
-                                   subject="registry", after=counts)
+                                   subject="registry", after=counts, reason=f"import of {name}")
         except SourceError as exc:
-            problems = exc.problems
-            if not any("contact_id: this row has" in p for p in problems):  # rows parse dropped
-                problems = registry_checks.orphan_contact_problems(data.decode("utf-8-sig"),
-                                                                   str(path)) + problems
-            problems = [p.replace(str(path), "upload.csv") for p in problems]
-            return await _partners_page(request, principal, problems=problems, status=422)
+            return await _partners_page(request, principal, problems=exc.problems, status=422)
     deps.kick(request)
     return await _partners_page(request, principal, imported=counts)
 

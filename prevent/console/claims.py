@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import alerts, audit
-from prevent.contracts import utcnow
-from prevent.storage.tables import AlertRow, AuditRow, EscalationTimer
+from prevent.contracts import Alert, utcnow
+from prevent.storage.tables import AlertRow, AuditRow, EscalationTimer, IncidentRow
 from prevent.users import Principal, Role, require
 
 URGENT = 3  # severity at or above which a queue row is marked urgent
@@ -55,6 +55,18 @@ async def escalations(session: AsyncSession, alert_ids: list[str]
             fired += 1
         out[t.alert_id] = (next_due, fired)
     return out
+
+
+async def urgent_reports(session: AsyncSession, alerts_shown: list[Alert]) -> set[str]:
+    """The alerts among ``alerts_shown`` that a partner centre reported as urgent (the box
+    ticked on the acknowledgement page): urgent in the queue whatever their severity."""
+    by_cluster = {a.cluster_id: a.alert_id for a in alerts_shown}
+    if not by_cluster:
+        return set()
+    rows = (await session.execute(select(IncidentRow.cluster_id, IncidentRow.payload).where(
+        IncidentRow.cluster_id.in_(list(by_cluster)), IncidentRow.feed_id.like("partner:%")))).all()
+    return {by_cluster[cluster] for cluster, payload in rows
+            if "urgent" in ((payload or {}).get("categories") or ())}
 
 
 async def active_claims(session: AsyncSession, alert_ids: list[str], now: datetime, minutes: int

@@ -59,6 +59,7 @@ async def queue_context(request: Request, principal: Principal, found: list[Aler
         due = await claims.escalations(session, ids)
         held = await claims.active_claims(session, ids, now, deps.settings(request).claim_minutes)
         waiting = await claims.undecided_counts(session)
+        urgent = await claims.urgent_reports(session, found)
     rows = []
     for a in found:
         next_due, fired = due.get(a.alert_id, (None, 0))
@@ -67,7 +68,8 @@ async def queue_context(request: Request, principal: Principal, found: list[Aler
                      "next_due": next_due if proposed else None,
                      "to_escalation": claims.span(next_due - now) if proposed and next_due else None,
                      "overdue": bool(proposed and next_due and next_due <= now),
-                     "escalated": fired if proposed else 0, "urgent": a.severity >= claims.URGENT,
+                     "escalated": fired if proposed else 0,
+                     "urgent": a.severity >= claims.URGENT or a.alert_id in urgent,
                      "claim": held.get(a.alert_id) if proposed else None})
     return {"rows": rows, "waiting": waiting, "me_name": principal.name}
 
@@ -200,7 +202,8 @@ async def detail(request: Request, alert_id: str, principal: Principal = Depends
     response = render.page(request, "alert.html", {
         "v": view, "a": view["alert"], "can_decide": principal.role is Role.DUTY_INSPECTOR,
         "channels": sorted({r["channel"] for r in recipients}),
-        "site_names": {r["site_id"]: r["site_name"] for r in recipients}
+        "site_names": {s["site_id"]: s["name"] for s in picture["sites"]}
+        | {r["site_id"]: r["site_name"] for r in recipients}
         | {p["site_id"]: p["site_name"] for p in view["preview"]["patrols"]},
         "dispositions": alerts.DISPOSITIONS, "error": request.query_params.get("error"),
         "decided": DECIDED.get(request.query_params.get("decided", "")),

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from notifiers import patrol_exports as exports
 from prevent import audit
+from prevent.api import ERRORS, refuse_nul
 from prevent.auth import current_principal
 from prevent.console import deps, render
 from prevent.console.security import gate
@@ -85,7 +86,9 @@ async def zone_map(zone: str, request: Request,
                         media_type="application/geo+json")
 
 
-@router.post("/api/patrols/{assignment_id}/visits", status_code=201)
+@router.post("/api/patrols/{assignment_id}/visits", status_code=201, responses={
+    200: {"description": "the same visit (same key) was recorded before: nothing new"}, **ERRORS},
+    dependencies=[Depends(refuse_nul)])
 async def record_visit(assignment_id: str, body: VisitIn, request: Request,
                        principal: Principal = Depends(current_principal)) -> JSONResponse:
     require(principal, Role.DUTY_INSPECTOR, Role.ADMIN, action="record patrol visits")
@@ -103,7 +106,8 @@ async def record_visit(assignment_id: str, body: VisitIn, request: Request,
                         status_code=201 if new else 200)
 
 
-@router.get("/api/patrols/{assignment_id}/visits")
+@router.get("/api/patrols/{assignment_id}/visits", responses=ERRORS,
+            dependencies=[Depends(refuse_nul)])
 async def list_visits(assignment_id: str, request: Request,
                       _p: Principal = Depends(current_principal)) -> dict[str, object]:
     async with deps.db(request).transaction() as session:

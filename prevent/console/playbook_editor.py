@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
@@ -17,7 +16,7 @@ from prevent.classification import Classifier
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.contracts import utcnow
-from prevent.playbooks import editing, store
+from prevent.playbooks import diaspora, editing, store
 from prevent.playbooks.loader import PlaybookSet
 from prevent.storage.tables import AlertRow
 from prevent.users import PermissionDenied, Principal, require
@@ -46,13 +45,11 @@ response:
 """
 
 
-@lru_cache(maxsize=4)
-def _classifier(directory: Path) -> Classifier:
-    return Classifier.from_dir(directory)
-
-
 async def classifier(request: Request) -> Classifier:
-    return await asyncio.to_thread(_classifier, deps.settings(request).playbooks_dir)
+    """The files' classifier with the diaspora map in force (what the rules stage uses)."""
+    stored = await diaspora.in_force(deps.db(request))
+    return await asyncio.to_thread(diaspora.cached_classifier, deps.settings(request).playbooks_dir,
+                                   stored)
 
 
 def can_edit(principal: Principal) -> bool:

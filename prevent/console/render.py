@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, tzinfo
-from functools import lru_cache
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -18,35 +16,12 @@ from markupsafe import Markup
 
 from prevent import audit, partners
 from prevent.config import get_settings
+from prevent.unittime import TIME_FORMAT, as_datetime, local_text, zone  # noqa: F401 - render.zone
 from prevent.users import Principal, Role
 
 log = logging.getLogger("prevent.console")
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-TIME_FORMAT = "%Y-%m-%d %H:%M %Z"  # one format everywhere: 24-hour clock, the zone's abbreviation
-
-
-@lru_cache(maxsize=16)
-def zone(name: str) -> tzinfo:
-    """The unit's time zone (PREVENT_TIME_ZONE); an unknown name falls back to UTC, logged."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("unknown time zone %r (PREVENT_TIME_ZONE): showing UTC", name)
-        return UTC
-
-
-def as_datetime(value: datetime | str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)  # stored times are UTC
-
-
-def local_text(value: datetime | str | None, tz: str, fmt: str = TIME_FORMAT) -> str:
-    moment = as_datetime(value)
-    return moment.astimezone(zone(tz)).strftime(fmt) if moment else ""
 
 
 def _zone_of(context: Any) -> str:
@@ -84,8 +59,9 @@ def install_filters(templates: Jinja2Templates) -> None:
 
 install_filters(TEMPLATES)
 NAV = (("/", "Alert queue"), ("/notices", "Notices"), ("/patrols", "Patrol board"),
-       ("/playbooks", "Playbooks"), ("/partners", "Partners"), ("/feeds", "Feeds"),
-       ("/silences", "Silences"), ("/deadletters", "Dead letters"), ("/audit", "Audit log"))
+       ("/playbooks", "Playbooks"), ("/diaspora", "Diaspora map"), ("/partners", "Partners"),
+       ("/feeds", "Feeds"), ("/silences", "Silences"), ("/deadletters", "Dead letters"),
+       ("/audit", "Audit log"))
 ADMIN_NAV = (("/users", "Users"),)
 PARTNER_ROLES = partners.EDITORS  # who may read the registry (it holds contact details)
 DEADLETTER_ROLES = (Role.DUTY_INSPECTOR, Role.ADMIN)  # console/operations.py DEADLETTER_READERS

@@ -246,7 +246,29 @@ async def gate(request: Request) -> Principal | None:
                                 ) from exc
         raise
     request.state.principal = principal
+    await refuse_nul(request)
     return principal
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def refuse_nul(request: Request) -> None:
+    """422 for a NUL character (U+0000) in the path, the query or a form field: no field needs
+    one, and PostgreSQL cannot store or compare it in text (a note, a silence's comment or a
+    path holding one was a server error). JSON bodies: ``prevent.api.refuse_nul``; uploaded
+    files: their parsers. After the principal: nobody learns anything from it."""
+    found = [f"query.{k}" for k, v in request.query_params.multi_items() if "\x00" in k + v]
+    if "\x00" in request.url.path:
+        found.append("path")
+    if request.method not in ("GET", "HEAD") and \
+            request.headers.get("content-type", "").startswith(FORM_TYPES):
+        form = await request.form()  # parsed once: the route (and the CSRF check) reuse it
+        found += [f"form.{k}" for k, v in form.multi_items()
+                  if isinstance(v, str) and "\x00" in k + v]
+    if found:
+        raise HTTPException(422, "text may not contain a NUL character (U+0000): "
+                            + ", ".join(found[:5]))
 
 
 class SigninLimiter:

@@ -99,7 +99,7 @@ async def gateway_message(request: Request, path: str, *, once: bool = False
         if once and not _replays(request).first_time(
                 _digest(url, *(f"{k}={params[k]}" for k in sorted(params)))):
             return JSONResponse({"error": REPLAYED}, status_code=409)
-        return params
+        return _readable(params)
     secret = settings.sms_inbound_secret.get_secret_value() if settings.sms_inbound_secret else None
     if not secret:
         return JSONResponse({"error": "inbound SMS is not configured"}, status_code=503)
@@ -117,7 +117,15 @@ async def gateway_message(request: Request, path: str, *, once: bool = False
         data = None
     if not isinstance(data, dict):
         return JSONResponse({"error": "expected a JSON object"}, status_code=422)
-    return {str(k): "" if v is None else str(v) for k, v in data.items()}
+    return _readable({str(k): "" if v is None else str(v) for k, v in data.items()})
+
+
+def _readable(fields: dict[str, str]) -> dict[str, str] | Response:
+    """The fields, or 422 when one holds a NUL character (U+0000): no sender, reply or
+    message id has one, and PostgreSQL cannot compare text with it (a server error)."""
+    if any("\x00" in k or "\x00" in v for k, v in fields.items()):
+        return JSONResponse({"error": "a field holds a NUL character"}, status_code=422)
+    return fields
 
 
 @router.post("/sms/inbound")

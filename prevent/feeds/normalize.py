@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -92,7 +93,7 @@ def normalize(entry: FeedEntry, feed: FeedConfig, *, base_url: str,
     else:
         incident_id = stable_id("inc", feed.id, title)
     try:
-        return GlobalIncident(
+        incident = GlobalIncident(
             incident_id=incident_id,
             feed_id=feed.id,
             kind=feed.kind,
@@ -111,8 +112,23 @@ def normalize(entry: FeedEntry, feed: FeedConfig, *, base_url: str,
             content_hash=content_hash(title, summary, url, entry),
             exercise=entry.exercise,
         )
+        if "\\u0000" in incident.model_dump_json():  # cheap: a NUL anywhere shows as \u0000
+            # PostgreSQL cannot store a NUL character (U+0000) in text: a GeoJSON "\u0000"
+            # would make the incident fail to store downstream.
+            incident = GlobalIncident.model_validate(_without_nul(incident.model_dump()))
+        return incident
     except ValidationError as exc:
         raise NormalizeError(str(exc.errors()[0].get("msg", exc))) from None
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_without_nul(v) for v in value)
+    return value
 
 
 def _base_url(feed: FeedConfig, parsed: ParsedFeed, headers: Mapping[str, str] | None) -> str:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from prevent.contracts import FeedKind
+from prevent.yamlsource import YAML_FAILURES, yaml_failure
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
@@ -127,18 +128,17 @@ def _mapping_keys(path: Path, node: yaml.MappingNode) -> dict[str, tuple[yaml.No
 
 
 def _compose(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # reads the text: a NUL is refused here already
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise FeedRegistryError(path, f"invalid YAML: {exc.problem or exc}",
-                                line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise FeedRegistryError(path, f"invalid YAML: {exc}") from None
+    except YAML_FAILURES as exc:  # syntax, a refused character, too deep, an unreadable value
+        line, reason = yaml_failure(exc, text)
+        raise FeedRegistryError(path, f"invalid YAML: {reason}", line=line) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return node, data
 
 

@@ -19,6 +19,12 @@
   next poll then gets a 200 instead of a 304, and dedupe publishes nothing again). Seen
   entries are not batched: they are still written before the poll ends, after Kafka
   acknowledged their publish, and validators only ever move forward in memory after that.
+* On a memory-only broker (the embedded Tansu: ``replay_unstored``) an acknowledged record
+  dies with the broker when the process crashes, possibly before the rules stage stored
+  it. There each seen entry also keeps the incident as published until that version is
+  stored, and :meth:`FeedWatcher.start` publishes again every entry whose incident was
+  never stored, before the first poll (the rules stage is idempotent by incident id and
+  content hash). Stored entries' copies are dropped at start and by the hourly prune.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from datetime import datetime, timedelta
 import httpx
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, delete, exists, insert, select, update
 
 from prevent.config import Settings
 from prevent.contracts import FeedKind, GlobalIncident, utcnow
@@ -46,7 +52,7 @@ from prevent.feeds.registry import FeedConfig
 from prevent.feeds.threat import ThreatLevelError, change_incident, extract_level
 from prevent.feeds.websub import WebSub, record_push, take_pushed
 from prevent.storage.db import Database
-from prevent.storage.tables import FeedState, SeenEntry, ThreatLevelState, WebSubSubscription
+from prevent.storage.tables import FeedState, IncidentRow, SeenEntry, ThreatLevelState, WebSubSubscription
 
 log = logging.getLogger("prevent.watcher")
 Publish = Callable[[GlobalIncident], Awaitable[None]]
@@ -55,6 +61,7 @@ SEEN_CHUNK = 500  # ids per IN (...) query: well under every driver's parameter 
 PERMANENT_STATUS = frozenset({410})
 STATE_FLUSH_SECONDS = 2.0  # feed state changes reach the database at most this late...
 STATE_FLUSH_BATCH = 500  # ...or as soon as this many feeds changed
+REPLAY_RETRY_SECONDS = 30.0  # a replay at start that could not publish is tried again this late
 _STATE_COLUMNS = tuple(c.key for c in FeedState.__table__.columns)
 
 
@@ -78,7 +85,8 @@ class FeedWatcher:
                  settings: Settings | None = None, websub: WebSub | None = None,
                  publish_attempts: int = 6, publish_backoff: float = 0.5,
                  reload: Callable[[], list[FeedConfig]] | None = None,
-                 rng: random.Random | None = None, startup_spread: float = 5.0) -> None:
+                 rng: random.Random | None = None, startup_spread: float = 5.0,
+                 replay_unstored: bool = False) -> None:
         self.settings = settings or Settings()
         self.feeds = {f.id: f for f in feeds if f.enabled}
         self.db = db
@@ -92,6 +100,9 @@ class FeedWatcher:
         self.reload = reload
         self.rng = rng or random.Random()
         self.startup_spread = startup_spread
+        # The broker keeps records in memory only (Tansu): keep each published incident with
+        # its seen entry until it is stored, and publish the unstored ones again at start.
+        self.replay_unstored = replay_unstored
         self.retention = timedelta(days=self.settings.feed_seen_retention_days)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         # Poll and WebSub push of one feed never interleave their dedupe and mark-seen.
@@ -111,6 +122,9 @@ class FeedWatcher:
 
     async def start(self) -> None:
         await self._load_states()
+        replay_failed = False
+        if self.replay_unstored:
+            replay_failed = not await self._replay_quietly()
         now = utcnow()
         for feed in self.feeds.values():
             state = self._cache.get(feed.id)
@@ -131,7 +145,17 @@ class FeedWatcher:
             self.scheduler.add_job(self.poll_pushed, "interval", id="__websub_pushed__",
                                    seconds=self.settings.websub_push_scan_seconds,
                                    coalesce=True, max_instances=1)
+        if replay_failed:
+            self._retry_replay()
         self.scheduler.start()
+
+    def _retry_replay(self) -> None:
+        self.scheduler.add_job(self._replay_job, "date", id="__replay_unstored__", replace_existing=True,
+                               run_date=utcnow() + timedelta(seconds=REPLAY_RETRY_SECONDS))
+
+    async def _replay_job(self) -> None:
+        if not await self._replay_quietly():
+            self._retry_replay()
 
     def _first_run(self, feed: FeedConfig, state: FeedState | None, now: datetime) -> datetime:
         # A restart honours a backoff or Retry-After still running; first polls of many
@@ -355,24 +379,84 @@ class FeedWatcher:
 
     async def _mark_seen(self, acked: list[GlobalIncident], known: set[str], refresh: list[str],
                          now: datetime) -> None:
+        def kept(i: GlobalIncident) -> str | None:
+            return i.model_dump_json() if self.replay_unstored else None
+
         async with self.db.transaction() as session:
             session.add_all(SeenEntry(incident_id=i.incident_id, feed_id=i.feed_id,
                                       content_hash=i.content_hash, published_at=i.published,
-                                      seen_at=now) for i in acked if i.incident_id not in known)
+                                      seen_at=now, payload=kept(i))
+                            for i in acked if i.incident_id not in known)
             for i in acked:
                 if i.incident_id in known:
                     await session.execute(update(SeenEntry).where(SeenEntry.incident_id == i.incident_id)
-                                          .values(content_hash=i.content_hash, seen_at=now))
+                                          .values(content_hash=i.content_hash, seen_at=now,
+                                                  payload=kept(i)))
             for start in range(0, len(refresh), SEEN_CHUNK):
                 await session.execute(update(SeenEntry).values(seen_at=now)
                                       .where(SeenEntry.incident_id.in_(refresh[start:start + SEEN_CHUNK])))
 
     async def prune_seen(self, *, now: datetime | None = None) -> int:
-        """Forget entries not seen within the retention window; returns how many."""
+        """Forget entries not seen within the retention window (and the copies of incidents
+        the rules stage has stored since); returns how many entries were forgotten."""
         cutoff = (now or utcnow()) - self.retention
         async with self.db.transaction() as session:
             result = await session.execute(delete(SeenEntry).where(SeenEntry.seen_at < cutoff))
+        await self.drop_stored_copies()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ memory-only broker
+
+    @staticmethod
+    def _stored() -> ColumnElement[bool]:
+        """The seen entry's version of its incident is stored by the rules stage."""
+        return exists().where(IncidentRow.incident_id == SeenEntry.incident_id,
+                              IncidentRow.content_hash == SeenEntry.content_hash)
+
+    async def drop_stored_copies(self) -> int:
+        """Clear the kept copy of every incident the rules stage has stored; returns how many."""
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                update(SeenEntry).where(SeenEntry.payload.is_not(None), self._stored())
+                .values(payload=None).execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def replay(self) -> int:
+        """Publish again every seen entry whose incident (that version) was never stored: it
+        was acknowledged by a memory-only broker that died before the rules stage stored it.
+        Returns how many; raises PublishFailed when the broker does not take them (the copies
+        stay, for the next try). Repeats are harmless: the rules stage is idempotent by
+        incident id and content hash."""
+        await self.drop_stored_copies()
+        async with self.db.transaction() as session:
+            rows = (await session.execute(
+                select(SeenEntry.incident_id, SeenEntry.payload)
+                .where(SeenEntry.payload.is_not(None), ~self._stored())
+                .order_by(SeenEntry.seen_at, SeenEntry.incident_id))).all()
+        for row in rows:
+            try:
+                incident = GlobalIncident.model_validate_json(row.payload)
+            except ValueError as exc:  # written by an older version: nothing to publish
+                log.error("incident_id=%s kept copy unreadable, not published again: %s",
+                          row.incident_id, exc)
+                continue
+            await self._publish_with_retry(incident)
+        if rows:
+            log.warning("published again %d incidents the broker had acknowledged but the rules "
+                        "stage never stored (the memory-only broker's records died with the last "
+                        "run)", len(rows))
+        return len(rows)
+
+    async def _replay_quietly(self) -> bool:
+        try:
+            await self.replay()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - polling starts anyway; retried
+            log.error("incidents not yet stored not published again (retried in %.0f s): %s",
+                      REPLAY_RETRY_SECONDS, exc)
+            return False
 
     async def receive_push(self, feed_id: str, body: bytes, headers: Mapping[str, str]) -> int:
         """A WebSub content push (signature already checked): same parse, dedupe, publish."""

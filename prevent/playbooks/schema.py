@@ -78,6 +78,9 @@ class Confirmation(Strict):
 
 class Audience(Strict):
     communities: tuple[str, ...] = (MATCHED,)
+    reporting_site: bool = Field(
+        default=False, description="only the partner site whose contact reported the concern "
+        "(a partner_report in the alert's reports), whatever its communities")
     municipalities: tuple[str, ...] = Field(default=(), description="empty = every municipality")
     site_kinds: tuple[str, ...] = Field(default=(), description="empty = every kind of site")
     channels: tuple[Literal["email", "sms", "webhook"], ...] = ("email",)

@@ -73,7 +73,8 @@ class FeedState(Base):
 
 
 class SeenEntry(Base):
-    """An entry the watcher has published; the content hash detects updates."""
+    """An entry the watcher has published (the broker acknowledged it); the content hash
+    detects updates."""
 
     __tablename__ = "seen_entries"
 
@@ -82,6 +83,10 @@ class SeenEntry(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     published_at: Mapped[datetime]
     seen_at: Mapped[datetime] = mapped_column(index=True)
+    # On a memory-only broker (Tansu): the incident as published (JSON), kept until the rules
+    # stage stored that version, so that a crash, which takes the broker's records with it,
+    # loses nothing (FeedWatcher.replay_unstored). NULL otherwise.
+    payload: Mapped[str | None] = mapped_column(Text)
 
 
 class WebSubSubscription(Base):
@@ -287,6 +292,19 @@ class PlaybookVersion(Base):
 
     playbook_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
+class DiasporaVersion(Base):
+    """A stored version of the diaspora map (``playbooks/diaspora.yaml`` is seed and export):
+    the newest is in force; a rollback stores an earlier text again as a new version."""
+
+    __tablename__ = "diaspora_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     source: Mapped[str] = mapped_column(Text)
     author: Mapped[str] = mapped_column(String(100))
     note: Mapped[str] = mapped_column(Text, default="")

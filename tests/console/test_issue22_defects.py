@@ -114,8 +114,8 @@ async def test_defect_5_import_refuses_unknown_communities_and_contactless_rows(
                                     files={"file": ("r.csv", bad.encode(), "text/csv")})
         assert refused.status_code == 422
         text = refused.text.replace("&#39;", "'")
-        assert "upload.csv:2: site s-new: unknown community 'muslin' (did you mean 'muslim'?)" in text
-        assert ("upload.csv:3: contact_id: this row has contact_name, email, channels but no "
+        assert "r.csv:2: site s-new: unknown community 'muslin' (did you mean 'muslim'?)" in text
+        assert ("r.csv:3: contact_id: this row has contact_name, email, channels but no "
                 "contact_id") in text
         listed = (await client.get("/partners", params={"q": "s-new"})).text
         assert "New Centre" not in listed  # all or nothing

@@ -89,7 +89,8 @@ async def test_an_officer_edits_a_site_and_its_contacts(console: Console) -> Non
         assert bad.status_code == 422
         assert ('id="c0-email" name="c0-email" type="email" value="not-an-email" aria-invalid="true"'
                 in bad.text)
-        assert '<p class="field-error" id="c0-phone-error">Phone: String should match pattern' in bad.text
+        assert '<p class="field-error" id="c0-phone-error">Phone: not a phone number: use 7 to 20' \
+            in bad.text
         assert '<p class="field-error" id="f-lat-error">Latitude: Input should be less than or equal to 90' \
             in bad.text
         assert f'id="c{blank}-name-error">Name: String should have at least 1 character' in bad.text

@@ -4,10 +4,11 @@ characters in the alert titles, the other notices of that alert, and of the next
 same partition, arrive within 2 s of the confirmation, once each; the broken one is failed
 with its reason.
 
-The centre notifier runs as its Kafka subscriber (``running_system``) on an embedded broker;
-confirmed alerts are published to ``prevent.alerts.v1`` as the rules service and the console
-publish them. A real SMTP server and real HTTP receivers (loopback) take the notices; one
-receiver never answers, until the notifier's 10 s timeout.
+The centre notifier runs as its Kafka subscriber (``running_system``) on an embedded broker
+of its own, and on the session's Apache Kafka with fresh topics; confirmed alerts are
+published to ``prevent.alerts.v1`` as the rules service and the console publish them. A
+real SMTP server and real HTTP receivers (loopback) take the notices; one receiver never
+answers, until the notifier's 10 s timeout.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ async def publish(bootstrap: str, a: Alert) -> float:
     return asyncio.get_running_loop().time()
 
 
-async def test_a_timing_out_webhook_delays_no_other_notice(settings) -> None:  # noqa: ANN001
+async def test_a_timing_out_webhook_delays_no_other_notice(settings, system_engine) -> None:  # noqa: ANN001
     loop = asyncio.get_running_loop()
     with ScriptedSmtp() as smtp, ScriptedHttp() as good, ScriptedHttp() as dead:
         config = settings.model_copy(update={
             "demo": False, "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
-            "allow_private_addresses": True, "http_timeout_seconds": 10.0})
+            "allow_private_addresses": True, "http_timeout_seconds": 10.0,
+            "kafka_bootstrap": system_engine.bootstrap or None})
         async with running_system(config, services=("centre-notifier",), feeds=[]) as system:
             await load_registry(system.ctx.db, registry([
                 contact(1, channels=["webhook"], webhook_url=f"{dead.url}/hang"),

@@ -14,7 +14,7 @@ from email.utils import format_datetime
 from sqlalchemy import select
 
 from prevent.contracts import utcnow
-from prevent.storage.tables import FeedState, SeenEntry
+from prevent.storage.tables import FeedState, IncidentRow, SeenEntry
 
 from .conftest import Collector, Rig, rss_feed
 from .server import FeedServer, Request, Stall, rss
@@ -245,6 +245,40 @@ async def test_restart_does_not_re_emit(rig: Rig, feed_server: FeedServer) -> No
     await rig.watcher([feed], second).poll("restart")  # a new process on the same database
     assert len(first.published) == 2
     assert second.published == []
+
+
+async def test_memory_only_broker_publishes_again_what_was_never_stored(
+        rig: Rig, feed_server: FeedServer) -> None:
+    """Tansu dies with the process: an entry seen (acknowledged) but never stored by the rules
+    stage is published again at the next start, from its kept copy, even when the feed no
+    longer lists it; a stored one is not, and its copy is dropped."""
+    feed_server.routes["/m.xml"] = lambda req: (200, {}, rss(*ITEMS))
+    feed = rss_feed("memory", feed_server.url("/m.xml"))
+    first = Collector()
+    assert (await rig.watcher([feed], first, replay_unstored=True).poll("memory")).published == 2
+    stored, lost = first.published
+    async with rig.db.transaction() as session:  # the rules stage stored one before the crash
+        session.add(IncidentRow(incident_id=stored.incident_id, content_hash=stored.content_hash,
+                                feed_id=stored.feed_id, cluster_id=None, title=stored.title,
+                                published_at=stored.published, received_at=utcnow(),
+                                payload=stored.model_dump(mode="json"), classification=None))
+    feed_server.routes["/m.xml"] = lambda req: (200, {}, rss())  # the feed moved on meanwhile
+    second = Collector()
+    restarted = rig.watcher([feed], second, replay_unstored=True)
+    await restarted.start()
+    restarted.stop()
+    assert second.published == [lost]
+    async with rig.db.transaction() as session:
+        kept = dict((await session.execute(select(SeenEntry.incident_id, SeenEntry.payload))).all())
+    assert kept[stored.incident_id] is None and kept[lost.incident_id] is not None
+    assert await rig.watcher([feed], Collector(), replay_unstored=True).replay() == 1  # until stored
+
+
+async def test_durable_broker_keeps_no_copy(rig: Rig, feed_server: FeedServer) -> None:
+    feed_server.routes["/k.xml"] = lambda req: (200, {}, rss(*ITEMS))
+    await rig.watcher([rss_feed("kafka", feed_server.url("/k.xml"))]).poll("kafka")
+    async with rig.db.transaction() as session:
+        assert set((await session.execute(select(SeenEntry.payload))).scalars()) == {None}
 
 
 async def test_nothing_is_seen_until_publish_succeeds(rig: Rig, feed_server: FeedServer) -> None:

@@ -259,6 +259,34 @@ async def test_an_interrupted_send_is_taken_up_once_its_claim_lapses(
     assert "resending notice" in caplog.text
 
 
+async def test_an_email_is_in_flight_until_its_outcome_is_recorded(
+        db: Database, settings: Settings) -> None:
+    """The channel's slot (one email at a time) is held until the send's outcome is recorded:
+    with a slow database, the next email waits instead of going out while the previous one is
+    accepted but unrecorded. A process killed then leaves at most one accepted message to be
+    sent again after its restart (test_crash once saw two)."""
+    await load_registry(db, registry([contact(i) for i in range(1, 4)]))
+    with ScriptedSmtp() as smtp:
+        n = notifier(db, settings.model_copy(update={"smtp_port": smtp.port}))
+        async with db.transaction() as session:
+            await n._plan(session, alert(), playbook())
+        finish = n._finish
+        recorded = 0
+        unrecorded: list[int] = []  # accepted by the server, not yet recorded, at each record
+
+        async def slow_finish(*args: object, **kwargs: object) -> None:
+            nonlocal recorded
+            await asyncio.sleep(0.2)  # SQLite's write lock held by a rules batch, say
+            unrecorded.append(len(smtp.received) - recorded)
+            await finish(*args, **kwargs)  # type: ignore[arg-type]
+            recorded += 1
+
+        n._finish = slow_finish  # type: ignore[method-assign]
+        assert await n.deliver_many(await n.due()) == 3
+    assert unrecorded == [1, 1, 1]
+    assert {r.state for r in (await rows(db)).values()} == {"sent"}
+
+
 async def test_the_scanner_loop_sends_a_retry_when_it_falls_due(db: Database, settings: Settings) -> None:
     """The scan interval is a minute; a retry due in well under a second is still sent at its
     time, because the scheduled retry wakes the loop and it sleeps only until the due time."""

@@ -14,6 +14,11 @@ exactly once.
   exist yet was reported acknowledged but never readable). Here the outage starts before the
   watcher published anything, and the producer reconnects to another broker process.
 
+Both run on Tansu and on Apache Kafka (a 1-node cluster of the test's own, since the broker is
+cut off or killed: for the proxy test the node advertises the proxy's port; for the restart
+the node is SIGKILLed by its recorded pid and started again, keeping its log, so the topics
+are still there).
+
 The watcher publishes through the project's FastStream broker; polls are driven by the test
 so that each step happens in a known order, and the outage always starts between polls, with
 no publish in flight: a request cut after the broker wrote it but before its ack arrived would
@@ -24,7 +29,7 @@ on the topic could not be asserted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from email.utils import format_datetime
@@ -34,9 +39,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from feeds.server import FeedServer, Reply, Request
 from fixtures.broker import TEST_TOPICS
+from fixtures.kafka import ENGINES, start_cluster
 from sqlalchemy import func, select
 
-from prevent.broker import EmbeddedBroker
+from prevent.broker import EmbeddedBroker, _pdeathsig_preexec, ensure_topics
 from prevent.config import Settings
 from prevent.contracts import INCIDENTS, GlobalIncident, utcnow
 from prevent.feeds.fetch import Fetcher, new_client
@@ -44,14 +50,14 @@ from prevent.feeds.registry import FeedConfig
 from prevent.feeds.watcher import FeedWatcher, PollOutcome
 from prevent.messaging import make_broker
 from prevent.netutil import free_port
-from prevent.runtime import ServiceContext
+from prevent.runtime import ServiceContext, topic_configs
 from prevent.services import incident_publisher
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, SeenEntry
 
 from .tcpproxy import TcpProxy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 BEFORE, DURING, AFTER = 10, 10, 10  # entries published before the outage, gained in it (twice)
 # aiokafka's default request timeout is 40 s: each publish to an unreachable broker would take
 # that long to fail (3 attempts: 2 minutes per poll). A short one keeps the test bounded.
@@ -103,9 +109,9 @@ async def on_topic(bootstrap: str) -> list[tuple[bytes, GlobalIncident]]:
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(INCIDENTS.name, p)
-                      for p in sorted(consumer.partitions_for_topic(INCIDENTS.name) or ())]
-        assert partitions, "the incidents topic has no partitions"
+        # Assigned, not looked up: an unsubscribed consumer's metadata on Apache Kafka lists no
+        # partitions of the topic (issue 24, finding 2).
+        partitions = [TopicPartition(INCIDENTS.name, p) for p in range(TEST_TOPICS[INCIDENTS.name])]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -205,18 +211,50 @@ def assert_each_exactly_once(rig: Rig, records: list[tuple[bytes, GlobalIncident
     assert len(records) == total, "an entry was published more than once"
 
 
+def advertise_through(proxy: TcpProxy) -> Callable[[object], None]:
+    """A ``start_cluster`` hook: the (one) node advertises ``proxy``'s port, and the proxy
+    forwards to the node's own."""
+    def configure(cluster: object) -> None:
+        node = cluster.nodes[0]  # type: ignore[attr-defined]
+        proxy.target = ("127.0.0.1", node.port)
+        config = Path(node.config)
+        own = f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}"
+        text = config.read_text()
+        assert own in text
+        config.write_text(text.replace(own, f"advertised.listeners=PLAINTEXT://127.0.0.1:{proxy.port}"))
+    return configure
+
+
+@asynccontextmanager
+async def broker_behind(engine: str, proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[None]:
+    """A broker reached only through ``proxy`` (started), with every prevent topic."""
+    via_proxy = f"127.0.0.1:{proxy.port}"
+    if engine == "tansu":
+        broker = EmbeddedBroker(topics=TEST_TOPICS, port=proxy.target[1], advertised_port=proxy.port)
+        try:
+            await broker.astart()
+            assert broker.advertised_bootstrap == via_proxy
+            yield
+        finally:
+            await broker.astop()
+        return
+    cluster = start_cluster(tmp_path / "kafka", 1, configure=advertise_through(proxy))
+    try:
+        await ensure_topics(via_proxy, TEST_TOPICS, configs=topic_configs(Settings()))
+        yield
+    finally:
+        cluster.stop(graceful=False)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_broker_unreachable_nothing_seen_before_published_then_everything_published(
-        tmp_path: Path, wire: Wire) -> None:
-    port = free_port()
+        tmp_path: Path, wire: Wire, engine: str) -> None:
     # The proxy listens before the broker starts: the broker advertises the proxy's address,
     # and creating its topics at start already goes through it.
-    proxy = await TcpProxy("127.0.0.1", port).start()
+    proxy = await TcpProxy("127.0.0.1", free_port()).start()
     via_proxy = f"127.0.0.1:{proxy.port}"
-    broker = EmbeddedBroker(topics=TEST_TOPICS, port=port, advertised_port=proxy.port)
     try:
-        await broker.astart()
-        assert broker.advertised_bootstrap == via_proxy
-        async with watching(tmp_path, wire, via_proxy) as rig:
+        async with broker_behind(engine, proxy, tmp_path), watching(tmp_path, wire, via_proxy) as rig:
             # The watcher runs and publishes: its producer is connected, with topic metadata.
             wire.grow(BEFORE)
             outcome = await rig.poll(attempts=3, backoff=0.2)
@@ -241,40 +279,83 @@ async def test_broker_unreachable_nothing_seen_before_published_then_everything_
             # Everything is on the topic now; another poll (304) publishes nothing more.
             again = await rig.poll(attempts=3, backoff=0.2)
             assert again.not_modified and again.published == 0
-        records = await on_topic(via_proxy)
+            records = await on_topic(via_proxy)
     finally:
-        await broker.astop()
         await proxy.stop()
+    print(f"{engine}: {len(records)} records on the topic for {BEFORE + DURING + AFTER} entries "
+          f"({len(rig.acked)} acknowledged)")
     assert_each_exactly_once(rig, records, BEFORE + DURING + AFTER)
 
 
+class Restartable:
+    """A broker on a fixed address that can go away and come back: a Tansu process replaced
+    by a new one on the same port (memory-only: its topics created anew before it is used,
+    as a restarted cluster would have them; a publish retried into a Tansu whose topics did
+    not exist yet was reported acknowledged but never readable), or an Apache Kafka node
+    SIGKILLed and started again (its log, and so its topics, kept)."""
+
+    def __init__(self, engine: str, tmp_path: Path) -> None:
+        self.engine, self.tmp_path = engine, tmp_path
+        self.tansu: list[EmbeddedBroker] = []
+        self.cluster: object | None = None
+        self.bootstrap = ""
+
+    async def start(self) -> str:
+        if self.engine == "tansu":
+            port = free_port()
+            self.tansu.append(await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart())
+            self.bootstrap = f"127.0.0.1:{port}"
+        else:
+            self.cluster = start_cluster(self.tmp_path / "kafka", 1)
+            self.bootstrap = self.cluster.bootstrap  # type: ignore[attr-defined]
+            await ensure_topics(self.bootstrap, TEST_TOPICS, configs=topic_configs(Settings()))
+        return self.bootstrap
+
+    async def go_away(self) -> None:
+        if self.engine == "tansu":
+            await self.tansu[-1].astop()
+        else:
+            self.cluster.kill(1)  # type: ignore[attr-defined]
+
+    async def come_back(self) -> None:
+        if self.engine == "tansu":
+            port = int(self.bootstrap.rsplit(":", 1)[1])
+            self.tansu.append(await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart())
+        else:
+            self.cluster.restart(1, preexec=_pdeathsig_preexec())  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        stops: list[Awaitable[None]] = [b.astop() for b in self.tansu]
+        await asyncio.gather(*stops)
+        if self.cluster is not None:
+            self.cluster.stop(graceful=False)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_broker_restarted_nothing_seen_before_published_then_everything_published(
-        tmp_path: Path, wire: Wire) -> None:
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    first = await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart()
-    second: EmbeddedBroker | None = None
+        tmp_path: Path, wire: Wire, engine: str) -> None:
+    broker = Restartable(engine, tmp_path)
     try:
+        bootstrap = await broker.start()
         async with watching(tmp_path, wire, bootstrap) as rig:
             wire.grow(BEFORE + DURING)
-            await first.astop()  # the broker goes away before the watcher published anything
+            await broker.go_away()  # the broker goes away before the watcher published anything
 
             outcome = await rig.poll(attempts=3, backoff=0.2)
             await assert_publish_failed_and_nothing_moved(rig, outcome, seen=0, etag=None)
 
-            # The broker comes back (memory-only: with its topics created anew before it is
-            # used, as a restarted cluster would have them); the next poll publishes it all.
-            second = await EmbeddedBroker(topics=TEST_TOPICS, port=port).astart()
+            # The broker comes back; the next poll publishes it all.
+            await broker.come_back()
             outcome = await rig.poll(attempts=8, backoff=0.5)
             assert outcome.error is None and outcome.published == BEFORE + DURING
             assert await count(rig.db, SeenEntry) == BEFORE + DURING
 
             again = await rig.poll(attempts=3, backoff=0.2)
             assert again.not_modified and again.published == 0
-        # The first broker died with whatever reached it; on the new one each entry appears once.
+        # Whatever reached the broker before it went away, each entry appears once now.
         records = await on_topic(bootstrap)
     finally:
-        if second is not None:
-            await second.astop()
-        await first.astop()
+        await broker.stop()
+    print(f"{engine}: {len(records)} records on the topic for {BEFORE + DURING} entries "
+          f"({len(rig.acked)} acknowledged)")
     assert_each_exactly_once(rig, records, BEFORE + DURING)

@@ -4,15 +4,17 @@ notice (one distinct Message-ID each), none missing.
 
 The services are real `prevent rules` / `prevent centre-notifier` processes sharing one
 database (a SQLite file always; also a fresh PostgreSQL database when PREVENT_TEST_DATABASE_URL
-is set, where replicas serialise rules batches with an advisory lock) and one embedded broker
-started by the test. The expected outcome is the same incidents run through
-`prevent.rules.process_batch` on a fresh SQLite database.
+is set, where replicas serialise rules batches with an advisory lock) and one broker: an
+embedded one started by the test, or the session's Apache Kafka. The expected outcome is the
+same incidents run through `prevent.rules.process_batch` on a fresh SQLite database.
 
 * one replica of each: each is killed once and restarted;
 * two replicas of each in their consumer groups: one of each is killed and not restarted,
-  so its partitions move to the survivor (session timeout 2 s on the embedded broker).
+  so its partitions move to the survivor (session timeout 2 s on the embedded broker, 6 s,
+  the cluster's minimum, on Apache Kafka).
 
-The one-replica scenario runs on SQLite only; the two-replica one on both databases.
+Both scenarios run on both engines (Tansu, and Apache Kafka with fresh topics). The
+one-replica scenario runs on SQLite only; the two-replica one on both databases.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int,
                 kill_centre_at_sent)
     names = [f"{kind}-{n}" for kind in ("rules", "centre") for n in range(1, replicas + 1)]
     kills: dict[str, int] = {}
+    unrecorded_at_kill: set[str] = set()
     try:
         async with engine_broker(engine, TEST_TOPICS) as bootstrap:
             services = Services(service_env(bootstrap, db_url, sink.port, tmp_path / "var",
@@ -82,6 +85,11 @@ async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int,
                     await asyncio.sleep(0.01)
                 kills["centre"] = len(sink.messages)
                 services.kill(victim_centre)
+                await asyncio.sleep(0.3)  # the sink finishes a DATA the dead client had sent
+                # Accepted by the SMTP server but not recorded sent: what a restart may resend.
+                recorded = {f"<{n.notice_id}@example.org>" for n in (await observed(db))[1]
+                            if n.state == "sent"}
+                unrecorded_at_kill.update(set(sink.message_ids()) - recorded)
                 if replicas == 1:
                     services.start("centre-restarted", "centre-notifier")
 
@@ -119,7 +127,19 @@ async def run_scenario(tmp_path: Path, db_url: str, *, replicas: int, seed: int,
     assert len(notices) == expected.notices and {n.state for n in notices} == {"sent"}
     ids = sink.message_ids()
     assert set(ids) == {f"<{n.notice_id}@example.org>" for n in notices}  # none missing
-    # A resend after the kill carries the same Message-ID: at most the one in flight.
+    # A resend after the kill carries the same Message-ID, and only a message the SMTP server
+    # had accepted while the killed notifier had not recorded it is sent again (at-least-once).
+    # How many such messages one process can leave is bounded by its channel's in-flight bound
+    # (one email): the slot is held until the outcome is recorded (notifiers/centre.py; before
+    # that, test_crash[kafka] once found two resent, one accepted and waiting to be recorded
+    # while the next went out). The survivor's own unrecorded send, with two replicas, may be in
+    # the snapshot too, so the snapshot may hold more than the bound, the resends may not.
+    resent = {mid for mid, n in ids.items() if n > 1}
+    print(f"{engine.name} {replicas} replica(s): centre notifier killed after {kills['centre']} "
+          f"messages; accepted but unrecorded at the kill {len(unrecorded_at_kill)}; resent "
+          f"{len(resent)}; incidents {count}/{TOTAL}; notices {len(notices)}/{expected.notices}, "
+          f"{len(ids)} distinct Message-IDs")
+    assert resent <= unrecorded_at_kill, "a message recorded sent before the kill was sent again"
     assert sum(n - 1 for n in ids.values()) <= 1
     # Exactly one notice per recipient and alert.
     assert len({(n.contact_id, n.alert_id) for n in notices}) == expected.notices
@@ -135,6 +155,9 @@ async def test_sigkill_rules_then_centre_notifier_while_incidents_flow(
                        engine=system_engine)
 
 
-async def test_two_replicas_each_one_killed_partitions_move_to_the_survivor(tmp_path: Path,
-                                                                           database_url: str) -> None:
-    await run_scenario(tmp_path, database_url, replicas=2, seed=random.randrange(1_000_000))
+async def test_two_replicas_each_one_killed_partitions_move_to_the_survivor(
+        tmp_path: Path, database_url: str, system_engine: Engine) -> None:
+    """On both engines; on Apache Kafka the survivor takes over after its 6 s minimum session
+    timeout instead of Tansu's 2 s."""
+    await run_scenario(tmp_path, database_url, replicas=2, seed=random.randrange(1_000_000),
+                       engine=system_engine)

@@ -3,9 +3,10 @@ going out; afterwards every expected alert exists exactly once, every recipient 
 notice, each sent once (one distinct Message-ID each, none missing), and every incident is stored.
 
 The services are real `prevent rules` / `prevent centre-notifier` processes on an embedded
-broker; their database URL points at a TCP proxy of the test's own in front of the machine's
-PostgreSQL (which is never stopped). ``cut()`` resets every open connection and refuses new
-ones; ``restore()`` lets them through again. The cut comes at the worst moment for a notice:
+broker of their own, and on the session's Apache Kafka with fresh topics; their database
+URL points at a TCP proxy of the test's own in front of the machine's PostgreSQL (which is
+never stopped). ``cut()`` resets every open connection and refuses new ones; ``restore()``
+lets them through again. The cut comes at the worst moment for a notice:
 while the SMTP sink is receiving one, so its send succeeds and recording it finds no database.
 The services hold their partitions and retry without committing offsets; nothing is lost or
 done twice.
@@ -24,9 +25,9 @@ from typing import Any
 
 import pytest
 from fixtures.broker import TEST_TOPICS
+from fixtures.kafka import Engine, engine_broker, session_timeout_ms
 from sqlalchemy.engine import make_url
 
-from prevent.broker import EmbeddedBroker
 from prevent.storage.db import Database
 
 from .harness import (
@@ -82,7 +83,7 @@ class CuttingSink(Sink):
 @pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
                          indirect=True)
 async def test_postgres_unreachable_for_9s_mid_stream_nothing_lost_nothing_twice(
-        tmp_path: Path, database_url: str) -> None:
+        tmp_path: Path, database_url: str, system_engine: Engine) -> None:
     items = incidents(TOTAL, events=EVENTS, reports=5, seed=11)
     expected = await expected_outcome(items, tmp_path)
     assert expected.incidents == TOTAL and sum(expected.alerts.values()) == EVENTS
@@ -94,12 +95,13 @@ async def test_postgres_unreachable_for_9s_mid_stream_nothing_lost_nothing_twice
     proxy = await TcpProxy(direct.host or "127.0.0.1", direct.port or 5432).start()
     via_proxy = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     sink = CuttingSink(proxy, at=CUT_AT_MESSAGE, delay=0.02).accept()
-    services = Services(service_env("", via_proxy, sink.port, tmp_path / "var"), tmp_path)
+    services = Services(service_env("", via_proxy, sink.port, tmp_path / "var",
+                                    session_timeout_ms=session_timeout_ms(system_engine)), tmp_path)
     at_cut: dict[str, int] = {}
     produced = 0
     try:
-        async with EmbeddedBroker(topics=TEST_TOPICS) as broker:
-            services.env["PREVENT_KAFKA_BOOTSTRAP"] = broker.bootstrap
+        async with engine_broker(system_engine, TEST_TOPICS) as bootstrap:
+            services.env["PREVENT_KAFKA_BOOTSTRAP"] = bootstrap
             await start_rules_and_centre(services)
 
             async def outage() -> None:
@@ -116,7 +118,7 @@ async def test_postgres_unreachable_for_9s_mid_stream_nothing_lost_nothing_twice
                 produced = min(TOTAL, (chunk + 1) * CHUNK)
 
             cutter = asyncio.create_task(outage())
-            await produce(broker.bootstrap, items, chunk=CHUNK, pause=0.35, after_chunk=count_produced)
+            await produce(bootstrap, items, chunk=CHUNK, pause=0.35, after_chunk=count_produced)
             await cutter
 
             async def complete() -> bool:

@@ -1,34 +1,61 @@
 """`prevent deadletters list|replay`: dead letters written by the consumers' own
 ``prevent.messaging.dead_letter`` are listed with their origin and error, and a chosen one is
-re-published to its origin topic with the original key and value, x-* headers stripped."""
+re-published to its origin topic with the original key and value, x-* headers stripped. On both
+engines: an embedded broker of its own, and the session's Apache Kafka with fresh topics."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fixtures.broker import TEST_TOPICS
+from fixtures.kafka import Engine
 from typer.testing import CliRunner
 
-from prevent.broker import EmbeddedBroker
+from prevent.broker import EmbeddedBroker, ensure_topics, run_sync
 from prevent.cli import app
 from prevent.config import Settings, get_settings
 from prevent.contracts import INCIDENTS, cloudevent_headers
 from prevent.messaging import PermanentError, dead_letter, make_broker
+from prevent.runtime import topic_configs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 ONE_PARTITION = {**TEST_TOPICS, INCIDENTS.name: 1}
 
 
+@contextmanager
+def broker_for(engine: Engine, topics: Mapping[str, int]) -> Iterator[str]:
+    """A bootstrap with ``topics``: an embedded broker of its own, or the session's Apache
+    Kafka (``system_engine`` deleted every prevent topic before; created here)."""
+    if not engine.is_kafka:
+        with EmbeddedBroker(topics=topics) as broker:
+            yield broker.bootstrap
+        return
+    run_sync(lambda: ensure_topics(engine.bootstrap, topics, configs=topic_configs(Settings())))
+    yield engine.bootstrap
+
+
 async def read(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    """Every record of ``topic`` (one partition), up to the end offset read first."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
-        batches = await consumer.getmany(timeout_ms=2000)
-        return sorted((r for rs in batches.values() for r in rs), key=lambda r: r.offset)
+        # Assigned, not looked up: an unsubscribed consumer's metadata on Apache Kafka lists no
+        # partitions of the topic (issue 24, finding 2).
+        partitions = [TopicPartition(topic, 0)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[Any] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            batches = await consumer.getmany(timeout_ms=500)
+            found += [r for rs in batches.values() for r in rs]
+        return sorted(found, key=lambda r: r.offset)
     finally:
         await consumer.stop()
 
@@ -55,13 +82,14 @@ async def poison_and_dead_letter(bootstrap: str) -> list[Any]:
     return records
 
 
-def test_list_then_replay_one_dead_letter_to_its_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_then_replay_one_dead_letter_to_its_origin(monkeypatch: pytest.MonkeyPatch,
+                                                        system_engine: Engine) -> None:
     runner = CliRunner()
-    with EmbeddedBroker(topics=ONE_PARTITION) as broker:
-        monkeypatch.setenv("PREVENT_KAFKA_BOOTSTRAP", broker.bootstrap)
+    with broker_for(system_engine, ONE_PARTITION) as bootstrap:
+        monkeypatch.setenv("PREVENT_KAFKA_BOOTSTRAP", bootstrap)
         get_settings.cache_clear()
         try:
-            originals = asyncio.run(poison_and_dead_letter(broker.bootstrap))
+            originals = asyncio.run(poison_and_dead_letter(bootstrap))
 
             listed = runner.invoke(app, ["deadletters", "list"])
             assert listed.exit_code == 0, listed.output
@@ -75,7 +103,7 @@ def test_list_then_replay_one_dead_letter_to_its_origin(monkeypatch: pytest.Monk
             dry = runner.invoke(app, ["deadletters", "replay", "--topic", INCIDENTS.name, "--offset", "1",
                                       "--dry-run"])
             assert dry.exit_code == 0 and "would replay" in dry.stdout
-            assert len(asyncio.run(read(broker.bootstrap, INCIDENTS.name))) == 2
+            assert len(asyncio.run(read(bootstrap, INCIDENTS.name))) == 2
 
             replayed = runner.invoke(app, ["deadletters", "replay", "--topic", INCIDENTS.name,
                                            "--offset", "1", "--partition", "0"])
@@ -83,7 +111,7 @@ def test_list_then_replay_one_dead_letter_to_its_origin(monkeypatch: pytest.Monk
             none = runner.invoke(app, ["deadletters", "replay", "--topic", INCIDENTS.name, "--offset", "7"])
             assert none.exit_code == 1
 
-            after = asyncio.run(read(broker.bootstrap, INCIDENTS.name))
+            after = asyncio.run(read(bootstrap, INCIDENTS.name))
         finally:
             get_settings.cache_clear()
 

@@ -2,7 +2,8 @@
 back on the same port: every notice is delivered afterwards, none twice, none failed.
 
 `prevent rules` and `prevent centre-notifier` run as real processes; the notifier holds the
-partition and retries with backoff while the server is down (nothing committed)."""
+partition and retries with backoff while the server is down (nothing committed). On both
+engines: an embedded broker of its own, and the session's Apache Kafka with fresh topics."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from fixtures.broker import TEST_TOPICS
+from fixtures.kafka import Engine, engine_broker, session_timeout_ms
 
-from prevent.broker import EmbeddedBroker
 from prevent.storage.db import Database
 
 from .harness import (
@@ -32,7 +33,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 OUTAGE_S = 30.0
 
 
-async def test_smtp_refuses_connections_for_30s_then_every_notice_goes_out_once(tmp_path: Path) -> None:
+async def test_smtp_refuses_connections_for_30s_then_every_notice_goes_out_once(
+        tmp_path: Path, system_engine: Engine) -> None:
     items = incidents(100, events=5, reports=4, seed=3)
     expected = await expected_outcome(items, tmp_path)
     assert expected.notices == 50
@@ -40,12 +42,13 @@ async def test_smtp_refuses_connections_for_30s_then_every_notice_goes_out_once(
     db = Database(db_url)
     await prepare(db)
     sink = Sink(delay=0.05).accept()
-    services = Services(service_env("", db_url, sink.port, tmp_path / "var"), tmp_path)
+    services = Services(service_env("", db_url, sink.port, tmp_path / "var",
+                                    session_timeout_ms=session_timeout_ms(system_engine)), tmp_path)
     try:
-        async with EmbeddedBroker(topics=TEST_TOPICS) as broker:
-            services.env["PREVENT_KAFKA_BOOTSTRAP"] = broker.bootstrap
+        async with engine_broker(system_engine, TEST_TOPICS) as bootstrap:
+            services.env["PREVENT_KAFKA_BOOTSTRAP"] = bootstrap
             await start_rules_and_centre(services)
-            await produce(broker.bootstrap, items, chunk=50, pause=0)
+            await produce(bootstrap, items, chunk=50, pause=0)
 
             async def some_sent() -> bool:
                 return len(sink.messages) >= 5
@@ -76,4 +79,6 @@ async def test_smtp_refuses_connections_for_30s_then_every_notice_goes_out_once(
     assert before < expected.notices, "the outage must start mid fan-out"
     ids = sink.message_ids()
     assert set(ids) == {f"<{r.notice_id}@example.org>" for r in rows}  # every notice
+    print(f"{system_engine.name}: {before} of {expected.notices} notices sent before the outage, "
+          f"{len(sink.messages)} messages in all, {len(ids)} distinct Message-IDs")
     assert len(sink.messages) == expected.notices  # none twice
