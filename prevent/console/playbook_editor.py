@@ -1,6 +1,8 @@
 """Playbook pages: the list with each stored version re-validated, a 30-day backtest, one
-playbook's history and diffs, and the YAML editor (validate and backtest a draft, then save
-it with a note as a new version, exactly as `prevent playbooks apply` does)."""
+playbook's history and diffs, the YAML editor (validate and backtest a draft, then save it with
+a note as a new version, exactly as `prevent playbooks apply` does), the notice a version or a
+draft would send (rendered for a fictional sample site in each language) and a one-step
+rollback to an earlier version."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from prevent.classification import Classifier
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.contracts import utcnow
-from prevent.playbooks import diaspora, editing, store
+from prevent.playbooks import diaspora, editing, preview, store
 from prevent.playbooks.loader import PlaybookSet
+from prevent.playbooks.schema import Playbook
 from prevent.storage.tables import AlertRow
 from prevent.users import PermissionDenied, Principal, require
 
@@ -96,7 +99,8 @@ async def backtest(request: Request, _p: Principal = Depends(gate)) -> HTMLRespo
 async def _editor(request: Request, principal: Principal, playbook_id: str | None, *,
                   text: str | None = None, note: str = "", base_version: int | None = None,
                   problems: list | None = None, result: editing.Backtest | None = None,
-                  checked: bool = False, conflict: str = "", status: int = 200) -> HTMLResponse:
+                  checked: bool = False, conflict: str = "", draft: Playbook | None = None,
+                  status: int = 200) -> HTMLResponse:
     require(principal, *editing.EDITORS, action="edit playbooks")
     current = None
     if playbook_id is not None:
@@ -109,8 +113,11 @@ async def _editor(request: Request, principal: Principal, playbook_id: str | Non
         text = current.source if current else NEW_PLAYBOOK
     if base_version is None and current is not None:
         base_version = current.version
+    notice = None
+    if draft is not None and checked and not problems:
+        notice = await _preview(request, draft, (current.version + 1) if current else 1)
     return render.page(request, "playbook_edit.html", {
-        "playbook_id": playbook_id, "current": current, "text": text, "note": note,
+        "playbook_id": playbook_id, "current": current, "text": text, "note": note, "notice": notice,
         "base_version": base_version, "problems": problems or [], "result": result,
         "checked": checked, "conflict": conflict, "days": editing.BACKTEST_DAYS,
         "action": f"/playbooks/{playbook_id}/edit" if playbook_id else "/playbooks/new",
@@ -133,8 +140,9 @@ async def playbook_detail(request: Request, playbook_id: str,
     return await _detail(request, playbook_id, principal)
 
 
-async def _detail(request: Request, playbook_id: str, principal: Principal, flash: str = ""
-                  ) -> HTMLResponse:
+async def _detail(request: Request, playbook_id: str, principal: Principal, flash: str = "", *,
+                  rollback_problems: list | None = None, rollback_note: str = "",
+                  rollback_version: int | None = None, status: int = 200) -> HTMLResponse:
     q = request.query_params
     async with deps.db(request).transaction() as session:
         versions = await editing.history(session, playbook_id[:100])
@@ -149,11 +157,24 @@ async def _detail(request: Request, playbook_id: str, principal: Principal, flas
     if a in by_number and b in by_number:
         diff = editing.unified_diff(by_number[a].source, by_number[b].source,
                                     f"{playbook_id} v{a}", f"{playbook_id} v{b}")
-    _, problems = editing.validate(shown.source, f"{playbook_id}@v{shown.version}")
+    playbook, problems = editing.validate(shown.source, f"{playbook_id}@v{shown.version}")
+    notice = await _preview(request, playbook, shown.version) if playbook is not None else None
     return render.page(request, "playbook.html", {
         "playbook_id": playbook_id, "versions": versions, "shown": shown, "problems": problems,
         "diff": diff, "diff_from": a, "diff_to": b, "can_edit": can_edit(principal),
-        "flash": flash})
+        "flash": flash, "notice": notice, "in_force": newer,
+        "rollback_problems": rollback_problems or [], "rollback_note": rollback_note,
+        "rollback_version": rollback_version}, status=status)
+
+
+async def _preview(request: Request, playbook: Playbook, version: int) -> preview.Preview:
+    """The notice ``playbook`` would send, for a fictional sample site (never a real one)."""
+    async with deps.db(request).transaction() as session:
+        site = await preview.sample_site(session, playbook)
+    settings = deps.settings(request)
+    return await asyncio.to_thread(preview.render_preview, playbook, version, site,
+                                   _templates(request), time_zone=settings.time_zone,
+                                   sms_max_segments=settings.sms_max_segments)
 
 
 @router.get("/playbooks/{playbook_id}/edit", response_class=HTMLResponse)
@@ -204,7 +225,38 @@ async def _submit(request: Request, principal: Principal, playbook_id: str | Non
         result = await asyncio.to_thread(editing.backtest_draft, items, await classifier(request),
                                          draft, stored, truncated=truncated)
     return await _editor(request, principal, playbook_id, problems=problems, result=result,
-                         checked=True, status=422 if problems else 200, **keep)
+                         checked=True, draft=draft, status=422 if problems else 200, **keep)
+
+
+@router.post("/playbooks/{playbook_id}/rollback", response_class=HTMLResponse)
+async def post_rollback(request: Request, playbook_id: str, principal: Principal = Depends(gate)
+                        ) -> Response:
+    """Store an earlier version's text again as the newest version, in one step."""
+    playbook_id = playbook_id[:100]
+    form = await request.form()
+    version = _int(str(form.get("version") or ""))
+    note = str(form.get("note") or "")
+    require(principal, *editing.EDITORS, action="roll back playbooks")
+    if version is None:
+        return render.message(request, "Not found", f"No such version of {playbook_id}.",
+                              status=404)
+    try:
+        async with deps.db(request).transaction() as session:
+            stored = await editing.rollback(
+                session, principal, playbook_id, version, note=note,
+                base_version=_int(str(form.get("base_version") or "")),
+                templates_dir=_templates(request))
+    except LookupError:
+        return render.message(request, "Not found", f"No version {version} of {playbook_id}.",
+                              status=404)
+    except editing.EditError as exc:
+        return await _detail(request, playbook_id, principal, rollback_problems=exc.problems,
+                             rollback_note=note, rollback_version=version, status=422)
+    except editing.Conflict as exc:
+        return render.message(request, "Conflict", f"Not rolled back: {exc}.", status=409)
+    deps.kick(request)  # publish the prevent.playbooks.v1 announcement now, as a save does
+    suffix = f"?saved={stored}&restored={version}" if stored else f"?unchanged=1&restored={version}"
+    return RedirectResponse(f"/playbooks/{playbook_id}/saved{suffix}", status_code=303)
 
 
 @router.get("/playbooks/{playbook_id}/saved", response_class=HTMLResponse)
@@ -212,10 +264,18 @@ async def saved(request: Request, playbook_id: str, principal: Principal = Depen
                 ) -> HTMLResponse:
     """After post/redirect/get: the detail page with a confirmation."""
     q = request.query_params
-    version = _int(q.get("saved"))
-    text = (f"Saved version {version} of {playbook_id}; running rules consumers switch to it "
-            "when they receive the announcement." if version else
-            f"The draft is the same as the stored version of {playbook_id}: nothing was stored.")
+    version, restored = _int(q.get("saved")), _int(q.get("restored"))
+    if version and restored:
+        text = (f"Version {restored} of {playbook_id} is back in force, stored as version "
+                f"{version}; running rules consumers switch to it when they receive the "
+                "announcement.")
+    elif version:
+        text = (f"Saved version {version} of {playbook_id}; running rules consumers switch to "
+                "it when they receive the announcement.")
+    elif restored:
+        text = f"Version {restored} is the text in force already: nothing was stored."
+    else:
+        text = f"The draft is the same as the stored version of {playbook_id}: nothing was stored."
     return await _detail(request, playbook_id[:100], principal, flash=text)
 
 

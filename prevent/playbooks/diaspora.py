@@ -29,7 +29,13 @@ from prevent.classification.diaspora import DIASPORA_FILE, DiasporaFile, Diaspor
 from prevent.classification.lexicon import Lexicon, load_lexicon
 from prevent.contracts import PLAYBOOKS, PlaybooksChanged, stable_id, utcnow
 from prevent.playbooks import store
-from prevent.playbooks.editing import Conflict, EditError, split_problem, unified_diff
+from prevent.playbooks.editing import (
+    Conflict,
+    EditError,
+    note_problems,
+    split_problem,
+    unified_diff,
+)
 from prevent.storage import outbox
 from prevent.storage.db import Database
 from prevent.storage.tables import DiasporaVersion
@@ -40,7 +46,6 @@ log = logging.getLogger("prevent.diaspora")
 EDITORS = (Role.ENGAGEMENT_OFFICER, Role.ADMIN)
 SUBJECT = "diaspora-map"
 MAX_SOURCE_CHARS = 500_000
-MAX_NOTE_CHARS = 2000
 SEED_AUTHOR = "seed"
 
 __all__ = ["EDITORS", "Conflict", "EditError", "unified_diff"]
@@ -197,11 +202,7 @@ def read_unchecked(text: str) -> DiasporaFile | None:
 
 
 def _note_problems(note: str) -> Problems:
-    if not note:
-        return [(None, "note: say what this version changes and why (required)")]
-    if len(note) > MAX_NOTE_CHARS:
-        return [(None, f"note: at most {MAX_NOTE_CHARS} characters")]
-    return []
+    return note_problems(note)  # the same rule as a playbook version's note
 
 
 def _check_base(current: DiasporaVersion | None, base_version: int | None) -> None:

@@ -123,19 +123,60 @@ async def save_draft(session: AsyncSession, principal: Principal, text: str, *, 
     latest = {r.playbook_id: r for r in await store.latest_versions(session)}
     playbook, problems = check_draft(text, playbook_id=playbook_id, existing=set(latest),
                                      templates_dir=templates_dir)
-    if not note:
-        problems.append((None, "note: say what this version changes and why (required)"))
-    elif len(note) > MAX_NOTE_CHARS:
-        problems.append((None, f"note: at most {MAX_NOTE_CHARS} characters"))
+    problems += note_problems(note)
     if problems or playbook is None:
         raise EditError(problems)
-    current = latest.get(playbook.id)
-    if current is not None and base_version is not None and current.version != base_version:
-        raise Conflict(f"{current.author} saved version {current.version} of {playbook.id} after "
-                       f"you opened version {base_version}: compare, then edit the newest version")
+    check_base(latest.get(playbook.id), base_version)
     changed = await store.apply_sources(session, [(source_name(playbook.id), text)],
                                         author=principal.name, note=note)
     return changed.get(playbook.id)
+
+
+def note_problems(note: str) -> list[tuple[int | None, str]]:
+    if not note:
+        return [(None, "note: say what this version changes and why (required)")]
+    if len(note) > MAX_NOTE_CHARS:
+        return [(None, f"note: at most {MAX_NOTE_CHARS} characters")]
+    return []
+
+
+def check_base(current: PlaybookVersion | None, base_version: int | None) -> None:
+    """Raise Conflict when a version newer than the one the page was opened on is in force."""
+    if current is not None and base_version is not None and current.version != base_version:
+        raise Conflict(f"{current.author} saved version {current.version} of "
+                       f"{current.playbook_id} after you opened version {base_version}: "
+                       "compare, then edit the newest version")
+
+
+async def rollback(session: AsyncSession, principal: Principal, playbook_id: str, version: int, *,
+                   note: str, base_version: int | None, templates_dir: Path | None = None
+                   ) -> int | None:
+    """Put an earlier version of a playbook back in force, stored as a new version (history is
+    never rewritten), audited as ``playbook.rollback`` and announced like a save. Returns the
+    new version, or None when that text is already in force. ``base_version`` (the version in
+    force when the page was opened) is required. Raises PermissionDenied, LookupError,
+    EditError (the earlier version fails today's checks, or no note) or Conflict."""
+    require(principal, *EDITORS, action="roll back playbooks")
+    row = await store.get_version(session, playbook_id, version)
+    if row is None:
+        raise LookupError(f"no stored version {version} of playbook {playbook_id}")
+    note = note.strip()
+    latest = {r.playbook_id: r for r in await store.latest_versions(session)}
+    _, problems = check_draft(row.source, playbook_id=playbook_id, existing=set(latest),
+                              templates_dir=templates_dir)
+    problems += note_problems(note)
+    if problems:
+        raise EditError(problems)
+    current = latest.get(playbook_id)
+    if base_version is None:
+        raise Conflict("the page did not say which version was in force when it was opened: "
+                       "reload it")
+    check_base(current, base_version)
+    changed = await store.apply_sources(
+        session, [(source_name(playbook_id), row.source)], author=principal.name,
+        note=f"rollback to v{version}: {note}", action="playbook.rollback",
+        extra={"restored": version})
+    return changed.get(playbook_id)
 
 
 async def history(session: AsyncSession, playbook_id: str) -> list[PlaybookVersion]:

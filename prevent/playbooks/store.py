@@ -40,9 +40,12 @@ async def get_version(session: AsyncSession, playbook_id: str, version: int) -> 
 
 
 async def apply_sources(session: AsyncSession, sources: Iterable[tuple[str, str]], *, author: str,
-                        note: str = "") -> dict[str, int]:
+                        note: str = "", action: str = "playbook.apply",
+                        extra: dict[str, object] | None = None) -> dict[str, int]:
     """Validate all sources (raises SourceError, storing nothing), store changed ones as new
-    versions, announce the new set. Returns {playbook id: new version} of what changed."""
+    versions, announce the new set. Returns {playbook id: new version} of what changed.
+    ``action`` and ``extra`` (merged into the audit's ``after``) name what stored it: an
+    apply, a save in the console, a rollback."""
     sources = list(sources)
     parsed = parse_sources(sources)
     current = {r.playbook_id: r for r in await latest_versions(session)}
@@ -55,10 +58,10 @@ async def apply_sources(session: AsyncSession, sources: Iterable[tuple[str, str]
         session.add(PlaybookVersion(playbook_id=playbook.id, version=version, source=text,
                                     author=author, note=note, created_at=utcnow()))
         changed[playbook.id] = version
-        await audit.record(session, actor=author, action="playbook.apply",
+        await audit.record(session, actor=author, action=action,
                            subject=f"playbook:{playbook.id}",
                            before={"version": previous.version} if previous else None,
-                           after={"version": version}, reason=note or None)
+                           after={"version": version} | (extra or {}), reason=note or None)
     if changed:
         versions = {pid: r.version for pid, r in current.items()} | changed
         event = PlaybooksChanged(versions=versions, actor=author, at=utcnow())
