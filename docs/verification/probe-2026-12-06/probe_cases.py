@@ -22,13 +22,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
-from tests.conftest import db, settings  # noqa: E402,F401
-from tests.console.conftest import PASSWORD, Console, console, post_signin  # noqa: E402,F401
-from tests.console.test_issue22_partner_concern import reported_concern  # noqa: E402
-
 from prevent.acklinks import AckLinks  # noqa: E402
 from prevent.contracts import utcnow  # noqa: E402
 from prevent.users import Role  # noqa: E402
+from tests.conftest import db, settings  # noqa: E402,F401
+from tests.console.conftest import PASSWORD, Console, console, post_signin  # noqa: E402,F401
+from tests.console.test_issue22_partner_concern import reported_concern  # noqa: E402
 
 XSS = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
 RAW = re.compile(r"<script>alert\(1\)</script>|<img src=x onerror")
@@ -51,11 +50,11 @@ class Tally:
             print("CASES SO FAR", dict(self.cases), sum(self.cases.values()), flush=True)
 
 
-async def bounded(t: "Tally", coro):  # noqa: ANN001, ANN201
+async def bounded(t: Tally, coro):  # noqa: ANN001, ANN201
     """A request with a 20 s bound: a hang is recorded as a case that did not hold."""
     try:
         return await asyncio.wait_for(coro, 20)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         t.check("hang", False, f"request did not answer in 20 s: {coro!r}")
         return httpx.Response(599, text="")
 
