@@ -17,11 +17,10 @@ from typing import Annotated, Literal
 
 import ahocorasick
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from prevent.classification.lexicon import _LOADER, Lexicon, _duplicate_keys, _node_line
+from prevent.classification.lexicon import Lexicon, _node_line, parse_text
 from prevent.classification.matcher import fold_term
-from prevent.yamlsource import YAML_FAILURES, yaml_failure
 
 log = logging.getLogger("prevent.classification")
 
@@ -184,24 +183,7 @@ def diaspora_errors(text: str, source: str, known: set[str]) -> tuple[DiasporaFi
 
 
 def _parse_text(text: str, source: str) -> tuple[DiasporaFile | None, yaml.Node | None, list[str]]:
-    """``lexicon._parse`` of a text rather than a file (the same messages)."""
-    try:
-        node = yaml.compose(text, Loader=_LOADER)
-        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
-    except YAML_FAILURES as exc:
-        line, reason = yaml_failure(exc, text)
-        return None, None, [f"{source}:{line}: invalid YAML: {reason}"]
-    if node is None:
-        return None, None, [f"{source}:1: empty file"]
-    errors = _duplicate_keys(node, source)  # type: ignore[arg-type] - only formatted
-    try:
-        parsed = DiasporaFile.model_validate(data)
-    except ValidationError as exc:
-        for e in exc.errors():
-            field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            errors.append(f"{source}:{_node_line(node, e['loc'])}: {field}: {e['msg']}")
-        return None, node, errors
-    return (parsed if not errors else None), node, errors
+    return parse_text(text, source, DiasporaFile)
 
 
 def load_diaspora(directory: Path, lexicon: Lexicon) -> DiasporaMap:

@@ -293,21 +293,28 @@ def _parse(path: Path, model: type[M]) -> tuple[M | None, yaml.Node | None, list
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         return None, None, [f"{path}:0: cannot read: {exc.strerror or exc}"]
+    return parse_text(text, path, model)
+
+
+def parse_text(text: str, source: str | Path, model: type[M]
+               ) -> tuple[M | None, yaml.Node | None, list[str]]:
+    """``text`` (from ``source``, named in every message) validated as ``model``: the data,
+    its YAML node tree (for line numbers) and the problems as ``source:line: ...``."""
     try:
         node = yaml.compose(text, Loader=_LOADER)
         data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
     except YAML_FAILURES as exc:
         line, reason = yaml_failure(exc, text)
-        return None, None, [f"{path}:{line}: invalid YAML: {reason}"]
+        return None, None, [f"{source}:{line}: invalid YAML: {reason}"]
     if node is None:
-        return None, None, [f"{path}:1: empty file"]
-    errors = _duplicate_keys(node, path)
+        return None, None, [f"{source}:1: empty file"]
+    errors = _duplicate_keys(node, source)  # type: ignore[arg-type] - only formatted
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            errors.append(f"{path}:{_node_line(node, err['loc'])}: {field}: {err['msg']}")
+            errors.append(f"{source}:{_node_line(node, err['loc'])}: {field}: {err['msg']}")
         return None, node, errors
     return (parsed if not errors else None), node, errors
 
