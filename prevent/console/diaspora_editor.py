@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from prevent.classification.diaspora import DIASPORA_FILE
 from prevent.console import deps, render
+from prevent.console.playbook_editor import draft_form, version_number
 from prevent.console.security import gate
 from prevent.playbooks import diaspora
 from prevent.users import PermissionDenied, Principal, require
@@ -39,10 +40,6 @@ def _known(request: Request) -> frozenset[str]:
     return diaspora.known_communities(_directory(request))
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 9 else None
-
-
 @router.get("/diaspora", response_class=HTMLResponse)
 async def diaspora_page(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
     return await _detail(request, principal)
@@ -55,7 +52,7 @@ async def _detail(request: Request, principal: Principal, *, flash: str = "", pr
     async with deps.db(request).transaction() as session:
         versions = await diaspora.history(session)
     by_number = {v.version: v for v in versions}
-    shown = by_number.get(version or _int(q.get("version")) or 0, versions[0] if versions else None)
+    shown = by_number.get(version or version_number(q.get("version")) or 0, versions[0] if versions else None)
     if shown is not None:
         source, name = shown.source, f"diaspora@v{shown.version}"
     else:  # nothing stored yet: the file is in force
@@ -66,7 +63,7 @@ async def _detail(request: Request, principal: Principal, *, flash: str = "", pr
     if versions:
         newer = versions[0].version
         older = versions[1].version if len(versions) > 1 else newer
-        a, b = _int(q.get("from")) or older, _int(q.get("to")) or newer
+        a, b = version_number(q.get("from")) or older, version_number(q.get("to")) or newer
         if a in by_number and b in by_number:
             diff = diaspora.unified_diff(by_number[a].source, by_number[b].source,
                                          f"diaspora v{a}", f"diaspora v{b}")
@@ -111,11 +108,8 @@ async def edit(request: Request, principal: Principal = Depends(gate)) -> HTMLRe
 @router.post("/diaspora/edit", response_class=HTMLResponse)
 async def post_edit(request: Request, principal: Principal = Depends(gate)) -> Response:
     """One form, two buttons: "Validate and compare" (nothing stored) and "Save"."""
-    form = await request.form()
-    text = str(form.get("source") or "").replace("\r\n", "\n")
-    note = str(form.get("note") or "")
-    base_version = _int(str(form.get("base_version") or ""))
-    keep = {"text": text, "note": note, "base_version": base_version}
+    form, keep = await draft_form(request)
+    text, note, base_version = keep["text"], keep["note"], keep["base_version"]
     if form.get("action") == "save":
         try:
             async with deps.db(request).transaction() as session:
@@ -137,14 +131,14 @@ async def post_edit(request: Request, principal: Principal = Depends(gate)) -> R
 @router.post("/diaspora/rollback", response_class=HTMLResponse)
 async def post_rollback(request: Request, principal: Principal = Depends(gate)) -> Response:
     form = await request.form()
-    version = _int(str(form.get("version") or ""))
+    version = version_number(str(form.get("version") or ""))
     note = str(form.get("note") or "")
     if version is None:
         return render.message(request, "Not found", "No such version of the diaspora map.", status=404)
     try:
         async with deps.db(request).transaction() as session:
             stored = await diaspora.rollback(session, principal, version, note=note,
-                                             base_version=_int(str(form.get("base_version") or "")),
+                                             base_version=version_number(str(form.get("base_version") or "")),
                                              known=_known(request))
     except LookupError:
         return render.message(request, "Not found", f"No version {version} of the diaspora map.",
@@ -163,7 +157,7 @@ async def post_rollback(request: Request, principal: Principal = Depends(gate)) 
 async def saved(request: Request, principal: Principal = Depends(gate)) -> HTMLResponse:
     """After post/redirect/get: the map page with a confirmation."""
     q = request.query_params
-    version, restored = _int(q.get("saved")), _int(q.get("restored"))
+    version, restored = version_number(q.get("saved")), version_number(q.get("restored"))
     if version and restored:
         text = (f"Version {restored} is back in force, stored as version {version}; running rules "
                 "consumers switch to it when they receive the announcement.")

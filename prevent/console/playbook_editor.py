@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -149,10 +150,10 @@ async def _detail(request: Request, playbook_id: str, principal: Principal, flas
     if not versions:
         return render.message(request, "Not found", f"No playbook {playbook_id}.", status=404)
     by_number = {v.version: v for v in versions}
-    shown = by_number.get(_int(q.get("version")) or versions[0].version, versions[0])
+    shown = by_number.get(version_number(q.get("version")) or versions[0].version, versions[0])
     newer = versions[0].version
     older = versions[1].version if len(versions) > 1 else newer
-    a, b = _int(q.get("from")) or older, _int(q.get("to")) or newer
+    a, b = version_number(q.get("from")) or older, version_number(q.get("to")) or newer
     diff = None
     if a in by_number and b in by_number:
         diff = editing.unified_diff(by_number[a].source, by_number[b].source,
@@ -191,11 +192,8 @@ async def post_edit_playbook(request: Request, playbook_id: str,
 
 async def _submit(request: Request, principal: Principal, playbook_id: str | None) -> Response:
     """One form, two buttons: "Validate and backtest" (nothing stored) and "Save"."""
-    form = await request.form()
-    text = str(form.get("source") or "").replace("\r\n", "\n")
-    note = str(form.get("note") or "")
-    base_version = _int(str(form.get("base_version") or ""))
-    keep = {"text": text, "note": note, "base_version": base_version}
+    form, keep = await draft_form(request)
+    text, note, base_version = keep["text"], keep["note"], keep["base_version"]
     if form.get("action") == "save":
         try:
             async with deps.db(request).transaction() as session:
@@ -234,7 +232,7 @@ async def post_rollback(request: Request, playbook_id: str, principal: Principal
     """Store an earlier version's text again as the newest version, in one step."""
     playbook_id = playbook_id[:100]
     form = await request.form()
-    version = _int(str(form.get("version") or ""))
+    version = version_number(str(form.get("version") or ""))
     note = str(form.get("note") or "")
     require(principal, *editing.EDITORS, action="roll back playbooks")
     if version is None:
@@ -244,7 +242,7 @@ async def post_rollback(request: Request, playbook_id: str, principal: Principal
         async with deps.db(request).transaction() as session:
             stored = await editing.rollback(
                 session, principal, playbook_id, version, note=note,
-                base_version=_int(str(form.get("base_version") or "")),
+                base_version=version_number(str(form.get("base_version") or "")),
                 templates_dir=_templates(request))
     except LookupError:
         return render.message(request, "Not found", f"No version {version} of {playbook_id}.",
@@ -264,7 +262,7 @@ async def saved(request: Request, playbook_id: str, principal: Principal = Depen
                 ) -> HTMLResponse:
     """After post/redirect/get: the detail page with a confirmation."""
     q = request.query_params
-    version, restored = _int(q.get("saved")), _int(q.get("restored"))
+    version, restored = version_number(q.get("saved")), version_number(q.get("restored"))
     if version and restored:
         text = (f"Version {restored} of {playbook_id} is back in force, stored as version "
                 f"{version}; running rules consumers switch to it when they receive the "
@@ -284,5 +282,15 @@ def _templates(request: Request) -> Path:
     return deps.settings(request).playbooks_dir / "templates"
 
 
-def _int(value: str | None) -> int | None:
+def version_number(value: str | None) -> int | None:
+    """A version number from a query or form field; None when it is not one."""
     return int(value) if value and value.isdigit() and len(value) < 9 else None
+
+
+async def draft_form(request: Request) -> tuple[Any, dict[str, Any]]:
+    """An editor's posted form, and what the page keeps of it when it is shown again: the
+    text (CRLF as LF), the note and the version it was based on."""
+    form = await request.form()
+    return form, {"text": str(form.get("source") or "").replace("\r\n", "\n"),
+                  "note": str(form.get("note") or ""),
+                  "base_version": version_number(str(form.get("base_version") or ""))}
