@@ -641,7 +641,7 @@ class Classifier:
     @staticmethod
     def _cause_spans(texts: tuple[str, str], other: list[_H], typ: list[_H],
                      sentence: Any) -> list[tuple[int, int, int]]:
-        """Spans from a cause marker to the next comma or sentence end ("Following X, mobs
+        """Spans from a cause marker to the next comma (the Arabic-script "،" too) or sentence end ("Following X, mobs
         attacked"), kept only where the sentence reports something outside them too:
         in "Curfew imposed after clashes" the clashes are the incident."""
         spans = []
@@ -649,7 +649,7 @@ class Classifier:
             if p.kind is not Kind.CAUSE:
                 continue
             text = texts[f]
-            stops = [i for i in (text.find(",", e), *_sentence_end(text, e)) if i >= 0]
+            stops = [i for i in (text.find(",", e), text.find("،", e), *_sentence_end(text, e)) if i >= 0]
             end = min(stops, default=len(text))
             sent = sentence(f, s)
             if any(hf == f and not s < hs < end and sentence(hf, hs) == sent for hf, hs, _, _, _ in typ):

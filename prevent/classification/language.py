@@ -15,8 +15,10 @@ from functools import lru_cache
 from typing import Any
 
 # Scripts that one of our languages alone writes among those we serve.
+# Devanagari too: the identifier's other Devanagari codes (Marathi, Nepali, ...) are all
+# read by the Hindi lexicon (``_ALIASES``), so asking it changes nothing.
 _SCRIPT_LANG = {
-    "HEBREW": "he", "GURMUKHI": "pa", "BENGALI": "bn", "TAMIL": "ta",
+    "HEBREW": "he", "GURMUKHI": "pa", "BENGALI": "bn", "TAMIL": "ta", "DEVANAGARI": "hi",
 }
 # Codes the identifier gives that our lexicons file under another language.
 _ALIASES = {
