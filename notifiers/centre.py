@@ -77,6 +77,7 @@ from prevent.contracts import (
 from prevent.messaging import TransientError, retry_transient
 from prevent.netguard import BlockedAddress
 from prevent.playbooks.schema import Playbook
+from prevent.site_diasporas import places_in_force, served_names
 from prevent.storage import outbox
 from prevent.storage.db import Database
 from prevent.storage.tables import Contact, NoticeRow, Site
@@ -224,13 +225,14 @@ class CentreNotifier:
         now = utcnow()
         contact = await session.get(Contact, recipient.contact_id)
         site = await session.get(Site, recipient.site_id)
+        served = await _served(session, recipient)
         values: dict[str, object] = dict(
             notice_id=notice_id, alert_id=alert.alert_id, alert_revision=alert.revision,
             kind=kind.value, site_id=recipient.site_id, contact_id=recipient.contact_id,
             channel=recipient.channel, exercise=alert.exercise, ack_code=ack_code_for(notice_id))
         try:
             values |= self._compose(notice_id, now, alert, playbook, recipient, kind, first,
-                                    contact, site)
+                                    contact, site, served)
         except Exception as exc:  # noqa: BLE001 - one recipient's template fails only its notice
             reason = f"the notice could not be rendered: {type(exc).__name__}: {exc}"
             log.error("notice %s: %s", notice_id, reason)
@@ -247,16 +249,16 @@ class CentreNotifier:
 
     def _compose(self, notice_id: str, now: datetime, alert: Alert, playbook: Playbook,
                  recipient: Recipient, kind: NoticeKind, first: NoticeRow | None,
-                 contact: Contact | None, site: Site | None) -> dict[str, object]:
+                 contact: Contact | None, site: Site | None, served: str = "") -> dict[str, object]:
         """The notice's text and CAP document (no database access: what raises here is this
-        notice's problem only)."""
+        notice's problem only). ``served``: the diasporas the site is told for, in words."""
         ack_url = self.links.url(notice_id, issued_at=now)
         site_name = recipient.site_name or (site.name if site else "")
         values = {
             "alert": alert, "playbook": playbook, "kind": kind.value, "site_name": site_name,
             "contact_name": contact.name if contact else "", "exercise": alert.exercise,
             "severity_label": SEVERITY_LABELS.get(alert.severity, str(alert.severity)),
-            "ack_url": ack_url,
+            "ack_url": ack_url, "diaspora_served": served,
         }
         rendered = self.renderer.render(recipient.template, recipient.language, values)
         # The CAP document can be fetched by any role: it names no contact (L7).
@@ -580,3 +582,15 @@ def _template_for(playbook: Playbook, channel: str) -> str:
 def _without(text: str, ack_url: str) -> str:
     """The notice text minus the line carrying the acknowledgement link (a capability)."""
     return "\n".join(line for line in text.splitlines() if ack_url not in line).strip()
+
+
+async def _served(session: AsyncSession, recipient: Recipient) -> str:
+    """The diasporas a site is told for (it is in the audience only for serving them), named
+    in the contact's language: countries by CLDR's names, regions by the diaspora map's."""
+    if not recipient.diasporas:
+        return ""
+    regions: dict[str, str] = {}
+    if any(len(code) != 2 for code in recipient.diasporas):
+        places = await places_in_force(session, None)
+        regions = {c: places.name(c) for c in recipient.diasporas if c in places.regions}
+    return served_names(recipient.diasporas, regions, recipient.language or "en")

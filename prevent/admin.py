@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from prevent import audit, registry_checks
+from prevent import audit, registry_checks, site_diasporas
 from prevent.config import Settings
 from prevent.contracts import utcnow
 from prevent.registry import (
@@ -32,7 +32,9 @@ async def open_db(settings: Settings) -> AsyncIterator[Database]:
 
 async def import_file(settings: Settings, path: Path, actor: str) -> dict[str, int]:
     async with open_db(settings) as db, db.transaction() as session:
-        registry = registry_checks.parse(path, await known_zone_ids(session), settings.playbooks_dir)
+        places = await site_diasporas.places_in_force(session, settings.playbooks_dir)
+        registry = registry_checks.parse(path, await known_zone_ids(session), settings.playbooks_dir,
+                                         places=places)
         counts = await apply_registry(session, registry)
         await audit.record(session, actor=actor, action="registry.import", subject="registry",
                            after=counts, reason=f"import of {path.name}")

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from notifiers import patrol
-from prevent import alerts, audit, lifecycle, partners, suppression, users
+from prevent import alerts, audit, lifecycle, partners, site_diasporas, suppression, users
 from prevent.acklinks import secret_key
 from prevent.auth import current_principal
 from prevent.config import get_settings
@@ -386,7 +386,14 @@ def _same_id(path_id: str, body_id: str) -> None:
 async def put_site(site_id: str, body: SiteIn, request: Request,
                    principal: Principal = Depends(current_principal)) -> dict[str, str]:
     _same_id(site_id, body.site_id)
-    await _registry_change(request, lambda s: partners.put_site(s, principal, body))
+    playbooks_dir = (getattr(_state(request), "settings", None) or get_settings()).playbooks_dir
+
+    async def change(session: Any) -> None:
+        # The diasporas checked against the map in force (422 naming diasporas[i]), stored as codes.
+        places = await site_diasporas.places_in_force(session, playbooks_dir)
+        await partners.put_site(session, principal, body, places=places)
+
+    await _registry_change(request, change)
     return {"site_id": site_id}
 
 

@@ -99,6 +99,8 @@ async def preview(session: AsyncSession, alert: Alert) -> dict[str, Any]:
     plan = await resolve_audience(session, alert, await playbook_for(session, alert))
     return {
         "sites": list(plan.sites),
+        # Sites in the audience only through the diasporas they serve, and why.
+        "reasons": dict(plan.reasons),
         "recipients": [asdict(r) for r in plan.recipients],
         "patrols": [{"site_id": p.site_id, "site_name": p.site_name, "zone_id": p.zone_id,
                      "every_minutes": p.plan.every_minutes, "duration_hours": p.plan.duration_hours,

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit, registry
 from prevent.registry import RegistryIn, RosterEntryIn, SiteIn, ZoneIn
+from prevent.site_diasporas import Places
 from prevent.users import Principal, Role, require
+from prevent.yamlsource import SourceError
 
 EDITORS = (Role.ENGAGEMENT_OFFICER, Role.ADMIN)
 
@@ -21,13 +23,23 @@ async def read(session: AsyncSession, principal: Principal) -> RegistryIn:
     return await registry.export_registry(session)
 
 
-async def put_site(session: AsyncSession, principal: Principal, site: SiteIn) -> None:
+async def put_site(session: AsyncSession, principal: Principal, site: SiteIn, *,
+                   places: Places | None = None) -> None:
+    """Store one site. ``places`` (the countries and regions of the diaspora map in force):
+    its diasporas are checked and stored as codes; an unknown one is a SourceError naming
+    ``diasporas[i]``. Without it they are stored as given (callers that checked them)."""
     require(principal, *EDITORS, action="edit the partner registry")
+    if places is not None:
+        codes, problems = places.normalise_all(site.diasporas)
+        if problems:
+            raise SourceError([f"site {site.site_id}: diasporas[{i}]: {msg}" for i, msg in problems])
+        site = site.model_copy(update={"diasporas": codes})
     await registry.upsert_site(session, site)
     await audit.record(session, actor=principal.name, action="registry.site_put",
                        subject=f"site:{site.site_id}",
                        after={"municipality": site.municipality, "communities": site.communities,
-                              "zone": site.zone_id, "contacts": len(site.contacts)})
+                              "diasporas": site.diasporas, "zone": site.zone_id,
+                              "contacts": len(site.contacts)})
 
 
 async def delete_site(session: AsyncSession, principal: Principal, site_id: str) -> bool:

@@ -188,9 +188,14 @@ class SiteIn(Strict):
     zone_id: str | None = None
     floor_plan_ref: str | None = None
     notes: str = ""
+    # The diasporas the site serves: ISO 3166 alpha-2 countries and diaspora-map region ids
+    # (``[JM, IN-PB]``). Checked against the map in force at each edge, where names and any
+    # case are read as their code (``prevent.site_diasporas``).
+    diasporas: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default=[], max_length=50)
     contacts: list[ContactIn] = []
 
-    @field_validator("communities", mode="before")
+    @field_validator("communities", "diasporas", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         return [c.strip() for c in v.split(";") if c.strip()] if isinstance(v, str) else v
@@ -213,7 +218,7 @@ class RegistryIn(Strict):
 
 
 CSV_SITE_FIELDS = ("site_id", "site_name", "kind", "communities", "address", "municipality", "lat",
-                   "lon", "zone_id", "floor_plan_ref", "notes")
+                   "lon", "zone_id", "floor_plan_ref", "notes", "diasporas")
 CSV_CONTACT_FIELDS = ("contact_id", "contact_name", "role", "email", "phone", "webhook_url",
                       "webhook_format", "language", "channels", "consent")
 
@@ -501,7 +506,8 @@ async def export_registry(session: AsyncSession) -> RegistryIn:
         sites=[SiteIn(site_id=s.site_id, name=s.name, kind=s.kind, communities=s.communities,
                       address=s.address, municipality=s.municipality, lat=s.lat, lon=s.lon,
                       zone_id=s.zone_id, floor_plan_ref=s.floor_plan_ref, notes=s.notes,
-                      contacts=by_site.get(s.site_id, [])) for s in sites],
+                      diasporas=s.diasporas or [], contacts=by_site.get(s.site_id, []))
+               for s in sites],
         roster=await roster(session),
     )
 

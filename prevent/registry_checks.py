@@ -4,7 +4,9 @@ import (console and ``prevent partners import``) and the console's site editor:
 * every site community must be one the lexicon knows (``playbooks/communities.yaml``): a
   site of community ``muslin`` would match no alert and never be notified;
 * a CSV row that fills contact columns (email, phone, ...) without a ``contact_id`` would
-  have its contact dropped: it is refused, naming its line.
+  have its contact dropped: it is refused, naming its line;
+* every diaspora a site serves must be an ISO 3166 country or a region of the diaspora map in
+  force (``prevent.site_diasporas``); what passes is stored as its code (``Punjab`` → ``IN-PB``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 from prevent import registry
 from prevent.classification.lexicon import load_lexicon
-from prevent.registry import CSV_CONTACT_FIELDS, RegistryIn
+from prevent.registry import CSV_CONTACT_FIELDS, RegistryIn, SiteIn
+from prevent.site_diasporas import DIASPORA_FILE, Places, places_from_text
+from prevent.yamlsource import SourceError, line_of, load_yaml
 
 CONTACT_DATA = tuple(f for f in CSV_CONTACT_FIELDS if f not in ("contact_id", "consent"))
 
@@ -95,23 +99,92 @@ def csv_community_problems(text: str, known: frozenset[str], source: str) -> lis
     return problems
 
 
+def _entries(value: object) -> list[tuple[int | None, str]]:
+    """A site's ``diasporas`` as written: (position in a list, or None for a ';' string, entry).
+    Entries that are no text are the schema's to report."""
+    if isinstance(value, str):
+        return [(None, e.strip()) for e in value.split(";") if e.strip()]
+    if isinstance(value, list):
+        return [(j, e) for j, e in enumerate(value) if isinstance(e, str)]
+    return []
+
+
+def yaml_diaspora_problems(text: str, places: Places, source: str) -> list[str]:
+    """Unknown countries and regions in a YAML registry's sites, each at its own line; read
+    from the text, so sites whose other fields did not validate are checked too."""
+    try:
+        data, node = load_yaml(text, source)
+    except SourceError:
+        return []  # parse_registry reports the syntax error
+    sites = data.get("sites") if isinstance(data, dict) else None
+    problems: list[str] = []
+    for i, raw in enumerate(sites if isinstance(sites, list) else ()):
+        if not isinstance(raw, dict):
+            continue
+        for j, entry in _entries(raw.get("diasporas")):
+            if (problem := places.normalise(entry)[1]) is not None:
+                loc: list[str | int] = ["sites", i, "diasporas"] + ([j] if j is not None else [])
+                problems.append(f"{source}:{line_of(node, loc)}: site {raw.get('site_id')}: "
+                                f"diasporas: {problem}")
+    return problems
+
+
+def csv_diaspora_problems(text: str, places: Places, source: str) -> list[str]:
+    """Unknown countries and regions in a CSV's ``diasporas`` column (entries separated by
+    ';'), in every row, once per site and entry, at the row's line."""
+    reader = csv.DictReader(io.StringIO(text))
+    seen: set[tuple[str, str]] = set()
+    problems: list[str] = []
+    for row in registry.csv_rows(reader, source, problems):
+        site_id = (row.get("site_id") or "").strip()
+        for _, entry in _entries(row.get("diasporas") or ""):
+            if (site_id, entry) in seen:
+                continue
+            seen.add((site_id, entry))
+            if (problem := places.normalise(entry)[1]) is not None:
+                problems.append(f"{source}:{reader.line_num}: site {site_id}: diasporas: {problem}")
+    return problems
+
+
+def site_with_codes(site: SiteIn, places: Places) -> tuple[SiteIn, list[tuple[int, str]]]:
+    """``site`` with its diasporas as codes (``Punjab`` → ``IN-PB``, ``jm`` → ``JM``, each
+    once), and the problems as (position in the list, message)."""
+    codes, problems = places.normalise_all(site.diasporas)
+    return (site if codes == site.diasporas else site.model_copy(update={"diasporas": codes})), problems
+
+
+def with_codes(parsed: RegistryIn, places: Places) -> RegistryIn:
+    """Every site's diasporas as codes (the entries were checked: unknown ones are dropped)."""
+    sites = [site_with_codes(site, places)[0] for site in parsed.sites]
+    return parsed.model_copy(update={"sites": sites})
+
+
+def file_places(playbooks_dir: Path) -> Places:
+    """The regions of the diaspora map file (when the map in force is not at hand)."""
+    path = playbooks_dir / DIASPORA_FILE
+    return places_from_text(path.read_text(encoding="utf-8") if path.is_file() else None)
+
+
 def parse(path: Path, known_zones: set[str], playbooks_dir: Path, *,
-          source: str | None = None) -> RegistryIn:
+          source: str | None = None, places: Places | None = None) -> RegistryIn:
     """A registry file parsed and checked as an import needs it: the schema of every row,
-    references, unknown communities and contact columns without a contact id, every problem
-    of the file in one ``SourceError`` (line order), so one upload shows all there is to fix.
-    ``source``: the file's name in the messages (an upload's own name)."""
+    references, unknown communities, unknown diasporas and contact columns without a contact
+    id, every problem of the file in one ``SourceError`` (line order), so one upload shows all
+    there is to fix. ``source``: the file's name in the messages (an upload's own name);
+    ``places``: the countries and regions of the diaspora map in force (default: the file's)."""
     known = known_communities(playbooks_dir)
+    places = places if places is not None else file_places(playbooks_dir)
     is_csv = path.suffix.lower() == ".csv"
     name = source or str(path)
 
     def extra(text: str, parsed: RegistryIn, lines: dict[str, int]) -> list[str]:
         if is_csv:
-            return orphan_contact_problems(text, name) + csv_community_problems(text, known, name)
-        return community_problems(parsed, known, name, lines)
+            return (orphan_contact_problems(text, name) + csv_community_problems(text, known, name)
+                    + csv_diaspora_problems(text, places, name))
+        return community_problems(parsed, known, name, lines) + yaml_diaspora_problems(text, places, name)
 
     # registry.parse_registry looked up at call time (tests watch where it runs).
-    return registry.parse_registry(path, known_zones, source=name, extra=extra)
+    return with_codes(registry.parse_registry(path, known_zones, source=name, extra=extra), places)
 
 
 def counts_text(counts: dict[str, int]) -> str:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from prevent import audit, partners, registry, registry_checks
+from prevent import audit, partners, registry, registry_checks, site_diasporas
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.contracts import PatrolAssignment, PatrolStatus, utcnow
@@ -131,10 +131,14 @@ async def _partners_page(request: Request, principal: Principal, *, problems: li
     search = request.query_params.get("q", "").strip().casefold()[:100]
     async with deps.db(request).transaction() as session:
         current = await partners.read(session, principal)
+        places = await site_diasporas.places_in_force(session, deps.settings(request).playbooks_dir)
+    names = {d: places.name(d) for s in current.sites for d in s.diasporas}
     sites = [s for s in current.sites if not search or search in
-             " ".join([s.site_id, s.name, s.municipality, *s.communities]).casefold()]
+             " ".join([s.site_id, s.name, s.municipality, *s.communities, *s.diasporas,
+                       *(names[d] for d in s.diasporas)]).casefold()]
     return render.page(request, "partners.html", {"sites": sites, "q": search, "problems": problems,
-                                                  "imported": imported}, status=status)
+                                                  "imported": imported, "diaspora_names": names},
+                       status=status)
 
 
 @router.get("/partners", response_class=HTMLResponse)
@@ -177,11 +181,14 @@ async def partners_import(request: Request, principal: Principal = Depends(gate)
         try:
             async with deps.db(request).transaction() as session:
                 zones = await registry.known_zone_ids(session)
+                places = await site_diasporas.places_in_force(
+                    session, deps.settings(request).playbooks_dir)
                 # Parsing and validating every row is CPU work: in a thread, off the event loop.
-                # Every problem of the file at once (schema, references, communities, contact
-                # columns without an id), named by the file's own name; nothing applied if any.
+                # Every problem of the file at once (schema, references, communities, diasporas,
+                # contact columns without an id), named by the file's own name; nothing applied if any.
                 parsed = await asyncio.to_thread(registry_checks.parse, path, zones,
-                                                 deps.settings(request).playbooks_dir, source=name)
+                                                 deps.settings(request).playbooks_dir, source=name,
+                                                 places=places)
                 counts = await registry.apply_registry(session, parsed)
                 await audit.record(session, actor=principal.name, action="registry.import",
                                    subject="registry", after=counts, reason=f"import of {name}")

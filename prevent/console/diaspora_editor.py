@@ -1,6 +1,7 @@
-"""The diaspora map pages: the map in force and its links, every stored version with its
-author, time and note, diffs between versions, the YAML editor (validate a draft, see what it
-changes, then save it with a note as a new version) and rollback to an earlier version.
+"""The diaspora map pages: the map in force and its links (with the partner sites that serve
+each country and region), every stored version with its author, time and note, diffs between
+versions, the YAML editor (validate a draft, see what it changes, then save it with a note as
+a new version) and rollback to an earlier version.
 
 Engagement officers (and administrators) edit; every role reads. A saved version is
 announced on ``prevent.playbooks.v1`` and running rules consumers classify with it from
@@ -13,12 +14,15 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 
-from prevent.classification.diaspora import DIASPORA_FILE
+from prevent import partners, site_diasporas
+from prevent.classification.diaspora import DIASPORA_FILE, DiasporaFile
 from prevent.console import deps, render
 from prevent.console.playbook_editor import draft_form, version_number
 from prevent.console.security import gate
 from prevent.playbooks import diaspora
+from prevent.storage.tables import Site
 from prevent.users import PermissionDenied, Principal, require
 
 router = APIRouter()
@@ -38,6 +42,40 @@ def _directory(request: Request) -> Path:
 
 def _known(request: Request) -> frozenset[str]:
     return diaspora.known_communities(_directory(request))
+
+
+def can_open_sites(principal: Principal) -> bool:
+    """Whether the site names may link to the site editor (the registry's readers)."""
+    try:
+        require(principal, *partners.EDITORS, action="read the partner registry")
+    except PermissionDenied:
+        return False
+    return True
+
+
+async def _serving(request: Request, data: DiasporaFile | None
+                   ) -> tuple[dict[str, list[tuple[str, str]]], list[tuple[str, str, list[tuple[str, str]]]]]:
+    """The partner sites that serve each country and region (``sites.diasporas``): by code,
+    (site id, name) in name order; and, apart, what sites serve that the map shown does not
+    list (code, label, sites): a country the map has no entry for, or a region it dropped.
+    Site ids and names only: no contact details."""
+    async with deps.db(request).transaction() as session:
+        rows = (await session.execute(select(Site.site_id, Site.name, Site.diasporas)
+                                      .order_by(Site.name, Site.site_id))).all()
+    serving: dict[str, list[tuple[str, str]]] = {}
+    for site_id, name, codes in rows:
+        for code in site_diasporas.as_list(codes):
+            serving.setdefault(code, []).append((site_id, name))
+    listed = ({c.country for c in data.countries} | {r.id for r in data.regions}) if data else set()
+    places = site_diasporas.places_from_text(None)
+    other = []
+    for code in sorted(set(serving) - listed):
+        if len(code) == 2 and site_diasporas.is_country(code):
+            label = f"{places.name(code)} ({code}): a country this map does not list"
+        else:
+            label = f"{code}: not a region of this version of the map"
+        other.append((code, label, serving[code]))
+    return serving, other
 
 
 @router.get("/diaspora", response_class=HTMLResponse)
@@ -69,7 +107,9 @@ async def _detail(request: Request, principal: Principal, *, flash: str = "", pr
                                          f"diaspora v{a}", f"diaspora v{b}")
             old, new = (diaspora.read_unchecked(by_number[n].source) for n in (a, b))
             changes = diaspora.link_changes(old, new) if old is not None and new is not None else []
+    serving, other = await _serving(request, data)
     return render.page(request, "diaspora.html", {
+        "serving": serving, "other_served": other, "can_open_sites": can_open_sites(principal),
         "versions": versions, "shown": shown, "source": source, "data": data, "invalid": invalid,
         "diff": diff, "changes": changes, "diff_from": a, "diff_to": b,
         "can_edit": can_edit(principal), "flash": flash, "problems": problems or [],

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from prevent import partners, registry, registry_checks
+from prevent import partners, registry, registry_checks, site_diasporas
 from prevent.console import deps, render
 from prevent.console.security import gate
 from prevent.registry import SiteIn
@@ -20,8 +20,8 @@ from prevent.yamlsource import SourceError
 
 router = APIRouter()
 
-SITE_FIELDS = ("site_id", "name", "kind", "communities", "address", "municipality", "lat", "lon",
-               "zone_id", "floor_plan_ref", "notes")
+SITE_FIELDS = ("site_id", "name", "kind", "communities", "diasporas", "address", "municipality", "lat",
+               "lon", "zone_id", "floor_plan_ref", "notes")
 CONTACT_FIELDS = ("contact_id", "name", "role", "email", "phone", "webhook_url", "webhook_format",
                   "language")
 OPTIONAL = {"lat", "lon", "zone_id", "floor_plan_ref", "email", "phone", "webhook_url"}
@@ -39,6 +39,7 @@ def site_form(site: SiteIn | None) -> tuple[dict[str, str], list[dict[str, Any]]
     data = site.model_dump(mode="json")
     values = {k: "" if data.get(k) is None else str(data[k]) for k in SITE_FIELDS}
     values["communities"] = "; ".join(site.communities)
+    values["diasporas"] = "; ".join(site.diasporas)
     contacts = []
     for c in site.contacts:
         raw = c.model_dump(mode="json")
@@ -114,6 +115,10 @@ def domain_errors(problems: list[str], contacts: list[dict[str, Any]]) -> Errors
         if "unknown patrol zone" in problem:
             errors["f-zone_id"] = "unknown patrol zone"
             continue
+        if ": diasporas" in problem:
+            errors["f-diasporas"] = "; ".join(filter(None, (errors.get("f-diasporas"),
+                                                            problem.split(": ", 2)[-1])))
+            continue
         row = next((i for i, c in enumerate(contacts)
                     if c.get("contact_id") and f"contact {c['contact_id']} " in problem), None)
         errors[f"c{row}-contact_id" if row is not None else ""] = problem
@@ -127,6 +132,7 @@ async def _form_page(request: Request, principal: Principal, site_id: str | None
         current = await partners.read(session, principal)
         zones = sorted(await registry.known_zone_ids(session))
         chosen = await registry.own_choices(session, site_id) if site_id else {}
+        places = await site_diasporas.places_in_force(session, deps.settings(request).playbooks_dir)
     if values is None:
         site = next((s for s in current.sites if s.site_id == site_id), None)
         if site_id is not None and site is None:
@@ -136,9 +142,13 @@ async def _form_page(request: Request, principal: Principal, site_id: str | None
     contacts = [{**c, "own_choice_at": chosen.get(c.get("contact_id") or "")} for c in contacts or []]
     if not any(c.get("blank") for c in contacts):
         contacts.append(blank_contact())
+    stored = next((s for s in current.sites if s.site_id == site_id), None) if site_id else None
     return render.page(request, "partner_site.html", {
         "site_id": site_id, "v": values, "contacts": contacts, "errors": errors or {},
-        "kinds": KINDS, "channels": CHANNELS, "zones": zones}, status=status)
+        "kinds": KINDS, "channels": CHANNELS, "zones": zones,
+        # The diasporas in force for this site, by name ("Jamaica (JM)").
+        "diasporas": [places.label(code) for code in (stored.diasporas if stored else ())],
+        "diaspora_map_version": places.version}, status=status)
 
 
 @router.get("/partners/new-site", response_class=HTMLResponse)
@@ -168,6 +178,14 @@ async def save_site(request: Request, principal: Principal = Depends(gate)) -> R
     if site is not None:
         try:
             async with deps.db(request).transaction() as session:
+                # Countries and regions as typed ("Punjab", "jm") become codes; an unknown one
+                # is shown at the field (every one at once).
+                places = await site_diasporas.places_in_force(
+                    session, deps.settings(request).playbooks_dir)
+                codes, problems = places.normalise_all(site.diasporas)
+                if problems:
+                    raise SourceError([f"site {site.site_id}: diasporas: {msg}" for _, msg in problems])
+                site = site.model_copy(update={"diasporas": codes})
                 if existing is None and site.site_id in {
                         s.site_id for s in (await partners.read(session, principal)).sites}:
                     errors = {"f-site_id": f"a site {site.site_id} already exists: edit it instead"}

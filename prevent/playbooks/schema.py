@@ -83,6 +83,10 @@ class Audience(Strict):
         "(a partner_report in the alert's reports), whatever its communities")
     municipalities: tuple[str, ...] = Field(default=(), description="empty = every municipality")
     site_kinds: tuple[str, ...] = Field(default=(), description="empty = every kind of site")
+    diasporas: bool = Field(
+        default=True, description="with `$matched`: also the sites that serve the diaspora of the "
+        "country or region the alert concerns (a disaster there, an attack on the homeland), "
+        "whatever their communities; not for playbooks matching only communities at risk of backlash")
     channels: tuple[Literal["email", "sms", "webhook"], ...] = ("email",)
     template: str = "default"
 

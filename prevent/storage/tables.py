@@ -186,6 +186,8 @@ class Site(Base):
     zone_id: Mapped[str | None] = mapped_column(String(100))
     floor_plan_ref: Mapped[str | None] = mapped_column(String(500))
     notes: Mapped[str] = mapped_column(Text, default="")
+    # ISO 3166 countries and diaspora-map region ids the site serves (migration 0010).
+    diasporas: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
 
 
 class Contact(Base):
