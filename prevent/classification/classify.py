@@ -524,6 +524,13 @@ class Classifier:
                     if faith is None and region.attacks_target_majority and severity >= 3 and (
                             not region.attack_types or itype in region.attack_types):
                         faith = region.majority_faith
+                    outsiders = (self._gathering_attacked(other, typ, harm, sentence, Kind.OUTSIDER)
+                                 if faith is None and region.outsider_faith and severity >= 3 else None)
+                    if outsiders:  # tourists shot in Pahalgam: not a place of worship
+                        ids = {region.outsider_faith}
+                        majority_row = row(f"outsider_faith:{region.outsider_faith}", *outsiders)
+                        region_rows.append(row(f"region:{region.id}", f, rs, re_))
+                        break
                     if faith is None and region.riot_faiths and (
                             itype in _RIOT_TYPES or (itype == "protest" and severity >= 3)):
                         ids = set(region.riot_faiths)
@@ -641,8 +648,8 @@ class Classifier:
     @staticmethod
     def _cause_spans(texts: tuple[str, str], other: list[_H], typ: list[_H],
                      sentence: Any) -> list[tuple[int, int, int]]:
-        """Spans from a cause marker to the next comma (the Arabic-script "،" too) or sentence end ("Following X, mobs
-        attacked"), kept only where the sentence reports something outside them too:
+        """Spans from a cause marker to the next comma (the Arabic-script "،" too) or sentence
+        end ("Following X, mobs attacked"), kept only where the sentence reports something outside them too:
         in "Curfew imposed after clashes" the clashes are the incident."""
         spans = []
         for f, s, e, p, _ in other:
@@ -678,10 +685,11 @@ class Classifier:
 
     @staticmethod
     def _gathering_attacked(other: list[_H], typ: list[_H], harm: list[_H],
-                            sentence: Any) -> tuple[int, int, int] | None:
-        """A religious-gathering word (worshippers, pilgrims, shrine) shares a sentence
-        with a violent type or harm word: an attack on a faith the text does not name."""
-        gatherings = [(f, s, e) for f, s, e, p, _ in other if p.kind is Kind.GATHERING]
+                            sentence: Any, kind: str = Kind.GATHERING) -> tuple[int, int, int] | None:
+        """A religious-gathering word (worshippers, pilgrims, shrine; or, with ``kind``
+        OUTSIDER, tourists) shares a sentence with a violent type or harm word: an attack
+        on a faith the text does not name."""
+        gatherings = [(f, s, e) for f, s, e, p, _ in other if p.kind is kind]
         if not gatherings:
             return None
         violent = {(f, sentence(f, s)) for f, s, _, p, _ in (*typ, *harm) if p.severity >= 2}

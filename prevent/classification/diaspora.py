@@ -58,6 +58,10 @@ class RegionLink(_Strict):
     # from the majority faith (Jammu and Kashmir is majority Muslim; the pilgrims attacked
     # there, on the way to Amarnath or Vaishno Devi, are Hindus).
     gathering_faith: CommunityId | None = None
+    # The faith of people from elsewhere (tourists, workers from other states) attacked
+    # there, where militants single them out as such (Jammu and Kashmir: Hindus, Pahalgam
+    # 2025). Not a place of worship; never the majority faith by default.
+    outsider_faith: CommunityId | None = None
     # The communities a riot or arson there that names none sets against each other (the
     # Hindu-Muslim flashpoints of India: Murshidabad, Nuh, North East Delhi).
     riot_faiths: tuple[CommunityId, ...] = ()
@@ -174,6 +178,8 @@ def diaspora_errors(text: str, source: str, known: set[str]) -> tuple[DiasporaFi
             err(("regions", i, "majority_faith"), f"unknown community {region.majority_faith!r}")
         if region.gathering_faith is not None and region.gathering_faith not in known:
             err(("regions", i, "gathering_faith"), f"unknown community {region.gathering_faith!r}")
+        if region.outsider_faith is not None and region.outsider_faith not in known:
+            err(("regions", i, "outsider_faith"), f"unknown community {region.outsider_faith!r}")
         for j, cid in enumerate(region.riot_faiths):
             if cid not in known:
                 err(("regions", i, "riot_faiths", j), f"unknown community {cid!r}")

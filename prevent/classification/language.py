@@ -58,6 +58,8 @@ def script_of(text: str) -> str | None:
         return "LATIN" if _LATIN.search(sample) else None
     cp = ord(m.group())
     script = next(name for lo, hi, name in _SCRIPTS if lo <= cp <= hi)
+    if _LATIN.search(sample) is None:  # no Latin letter to outnumber it
+        return script
     return script if len(_SCRIPT_RX[script].findall(sample)) >= len(_LATIN.findall(sample)) else "LATIN"
 
 

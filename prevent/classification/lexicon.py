@@ -98,6 +98,9 @@ class CommunitiesFile(_Strict):
     majority_faith: dict[CommunityId, tuple[CountryCode, ...]] = {}
     # Words for a religious gathering or its place, used with majority_faith.
     religious_gatherings: tuple[Term, ...] = ()
+    # Words for people from elsewhere (tourists, workers from other states), used with a
+    # diaspora-map region's ``outsider_faith``.
+    outsiders: tuple[Term, ...] = ()
     communities: tuple[Community, ...] = Field(min_length=1)
 
 
@@ -220,6 +223,7 @@ class LanguageLexicon(_Strict):
     blame_heads: tuple[LangTerm, ...] = ()
     blame_before: tuple[LangTerm, ...] = ()
     religious_gatherings: tuple[LangTerm, ...] = ()
+    outsiders: tuple[LangTerm, ...] = ()
     # Number words for casualty figures ("trois": 3, "dozens"-like words at a cautious value).
     numbers: dict[str, int] = {}
     # Where a casualty figure usually stands: before the harm word ("15 morts", default),

@@ -130,6 +130,7 @@ class Kind:
     NON_TARGET_BEFORE = "non_target_before"  # a head word before it: "extrémistes hindous"
     CONTEXT = "context"
     GATHERING = "gathering"  # a religious gathering: worshippers, pilgrims, shrine
+    OUTSIDER = "outsider"  # people from elsewhere: tourists, workers from other states
     BLAMED = "blamed"  # a perpetrator acting in a community's name: "Islamist", "Israeli forces"
     BLAME_HEAD = "blame_head"  # a head word that makes a community word a perpetrator: "Hindu mob"
     BLAME_BEFORE = "blame_before"  # the same, before the community word: "milicianos cristianos"
@@ -262,6 +263,8 @@ def _incident_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Iterab
     gatherings = lexicon.communities.religious_gatherings if lang is None else lang.religious_gatherings
     for term in gatherings:
         yield term, Pattern(Kind.GATHERING, "")
+    for term in lexicon.communities.outsiders if lang is None else lang.outsiders:
+        yield term, Pattern(Kind.OUTSIDER, "")
 
 
 def lexicon_terms(lexicon: Lexicon, lang: LanguageLexicon | None = None) -> Iterable[tuple[str, Pattern]]:
