@@ -49,6 +49,34 @@ def test_a_region_majority_faith_names_the_victims_of_an_attack_that_names_none(
     assert clf.classify("Gunmen kill 12 villagers in Zamfara").communities == ()
 
 
+@pytest.mark.parametrize("title", [
+    "Militants open fire on tourists in Pahalgam, 26 killed",
+    "पहलगाम में पर्यटकों पर आतंकी हमला, 26 की मौत",
+    "ਪਹਿਲਗਾਮ ਦੀ ਬੈਸਰਨ ਵਾਦੀ 'ਚ ਸੈਲਾਨੀਆਂ 'ਤੇ ਅੱਤਵਾਦੀ ਹਮਲਾ, 26 ਦੀ ਮੌਤ",
+])
+def test_a_region_outsider_faith_names_tourists_singled_out_there(clf: Classifier, title: str) -> None:
+    c = clf.classify(title)
+    assert c.communities == ("hindu",) and c.severity >= 3
+    rules = {e.rule for e in c.evidence}
+    assert "outsider_faith:hindu" in rules and "region:IN-JK" in rules
+    assert c.worship is False  # tourists are not a place of worship: no such playbook fires
+
+
+@pytest.mark.parametrize("title", [
+    "Gunmen kill five tourists at a Tunisian beach resort",  # no outsider_faith there
+    "Tourists injured in bus accident near Gulmarg, 3 dead",  # no attack
+    "Tourists flock to Gulmarg as the first snow arrives",
+])
+def test_tourists_elsewhere_or_unharmed_name_no_faith(clf: Classifier, title: str) -> None:
+    assert "hindu" not in clf.classify(title).communities
+
+
+def test_an_unknown_outsider_faith_is_a_file_line_error(tmp_path: Path) -> None:
+    errors = errors_of(tmp_path, "version: 1\nregions:\n  - id: IN-X\n    country: IN\n"
+                                 "    names: [Pahalgam]\n    outsider_faith: hindoo\n")
+    assert any(":6:" in e and "unknown community 'hindoo'" in e for e in errors), errors
+
+
 def errors_of(tmp_path: Path, text: str) -> list[str]:
     dest = tmp_path / "playbooks"
     shutil.copytree(PLAYBOOKS, dest, dirs_exist_ok=True)
