@@ -380,3 +380,21 @@ def test_english_misses_of_real_reporting(clf: Classifier, title: str, communiti
     c = clf.classify(title)
     assert communities <= set(c.communities)
     assert min_severity <= c.severity <= max_severity
+
+
+@pytest.mark.parametrize(("title", "community"), [
+    ("Hindu leader shot dead in Bangladesh", "hindu"),
+    ("Un dirigeant musulman poignardé à Lyon", "muslim"),
+])
+def test_a_speaker_followed_by_harm_is_its_victim(clf: Classifier, title: str, community: str) -> None:
+    c = clf.classify(title)
+    assert community in c.communities and c.severity >= 2
+
+
+@pytest.mark.parametrize("title", [
+    "Muslim leaders condemn the killing of 5 in Nigeria",  # the leaders speak
+    "Dos atacantes palestinos abrieron fuego en Jerusalén y mataron a seis personas",  # who acted
+])
+def test_speakers_and_attackers_stay_out_of_the_targets(clf: Classifier, title: str) -> None:
+    c = clf.classify(title)
+    assert "muslim" not in c.communities and "palestinian" not in c.communities

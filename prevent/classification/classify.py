@@ -378,7 +378,7 @@ class Classifier:
         typ: list[_H] = []
         harm: list[_H] = []
         other: list[_H] = []  # escalation, aftermath, cause, country, context: rare, few
-        heads: set[tuple[int, int]] = set()
+        heads: dict[tuple[int, int], tuple[int, int]] = {}  # head position -> (its start, its end)
         blame: set[tuple[int, int]] = set()  # head positions that name perpetrators
         scan = matcher.scan_spans
         for f in (0, 1):
@@ -393,9 +393,9 @@ class Classifier:
                 elif kind is Kind.HARM:
                     harm.append((f, s, e, p, -1))
                 elif kind is Kind.NON_TARGET:
-                    heads.add((f, s))
+                    heads[(f, s)] = (s, e)
                 elif kind is Kind.NON_TARGET_BEFORE:
-                    heads.add((f, -1 - _next_word(folded[f], e)))
+                    heads[(f, -1 - _next_word(folded[f], e))] = (s, e)
                 elif kind is Kind.BLAME_HEAD:
                     blame.add((f, s))
                 elif kind is Kind.BLAME_BEFORE:
@@ -404,6 +404,12 @@ class Classifier:
                     other.append((f, s, e, p, -1))
         perpetrators: list[_H] = [h for h in other if h[3].kind is Kind.BLAMED]
         if (heads or blame) and com:
+            # Where a word of harm (severity 2 or more) starts: a speaker it directly follows
+            # is its victim.
+            hurt = {(f, s) for f, s, _, p, _ in (*typ, *harm) if p.severity >= 2} if heads else set()
+            # Heads that are themselves attack words ("atacantes palestinos abrieron fuego")
+            # name who acted, whatever follows.
+            hurt |= {(f, -1 - s) for f, s, _, _, _ in typ}
             kept = []
             for h in com:
                 if h[3].group not in _ACTOR_GROUPS:  # "synagogue shooter": a place never acts
@@ -414,6 +420,8 @@ class Classifier:
                     perpetrators.append(h)  # "Hindu mob", "Israeli forces": who acted
                 elif after not in heads and before not in heads:
                     kept.append(h)
+                elif _hurt_speaker(h, heads.get(after) or heads[before], folded[h[0]], hurt):
+                    kept.append(h)  # "Hindu leader shot dead", "dirigeant musulman poignardé": the victim
             com = kept
         if typ and any(h[3].needs_context for h in typ) and not any(
                 h[3].kind is Kind.CONTEXT for h in other):
@@ -786,6 +794,16 @@ def _ancestors(cid: str, communities: dict[str, Any]) -> tuple[str, ...]:
 def _sentence_end(text: str, pos: int) -> tuple[int, ...]:
     ends = _sentence_ends(text, pos)
     return (ends[0] - 1,) if ends else ()
+
+
+def _hurt_speaker(h: _H, head: tuple[int, int], folded: str, hurt: set[tuple[int, int]]) -> bool:
+    """A community word with a speaker head ("Hindu leader", "dirigeant musulman") directly
+    followed by a word of harm is the victim: "Hindu leader shot dead". ``hurt`` holds the
+    starts of harm words, and ``(field, -1 - start)`` of attack words, which never speak."""
+    f = h[0]
+    if (f, -1 - head[0]) in hurt:  # the head is an attack word: "attackers", "gunmen"
+        return False
+    return (f, _next_word(folded, max(head[1], h[2]))) in hurt
 
 
 def _next_word(folded: str, pos: int) -> int:
