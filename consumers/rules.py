@@ -19,6 +19,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from prevent.classification import Classifier
 from prevent.classification.lexicon import Lexicon
+from prevent.classification.semantic import SemanticSpec, spec_for
 from prevent.contracts import INCIDENTS, PLAYBOOKS, GlobalIncident, PlaybooksChanged
 from prevent.messaging import (
     PermanentError,
@@ -217,11 +218,21 @@ def _rewind(consumer: Any, records: tuple[Any, ...]) -> None:
             log.warning("cannot rewind %s to %d: %s", tp, offset, exc)
 
 
+def semantic_spec(settings: Any, classifier: Classifier) -> SemanticSpec | None:
+    """The semantic layer's spec for the preparation workers, when ``PREVENT_SEMANTIC`` is on
+    and the model is installed (nothing of the model is loaded in this process)."""
+    if not settings.semantic:
+        return None
+    known = {c.id for c in classifier.lexicon.communities.communities}
+    return spec_for(True, settings.semantic_model, settings.playbooks_dir, known, classifier.languages)
+
+
 def register(ctx: ServiceContext, classifier: Classifier, *, diaspora_version: int | None = None,
              files: Lexicon | None = None) -> RulesConsumer:
     """``classifier``: built from the files (lexicon ``files``) with the stored diaspora map
     (version ``diaspora_version``) in place of the file's, when one is stored."""
-    preparer = Preparer(classifier, workers=ctx.settings.rules_workers)
+    preparer = Preparer(classifier, workers=ctx.settings.rules_workers,
+                        semantic=semantic_spec(ctx.settings, classifier))
     consumer = RulesConsumer(ctx, classifier, preparer, diaspora_version=diaspora_version,
                              files=files)
     ctx.on_stop.append(consumer.drain)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prevent.classification import Classifier
+from prevent.classification.semantic import Semantic
 from prevent.config import Settings
 from prevent.contracts import FeedKind, GlobalIncident, stable_id
 from prevent.grouping import Grouper
@@ -34,14 +35,32 @@ def _published(value: object) -> datetime:
     return datetime.now(UTC)
 
 
+def semantic_layer(settings: Settings, classifier: Classifier,
+                   enabled: bool | None = None) -> Semantic | None:
+    """The semantic layer, loaded in this process, when ``enabled`` (default: the setting
+    ``PREVENT_SEMANTIC``); raises ValueError when it is asked for and cannot be loaded."""
+    from prevent.classification.semantic import spec_for
+
+    if not (settings.semantic if enabled is None else enabled):
+        return None
+    known = {c.id for c in classifier.lexicon.communities.communities}
+    spec = spec_for(True, settings.semantic_model, settings.playbooks_dir, known, classifier.languages)
+    layer = Semantic.from_spec(spec) if spec is not None else None
+    if layer is None:
+        raise ValueError(f"the semantic layer cannot be loaded ({settings.semantic_model}; "
+                         "pip install 'prevent[semantic]', and see the log)")
+    return layer
+
+
 def classify_incidents(incidents: Iterable[GlobalIncident], settings: Settings) -> Iterator[dict[str, Any]]:
     """For `prevent feeds check --classify`: each incident's classification as the rules
-    stage makes it (the source's own severity assessment included) and the playbooks that
-    would fire as of the incident's own publication time."""
+    stage makes it (the source's own severity assessment included; the semantic layer when
+    it is on) and the playbooks that would fire as of the incident's own publication time."""
     classifier = Classifier.from_dir(settings.playbooks_dir)
     playbooks = CompiledSet(load_directory(settings.playbooks_dir))
+    layer = semantic_layer(settings, classifier)
     for incident in incidents:
-        c = classify_incident(classifier, incident)
+        c = classify_incident(classifier, incident, layer)
         subject = subject_of(incident, c)
         fired = [cp.playbook.id for cp in playbooks.matching(subject, incident.published)]
         yield {"classification": {"communities": list(c.communities), "incident_type": c.incident_type,
@@ -74,11 +93,13 @@ def _incident(item: dict[str, Any], title: str, summary: str, published: datetim
 
 
 def classify_lines(lines: Iterable[str], settings: Settings, *, group: bool = False,
-                   stored: PlaybookSet | None = None) -> Iterator[str]:
+                   stored: PlaybookSet | None = None, semantic: bool | None = None) -> Iterator[str]:
     """One JSON line per input item, in input order; with ``group``, in time order with the
     cluster each report joins (grouping in memory, as the rules stage groups a batch).
-    ``stored``: the playbooks to judge by (the versions in force); default: the files."""
+    ``stored``: the playbooks to judge by (the versions in force); default: the files.
+    ``semantic``: refine with the semantic layer (default: the setting)."""
     classifier = Classifier.from_dir(settings.playbooks_dir)
+    layer = semantic_layer(settings, classifier, semantic)
     playbooks = CompiledSet(stored or load_directory(settings.playbooks_dir))
     items = list(_items(lines))
     if group:
@@ -89,6 +110,8 @@ def classify_lines(lines: Iterable[str], settings: Settings, *, group: bool = Fa
         lang = item.get("lang") if isinstance(item.get("lang"), str) else None
         country = item.get("country") if isinstance(item.get("country"), str) else None
         c = classifier.classify(title, summary, country=country, lang=lang)
+        if layer is not None:
+            c = layer.refine(c, title, summary)
         published = _published(item.get("published"))
         subject = subject_of_classification(c, f"{title}\n{summary}", published)
         fired = [cp.playbook.id for cp in playbooks.matching(subject, published)]

@@ -257,6 +257,9 @@ def classify(path: Annotated[Path, typer.Argument(help="JSON lines with title, s
              from_files: Annotated[bool, typer.Option(
                  "--from-files", help="judge the playbook files, not the versions in the database")
              ] = False,
+             semantic: Annotated[bool | None, typer.Option(
+                 "--semantic/--no-semantic", help="refine with the semantic layer (needs "
+                 "prevent[semantic]); default: PREVENT_SEMANTIC")] = None,
              ) -> None:
     """Classify incidents: one JSON line out per line in (lang, communities, backlash,
     incident_type, severity, country, playbooks that would fire, evidence); the playbooks
@@ -268,7 +271,7 @@ def classify(path: Annotated[Path, typer.Argument(help="JSON lines with title, s
     stored = playbooks_in_force(settings, settings.playbooks_dir, from_files=from_files)
     try:
         for line in classify_lines(path.read_text(encoding="utf-8").splitlines(), settings, group=group,
-                                   stored=stored):
+                                   stored=stored, semantic=semantic):
             sys.stdout.write(line + "\n")
     except ValueError as exc:
         raise _fail(str(exc)) from exc
@@ -289,7 +292,7 @@ def playbooks_check(path: Annotated[Path | None, typer.Argument()] = None) -> No
     from prevent.playbooks.check import check_directory
 
     _report_check(check_directory(path or get_settings().playbooks_dir),
-                  "playbooks, lexicon and templates are valid")
+                  "playbooks, lexicon, exemplars and templates are valid")
 
 
 @playbooks_app.command("schema")

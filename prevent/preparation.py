@@ -19,11 +19,15 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
+from typing import TYPE_CHECKING
 
 from prevent.classification import Classifier
 from prevent.classification.classify import from_tuple
 from prevent.contracts import GlobalIncident
 from prevent.preparing import Prepared, Sent, prepare, prepare_records, start_worker, worker_ready
+
+if TYPE_CHECKING:
+    from prevent.classification.semantic import SemanticSpec
 
 log = logging.getLogger("prevent.preparation")
 
@@ -57,11 +61,22 @@ def _widen_result_pipe(pool: ProcessPoolExecutor) -> None:
 
 
 class Preparer:
-    """Prepares batches of incidents, in ``workers`` processes (0: in this one)."""
+    """Prepares batches of incidents, in ``workers`` processes (0: in this one).
 
-    def __init__(self, classifier: Classifier, *, workers: int) -> None:
+    ``semantic``: the semantic layer's spec (docs/CLASSIFICATION.md, "Meaning beyond words").
+    Its model is loaded in the workers only, so with it every batch goes to a worker, however
+    small (the model must never run on the consumer's event loop), and parts are not taken
+    back to be prepared here. A batch prepared here all the same (a worker died) is classified
+    by the lexicon alone, logged. With no worker the layer stays off."""
+
+    def __init__(self, classifier: Classifier, *, workers: int, semantic: SemanticSpec | None = None) -> None:
         self.classifier = classifier
         self.workers = workers
+        if semantic is not None and not workers:
+            log.warning("semantic layer off: it runs in a preparation worker (PREVENT_RULES_WORKERS=0)")
+            semantic = None
+        self.semantic = semantic
+        self.min_worker_batch = 1 if semantic is not None else MIN_WORKER_BATCH
         self._pool: ProcessPoolExecutor | None = None
         if workers:
             self._start_pool()
@@ -69,14 +84,14 @@ class Preparer:
     def _start_pool(self) -> None:
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=get_context("spawn"), initializer=start_worker,
-            initargs=(self.classifier.lexicon, os.getpid()))
+            initargs=(self.classifier.lexicon, os.getpid(), self.semantic))
         _widen_result_pipe(self._pool)
         for _ in range(self.workers):  # start them now, not with the first batch
             self._pool.submit(worker_ready)
 
     def start(self, values: Sequence[bytes], incidents: Sequence[GlobalIncident]) -> Preparation:
         """Begin preparing ``incidents`` (decoded from ``values``) in the workers."""
-        if self._pool is None or len(incidents) < MIN_WORKER_BATCH:
+        if self._pool is None or len(incidents) < self.min_worker_batch:
             return Preparation(self, None, values, incidents, [])
         pool = self._pool
         try:
@@ -88,6 +103,8 @@ class Preparer:
         return Preparation(self, pool, values, incidents, futures)
 
     def prepare_here(self, incidents: Sequence[GlobalIncident]) -> list[Prepared]:
+        if self.semantic is not None and incidents:
+            log.warning("%d incidents classified without the semantic layer (no worker)", len(incidents))
         return [prepare(self.classifier, i) for i in incidents]
 
     def worker_failed(self, pool: ProcessPoolExecutor, exc: BaseException) -> None:
@@ -134,7 +151,7 @@ class Preparation:
             return self.preparer.prepare_here(self.incidents)
         parts: list[list[Prepared] | None] = [None] * len(self.futures)
         remaining = list(range(len(self.futures)))
-        while remaining and self.futures[remaining[-1]].cancel():
+        while self.preparer.semantic is None and remaining and self.futures[remaining[-1]].cancel():
             n = remaining.pop()
             parts[n] = self.preparer.prepare_here(self.incidents[n * PART:(n + 1) * PART])
             await asyncio.sleep(0)  # a part takes tens of ms: let the next batch be fetched

@@ -9,10 +9,11 @@ where ``prevent.rules`` (SQLAlchemy, FastStream, alembic, httpx) would load abou
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
@@ -22,6 +23,10 @@ from prevent.classification.lexicon import Lexicon
 from prevent.classification.sources import assess
 from prevent.contracts import FeedKind, GlobalIncident
 
+if TYPE_CHECKING:
+    from prevent.classification.semantic import Semantic, SemanticSpec
+
+log = logging.getLogger("prevent.preparation")
 THREAT_LEVEL_SEVERITY = 3
 
 
@@ -36,7 +41,10 @@ class Prepared(NamedTuple):
     payload_json: str
 
 
-def classify_incident(classifier: Classifier, incident: GlobalIncident) -> Classification:
+def classify_incident(classifier: Classifier, incident: GlobalIncident,
+                      semantic: Semantic | None = None) -> Classification:
+    """The stage's classification. ``semantic``: the optional semantic layer (loaded only in
+    a preparation worker or a CLI process, never on an event loop); None: the lexicon alone."""
     cap = incident.cap
     c = classifier.classify(
         incident.title, incident.summary,
@@ -44,6 +52,8 @@ def classify_incident(classifier: Classifier, incident: GlobalIncident) -> Class
         country=incident.location.country if incident.location else None,
         lang=incident.language,
     )
+    if semantic is not None:
+        c = semantic.refine(c, incident.title, incident.summary)
     if incident.threat_level is not None:  # the watcher saw the national level change
         return c.model_copy(update={"incident_type": "threat_level_change",
                                     "severity": max(c.severity, THREAT_LEVEL_SEVERITY)})
@@ -67,8 +77,8 @@ def _partner_report(c: Classification, incident: GlobalIncident) -> Classificati
         "severity": max(c.severity, floor)})
 
 
-def prepare(classifier: Classifier, incident: GlobalIncident) -> Prepared:
-    return prepared_with(incident, classify_incident(classifier, incident))
+def prepare(classifier: Classifier, incident: GlobalIncident, semantic: Semantic | None = None) -> Prepared:
+    return prepared_with(incident, classify_incident(classifier, incident, semantic))
 
 
 def prepared_with(incident: GlobalIncident, c: Classification) -> Prepared:
@@ -81,16 +91,25 @@ def prepared_with(incident: GlobalIncident, c: Classification) -> Prepared:
 # incidents serialises them as the stage does), so that it crosses the pipe only once.
 Sent = tuple[ClassificationTuple, str, str | None]
 _classifier: Classifier | None = None  # the worker's own, built once by ``start_worker``
+_semantic: Semantic | None = None  # the worker's semantic layer, when it is on
 # ``prevent.runtime.settle_heap``'s young-generation threshold (that module is not imported
 # here: it brings the broker client).
 _GC_YOUNG_THRESHOLD = 20_000
 
 
-def start_worker(lexicon: Lexicon, parent: int) -> None:
-    """A preparation worker's initializer."""
-    global _classifier
+def start_worker(lexicon: Lexicon, parent: int, semantic: SemanticSpec | None = None) -> None:
+    """A preparation worker's initializer. ``semantic``: load the embedding model and embed
+    the exemplars here (the consumer's process never loads them)."""
+    global _classifier, _semantic
     _classifier = Classifier(lexicon)  # the consumer's own lexicon, not the files as they are now
     _classifier.warm()  # every language's automaton now, not on the first item in it
+    if semantic is not None:
+        from prevent.classification.semantic import Semantic
+
+        _semantic = Semantic.from_spec(semantic)  # None (logged) if the model fails to load
+        if _semantic is not None:
+            log.info("semantic layer on in the preparation worker: %s, %d exemplars",
+                     _semantic.embedder.name, len(_semantic.bank.entries))
     # As in the consumer (``settle_heap``): a part allocates a great many short-lived objects.
     thresholds = gc.get_threshold()
     gc.collect()
@@ -115,7 +134,7 @@ def prepare_records(values: list[bytes]) -> list[Sent]:
     assert _classifier is not None, "worker started without its initializer"
     sent: list[Sent] = []
     for value in values:
-        p = prepare(_classifier, GlobalIncident.model_validate_json(value))
+        p = prepare(_classifier, GlobalIncident.model_validate_json(value), _semantic)
         payload = None if p.payload_json.encode() == value else p.payload_json
         sent.append((p.classification.as_tuple(), p.classification_json, payload))
     return sent

@@ -7,6 +7,7 @@ from pathlib import Path
 from notifiers.templates import NoticeRenderer
 from prevent.classification import load_lexicon, load_lexicon_errors
 from prevent.classification.diaspora import DIASPORA_FILE, load_diaspora_errors
+from prevent.classification.semantic import load_exemplar_errors
 from prevent.playbooks.loader import load_directory
 from prevent.yamlsource import SourceError
 
@@ -22,9 +23,13 @@ def check_directory(directory: Path) -> list[str]:
     # classifier itself leaves a bad language file or map out, this check names it.
     problems.extend(load_lexicon_errors(directory))
     diaspora = directory / DIASPORA_FILE
-    if diaspora.is_file() and not problems:
+    if not problems:
         known = {c.id for c in load_lexicon(directory).communities.communities}
-        problems.extend(load_diaspora_errors(diaspora, known)[1])
+        if diaspora.is_file():
+            problems.extend(load_diaspora_errors(diaspora, known)[1])
+        # The semantic layer's exemplars (playbooks/exemplars/<lang>.yaml), checked even when
+        # the layer is off: it is data beside the lexicons.
+        problems.extend(load_exemplar_errors(directory, known))
     if playbooks is not None:
         renderer = NoticeRenderer(directory / "templates")
         for playbook in playbooks.playbooks:
