@@ -283,13 +283,14 @@ def test_a_faith_word_inside_another_faiths_phrase_does_not_count(clf: Classifie
 def test_national_name_before_capital_is_not_a_target(clf: Classifier) -> None:
     c = clf.classify("Truck bomb kills 20 in the Somali capital")
     assert c.communities == ()
-    # At national scale (50+ killed) the homeland's diaspora is affected, by the country,
-    # never by the word: no "community:" evidence.
-    for killed in (50, 500):
+    # At national scale (30+ killed) the homeland's diaspora is affected, by the country,
+    # never by the word: no "community:" evidence. The diaspora is named as it is here, with
+    # its broader community (the Somali diaspora is part of the Black community here).
+    for killed in (30, 500):
         c = clf.classify(f"Truck bomb kills {killed} in the Somali capital")
         assert not any(e.rule.startswith("community:") for e in c.evidence)
         assert any(e.rule == "homeland:SO" for e in c.evidence)
-        assert set(c.communities) == {"somali", "muslim"}
+        assert set(c.communities) == {"somali", "black", "muslim"}
     assert any(e.rule == "homeland:SO" for e in c.evidence)
 
 

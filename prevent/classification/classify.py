@@ -131,7 +131,7 @@ def _blank_ending(m: re.Match[str]) -> str:
 
 # Killed in one attack that names no community before its country's diaspora here is
 # taken to be affected (a national-scale attack, not a market bombing of twenty).
-HOMELAND_KILLED = 50
+HOMELAND_KILLED = 30
 # Languages in Arabic script that write "in" apart: no clitic prefix is read off a place name.
 _APART = frozenset({"fa", "ur"})
 # Types of violence that can put a community at risk of backlash or reach a homeland.
@@ -559,17 +559,21 @@ class Classifier:
                     hit_worship = True
 
         homeland_row: EvidenceRow | None = None
+        homeland = False
         if (not ids and itype in _WAR_TYPES and (casualties["killed"] or 0) >= HOMELAND_KILLED
                 and country in self._homeland and not self._aftermath(other) and severity >= 2):
             # An attack of national scale that names no community: the people of the country
             # are its victims, and that country's diaspora here is affected ("Hamas militants
             # storm southern Israel, killing hundreds").
             ids = set(self._homeland[country])
+            homeland = True
             if country in self._majority:  # and the country's majority faith (Iran: Muslims)
                 ids.add(self._majority[country])
             if country_row:
                 homeland_row = (f"homeland:{country}", *country_row[1:])
-        emitted = self._emit(ids, country) if ids else ()
+        # The diaspora of a homeland struck is a community here: named as it is abroad, with its
+        # broader communities (the Haitian diaspora is part of the Black community here).
+        emitted = self._emit(ids, None if homeland else country) if ids else ()
         backlash: tuple[str, ...] = ()
         backlash_rows: list[EvidenceRow] = []
         if perpetrators and itype in _WAR_TYPES and severity >= 2:
