@@ -42,7 +42,6 @@ import asyncio
 import email.errors
 import hashlib
 import logging
-import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,6 +76,7 @@ from prevent.contracts import (
 from prevent.messaging import TransientError, retry_transient
 from prevent.netguard import BlockedAddress
 from prevent.playbooks.schema import Playbook
+from prevent.retrying import backoff
 from prevent.site_diasporas import places_in_force, served_names
 from prevent.storage import outbox
 from prevent.storage.db import Database
@@ -145,10 +145,10 @@ def classify(result: SendResult | None, exc: BaseException | None) -> tuple[Outc
 
 
 def retry_delay(retry: int, base: float, cap: float) -> float:
-    """Seconds until the retry numbered ``retry`` (0 first): exponential, capped, with "equal
-    jitter" (half fixed, half random), so a scheduled retry is never due at once."""
-    ceiling = min(cap, base * 2 ** min(retry, 30))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    """Seconds until the retry numbered ``retry`` (0 first): the project's backoff
+    (``prevent.retrying``), exponential and capped, with "equal jitter" (half fixed, half
+    random), so a scheduled retry is never due at once."""
+    return backoff(retry, base=base, cap=cap, floor=0.5)
 
 
 def ack_code_for(notice_id: str) -> str:

@@ -7,7 +7,6 @@ decided); this module is what the rules stage, the API and the CLI call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
@@ -23,6 +22,7 @@ from prevent.audience import resolve_audience
 from prevent.contracts import Alert, AlertStatus, Scope, alert_id_for, stable_id, utcnow
 from prevent.playbooks import store
 from prevent.playbooks.schema import Playbook
+from prevent.retrying import retrying
 from prevent.storage.db import Database
 from prevent.storage.tables import AlertRow, EscalationTimer, IncidentRow, PatrolRow, SuppressedMatch
 from prevent.users import Principal, Role, require
@@ -69,16 +69,14 @@ async def decide(db: Database, principal: Principal, alert_id: str, *, action: s
                                        f"use one of {', '.join(USER_ACTIONS)}")
     decision = alerts.Decision(action=action, actor=principal.name, expected_revision=expected_revision,
                                note=note, scope=scope, disposition=disposition)
-    for attempt in range(1, attempts + 1):
-        try:
+    # Lost the race for the write lock: re-read; the revision check then names the winner.
+    async for attempt in retrying(
+            retry_on=lambda exc: isinstance(exc, DBAPIError) and _is_contention(exc),
+            attempts=attempts, base=0.05, cap=1.0):
+        with attempt:
             async with db.transaction() as session:
                 return await alerts.decide(session, alert_id, decision)
-        except DBAPIError as exc:
-            # Lost the race for the write lock: re-read; the revision check then names the winner.
-            if not _is_contention(exc) or attempt == attempts:
-                raise
-            await asyncio.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: retrying() returns or raises")
 
 
 async def playbook_for(session: AsyncSession, alert: Alert) -> Playbook:

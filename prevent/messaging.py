@@ -24,10 +24,8 @@ middleware: a cancelled handler (shutdown) is neither acked nor nacked.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -43,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from prevent.broker import BrokerFeatures, broker_features, split_bootstrap
 from prevent.config import Settings
 from prevent.contracts import DEADLETTER, Contract, Topic, cloudevent_headers, utcnow
+from prevent.retrying import RetryCallState, retrying
 
 log = logging.getLogger("prevent.messaging")
 T = TypeVar("T")
@@ -99,11 +98,6 @@ def classify_error(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return "transient"
     return "unknown"
-
-
-def backoff_delay(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
-    return random.uniform(0, min(cap, base * 2 ** min(attempt, 20)))
 
 
 def strict_json_decoder(max_bytes: int) -> Callable[[Any, Any], Awaitable[Any]]:
@@ -239,30 +233,34 @@ class ReliabilityMiddleware(BaseMiddleware):
         self._deadletter_max_bytes = deadletter_max_bytes
 
     async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
-        attempt = 0
         unknown_failures = 0
-        while True:
-            try:
-                return await call_next(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - classification is the point
-                kind = classify_error(exc)
-                records = _records(msg)
-                where = ", ".join(_origin(r) for r in records[:3]) or "unknown origin"
-                if kind == "permanent" or (
-                    kind == "unknown" and (unknown_failures := unknown_failures + 1)
-                    >= UNKNOWN_ERROR_ATTEMPTS
-                ):
-                    for record in records:
-                        await dead_letter(self._broker, record, exc, self._source,
-                                          max_bytes=self._deadletter_max_bytes)
-                    return None
-                delay = backoff_delay(attempt)
-                attempt += 1
-                log.warning("%s error handling %s (attempt %d), retrying in %.1fs: %s",
-                            kind, where, attempt, delay, _describe(exc))
-                await asyncio.sleep(delay)
+
+        def retryable(exc: Exception) -> bool:
+            # Transient: wait it out, however long. Unknown: a few times. Permanent: never.
+            nonlocal unknown_failures
+            kind = classify_error(exc)
+            if kind == "unknown":
+                unknown_failures += 1
+                return unknown_failures < UNKNOWN_ERROR_ATTEMPTS
+            return kind == "transient"
+
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            assert exc is not None
+            where = ", ".join(_origin(r) for r in _records(msg)[:3]) or "unknown origin"
+            log.warning("%s error handling %s (attempt %d), retrying in %.1fs: %s",
+                        classify_error(exc), where, state.attempt_number, state.upcoming_sleep,
+                        _describe(exc))
+
+        try:
+            async for attempt in retrying(retry_on=retryable, before_sleep=log_retry):
+                with attempt:
+                    return await call_next(msg)
+        except Exception as exc:  # noqa: BLE001 - classification is the point
+            for record in _records(msg):
+                await dead_letter(self._broker, record, exc, self._source,
+                                  max_bytes=self._deadletter_max_bytes)
+        return None
 
 
 def _records(msg: Any) -> tuple[Any, ...]:
@@ -311,34 +309,39 @@ async def dead_letter(broker: KafkaBroker, record: Any, exc: BaseException, sour
     fixed = (sum(len(k) + len(v.encode()) for k, v in headers.items()) + len(key or b"")
              + _RECORD_OVERHEAD + 64)
     cap = max(0, max_bytes - fixed)
-    last: BaseException | None = None
-    for attempt in range(attempts):
-        payload = value if len(value) <= cap else value[:cap]
-        extra = ({"x-truncated": "true", "x-original-bytes": str(len(value))}
-                 if len(payload) < len(value) else {})
-        try:
-            await broker.publish(payload, topic=topic, key=key, headers=headers | extra)
-            if extra:
-                log.error("dead letter from %s stored truncated to %d of %d bytes", origin,
-                          len(payload), len(value))
-            return True
-        except asyncio.CancelledError:
-            raise
-        except Exception as pub_exc:  # noqa: BLE001 - bounded, then given up loudly
-            last = pub_exc
-            if isinstance(pub_exc, _TOO_LARGE):
-                cap = min(cap, len(payload)) // 2
-                log.warning("dead letter from %s too large for %s (attempt %d): retrying with "
-                            "the payload cut to %d bytes", origin, topic, attempt + 1, cap)
-                continue
-            delay = backoff_delay(attempt, cap=5.0)
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None and not isinstance(exc, _TOO_LARGE):  # that one is logged below
             log.warning("dead-letter publish failed (attempt %d of %d), retrying in %.1fs: %s",
-                        attempt + 1, attempts, delay, _describe(pub_exc))
-            await asyncio.sleep(delay)
-    log.critical("GAVE UP dead-lettering the message from %s after %d attempts (%s); its offset "
-                 "is committed so the partition moves on: the record is only in %s itself "
-                 "until its retention ends", origin, attempts,
-                 _describe(last) if last else "?", record.topic)
+                        state.attempt_number, attempts, state.upcoming_sleep, _describe(exc))
+
+    try:
+        # Too large: retried at once with half the payload; other failures with backoff.
+        async for attempt in retrying(retry_on=lambda _exc: True, attempts=attempts, cap=5.0,
+                                      at_once=lambda exc: isinstance(exc, _TOO_LARGE),
+                                      before_sleep=log_retry):
+            with attempt:
+                payload = value if len(value) <= cap else value[:cap]
+                extra = ({"x-truncated": "true", "x-original-bytes": str(len(value))}
+                         if len(payload) < len(value) else {})
+                try:
+                    await broker.publish(payload, topic=topic, key=key, headers=headers | extra)
+                except _TOO_LARGE:
+                    cap = min(cap, len(payload)) // 2
+                    log.warning("dead letter from %s too large for %s (attempt %d): retrying with "
+                                "the payload cut to %d bytes", origin, topic,
+                                attempt.retry_state.attempt_number, cap)
+                    raise
+                if extra:
+                    log.error("dead letter from %s stored truncated to %d of %d bytes", origin,
+                              len(payload), len(value))
+                return True
+    except Exception as last:  # noqa: BLE001 - bounded, then given up loudly
+        log.critical("GAVE UP dead-lettering the message from %s after %d attempts (%s); its "
+                     "offset is committed so the partition moves on: the record is only in %s "
+                     "itself until its retention ends", origin, attempts, _describe(last),
+                     record.topic)
     return False
 
 
@@ -361,18 +364,17 @@ def decode_record(record: Any, model: type[M], max_bytes: int) -> M:
 async def retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T:
     """Run ``operation`` until it succeeds, waiting out transient failures (a dependency
     that is down); other errors propagate."""
-    attempt = 0
-    while True:
-        try:
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("%s: transient error (attempt %d), retrying in %.1fs: %s", what,
+                    state.attempt_number, state.upcoming_sleep, _describe(exc) if exc else "?")
+
+    async for attempt in retrying(retry_on=lambda exc: classify_error(exc) == "transient",
+                                  before_sleep=log_retry):
+        with attempt:
             return await operation()
-        except Exception as exc:
-            if classify_error(exc) != "transient":
-                raise
-            delay = backoff_delay(attempt)
-            attempt += 1
-            log.warning("%s: transient error (attempt %d), retrying in %.1fs: %s", what, attempt,
-                        delay, _describe(exc))
-            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: retrying() returns or raises")
 
 
 def _origin(record: Any) -> str:

@@ -18,11 +18,11 @@ from prevent.contracts import DEADLETTER, GlobalIncident
 from prevent.messaging import (
     PermanentError,
     TransientError,
-    backoff_delay,
     classify_error,
     consumer_options,
     make_broker,
 )
+from prevent.retrying import backoff
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -56,7 +56,7 @@ def test_errors_are_classified() -> None:
     assert classify_error(PermanentError("bad")) == "permanent"
     assert classify_error(json.JSONDecodeError("x", "doc", 0)) == "permanent"
     assert classify_error(ZeroDivisionError()) == "unknown"
-    assert all(0 <= backoff_delay(a, cap=5) <= 5 for a in range(30))
+    assert all(0 <= backoff(a, base=0.2, cap=5) <= 5 for a in range(30))
 
 
 async def test_poison_messages_are_dead_lettered_and_the_consumer_carries_on(kafka_bootstrap) -> None:
@@ -312,7 +312,7 @@ async def test_dead_letter_gives_up_loudly_after_bounded_attempts(monkeypatch, c
 
     import aiokafka.errors
 
-    from prevent import messaging
+    from prevent import messaging, retrying
 
     calls: list[int] = []
 
@@ -321,7 +321,7 @@ async def test_dead_letter_gives_up_loudly_after_bounded_attempts(monkeypatch, c
             calls.append(1)
             raise aiokafka.errors.KafkaTimeoutError("broker gone")
 
-    monkeypatch.setattr(messaging, "backoff_delay", lambda attempt, **kw: 0.0)
+    monkeypatch.setattr(retrying, "backoff", lambda retry, **kw: 0.0)
     record = SimpleNamespace(topic="prevent.incidents.v1", partition=2, offset=41, key=b"k",
                              value=b"{bad", headers=[])
     with caplog.at_level(logging.WARNING, logger="prevent.messaging"):

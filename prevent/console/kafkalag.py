@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from prevent.broker import split_bootstrap
 
@@ -61,12 +64,25 @@ async def consumer_lag(bootstrap: str, groups: Iterable[str], timeout_s: float =
     return lag
 
 
+class LagCollector(Collector):
+    """``prevent_consumer_lag{group,topic,partition}`` from the lag read at scrape time."""
+
+    def __init__(self, lag: dict[tuple[str, str, int], int]) -> None:
+        self.lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            NAME, "Messages not yet committed by the consumer group (end offset - committed).",
+            labels=["group", "topic", "partition"])
+        for (group, topic, partition), value in sorted(self.lag.items()):
+            family.add_metric([group, topic, str(partition)], value)
+        yield family
+
+
 def prometheus(lag: dict[tuple[str, str, int], int]) -> str:
-    lines = [f"# HELP {NAME} Messages not yet committed by the consumer group (end offset - committed).",
-             f"# TYPE {NAME} gauge"]
-    lines += [f'{NAME}{{group="{g}",topic="{t}",partition="{p}"}} {value}'
-              for (g, t, p), value in sorted(lag.items())]
-    return "\n".join(lines) + "\n"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LagCollector(lag))
+    return generate_latest(registry).decode()
 
 
 def lag_metrics(bootstrap: str, groups: Callable[[], Iterable[str]], timeout_s: float = 2.0

@@ -1,4 +1,6 @@
-"""``GET /metrics``: Prometheus text format. Feed metrics now; other stages may add theirs."""
+"""``GET /metrics``: Prometheus text format 0.0.4, written by ``prometheus_client`` from
+collectors of values read at scrape time: feeds (``feeds/metrics.py``), alerts and notices
+(``opsmetrics.py``), consumer lag (``kafkalag.py``)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,22 @@
 """Per-feed health and metrics from ``feed_state``: rows for the console and
-`prevent feeds status`, and the Prometheus text exposition for ``/metrics``."""
+`prevent feeds status`, and a ``prometheus_client`` collector of them for ``/metrics``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import select
 
 from prevent.feeds.registry import FeedConfig
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, WebSubSubscription
 
-__all__ = ["FeedHealth", "feed_health", "prometheus_text"]
+__all__ = ["FeedCollector", "FeedHealth", "feed_health", "prometheus_text"]
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,6 @@ async def feed_health(db: Database, feeds: Sequence[FeedConfig] = ()) -> list[Fe
     return rows
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 _METRICS = (
     ("prevent_feed_fetches_total", "counter", "Fetches attempted", lambda r: r.fetches),
     ("prevent_feed_not_modified_total", "counter", "Fetches answered 304 Not Modified",
@@ -106,14 +105,25 @@ _METRICS = (
 )
 
 
+class FeedCollector(Collector):
+    """One series per feed for each metric, from rows read at scrape time."""
+
+    def __init__(self, rows: Iterable[FeedHealth]) -> None:
+        self.rows = list(rows)
+
+    def collect(self) -> Iterator[Metric]:
+        for name, kind, help_text, value in _METRICS:
+            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            family = family_type(name, help_text, labels=["feed_id"])
+            for row in self.rows:
+                v = value(row)
+                if v is not None:
+                    family.add_metric([row.feed_id], float(v))
+            yield family
+
+
 def prometheus_text(rows: Iterable[FeedHealth]) -> str:
     """Prometheus text exposition format 0.0.4, one series per feed."""
-    rows = list(rows)
-    lines: list[str] = []
-    for name, kind, help_text, value in _METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for row in rows:
-            v = value(row)
-            if v is not None:
-                lines.append(f'{name}{{feed_id="{_label(row.feed_id)}"}} {float(v)!r}')
-    return "\n".join(lines) + "\n"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FeedCollector(rows))
+    return generate_latest(registry).decode()

@@ -51,6 +51,7 @@ from prevent.feeds.parse import FeedParseError
 from prevent.feeds.registry import FeedConfig
 from prevent.feeds.threat import ThreatLevelError, change_incident, extract_level
 from prevent.feeds.websub import WebSub, record_push, take_pushed
+from prevent.retrying import RetryCallState, retrying
 from prevent.storage.db import Database
 from prevent.storage.tables import FeedState, IncidentRow, SeenEntry, ThreatLevelState, WebSubSubscription
 
@@ -350,21 +351,20 @@ class FeedWatcher:
         return len(acked)
 
     async def _publish_with_retry(self, incident: GlobalIncident) -> None:
-        delay = self.publish_backoff
-        for attempt in range(1, self.publish_attempts + 1):
-            try:
-                await self.publish(incident)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any publish failure is retried
-                if attempt == self.publish_attempts:
-                    raise PublishFailed(f"publish of {incident.incident_id} failed "
-                                        f"{attempt} times: {type(exc).__name__}: {exc}") from exc
-                log.warning("incident_id=%s publish failed (attempt %d): %s",
-                            incident.incident_id, attempt, exc)
-                await asyncio.sleep(delay * self.rng.uniform(0.8, 1.2))
-                delay = min(delay * 2, 30.0)
+        def log_retry(state: RetryCallState) -> None:
+            log.warning("incident_id=%s publish failed (attempt %d): %s", incident.incident_id,
+                        state.attempt_number, state.outcome.exception() if state.outcome else "?")
+
+        try:
+            # Any publish failure is retried: the broker decides nothing about our incidents.
+            async for attempt in retrying(retry_on=lambda _exc: True, attempts=self.publish_attempts,
+                                          base=self.publish_backoff, cap=30.0,
+                                          before_sleep=log_retry, rng=self.rng):
+                with attempt:
+                    await self.publish(incident)
+        except Exception as exc:  # noqa: BLE001 - every attempt failed
+            raise PublishFailed(f"publish of {incident.incident_id} failed {self.publish_attempts} "
+                                f"times: {type(exc).__name__}: {exc}") from exc
 
     async def _known(self, ids: list[str]) -> dict[str, tuple[str, datetime]]:
         known: dict[str, tuple[str, datetime]] = {}

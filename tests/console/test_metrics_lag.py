@@ -10,7 +10,9 @@ from .conftest import Console
 def test_lag_renders_as_a_prometheus_gauge() -> None:
     text = kafkalag.prometheus({("prevent-rules", "prevent.incidents.v1", 2): 5})
     assert "# TYPE prevent_consumer_lag gauge" in text
-    assert 'prevent_consumer_lag{group="prevent-rules",topic="prevent.incidents.v1",partition="2"} 5' in text
+    # prometheus_client writes labels sorted by name and values as floats
+    assert ('prevent_consumer_lag{group="prevent-rules",partition="2",topic="prevent.incidents.v1"} 5.0\n'
+            in text)
 
 
 async def test_an_unreachable_broker_yields_no_samples_not_an_error() -> None:
@@ -25,4 +27,4 @@ async def test_metrics_include_the_lag(console: Console) -> None:
     console.app.state.console.lag = lag
     async with console.client() as client:
         text = (await client.get("/metrics")).text
-    assert 'prevent_consumer_lag{group="g",topic="t",partition="0"} 3' in text
+    assert 'prevent_consumer_lag{group="g",partition="0",topic="t"} 3.0\n' in text

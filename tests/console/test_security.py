@@ -249,5 +249,5 @@ async def test_metrics_count_alerts_and_notices_by_state(console: Console) -> No
                                        severity=2, title="Exercise for metrics")
     async with console.client() as client:
         text = (await client.get("/metrics")).text
-    assert 'prevent_alerts{state="proposed"} 1' in text
+    assert 'prevent_alerts{state="proposed"} 1.0\n' in text
     assert "# TYPE prevent_notices gauge" in text

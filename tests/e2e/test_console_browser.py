@@ -5,6 +5,7 @@ notices and patrols; a viewer cannot confirm; an engagement officer edits a play
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from pathlib import Path
 
@@ -178,5 +179,6 @@ async def officer_flow(browser, base: str, ctx) -> None:  # noqa: ANN001
     assert ctx.playbooks.compiled.source.version_of(pid) == before + 1
     assert ctx.playbooks.compiled.source.get(pid).priority == 81
     metrics = await (await page.request.get(f"{base}/metrics")).text()
-    assert 'prevent_consumer_lag{group="prevent-rules",topic="prevent.incidents.v1"' in metrics
+    assert re.search(r'prevent_consumer_lag\{group="prevent-rules",partition="\d+",'
+                     r'topic="prevent\.incidents\.v1"\}', metrics)
     await page.close()
