@@ -424,9 +424,13 @@ def render(r: dict[str, Any]) -> str:
         lines += ["", "## Consumer lag during the burst (seconds since the burst, incidents not yet stored)",
                   "", "| t (s) | lag |", "|---|---|"]
         lines += [f"| {t_s} | {lag:,} |" for t_s, lag in b["lag_curve"]]
+    notes = REPO / "bench" / "notes.md"  # measurements made by hand, kept with their dates
+    if notes.is_file():
+        lines += ["", *notes.read_text(encoding="utf-8").rstrip().splitlines()]
     took = f" (this run: {r['duration_s'] / 60:.0f} minutes)" if r.get("duration_s") else ""
     lines += ["", f"Reproduce with `make bench`{took}; the raw JSON is in `var/bench/`. Every figure "
-              "here is rendered from that JSON by `bench/__main__.py`; nothing is written by hand.", ""]
+              "here is rendered from that JSON by `bench/__main__.py`, except the one-off "
+              "measurements above, which come from `bench/notes.md` with their dates.", ""]
     return "\n".join(lines)
 
 
