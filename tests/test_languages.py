@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures.offline import NETWORK_BLOCKED
 
 from prevent.classification import Classifier, load_lexicon_errors
 from prevent.classification.language import detect_language
@@ -121,12 +122,7 @@ def test_classification_needs_no_network(tmp_path: Path) -> None:
     sockets all fail."""
     script = tmp_path / "offline.py"
     script.write_text(
-        "import socket\n"
-        "def refuse(*a, **k):\n"
-        "    raise OSError('network blocked in this test')\n"
-        "socket.socket.connect = refuse\n"
-        "socket.create_connection = refuse\n"
-        "socket.getaddrinfo = refuse\n"
+        NETWORK_BLOCKED +
         "from pathlib import Path\n"
         "from prevent.classification import Classifier\n"
         f"clf = Classifier.from_dir(Path({str(PLAYBOOKS)!r}))\n"

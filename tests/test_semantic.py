@@ -17,6 +17,8 @@ import pytest
 
 np = pytest.importorskip("numpy")  # the layer's one dependency besides the model
 
+from fixtures.offline import NETWORK_BLOCKED  # noqa: E402
+
 from prevent.classification import Classifier  # noqa: E402
 from prevent.classification import semantic as S  # noqa: E402
 from prevent.classification.classify import Classification  # noqa: E402
@@ -295,12 +297,7 @@ def test_the_preparation_worker_refines_and_the_consumer_never_loads_the_model(f
 def test_the_real_model_loads_and_refines_with_the_network_blocked(tmp_path: Path) -> None:
     script = tmp_path / "offline.py"
     script.write_text(
-        "import socket\n"
-        "def refuse(*a, **k):\n"
-        "    raise OSError('network blocked in this test')\n"
-        "socket.socket.connect = refuse\n"
-        "socket.create_connection = refuse\n"
-        "socket.getaddrinfo = refuse\n"
+        NETWORK_BLOCKED +
         "from pathlib import Path\n"
         "import numpy as np\n"
         "from prevent.classification import Classifier\n"
