@@ -205,7 +205,7 @@ async def login(body: LoginIn, request: Request) -> dict[str, str]:
 
     address_limit = request.app.state.signin_limiter
     address = client_address(request)
-    if address_limit.blocked(address):
+    if await address_limit.blocked(address):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                             "too many failed sign-ins from this address; wait 15 minutes")
     key = secret_key(getattr(_state(request), "settings", None) or get_settings())
@@ -214,7 +214,7 @@ async def login(body: LoginIn, request: Request) -> dict[str, str]:
     if isinstance(outcome, users.Refusal):  # only now, so the attempt's audit entry is committed
         if outcome.blocked:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, outcome.message)
-        address_limit.failed(address)
+        await address_limit.failed(address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, outcome.message,
                             headers={"WWW-Authenticate": "Bearer"})
     principal = outcome

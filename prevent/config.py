@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=10.0, gt=0, description="SMS gateway and webhooks")
     channel_rate_per_second: dict[str, float] = Field(
         default={"email": 20.0, "sms": 5.0, "webhook": 10.0},
-        description="token-bucket rate per channel (burst = 2 seconds' worth)")
+        description="sends per second per channel (aiolimiter; a burst of up to one second's worth)")
     engagement_officer_email: str | None = Field(
         default=None, description="receives unacknowledged-notice follow-ups and stand-down reviews")
     ack_followup_min_severity: int = Field(

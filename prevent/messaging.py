@@ -33,8 +33,7 @@ from typing import Any, TypeVar
 import aiokafka.errors
 import httpx
 import pydantic
-from faststream import AckPolicy
-from faststream._internal.middlewares import BaseMiddleware
+from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 

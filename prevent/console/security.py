@@ -7,8 +7,10 @@ sign-in rate limiting.
 * Gate: every route needs a principal (session or bearer token) except ``PUBLIC_PATHS`` —
   probes, the public callbacks that verify their own signatures, and sign-in itself.
   Roles are then checked by the domain services.
-* Rate limiting: failed sign-ins per account and per client address, **in memory** (per
-  process; a restart forgets them — acceptable, as argon2 already makes guessing slow).
+* Rate limiting: failed sign-ins per account (counted from the audit trail, so shared by
+  every replica: ``prevent.users.sign_in``) and per client address, the latter **in memory**
+  (``SigninLimiter``: per process; a restart forgets them — acceptable, as argon2 already
+  makes guessing slow).
   The client address is the connection's peer; ``X-Forwarded-For`` and ``X-Forwarded-Proto``
   are believed only from ``PREVENT_TRUSTED_PROXIES`` (``client_address``, ``is_https``).
 * JSON responses are ``Cache-Control: no-store`` (they carry alerts, contacts, tokens); over
@@ -21,13 +23,14 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
-import time
-from collections import defaultdict, deque
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request, status
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -272,24 +275,27 @@ async def refuse_nul(request: Request) -> None:
 
 
 class SigninLimiter:
-    """Failed sign-ins per client address in a sliding window, in this process's memory (the
-    limit per account is shared by every replica: ``prevent.users.sign_in``). Addresses are
-    never stored."""
+    """Failed sign-ins per client address in a sliding window (``limits``' moving window), in
+    this process's memory; the limit per account is shared by every replica
+    (``prevent.users.sign_in``).
 
-    def __init__(self, *, per_address: int = 20, window_seconds: float = 900.0) -> None:
+    Memory stays bounded: an address is held only while it has a failure in the window (at
+    most ``per_address`` timestamps; the storage's expiry pass, run after each recorded
+    failure, drops addresses whose failures have all left it), and a check never adds one.
+    Every failure costs an argon2 verification, which bounds how many addresses can fail
+    within one window. Nothing is written anywhere else.
+    """
+
+    def __init__(self, *, per_address: int = 20, window_seconds: int = 900) -> None:
         self.limit = per_address
         self.window = window_seconds
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._item = RateLimitItemPerSecond(per_address, window_seconds)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        failures = self._failures[address]
-        while failures and now - failures[0] > self.window:
-            failures.popleft()
-        return failures
+    async def blocked(self, address: str) -> bool:
+        """``per_address`` failures or more from ``address`` within the window."""
+        return not await self._limiter.test(self._item, address)
 
-    def blocked(self, address: str) -> bool:
-        return len(self._recent(address, time.monotonic())) >= self.limit
-
-    def failed(self, address: str) -> None:
-        now = time.monotonic()
-        self._recent(address, now).append(now)
+    async def failed(self, address: str) -> None:
+        # Refused (not recorded) once the address is at its limit, as it is blocked anyway.
+        await self._limiter.hit(self._item, address)

@@ -86,7 +86,7 @@ async def signin(request: Request, name: str = Form(max_length=100),
     if not _pre_session_ok(request, signin_token):
         return _form(request, next, status=403, error=STALE_FORM)
     address = client_address(request)
-    if limiter(request).blocked(address):
+    if await limiter(request).blocked(address):
         return _form(request, next, status=429, error=TOO_MANY_FROM_HERE)
     key = secret_key(deps.settings(request))
     async with users.sign_in_lock(name), deps.db(request).transaction() as session:
@@ -95,7 +95,7 @@ async def signin(request: Request, name: str = Form(max_length=100),
                       if isinstance(outcome, Principal) else "")
     if isinstance(outcome, users.Refusal):
         if not outcome.blocked:
-            limiter(request).failed(address)
+            await limiter(request).failed(address)
         return _form(request, next, error=outcome.message, status=429 if outcome.blocked else 401)
     response = RedirectResponse(safe_next(next), status_code=303)
     sessions.set_cookie(response, request, session_id)

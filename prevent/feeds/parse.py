@@ -7,6 +7,7 @@ RSS 1.0/RDF, Atom, CAP-in-Atom) to feedparser on the raw bytes, after
 
 from __future__ import annotations
 
+import email.utils
 import io
 import re
 import unicodedata
@@ -17,7 +18,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import feedparser
-from feedparser.datetimes import _parse_date as _feedparser_date
 
 from prevent.contracts import CapInfo, FeedKind, Location
 from prevent.feeds.text import html_to_text, iso3_to_alpha2, normalize_country
@@ -488,6 +488,9 @@ def _flatten_pairs(value: Any) -> list[tuple[Any, Any]]:
 
 
 def _date(e: Mapping[str, Any], name: str) -> datetime | None:
+    # ``*_parsed`` is feedparser's public result of every date format it registers (RFC 822
+    # and its variants, W3DTF/ISO 8601, asctime, Greek, Hungarian, Korean, Perforce, MSSQL),
+    # so ``parse_datetime`` only has to add what feedparser does not know.
     parsed = e.get(f"{name}_parsed")
     if parsed:
         try:
@@ -511,20 +514,30 @@ _LOOSE_DATE = re.compile(
     r"\s*(Z|GMT|UTC|[+-]\d{2}:?\d{2})?", re.IGNORECASE)
 
 
+# "GMT-01:01", "+02:00": an offset with a colon, which ``email.utils`` would not read (and
+# would then take the time as UTC).
+_COLON_OFFSET = re.compile(r"\s(?:GMT|UTC)?([+-]\d{2}):(\d{2})$", re.IGNORECASE)
+
+
 def parse_datetime(value: Any) -> datetime | None:
-    """An aware UTC datetime from ISO 8601 or an RFC 822 date in another language."""
+    """An aware UTC datetime from ISO 8601, RFC 822 (``email.utils``), or an RFC 822 date in
+    another language. A date without a zone is taken as UTC, as feedparser does."""
     if not value or not isinstance(value, str):
         return None
     value = value.strip()
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
-    except ValueError:
+        return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (ValueError, OverflowError):
         pass
-    parsed = _feedparser_date(value)  # all of feedparser's registered date formats
-    if parsed:
-        return datetime(*parsed[:6], tzinfo=UTC)
+    try:
+        return _utc(email.utils.parsedate_to_datetime(_COLON_OFFSET.sub(r" \1\2", value)))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        pass
     return _parse_localised(value)
+
+
+def _utc(dt: datetime) -> datetime:
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _parse_localised(value: str) -> datetime | None:

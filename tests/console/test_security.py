@@ -193,6 +193,27 @@ async def test_many_failures_from_one_address_are_refused_for_any_account(consol
     assert refused.status_code == 429 and "from this address" in refused.text
 
 
+async def test_signin_limiter_is_a_sliding_window_per_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])  # the window's clock (``limits``)
+    limiter = security.SigninLimiter(per_address=3, window_seconds=60)
+    assert not await limiter.blocked("192.0.2.1")  # a check counts nothing
+    for _ in range(2):
+        await limiter.failed("192.0.2.1")
+        now[0] += 10
+    assert not await limiter.blocked("192.0.2.1")
+    await limiter.failed("192.0.2.1")
+    assert await limiter.blocked("192.0.2.1")
+    assert not await limiter.blocked("192.0.2.2")  # only that address
+    now[0] += 41  # the first failure (61 s ago) has left the window: 2 of 3 remain
+    assert not await limiter.blocked("192.0.2.1")
+    await limiter.failed("192.0.2.1")
+    assert await limiter.blocked("192.0.2.1")
+    now[0] += 61
+    assert not await limiter.blocked("192.0.2.1")
+
+
 @pytest.mark.parametrize("with_code", [False, True])
 async def test_admins_need_a_second_factor(console: Console, with_code: bool) -> None:
     secret = pyotp.random_base32()

@@ -177,7 +177,25 @@ def test_geojson_generic_feature() -> None:
     ("Mi, 17 Dez 2014 10:00:00 GMT", datetime(2014, 12, 17, 10, 0, tzinfo=UTC)),
     ("2011-09-02T11:36:50-00:00", datetime(2011, 9, 2, 11, 36, 50, tzinfo=UTC)),
     ("Tue, 21 Jun 2022 03:32:00 +0200", datetime(2022, 6, 21, 1, 32, tzinfo=UTC)),
+    ("Wed, 19 Feb 2012 22:40:00 GMT-01:01", datetime(2012, 2, 19, 23, 41, tzinfo=UTC)),
+    ("Thu, 01 Jan 04 19:48:21 EST", datetime(2004, 1, 2, 0, 48, 21, tzinfo=UTC)),
+    ("Thu, 01 Jan 2004", datetime(2004, 1, 1, tzinfo=UTC)),
+    ("Sun Jan  4 16:29:06 2004", datetime(2004, 1, 4, 16, 29, 6, tzinfo=UTC)),
+    ("2004-07-08 23:56:58", datetime(2004, 7, 8, 23, 56, 58, tzinfo=UTC)),
+    ("9999-12-31T23:59:59-01:00", None),  # past datetime.max in UTC: no date, not a crash
     ("not a date", None), ("", None),
 ])
 def test_parse_datetime(raw: str, expected: datetime | None) -> None:
     assert parse_datetime(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    # feedparser's own formats, which ``parse_datetime`` does not repeat: they arrive through
+    # its public ``*_parsed`` fields.
+    ("Fri, 2006/09/15 08:19:53 EDT", datetime(2006, 9, 15, 12, 19, 53, tzinfo=UTC)),  # Perforce
+    ("Thu, 30 Apr 2015 08:57:00 MEST", datetime(2015, 4, 30, 6, 57, tzinfo=UTC)),
+    ("2003-12", datetime(2003, 12, 1, tzinfo=UTC)),  # W3DTF, year and month
+])
+def test_feed_dates_in_feedparser_formats(raw: str, expected: datetime) -> None:
+    body = rss(f"<item><title>a</title><guid>1</guid><pubDate>{raw}</pubDate></item>")
+    assert parse_feed(body, url=URL).entries[0].published == expected
