@@ -406,10 +406,10 @@ class Classifier:
         if (heads or blame) and com:
             # Where a word of harm (severity 2 or more) starts: a speaker it directly follows
             # is its victim.
-            hurt = {(f, s) for f, s, _, p, _ in (*typ, *harm) if p.severity >= 2} if heads else set()
+            hurt = {(f, s) for f, s, _, p, _ in (*typ, *harm) if p.severity >= 2}
             # Heads that are themselves attack words ("atacantes palestinos abrieron fuego")
             # name who acted, whatever follows.
-            hurt |= {(f, -1 - s) for f, s, _, _, _ in typ}
+            attacks = {(f, s) for f, s, _, _, _ in typ}
             kept = []
             for h in com:
                 if h[3].group not in _ACTOR_GROUPS:  # "synagogue shooter": a place never acts
@@ -420,7 +420,7 @@ class Classifier:
                     perpetrators.append(h)  # "Hindu mob", "Israeli forces": who acted
                 elif after not in heads and before not in heads:
                     kept.append(h)
-                elif _hurt_speaker(h, heads.get(after) or heads[before], folded[h[0]], hurt):
+                elif _hurt_speaker(h, heads.get(after) or heads[before], folded[h[0]], hurt, attacks):
                     kept.append(h)  # "Hindu leader shot dead", "dirigeant musulman poignardé": the victim
             com = kept
         if typ and any(h[3].needs_context for h in typ) and not any(
@@ -800,12 +800,13 @@ def _sentence_end(text: str, pos: int) -> tuple[int, ...]:
     return (ends[0] - 1,) if ends else ()
 
 
-def _hurt_speaker(h: _H, head: tuple[int, int], folded: str, hurt: set[tuple[int, int]]) -> bool:
+def _hurt_speaker(h: _H, head: tuple[int, int], folded: str, hurt: set[tuple[int, int]],
+                  attacks: set[tuple[int, int]]) -> bool:
     """A community word with a speaker head ("Hindu leader", "dirigeant musulman") directly
-    followed by a word of harm is the victim: "Hindu leader shot dead". ``hurt`` holds the
-    starts of harm words, and ``(field, -1 - start)`` of attack words, which never speak."""
+    followed by a word of harm is the victim: "Hindu leader shot dead". ``hurt`` and
+    ``attacks`` hold (field, start) of harm words and of attack words, which never speak."""
     f = h[0]
-    if (f, -1 - head[0]) in hurt:  # the head is an attack word: "attackers", "gunmen"
+    if (f, head[0]) in attacks:  # the head is an attack word: "attackers", "gunmen"
         return False
     return (f, _next_word(folded, max(head[1], h[2]))) in hurt
 
