@@ -81,7 +81,9 @@ class FeedServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # poll_interval 0.05 s: shutdown() waits for the loop's next poll (0.5 s by default) at
+        # the end of every test that uses the server.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base(self) -> str:

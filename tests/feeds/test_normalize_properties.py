@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlsplit
 
+from fixtures.properties import examples
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,7 @@ def _no_utm(url: str) -> bool:
     return not any(k.strip().lower().startswith("utm_") for k in keys)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.one_of(_urls, st.text(max_size=60)))
 @example("https://E.com/a?utm_source=x&b=1#f")
 @example("http://a.b/?utm%5Fsource=1&utm_medium")
@@ -51,7 +52,7 @@ def test_canonical_url_idempotent_and_untracked(url: str) -> None:
     assert parts.scheme in ("http", "https") and parts.netloc == parts.netloc.lower()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(_urls, st.sampled_from(["https://base.example/a/b/feed.xml", "http://x.org/"]))
 def test_canonical_url_with_base_is_absolute_and_stable(url: str, base: str) -> None:
     relative = url.split("://", 1)[1].split("/", 1)[-1]
@@ -67,7 +68,7 @@ _html_bits = st.sampled_from([
 ])
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.one_of(st.text(max_size=200), st.lists(_html_bits, max_size=30).map("".join)))
 @example("&lt;script&gt;alert(1)&lt;/script&gt;")
 @example("&amp;lt;b&amp;gt;x")

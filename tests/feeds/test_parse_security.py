@@ -73,7 +73,7 @@ def listener() -> Iterator[str]:
     """A local HTTP server that records any request: proof that nothing was fetched."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     _Recorder.hits = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)  # a quick shutdown()
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
