@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -190,16 +190,14 @@ class Classification(BaseModel):
 
     @cached_property
     def evidence(self) -> tuple[Evidence, ...]:
-        # Rows are validated already (by this model, or made by the classifier): built as
-        # ``model_construct`` would, since every would-be alert of a burst asks for them.
+        # Rows are validated already (by this model, or made by the classifier).
         return tuple(_evidence(*row) for row in self.evidence_rows)
 
     def as_tuple(self) -> ClassificationTuple:
         """The values, in ``from_tuple``'s order: cheap to send to another process (a
         pickled model costs several times more to load)."""
-        d = self.__dict__
-        return (d["communities"], d["incident_type"], d["severity"], d["casualties"], d["country"],
-                d["evidence_rows"], d.get("lang"), d.get("backlash", ()), d.get("worship", False))
+        return (self.communities, self.incident_type, self.severity, self.casualties, self.country,
+                self.evidence_rows, self.lang, self.backlash, self.worship)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -216,36 +214,19 @@ class Classification(BaseModel):
         }
 
 
-_new = object.__new__
-_set = object.__setattr__
-M = TypeVar("M", bound=BaseModel)
-
-
-def _unvalidated(model: type[M], values: dict[str, Any]) -> M:
-    """``model`` holding ``values`` (every field, already valid) without re-validating them:
-    what ``model_construct`` does, minus its generic per-field loop (this is the hot path)."""
-    m = _new(model)
-    _set(m, "__dict__", values)
-    _set(m, "__pydantic_fields_set__", set(values))
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
-    return m
-
-
 def _result(communities: tuple[str, ...], incident_type: str, severity: int,
             casualties: dict[str, int | None], country: str | None,
             rows: tuple[EvidenceRow, ...], lang: str | None = None, backlash: tuple[str, ...] = (),
             worship: bool = False) -> Classification:
     """A Classification from values the classifier built itself."""
-    return _unvalidated(Classification, {
-        "communities": communities, "incident_type": incident_type, "severity": severity,
-        "casualties": casualties, "country": country, "evidence_rows": rows, "lang": lang,
-        "backlash": backlash, "worship": worship})
+    return Classification.model_construct(
+        communities=communities, incident_type=incident_type, severity=severity,
+        casualties=casualties, country=country, evidence_rows=rows, lang=lang,
+        backlash=backlash, worship=worship)
 
 
 def _evidence(rule: str, term: str, field: str, start: int, end: int) -> Evidence:
-    return _unvalidated(Evidence, {"rule": rule, "term": term, "field": field, "start": start,
-                                   "end": end})
+    return Evidence.model_construct(rule=rule, term=term, field=field, start=start, end=end)
 
 
 def with_assessment(c: Classification, assessed: Assessment) -> Classification:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from prevent.playbooks.loader import PlaybookSet
@@ -54,59 +55,85 @@ class RuleResult:
     detail: str
 
 
-Predicate = Callable[[Subject, datetime], RuleResult]
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule of a playbook's match: ``test`` decides (every incident meets it), ``describe``
+    says why (only when a playbook is explained: ``prevent playbooks explain``, backtests)."""
+
+    name: str
+    test: Callable[[Subject, datetime], bool]
+    describe: Callable[[Subject, datetime], str]
+
+    def __call__(self, s: Subject, now: datetime) -> RuleResult:
+        return RuleResult(self.name, self.test(s, now), self.describe(s, now))
 
 
-def _communities(match: Match) -> Predicate:
+Predicate = Rule
+_ROLE_WORDS = {"targeted": "targets", "backlash": "puts at risk of backlash",
+               "either": "targets or puts at risk"}
+
+
+def _communities(match: Match) -> Rule:
     any_of = frozenset(match.communities.any)
     all_of = frozenset(match.communities.all)
+    any_community = not any_of or ANY_COMMUNITY in any_of
     role = match.communities.role
+    want = f"any of {sorted(any_of)}" if any_of else f"all of {sorted(all_of)}"
 
-    def rule(s: Subject, _now: datetime) -> RuleResult:
+    def test(s: Subject, _now: datetime) -> bool:
         have = role_communities(role, s)
-        ok = (not any_of or ANY_COMMUNITY in any_of or bool(any_of & have)) and all_of <= have
-        want = f"any of {sorted(any_of)}" if any_of else f"all of {sorted(all_of)}"
-        what = {"targeted": "targets", "backlash": "puts at risk of backlash",
-                "either": "targets or puts at risk"}[role]
-        return RuleResult("communities", ok, f"incident {what} {sorted(have)}; needs {want}")
-    return rule
+        return (any_community or bool(any_of & have)) and all_of <= have
+
+    def describe(s: Subject, _now: datetime) -> str:
+        return f"incident {_ROLE_WORDS[role]} {sorted(role_communities(role, s))}; needs {want}"
+    return Rule("communities", test, describe)
 
 
-def _worship(match: Match) -> Predicate:
+def _worship(match: Match) -> Rule:
     need = match.place_of_worship
 
-    def rule(s: Subject, _now: datetime) -> RuleResult:
-        ok = need == "any" or (need == "required") == s.worship
+    def test(s: Subject, _now: datetime) -> bool:
+        return need == "any" or (need == "required") == s.worship
+
+    def describe(s: Subject, _now: datetime) -> str:
         hit = "a place of worship, clergy or worshippers hit" if s.worship else "no place of worship hit"
-        return RuleResult("place_of_worship", ok, f"{hit}; needs {need}")
-    return rule
+        return f"{hit}; needs {need}"
+    return Rule("place_of_worship", test, describe)
 
 
-def _types(match: Match) -> Predicate:
+def _types(match: Match) -> Rule:
     types = frozenset(match.incident_types)
 
-    def rule(s: Subject, _now: datetime) -> RuleResult:
-        ok = not types or s.incident_type in types
-        return RuleResult("incident_types", ok, f"type {s.incident_type}; allowed {sorted(types) or 'any'}")
-    return rule
+    def test(s: Subject, _now: datetime) -> bool:
+        return not types or s.incident_type in types
+
+    def describe(s: Subject, _now: datetime) -> str:
+        return f"type {s.incident_type}; allowed {sorted(types) or 'any'}"
+    return Rule("incident_types", test, describe)
 
 
-def _severity(match: Match) -> Predicate:
-    def rule(s: Subject, _now: datetime) -> RuleResult:
-        return RuleResult("min_severity", s.severity >= match.min_severity,
-                          f"severity {s.severity}; needs >= {match.min_severity}")
-    return rule
+def _severity(match: Match) -> Rule:
+    least = match.min_severity
+
+    def test(s: Subject, _now: datetime) -> bool:
+        return s.severity >= least
+
+    def describe(s: Subject, _now: datetime) -> str:
+        return f"severity {s.severity}; needs >= {least}"
+    return Rule("min_severity", test, describe)
 
 
-def _countries(match: Match) -> Predicate:
+def _countries(match: Match) -> Rule:
     include = frozenset(c.upper() for c in match.countries.include)
     exclude = frozenset(c.upper() for c in match.countries.exclude)
 
-    def rule(s: Subject, _now: datetime) -> RuleResult:
+    def test(s: Subject, _now: datetime) -> bool:
         c = (s.country or "").upper()
-        ok = (not include or c in include) and c not in exclude
-        return RuleResult("countries", ok, f"country {c or 'unknown'}")
-    return rule
+        return (not include or c in include) and c not in exclude
+
+    def describe(s: Subject, _now: datetime) -> str:
+        return f"country {(s.country or '').upper() or 'unknown'}"
+    return Rule("countries", test, describe)
 
 
 def _terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
@@ -116,110 +143,88 @@ def _terms_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile(rf"\b(?:{alternatives})\b")
 
 
-def _keywords(match: Match) -> Predicate:
+def _keywords(match: Match) -> Rule:
     any_re = _terms_pattern(match.keywords.any)
     none_re = _terms_pattern(match.keywords.none)
 
-    def rule(s: Subject, _now: datetime) -> RuleResult:
+    def test(s: Subject, _now: datetime) -> bool:
+        return ((any_re is None or any_re.search(s.text) is not None)
+                and (none_re is None or none_re.search(s.text) is None))
+
+    def describe(s: Subject, _now: datetime) -> str:
         hit_any = any_re.search(s.text) if any_re else None
         hit_none = none_re.search(s.text) if none_re else None
-        ok = (any_re is None or hit_any is not None) and hit_none is None
-        detail = (f"excluded by '{hit_none.group(0)}'" if hit_none
-                  else f"found '{hit_any.group(0)}'" if hit_any
-                  else "no required keyword" if any_re else "no keyword rules")
-        return RuleResult("keywords", ok, detail)
-    return rule
+        return (f"excluded by '{hit_none.group(0)}'" if hit_none
+                else f"found '{hit_any.group(0)}'" if hit_any
+                else "no required keyword" if any_re else "no keyword rules")
+    return Rule("keywords", test, describe)
 
 
-def _age(match: Match) -> Predicate:
+def _age(match: Match) -> Rule:
     limit = timedelta(hours=match.max_age_hours) if match.max_age_hours else None
 
-    def rule(s: Subject, now: datetime) -> RuleResult:
-        age = now - s.published
-        ok = limit is None or age <= limit
-        return RuleResult("max_age_hours", ok, f"age {age.total_seconds() / 3600:.1f} h")
-    return rule
+    def test(s: Subject, now: datetime) -> bool:
+        return limit is None or now - s.published <= limit
+
+    def describe(s: Subject, now: datetime) -> str:
+        return f"age {(now - s.published).total_seconds() / 3600:.1f} h"
+    return Rule("max_age_hours", test, describe)
 
 
-def _active(match: Match) -> Predicate:
+def _active(match: Match) -> Rule:
     periods = match.active
 
-    def rule(_s: Subject, now: datetime) -> RuleResult:
+    def period(now: datetime) -> Any:
         today = now.date()
-        hit = next((p for p in periods if p.start <= today <= p.end), None)
-        ok = not periods or hit is not None
-        detail = f"within {hit.label or hit.start}" if hit else ("always" if not periods else
-                                                                  "outside every active period")
-        return RuleResult("active", ok, detail)
-    return rule
+        return next((p for p in periods if p.start <= today <= p.end), None)
+
+    def test(_s: Subject, now: datetime) -> bool:
+        return not periods or period(now) is not None
+
+    def describe(_s: Subject, now: datetime) -> str:
+        hit = period(now)
+        return f"within {hit.label or hit.start}" if hit else ("always" if not periods else
+                                                                "outside every active period")
+    return Rule("active", test, describe)
 
 
-def _sources(match: Match) -> Predicate:
+def _sources(match: Match) -> Rule:
     kinds = frozenset(match.sources)
 
-    def rule(s: Subject, _now: datetime) -> RuleResult:
-        return RuleResult("sources", not kinds or s.kind in kinds,
-                          f"source {s.kind or 'unknown'}; allowed {sorted(kinds) or 'any'}")
-    return rule
+    def test(s: Subject, _now: datetime) -> bool:
+        return not kinds or s.kind in kinds
+
+    def describe(s: Subject, _now: datetime) -> str:
+        return f"source {s.kind or 'unknown'}; allowed {sorted(kinds) or 'any'}"
+    return Rule("sources", test, describe)
 
 
 RULE_BUILDERS = (_communities, _types, _severity, _countries, _keywords, _age, _active, _sources,
                  _worship)
-
-
-def fast_test(match: Match) -> Callable[[Subject, datetime], bool]:
-    """The same rules as ``RULE_BUILDERS`` as one boolean closure, for the hot path:
-    no explanation strings are built for the thousands of incidents that do not match.
-    ``test_fast_path_agrees_with_explain`` keeps the two in step."""
-    any_of = frozenset(match.communities.any)
-    all_of = frozenset(match.communities.all)
-    any_community = not any_of or ANY_COMMUNITY in any_of
-    types = frozenset(match.incident_types)
-    include = frozenset(c.upper() for c in match.countries.include)
-    exclude = frozenset(c.upper() for c in match.countries.exclude)
-    any_re = _terms_pattern(match.keywords.any)
-    none_re = _terms_pattern(match.keywords.none)
-    limit = timedelta(hours=match.max_age_hours) if match.max_age_hours else None
-    active = _active(match) if match.active else None
-    kinds = frozenset(match.sources)
-    role = match.communities.role
-    worship = match.place_of_worship
-
-    def test(s: Subject, now: datetime) -> bool:
-        if kinds and s.kind not in kinds:
-            return False
-        if s.severity < match.min_severity or (types and s.incident_type not in types):
-            return False
-        have = s.communities if role == "targeted" else role_communities(role, s)
-        if not (any_community or any_of & have) or not all_of <= have:
-            return False
-        if worship != "any" and (worship == "required") != s.worship:
-            return False
-        country = (s.country or "").upper()
-        if (include and country not in include) or country in exclude:
-            return False
-        if limit is not None and now - s.published > limit:
-            return False
-        if active is not None and not active(s, now).passed:
-            return False
-        if any_re is not None and any_re.search(s.text) is None:
-            return False
-        return none_re is None or none_re.search(s.text) is None
-    return test
+_TEST_ORDER = ("sources", "min_severity", "incident_types", "communities", "place_of_worship",
+               "countries", "max_age_hours", "active", "keywords")
 
 
 @dataclass(frozen=True)
 class CompiledPlaybook:
     playbook: Playbook
     version: int
-    predicates: tuple[Predicate, ...]
-    test: Callable[[Subject, datetime], bool]
+    predicates: tuple[Predicate, ...]  # in the order explanations list them
 
     def explain(self, subject: Subject, now: datetime) -> list[RuleResult]:
         return [p(subject, now) for p in self.predicates]
 
+    @cached_property
+    def _tests(self) -> tuple[Callable[[Subject, datetime], bool], ...]:
+        # Tested cheapest first, the keyword expressions last.
+        return tuple(r.test for r in sorted(self.predicates, key=lambda r: _TEST_ORDER.index(r.name)))
+
     def matches(self, subject: Subject, now: datetime) -> bool:
-        return self.test(subject, now)
+        """Every rule passes (stopping at the first that does not)."""
+        for test in self._tests:
+            if not test(subject, now):
+                return False
+        return True
 
 
 CANDIDATE_SETS_KEPT = 4096
@@ -231,8 +236,7 @@ class CompiledSet:
     def __init__(self, playbooks: PlaybookSet) -> None:
         self.source = playbooks
         self.compiled = tuple(
-            CompiledPlaybook(p, playbooks.version_of(p.id), tuple(b(p.match) for b in RULE_BUILDERS),
-                             fast_test(p.match))
+            CompiledPlaybook(p, playbooks.version_of(p.id), tuple(b(p.match) for b in RULE_BUILDERS))
             for p in playbooks.playbooks
         )
         self._by_community: dict[str, list[CompiledPlaybook]] = {}
@@ -256,4 +260,4 @@ class CompiledSet:
 
     def matching(self, subject: Subject, now: datetime) -> list[CompiledPlaybook]:
         communities = subject.communities | subject.backlash if subject.backlash else subject.communities
-        return [cp for cp in self.candidates(communities) if cp.test(subject, now)]
+        return [cp for cp in self.candidates(communities) if cp.matches(subject, now)]
