@@ -36,14 +36,15 @@ SETS = {"multilingual dev (shared)": SHARED / "incidents-multilingual-dev.jsonl"
         "multilingual held-out 2": ROOT / "tests" / "data" / "incidents-multilingual-holdout2.jsonl",
         "multilingual held-out 3": ROOT / "tests" / "data" / "incidents-multilingual-holdout3.jsonl",
         "multilingual held-out 4": ROOT / "tests" / "data" / "incidents-multilingual-holdout4.jsonl",
+        "multilingual held-out 5": ROOT / "tests" / "data" / "incidents-multilingual-holdout5.jsonl",
         "English dev (shared)": SHARED / "incidents-dev.jsonl",
         "English eval": ROOT / "tests" / "data" / "incidents-eval.jsonl"}
 NEWS_STREAM = ROOT / "bench" / "data" / "news-stream.jsonl"
 REAL_LOAD = "real load: news-stream (ordinary news)"
 # The incident-dense corpus: the shared multilingual set, or (without ../shared) the first
 # multilingual held-out set present.
-DENSE_CANDIDATES = ("multilingual dev (shared)", "multilingual held-out 4", "multilingual held-out 3",
-                    "multilingual held-out 2", "multilingual held-out")
+DENSE_CANDIDATES = ("multilingual dev (shared)", "multilingual held-out 5", "multilingual held-out 4",
+                    "multilingual held-out 3", "multilingual held-out 2", "multilingual held-out")
 
 
 def _load(path: Path) -> list[dict[str, Any]]:

@@ -56,17 +56,20 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def run(burst: int = 20_000, semantic: bool = False) -> dict[str, Any]:
+def run(burst: int = 20_000, semantic: bool = False, workers: int | None = None) -> dict[str, Any]:
     """``semantic``: with the semantic layer on (PREVENT_SEMANTIC=1: the preparation worker
     loads the model and embeds the exemplars); the idle figures are then taken once the
     worker is up, and ``burst`` may be 0 (idle only: a burst with the model reads every
-    alarming item)."""
+    alarming item). ``workers``: PREVENT_RULES_WORKERS (None: the default, one), each worker
+    with its own model when the layer is on."""
     with tempfile.TemporaryDirectory() as tmp:
         kafka_port, http_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREVENT_")}
         env |= {"PREVENT_VAR_DIR": tmp, "PREVENT_HTTP_PORT": str(http_port)}
         if semantic:
             env["PREVENT_SEMANTIC"] = "1"
+        if workers is not None:
+            env["PREVENT_RULES_WORKERS"] = str(workers)
         # Our own broker, so the burst can be published to the running system.
         from prevent.broker import EmbeddedBroker
         from prevent.config import Settings
@@ -103,7 +106,7 @@ def run(burst: int = 20_000, semantic: bool = False) -> dict[str, Any]:
                 proc.terminate()
                 proc.wait(30)
     return {"idle_rss_mb": idle, "idle_total_rss_mb": idle_total, "peak_rss_mb_during_burst": peak,
-            "burst": burst, "semantic": semantic, "idle_rss_mb_per_process": per_process,
+            "burst": burst, "semantic": semantic, "workers": workers, "idle_rss_mb_per_process": per_process,
             "children_idle_rss_mb": idle_children, "children_peak_rss_mb": peak_children,
             "broker_idle_rss_mb": broker_idle}
 
@@ -111,6 +114,8 @@ def run(burst: int = 20_000, semantic: bool = False) -> dict[str, Any]:
 if __name__ == "__main__":
     import json
 
-    # python -m bench.memory [BURST] [--semantic]
+    # python -m bench.memory [BURST] [--semantic] [--workers=N]
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    print(json.dumps(run(int(args[0]) if args else 20_000, semantic="--semantic" in sys.argv), indent=2))
+    chosen = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--workers=")]
+    print(json.dumps(run(int(args[0]) if args else 20_000, semantic="--semantic" in sys.argv,
+                         workers=chosen[0] if chosen else None), indent=2))

@@ -35,6 +35,11 @@ log = logging.getLogger("prevent.preparation")
 # (about a millisecond) would cost more than it saves, and latency matters most then.
 MIN_WORKER_BATCH = 64
 PART = 500  # incidents per task: a worker's queue the consumer can take parts back from
+# With the semantic layer on, an item the model reads costs tens of milliseconds: a batch is
+# cut into about this many parts per worker, so that every worker has a share of it (a batch
+# of a few hundred is one 500-item part otherwise, for one worker) and none sits idle long
+# at the end of it.
+SEMANTIC_PARTS_PER_WORKER = 8
 
 # The worker's side lives in ``prevent.preparing``: a spawned worker imports only that module
 # and what it needs (the classifier and the contracts, about 35 MB), not this one's imports.
@@ -66,7 +71,8 @@ class Preparer:
     ``semantic``: the semantic layer's spec (docs/CLASSIFICATION.md, "Meaning beyond words").
     Its model is loaded in the workers only, so with it every batch goes to a worker, however
     small (the model must never run on the consumer's event loop), and parts are not taken
-    back to be prepared here. A batch prepared here all the same (a worker died) is classified
+    back to be prepared here; a batch is cut into small parts (``part_size``) so that every
+    worker takes a share. A batch prepared here all the same (a worker died) is classified
     by the lexicon alone, logged. With no worker the layer stays off."""
 
     def __init__(self, classifier: Classifier, *, workers: int, semantic: SemanticSpec | None = None) -> None:
@@ -94,13 +100,21 @@ class Preparer:
         if self._pool is None or len(incidents) < self.min_worker_batch:
             return Preparation(self, None, values, incidents, [])
         pool = self._pool
+        part = self.part_size(len(values))
         try:
-            futures = [pool.submit(prepare_records, list(values[i:i + PART]))
-                       for i in range(0, len(values), PART)]
+            futures = [pool.submit(prepare_records, list(values[i:i + part]))
+                       for i in range(0, len(values), part)]
         except Exception as exc:  # noqa: BLE001 - a broken pool: prepare here, start a new one
             self.worker_failed(pool, exc)
             return Preparation(self, None, values, incidents, [])
-        return Preparation(self, pool, values, incidents, futures)
+        return Preparation(self, pool, values, incidents, futures, part)
+
+    def part_size(self, n: int) -> int:
+        """Incidents per task for a batch of ``n``: ``PART``; with the semantic layer on,
+        about ``SEMANTIC_PARTS_PER_WORKER`` parts per worker (at most ``PART`` each)."""
+        if self.semantic is None:
+            return PART
+        return max(1, min(PART, -(-n // (SEMANTIC_PARTS_PER_WORKER * max(1, self.workers)))))
 
     def prepare_here(self, incidents: Sequence[GlobalIncident]) -> list[Prepared]:
         if self.semantic is not None and incidents:
@@ -133,11 +147,13 @@ class Preparer:
 
 
 class Preparation:
-    """One batch being prepared: ``PART``-sized parts queued for the workers, in order."""
+    """One batch being prepared: ``part``-sized parts queued for the workers, in order."""
 
     def __init__(self, preparer: Preparer, pool: ProcessPoolExecutor | None, values: Sequence[bytes],
-                 incidents: Sequence[GlobalIncident], futures: list[Future[list[Sent]]]) -> None:
+                 incidents: Sequence[GlobalIncident], futures: list[Future[list[Sent]]],
+                 part: int = PART) -> None:
         self.preparer = preparer
+        self.part = part
         self.pool = pool
         self.values = values  # the records' bytes: a payload the worker did not send back
         self.incidents = incidents
@@ -153,12 +169,12 @@ class Preparation:
         remaining = list(range(len(self.futures)))
         while self.preparer.semantic is None and remaining and self.futures[remaining[-1]].cancel():
             n = remaining.pop()
-            parts[n] = self.preparer.prepare_here(self.incidents[n * PART:(n + 1) * PART])
+            parts[n] = self.preparer.prepare_here(self.incidents[n * self.part:(n + 1) * self.part])
             await asyncio.sleep(0)  # a part takes tens of ms: let the next batch be fetched
         try:
             for n in remaining:
                 sent = await asyncio.wrap_future(self.futures[n])
-                values = self.values[n * PART:(n + 1) * PART]
+                values = self.values[n * self.part:(n + 1) * self.part]
                 parts[n] = [Prepared(from_tuple(c), cj, value.decode() if pj is None else pj)
                             for (c, cj, pj), value in zip(sent, values, strict=True)]
         except Exception as exc:  # noqa: BLE001 - a dead worker must not cost the batch
@@ -166,7 +182,7 @@ class Preparation:
             self.preparer.worker_failed(self.pool, exc)
             for n in remaining:
                 if parts[n] is None:
-                    parts[n] = self.preparer.prepare_here(self.incidents[n * PART:(n + 1) * PART])
+                    parts[n] = self.preparer.prepare_here(self.incidents[n * self.part:(n + 1) * self.part])
         return [p for part in parts for p in part or ()]
 
     def cancel(self) -> None:

@@ -174,13 +174,23 @@ def test_a_type_without_a_community_gets_the_nearest_examples_community(fake: ty
     emb = fake()
     bank = _bank(emb)
     fake.calls = 0
-    c = refine(_c(), "Gunman opens fire at mosque", "Worshippers killed.", emb, bank)
+    # The model reads the title alone: the lede's words (a synagogue, a sentence) change nothing.
+    c = refine(_c(), "Gunman opens fire at mosque, worshippers killed",
+               "The synagogue gunman of 2019 was sentenced last year.", emb, bank)
     assert fake.calls == 1
     assert c.communities == ("muslim",) and c.severity == 3 and c.incident_type == "armed_attack"
     rule, term, field, start, end = c.evidence_rows[-1]
     assert rule == "semantic:nearest" and field == "title" and (start, end) == (0, 0)
     assert term == "nearest examples: Gunman opens fire at mosque, worshippers killed, similarity 1.00"
     assert [e.rule for e in c.evidence][-1] == "semantic:nearest"  # the models, built afresh
+
+
+def test_the_model_reads_the_title_alone_of_items_and_exemplars() -> None:
+    assert S.item_text(" Gunman opens fire at mosque ", "Worshippers killed. " * 20) == \
+        "Gunman opens fire at mosque"
+    ex = Exemplar(title="Gunman attacks synagogue", summary="Two worshippers were hurt.", label="attack",
+                  communities=("jewish",), incident_type="armed_attack")
+    assert ex.text() == S.item_text(ex.title, ex.summary) == "Gunman attacks synagogue"
 
 
 def test_the_model_runs_only_where_it_can_change_a_decision(fake: type) -> None:
@@ -320,3 +330,37 @@ def test_the_real_model_loads_and_refines_with_the_network_blocked(tmp_path: Pat
                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "1", "semantic:retelling"]
+
+
+def test_with_the_layer_on_a_batch_is_shared_among_the_workers(fake: type) -> None:
+    """An item the model reads costs tens of milliseconds: a batch far smaller than ``PART``
+    is cut into parts for every worker, prepared in order all the same."""
+    import asyncio
+
+    from prevent.classification.semantic import load_exemplars
+    from prevent.contracts import FeedKind, GlobalIncident, stable_id, utcnow
+    from prevent.preparation import PART, SEMANTIC_PARTS_PER_WORKER, Preparer
+
+    clf = Classifier.from_dir(PLAYBOOKS)
+    known = {c.id for c in clf.lexicon.communities.communities}
+    spec = S.SemanticSpec("fake_semantic_model:FakeEmbedder", load_exemplars(PLAYBOOKS, known),
+                          frozenset(clf.languages))
+    now = utcnow()
+    titles = ["Gunman kills 3 at synagogue", "Council approves new budget", "Mosque set on fire overnight"]
+    incidents = [GlobalIncident(incident_id=stable_id("inc", "share", i), feed_id="t", kind=FeedKind.RSS,
+                                title=titles[i % 3], summary="", published=now, first_seen=now,
+                                content_hash=f"h{i}") for i in range(40)]
+    preparer = Preparer(clf, workers=2, semantic=spec)
+    try:
+        assert preparer.part_size(40) == 3 == -(-40 // (2 * SEMANTIC_PARTS_PER_WORKER))
+        assert preparer.part_size(1) == 1 and preparer.part_size(100_000) == PART
+        prep = preparer.start([i.model_dump_json().encode() for i in incidents], incidents)
+        assert len(prep.futures) == 14
+        result = asyncio.run(prep.result())
+    finally:
+        preparer.close()
+    here = [clf.classify(i.title, i.summary) for i in incidents]
+    assert [p.classification.communities for p in result] == [c.communities for c in here]
+    assert [p.payload_json for p in result] == [i.model_dump_json() for i in incidents]
+    lexicon_only = Preparer(clf, workers=0)
+    assert lexicon_only.part_size(40) == PART  # without the layer: parts as before
