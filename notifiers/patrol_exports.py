@@ -111,7 +111,7 @@ async def record_visit(session: AsyncSession, assignment_id: str, *, visited_at:
         visit_id=visit_id, assignment_id=assignment_id, visited_at=visited_at, note=note,
         recorded_by=actor, recorded_at=utcnow()).on_conflict_do_nothing(index_elements=["visit_id"]))
     row = await session.get(PatrolVisitRow, visit_id)
-    assert row is not None
+    assert row is not None  # noqa: S101 - narrows the type: inserted or already there
     return row, result.rowcount == 1  # type: ignore[attr-defined]
 
 

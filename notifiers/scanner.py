@@ -22,6 +22,7 @@ early when a retry is scheduled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -176,10 +177,8 @@ class Scanner:
             except Exception as exc:  # noqa: BLE001 - a failed scan is retried at the next tick
                 log.warning("follow-up scan failed, will retry: %s", exc)
                 failed = True
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), await self._sleep_seconds(failed))
-            except TimeoutError:
-                pass
             self._sleeping_until = None
 
     def start(self) -> None:

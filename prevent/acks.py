@@ -163,7 +163,7 @@ async def delivery_receipt(session: AsyncSession, provider_ref: str, status: str
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     row = await session.get(NoticeRow, notice_id, populate_existing=True)
-    assert row is not None
+    assert row is not None  # noqa: S101 - narrows the type: the update matched it
     await outbox.stage(session, NOTICES, notice_event(row, state, error, now), key=notice_id,
                        event_id=f"{notice_id}:{state.value}", subtype=state.value)
     return row

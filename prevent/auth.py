@@ -22,7 +22,7 @@ from prevent.users import AuthError, Principal
 PrincipalSource = Callable[[Request], Awaitable[Principal | None]]
 
 
-def _console_db(request: Request):  # noqa: ANN202 - prevent.storage.db.Database
+def _console_db(request: Request):  # prevent.storage.db.Database
     return request.app.state.console.db
 
 

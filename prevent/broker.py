@@ -198,7 +198,7 @@ async def broker_features(bootstrap: str, timeout_s: float = 10.0) -> BrokerFeat
         node = brokers[0]["node_id"] if brokers else cluster.get("controller_id")
         idempotence = False
         try:
-            response = await admin._client.send(  # noqa: SLF001 - no public API for this probe
+            response = await admin._client.send(  # no public API for this probe
                 node, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000))  # type: ignore[arg-type]
             idempotence = response.error_code == 0
         except KafkaError as exc:
@@ -389,7 +389,7 @@ def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     def target() -> None:
         try:
             result.append(asyncio.run(factory()))
-        except BaseException as exc:  # re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             error.append(exc)
 
     thread = threading.Thread(target=target, name="prevent-broker-sync")
@@ -548,9 +548,9 @@ class EmbeddedBroker:
 
     def _popen(self, binary: str, url: str, advertised: str,
                env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        assert self.log_path is not None
+        assert self.log_path is not None  # noqa: S101 - narrows the type: set before any start
         with open(self.log_path, "ab") as log_file:  # the child keeps its own descriptor
-            return subprocess.Popen(
+            return subprocess.Popen(  # noqa: S603 - the configured Tansu binary, fixed arguments, no shell
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                 # Own session: Ctrl-C in the terminal reaches only us, and we stop

@@ -108,7 +108,7 @@ def up(
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def state(_app: object):  # noqa: ANN202
+    async def state(_app: object):
         async with running_system(settings) as system:
             yield system.console_state()
 
@@ -122,7 +122,7 @@ def bound_settings(settings: Settings, host: str, port: int) -> Settings:
     sign-in hint must name the port actually served (``--port 8101``), not the default."""
     if "public_base_url" in settings.model_fields_set:
         return settings
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
     shown = f"[{shown}]" if ":" in shown else shown
     return settings.model_copy(update={"public_base_url": f"http://{shown}:{port}",
                                        "http_host": host, "http_port": port})
@@ -195,7 +195,7 @@ def console(host: str | None = None, port: int | None = None, verbose: bool = Fa
 
 
     @asynccontextmanager
-    async def state(_app: object):  # noqa: ANN202
+    async def state(_app: object):
         db = Database(settings.effective_database_url)
         await db.upgrade()
         try:
@@ -445,7 +445,7 @@ def feeds_check(target: Annotated[str, typer.Argument(help="a URL or a file")],
     try:
         incidents, problems = asyncio.run(check_feed(target, kind, settings=get_settings(),
                                                      level_pattern=level_pattern))
-    except Exception as exc:  # noqa: BLE001 - one clear line for the person at the terminal
+    except Exception as exc:  # one clear line for the person at the terminal
         raise _fail(str(exc)) from exc
     verdicts: list[dict[str, Any]] = [{} for _ in incidents]
     if classify:

@@ -83,7 +83,7 @@ async def read_all(bootstrap: str, *, topic: str = DEADLETTER.name, limit_s: flo
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first use of the topic
+            await consumer._client.force_metadata_update()  # first use of the topic
             partitions = [TopicPartition(topic, p)
                           for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:

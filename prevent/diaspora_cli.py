@@ -175,7 +175,7 @@ def export(output: Annotated[Path, typer.Option(help="the file to write")] = Pat
            version: Annotated[int | None, typer.Option(help="a stored version (default: in force)")] = None,
            ) -> None:
     """Write the stored diaspora map (the version in force, or --version) as YAML."""
-    async def pick(session: AsyncSession):  # noqa: ANN202
+    async def pick(session: AsyncSession):
         return await (diaspora.get_version(session, version) if version else diaspora.latest(session))
 
     row = _in_session(pick)

@@ -129,7 +129,7 @@ class Escalator:
     async def _fire(self, timer_id: str, now: datetime) -> str:
         async with self.db.transaction() as session:
             timer = await session.get(EscalationTimer, timer_id)
-            assert timer is not None
+            assert timer is not None  # noqa: S101 - narrows the type: claimed just before
             alert = await alerts.get(session, timer.alert_id)
             if alert.status is not AlertStatus.PROPOSED:
                 await session.execute(update(EscalationTimer).where(

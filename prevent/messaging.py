@@ -245,7 +245,7 @@ class ReliabilityMiddleware(BaseMiddleware):
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            assert exc is not None
+            assert exc is not None  # noqa: S101 - narrows the type: tenacity calls it after a failure
             where = ", ".join(_origin(r) for r in _records(msg)[:3]) or "unknown origin"
             log.warning("%s error handling %s (attempt %d), retrying in %.1fs: %s",
                         classify_error(exc), where, state.attempt_number, state.upcoming_sleep,

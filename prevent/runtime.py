@@ -131,7 +131,7 @@ class ServiceContext:
     engine: str = "kafka"
 
 
-def outbox_sender(broker: KafkaBroker, source: str):  # noqa: ANN201 - returns outbox.Sender
+def outbox_sender(broker: KafkaBroker, source: str):  # returns outbox.Sender
     async def send(topic: str, key: str, event_id: str, subtype: str | None, payload: str,
                    extra: dict[str, str]) -> Awaitable[object]:
         headers = cloudevent_headers(TOPICS_BY_NAME[topic], event_id, source, subtype) | extra

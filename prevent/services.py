@@ -211,7 +211,7 @@ def register_services(ctx: ServiceContext, names: tuple[str, ...], *,
     return notifier
 
 
-def incident_publisher(ctx: ServiceContext):  # noqa: ANN201
+def incident_publisher(ctx: ServiceContext):
     async def publish_incident(incident: GlobalIncident) -> None:
         await publish(ctx.broker, INCIDENTS, incident, key=incident.incident_id,
                       event_id=f"{incident.incident_id}:{incident.content_hash}", source=ctx.source)

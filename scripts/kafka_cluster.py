@@ -342,7 +342,7 @@ class Cluster:
         return not cmdline or node.config.encode() in cmdline.split(b"\0")
 
     def _signal(self, node: Node, sig: signal.Signals, wait: float) -> None:
-        assert node.pid is not None
+        assert node.pid is not None  # noqa: S101 - narrows the type: only started nodes are signalled
         pid = node.pid
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             print(cluster.bootstrap)
         else:
             for n in cluster.nodes:
-                state = f"pid {n.pid}" if cluster._alive(n) else "stopped"  # noqa: SLF001
+                state = f"pid {n.pid}" if cluster._alive(n) else "stopped"
                 print(f"node {n.id}: 127.0.0.1:{n.port} (controller {n.controller_port}) {state}")
         return 0
     except ClusterError as exc:

@@ -153,7 +153,7 @@ def test_port_clash_names_the_port() -> None:
 
 
 def test_missing_binary() -> None:
-    with pytest.raises(BrokerError, match="binary not found.*PREVENT_TANSU_BIN"):
+    with pytest.raises(BrokerError, match=r"binary not found.*PREVENT_TANSU_BIN"):
         EmbeddedBroker(topics={}, binary="/nonexistent").start()
 
 
@@ -167,7 +167,7 @@ def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     fake = tmp_path / "tansu"
     fake.write_text("#!/bin/sh\necho 'boom: cannot start'\nexit 3\n")
     fake.chmod(0o755)
-    with pytest.raises(BrokerError, match="exited early with code 3.*boom: cannot start"):
+    with pytest.raises(BrokerError, match=r"exited early with code 3.*boom: cannot start"):
         EmbeddedBroker(topics={}, binary=str(fake), startup_timeout=5).start()
 
 
@@ -449,5 +449,5 @@ def test_kafka_cluster_ids_are_never_taken_for_an_option() -> None:
     about once in 32 starts)."""
     from fixtures.kafka import kafka_cluster_module
 
-    ids = [kafka_cluster_module()._cluster_id() for _ in range(2000)]  # noqa: SLF001
+    ids = [kafka_cluster_module()._cluster_id() for _ in range(2000)]
     assert all(i[0].isalnum() and len(i) == 22 for i in ids) and len(set(ids)) == 2000

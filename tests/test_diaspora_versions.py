@@ -95,7 +95,7 @@ def test_what_a_version_changes_is_said_country_by_country() -> None:
 # ------------------------------------------------------------------ storage and versions
 
 
-async def _rows(db: Database, model):  # noqa: ANN001, ANN202
+async def _rows(db: Database, model):
     async with db.transaction() as session:
         return list((await session.execute(select(model))).scalars())
 
@@ -214,7 +214,7 @@ async def test_the_rules_consumer_picks_up_a_saved_version_without_a_restart(db:
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # noqa: ANN201
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("PREVENT_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.delenv("PREVENT_DATABASE_URL", raising=False)
     get_settings.cache_clear()

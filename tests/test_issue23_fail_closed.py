@@ -25,7 +25,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def no_kafka(monkeypatch, tmp_path: Path):  # noqa: ANN201
+def no_kafka(monkeypatch, tmp_path: Path):
     for name in list(os.environ):
         if name.startswith("PREVENT_"):
             monkeypatch.delenv(name)
@@ -44,7 +44,7 @@ def test_services_refuse_to_start_without_a_kafka_cluster(command: str, no_kafka
 
     started: list[str] = []
 
-    async def must_not_run(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    async def must_not_run(*args, **kwargs) -> None:
         started.append(command)
 
     monkeypatch.setattr(prevent.services, "run_until_stopped", must_not_run)

@@ -159,7 +159,7 @@ def test_shared_multilingual_set(clf: Classifier) -> None:
 @pytest.mark.skipif(not (SHARED / "incidents-dev.jsonl").is_file(),
                     reason="../shared/data/incidents-dev.jsonl not present")
 def test_shared_english_set_does_not_regress(clf: Classifier) -> None:
-    per, negatives, alarmed = _score(SHARED / "incidents-dev.jsonl", clf)
+    per, _negatives, alarmed = _score(SHARED / "incidents-dev.jsonl", clf)
     a, n = per["en"]
     assert a == n, f"English alarms {a}/{n}"  # 34/34 before the multilingual redesign
     assert alarmed == 0

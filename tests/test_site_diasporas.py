@@ -162,8 +162,8 @@ def test_the_schema_refuses_an_overlong_entry_and_too_many(tmp_path: Path) -> No
 
 
 async def test_migration_0010_adds_the_column_to_existing_sites_and_back(db: Database) -> None:
-    def to(revision: str, down: bool = False):  # noqa: ANN202
-        def run(conn) -> None:  # noqa: ANN001
+    def to(revision: str, down: bool = False):
+        def run(conn) -> None:
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             (command.downgrade if down else command.upgrade)(cfg, revision)
@@ -265,7 +265,7 @@ async def audience_db(db: Database, tmp_path: Path) -> Database:
     return db
 
 
-async def plan_for(db: Database, alert: Alert, pb: Playbook):  # noqa: ANN201
+async def plan_for(db: Database, alert: Alert, pb: Playbook):
     async with db.transaction() as session:
         return await resolve_audience(session, alert, pb)
 

@@ -32,7 +32,7 @@ async def test_the_migrations_build_exactly_the_models_schema(db) -> None:
 
     from prevent.storage.tables import Base
 
-    def differences(conn):  # noqa: ANN001, ANN202
+    def differences(conn):
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return compare_metadata(context, Base.metadata)
 
@@ -75,7 +75,7 @@ async def test_outbox_stages_once_and_flushes_in_order(db) -> None:
         await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")  # repeated id
     sent: list[str] = []
 
-    async def send(topic, key, event_id, subtype, payload, headers):  # noqa: ANN001, ANN202
+    async def send(topic, key, event_id, subtype, payload, headers):
         sent.append(event_id)
         return acknowledged()
 
@@ -92,7 +92,7 @@ async def test_a_failed_send_leaves_events_pending(db, fails: str) -> None:
     async with db.transaction() as session:
         await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")
 
-    async def broken(*_args: object):  # noqa: ANN202
+    async def broken(*_args: object):
         if fails == "handing over":
             raise ConnectionError("broker down")
         return refused(ConnectionError("broker down"))  # handed over, never acknowledged
@@ -101,7 +101,7 @@ async def test_a_failed_send_leaves_events_pending(db, fails: str) -> None:
         await outbox.flush(db, broken)
     delivered: list[str] = []
 
-    async def send(topic, key, event_id, *_rest):  # noqa: ANN001, ANN202
+    async def send(topic, key, event_id, *_rest):
         delivered.append(event_id)
         return acknowledged()
 
@@ -116,7 +116,7 @@ async def test_stopping_the_relay_lets_its_flush_finish(db) -> None:
     handed: list[str] = []
     first, release = asyncio.Event(), asyncio.Event()
 
-    async def slow(topic, key, event_id, subtype, payload, headers):  # noqa: ANN001, ANN202
+    async def slow(topic, key, event_id, subtype, payload, headers):
         handed.append(event_id)
         first.set()
         await release.wait()
@@ -144,7 +144,7 @@ async def test_a_relay_that_cannot_finish_is_stopped_after_its_grace(db, monkeyp
         await outbox.stage(session, AUDIT, event(1), key="s", event_id="e1")
     handed = asyncio.Event()
 
-    async def stuck(*_args: object):  # noqa: ANN202
+    async def stuck(*_args: object):
         handed.set()
         await asyncio.Event().wait()  # the broker never answers
 

@@ -197,7 +197,7 @@ async def save_site(request: Request, principal: Principal = Depends(gate)) -> R
         contacts = [{**c, "blank": not any(c.get(k) for k in FILLED)} for c in contacts]
         return await _form_page(request, principal, existing, values=values, contacts=contacts,
                                 errors=errors, status=422)
-    assert site is not None
+    assert site is not None  # noqa: S101 - narrows the type: no errors means a site
     deps.kick(request)
     return RedirectResponse(f"/partners/sites/{site.site_id}?saved=1", status_code=303)
 

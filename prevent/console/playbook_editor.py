@@ -87,7 +87,7 @@ async def backtest(request: Request, _p: Principal = Depends(gate)) -> HTMLRespo
         items, truncated = await editing.recent_incidents(session)
     valid = []
     for row in latest:
-        playbook, problems = editing.validate(row.source, row.playbook_id)
+        playbook, _problems = editing.validate(row.source, row.playbook_id)
         if playbook is not None:
             valid.append(playbook)
     playbook_set = PlaybookSet(tuple(valid), {r.playbook_id: r.version for r in latest})

@@ -74,14 +74,14 @@ def _form(request: Request, next_: str, *, error: str | None = None, status: int
 
 
 @router.get("/signin", response_class=HTMLResponse)
-async def signin_page(request: Request, next: str = "/") -> HTMLResponse:  # noqa: A002
+async def signin_page(request: Request, next: str = "/") -> HTMLResponse:
     return _form(request, next)
 
 
 @router.post("/signin", response_class=HTMLResponse)
 async def signin(request: Request, name: str = Form(max_length=100),
                  password: str = Form(max_length=1000), code: str = Form(default="", max_length=10),
-                 next: str = Form(default="/"),  # noqa: A002
+                 next: str = Form(default="/"),
                  signin_token: str = Form(default="", max_length=200)) -> Response:
     if not _pre_session_ok(request, signin_token):
         return _form(request, next, status=403, error=STALE_FORM)

@@ -56,7 +56,7 @@ class DemoFeedServer:
         body = demo_feed_xml()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # http.server API
                 self.send_response(200)
                 self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -95,7 +95,7 @@ class _SinkHandler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         msg = message_from_bytes(envelope.content, policy=default_policy)  # type: ignore[attr-defined]
         body = msg.get_body(preferencelist=("plain",))
         self.sink.received.append(ReceivedMail(

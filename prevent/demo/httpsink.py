@@ -37,7 +37,7 @@ class HttpSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:  # http.server API
                 length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY)
                 body = self.rfile.read(length).decode("utf-8", "replace")
                 sink.received.append(ReceivedRequest(self.path, dict(self.headers.items()), body,

@@ -48,7 +48,7 @@ def feeds_list(file: FileOption = None,
     """List the feeds in the registry."""
     path = _path(file)
     with _registry_errors():
-        feeds = admin._load(path)  # noqa: SLF001 - same package
+        feeds = admin._load(path)  # same package
     for feed in feeds:
         if as_json:
             typer.echo(feed.model_dump_json())

@@ -249,7 +249,7 @@ def _parse_xml_feed(body: bytes, *, url: str, headers: dict[str, str]) -> Parsed
     try:
         result = feedparser.parse(io.BytesIO(body), response_headers=headers,
                                   sanitize_html=False, resolve_relative_uris=False)
-    except Exception as exc:  # feedparser's own bugs on garbage input
+    except Exception as exc:  # noqa: BLE001 - feedparser's own bugs on garbage input
         # e.g. ValueError/UnicodeDecodeError from its encoding sniffing on stray NULs:
         # for the watcher that is one unreadable body, not a crash of the poll.
         raise FeedParseError(url, f"unreadable ({type(exc).__name__}: {exc})") from None

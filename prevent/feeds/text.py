@@ -87,7 +87,7 @@ def html_to_text(html: str | None) -> str:
         # bounded so a hostile input cannot make us loop.
         for _ in range(3):
             stripped = _strip_once(text)
-            if stripped == text or not _TAG_OPEN.search(stripped) and "&" not in stripped:
+            if stripped == text or (not _TAG_OPEN.search(stripped) and "&" not in stripped):
                 text = stripped
                 break
             text = stripped

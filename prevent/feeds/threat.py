@@ -53,7 +53,7 @@ def _clean(level: str) -> str:
 
 def extract_level(body: bytes, feed: FeedConfig, headers: Mapping[str, str] | None = None) -> str:
     """The current level on the page; raises ThreatLevelError when the pattern finds none."""
-    assert feed.level_pattern is not None  # FeedConfig guarantees it for this kind
+    assert feed.level_pattern is not None  # noqa: S101 - FeedConfig guarantees it for this kind
     pattern = re.compile(feed.level_pattern, re.IGNORECASE | re.DOTALL)
     raw = _decode(body, headers)
     for text in (raw, html_to_text(raw)):

@@ -99,7 +99,7 @@ class FeedWatcher:
         self.publish_attempts = publish_attempts
         self.publish_backoff = publish_backoff
         self.reload = reload
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter and spread, not security
         self.startup_spread = startup_spread
         # The broker keeps records in memory only (Tansu): keep each published incident with
         # its seen entry until it is stored, and publish the unstored ones again at start.
@@ -267,7 +267,7 @@ class FeedWatcher:
             outcome = await self._poll(feed)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded per feed, never raised
+        except Exception as exc:  # recorded per feed, never raised
             log.exception("feed_id=%s unexpected error", feed.id)
             outcome = await self._failed(feed, type(exc).__name__, str(exc) or type(exc).__name__)
         # APScheduler moved a job that just ran on by its interval (with the same jitter):
@@ -311,7 +311,7 @@ class FeedWatcher:
         return emitted, parsed.ttl_minutes, parsed.hub_url
 
     async def _ensure_websub(self, feed: FeedConfig, hub: str, result: FetchResult) -> None:
-        assert self.websub is not None
+        assert self.websub is not None  # noqa: S101 - narrows the type: only called with WebSub on
         if self._websub_feeds is not None:
             self._websub_feeds.add(feed.id)  # ensure() may create its subscription row
         try:
@@ -362,7 +362,7 @@ class FeedWatcher:
                                           before_sleep=log_retry, rng=self.rng):
                 with attempt:
                     await self.publish(incident)
-        except Exception as exc:  # noqa: BLE001 - every attempt failed
+        except Exception as exc:  # every attempt failed
             raise PublishFailed(f"publish of {incident.incident_id} failed {self.publish_attempts} "
                                 f"times: {type(exc).__name__}: {exc}") from exc
 
@@ -502,7 +502,7 @@ class FeedWatcher:
         emitted = await self.ingest(feed, [incident])  # raises PublishFailed: state unchanged
         async with self.db.transaction() as session:
             row = await session.get(ThreatLevelState, feed.id)
-            assert row is not None
+            assert row is not None  # noqa: S101 - narrows the type: the row exists
             row.level, row.observed_at, row.checked_at = level, now, now
         log.warning("feed_id=%s threat level changed from %s to %s", feed.id, previous, level)
         return emitted

@@ -164,11 +164,8 @@ def run_case(case: Case, classifier: Classifier, playbooks: CompiledSet, source:
 
 
 def run_cases(directory: Path, classifier: Classifier, playbooks: CompiledSet) -> list[CaseResult]:
-    results = []
-    for path in sorted(directory.glob("*.yaml")):
-        for case in read_model(CaseFile, path).cases:
-            results.append(run_case(case, classifier, playbooks, str(path)))
-    return results
+    return [run_case(case, classifier, playbooks, str(path))
+            for path in sorted(directory.glob("*.yaml")) for case in read_model(CaseFile, path).cases]
 
 
 # ------------------------------------------------------------------ explain

@@ -298,7 +298,7 @@ def _compiled(playbook: Playbook) -> CompiledPlaybook:
     return CompiledSet(PlaybookSet((playbook,))).compiled[0]
 
 
-def _subject(item: IncidentInput, classifier: Classifier):  # noqa: ANN202 - (Subject, datetime)
+def _subject(item: IncidentInput, classifier: Classifier):  # (Subject, datetime)
     c = classify_item(classifier, item)
     published = item.published or utcnow()
     return subject_for(item, c, published), published

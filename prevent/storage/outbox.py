@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -53,9 +54,10 @@ async def flush(db: Database, send: Sender, *, batch: int = 500) -> int:
             return total
         acks: list[Awaitable[object]] = []
         try:
+            # A loop, not a comprehension (PERF401): the finally must await what was handed over
             for row in rows:
-                acks.append(await send(row.topic, row.key, row.event_id, row.subtype, row.payload,
-                                       row.headers or {}))
+                acks.append(await send(row.topic, row.key, row.event_id, row.subtype,  # noqa: PERF401
+                                       row.payload, row.headers or {}))
         finally:  # what was handed over is awaited, even when a later event could not be
             outcomes = await asyncio.gather(*acks, return_exceptions=True)
         failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
@@ -95,10 +97,8 @@ class OutboxRelay:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()  # once more when stopping: what was committed goes out now

@@ -93,7 +93,7 @@ async def test_a_disabled_user_loses_sessions_and_tokens_at_once(console: Consol
 
 async def test_a_role_change_ends_the_session_and_applies_at_the_next_sign_in(console: Console
                                                                                 ) -> None:
-    viewer, viewer_token = await console.signed_in(Role.VIEWER)
+    viewer, _viewer_token = await console.signed_in(Role.VIEWER)
     admin, token = await console.signed_in(Role.ADMIN)
     async with aclosing(admin), aclosing(viewer):
         assert (await viewer.get("/partners")).status_code == 403

@@ -135,7 +135,7 @@ async def test_the_playbook_backtest_classifies_with_the_map_in_force(console: C
     assert "haitian" in clf.classify("Hurricane Melissa devastates Jamaica, killing 19").communities
 
 
-def diaspora_officer():  # noqa: ANN201
+def diaspora_officer():
     from prevent.users import Principal
     return Principal("engagement-officer", Role.ENGAGEMENT_OFFICER)
 

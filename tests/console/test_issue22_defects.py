@@ -74,7 +74,7 @@ async def test_defect_13_a_nonsense_alert_id_on_notices_says_so(console: Console
 
 
 async def test_defects_8_and_11_the_ack_page_wraps_omits_its_own_link_and_shows_local_time(
-        console: Console, settings) -> None:  # noqa: ANN001
+        console: Console, settings) -> None:
     from datetime import UTC, datetime, timedelta
 
     from prevent.acklinks import AckLinks
@@ -137,7 +137,7 @@ async def test_defect_5_the_site_editor_refuses_an_unknown_community(console: Co
         assert ok.status_code == 303, ok.text
 
 
-def test_defect_5_the_cli_prints_counts_for_people(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+def test_defect_5_the_cli_prints_counts_for_people(monkeypatch, tmp_path) -> None:
     from typer.testing import CliRunner
 
     from prevent.cli import app
@@ -160,7 +160,7 @@ def test_defect_5_the_cli_prints_counts_for_people(monkeypatch, tmp_path) -> Non
     assert refused.exit_code == 1 and "unknown community 'muslin'" in refused.output
 
 
-def test_defect_2_backtest_and_explain_count_a_stored_partner_report(settings) -> None:  # noqa: ANN001
+def test_defect_2_backtest_and_explain_count_a_stored_partner_report(settings) -> None:
     from prevent.classification import Classifier
     from prevent.contracts import FeedKind, GlobalIncident, Location, utcnow
     from prevent.playbooks.backtest import evaluate, explain

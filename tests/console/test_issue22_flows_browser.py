@@ -38,20 +38,20 @@ SITE = "site-masjid-riverside"
 WIDTHS = ((1280, "desktop"), (375, "375"))
 
 
-async def wide_elements(page) -> list[str]:  # noqa: ANN001
+async def wide_elements(page) -> list[str]:
     return await page.evaluate("""() => Array.from(document.querySelectorAll('body *'))
         .filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest('.table-wrap'))
         .slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)""")
 
 
-async def checked(page, width: int, what: str) -> None:  # noqa: ANN001
+async def checked(page, width: int, what: str) -> None:
     """No horizontal scrolling at ``width``, no serious accessibility violation."""
     assert await fits(page) <= width, (what, width, await fits(page), await wide_elements(page))
     assert await serious_violations(page) == [], (what, width)
 
 
 async def test_defect_2_a_concern_from_a_phone_reaches_the_decide_box(console: Console,
-                                                                      settings) -> None:  # noqa: ANN001
+                                                                      settings) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     now = utcnow() - timedelta(hours=1)
     async with console.db.transaction() as session:  # the contact holds an earlier notice

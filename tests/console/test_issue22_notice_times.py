@@ -24,7 +24,7 @@ from .conftest import Console
 
 
 async def test_a_second_acknowledgement_says_when_in_the_units_zone(console: Console,
-                                                                     settings) -> None:  # noqa: ANN001
+                                                                     settings) -> None:
     created = utcnow() - timedelta(days=1)
     acked = datetime(2026, 7, 1, 16, 30, tzinfo=UTC)  # EDT: four hours behind UTC
     async with console.db.transaction() as session:
@@ -57,7 +57,7 @@ class _Mail:
     def __init__(self) -> None:
         self.sent: list = []
 
-    async def send(self, notice) -> SendResult:  # noqa: ANN001
+    async def send(self, notice) -> SendResult:
         self.sent.append(notice)
         return SendResult.sent("smtp-ref")
 

@@ -38,7 +38,7 @@ def nonce(page: str, form: str) -> str:
     return match.group(1)
 
 
-async def reported_concern(console: Console, settings, text: str = "A man is filming our door",  # noqa: ANN001
+async def reported_concern(console: Console, settings, text: str = "A man is filming our door",
                            ) -> str:
     """A contact of the Riverside centre reports an urgent concern from the page of an
     earlier notice; the rules stage takes the incident. Returns the alert's id."""
@@ -58,7 +58,7 @@ async def reported_concern(console: Console, settings, text: str = "A man is fil
     return await partner_report_alert(console, settings)
 
 
-async def partner_report_alert(console: Console, settings) -> str:  # noqa: ANN001
+async def partner_report_alert(console: Console, settings) -> str:
     """The rules stage takes the reported concern (the incident staged in the outbox) and
     raises the partner-report alert; returns its id."""
     async with console.db.transaction() as session:
@@ -77,7 +77,7 @@ async def partner_report_alert(console: Console, settings) -> str:  # noqa: ANN0
 
 
 async def test_defect_2_a_partner_concern_targets_the_reporting_site(console: Console,
-                                                                    settings) -> None:  # noqa: ANN001
+                                                                    settings) -> None:
     alert_id = await reported_concern(console, settings)
     async with console.db.transaction() as session:
         alert = await lifecycle.alerts.get(session, alert_id)
@@ -129,13 +129,13 @@ class _Mail:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def send(self, notice) -> SendResult:  # noqa: ANN001
+    async def send(self, notice) -> SendResult:
         self.sent.append(notice.subject)
         return SendResult.sent("smtp-ref")
 
 
 async def test_defect_2_the_concerns_escalation_shows_on_its_page_and_in_the_queue(
-        console: Console, settings) -> None:  # noqa: ANN001
+        console: Console, settings) -> None:
     alert_id = await reported_concern(console, settings)
     async with console.db.transaction() as session:
         alert = await lifecycle.alerts.get(session, alert_id)

@@ -21,7 +21,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # noqa: ANN201
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("PREVENT_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.delenv("PREVENT_DATABASE_URL", raising=False)
     get_settings.cache_clear()
@@ -29,7 +29,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # noqa: ANN201
     get_settings.cache_clear()
 
 
-def _edit_in_console(settings) -> int:  # noqa: ANN001
+def _edit_in_console(settings) -> int:
     """What the console's editor stores: a new version by an officer, from the stored text."""
     async def go() -> int:
         db = Database(settings.effective_database_url)

@@ -20,7 +20,7 @@ def _run_up(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> Settings:
     seen: dict[str, Any] = {}
 
     @asynccontextmanager
-    async def fake_system(settings: Settings, **_kw: Any):  # noqa: ANN202
+    async def fake_system(settings: Settings, **_kw: Any):
         seen["settings"] = settings
         yield SimpleNamespace(console_state=lambda: None)
 
@@ -65,5 +65,6 @@ def test_explicit_public_base_url_is_kept(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_bound_settings_brackets_ipv6_and_maps_wildcard() -> None:
     base = Settings()
-    assert cli.bound_settings(base, "0.0.0.0", 9000).public_base_url == "http://127.0.0.1:9000"
+    # S104: the wildcard address is the input under test; nothing is bound
+    assert cli.bound_settings(base, "0.0.0.0", 9000).public_base_url == "http://127.0.0.1:9000"  # noqa: S104
     assert cli.bound_settings(base, "::1", 9000).public_base_url == "http://[::1]:9000"

@@ -173,14 +173,14 @@ async def test_defect_10_what_a_confirmation_left_out_is_shown_and_the_page_says
 
 
 async def test_defect_10_prevent_audit_prints_what_was_left_out(console: Console, capsys, settings,
-                                                                monkeypatch) -> None:  # noqa: ANN001
+                                                                monkeypatch) -> None:
     from contextlib import asynccontextmanager
 
     from prevent import admin
     from prevent.admin import print_audit
 
     @asynccontextmanager
-    async def this_db(_settings):  # noqa: ANN001, ANN202 - the test's own database (and schema)
+    async def this_db(_settings):  # the test's own database (and schema)
         yield console.db
 
     monkeypatch.setattr(admin, "open_db", this_db)

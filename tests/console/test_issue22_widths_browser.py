@@ -18,7 +18,7 @@ from .conftest import Console
 from .test_situation_browser import chromium, fits, offline_page, served, sign_in
 
 
-async def _long_notice(console: Console, settings) -> tuple[str, str]:  # noqa: ANN001
+async def _long_notice(console: Console, settings) -> tuple[str, str]:
     """A sent notice with a long body, and an exercise in the queue: (ack token, body)."""
     created = utcnow() - timedelta(hours=1)
     token = AckLinks.from_settings(settings).token("n-wide", created)
@@ -42,7 +42,7 @@ def _too_wide(widths: dict[str, int]) -> dict[str, int]:
 
 
 async def test_defect_8_a_long_ack_page_and_the_queue_fit_375_px(console: Console,
-                                                                 settings) -> None:  # noqa: ANN001
+                                                                 settings) -> None:
     token, _body = await _long_notice(console, settings)
     widths = {}
     async with served(console) as base, chromium() as browser:
@@ -56,7 +56,7 @@ async def test_defect_8_a_long_ack_page_and_the_queue_fit_375_px(console: Consol
 
 
 async def test_defect_8_the_outbox_fits_a_desktop_window(console: Console,
-                                                         settings) -> None:  # noqa: ANN001
+                                                         settings) -> None:
     token, _body = await _long_notice(console, settings)
     # As notifiers/channels/webhook.py posts it: one line of JSON (the sample sink keeps it).
     webhook = json.dumps({"notice_id": "n-wide", "alert_id": "alr-x", "subject": "Notice",

@@ -315,7 +315,7 @@ async def test_imports_have_a_row_limit_and_are_parsed_off_the_loop(console: Con
     threads: list[int] = []
     parse = registry.parse_registry
 
-    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def recording(*args, **kwargs):
         threads.append(threading.get_ident())
         return parse(*args, **kwargs)
 

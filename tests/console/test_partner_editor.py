@@ -18,7 +18,7 @@ from .conftest import Console
 SITE = "site-masjid-riverside"
 
 
-async def site(console: Console, site_id: str = SITE):  # noqa: ANN201
+async def site(console: Console, site_id: str = SITE):
     async with console.db.transaction() as session:
         return next((s for s in (await export_registry(session)).sites if s.site_id == site_id), None)
 

@@ -71,12 +71,12 @@ async def chromium() -> AsyncIterator[object]:
             await browser.close()
 
 
-async def offline_page(browser, base: str, width: int = 1280):  # noqa: ANN001, ANN201
+async def offline_page(browser, base: str, width: int = 1280):
     """A page whose every request off 127.0.0.1 fails, as with no tile server reachable."""
     page = await browser.new_page(viewport={"width": width, "height": 900})
     blocked: list[str] = []
 
-    async def only_loopback(route) -> None:  # noqa: ANN001
+    async def only_loopback(route) -> None:
         if route.request.url.startswith(base):
             await route.continue_()
         else:
@@ -88,7 +88,7 @@ async def offline_page(browser, base: str, width: int = 1280):  # noqa: ANN001, 
     return page
 
 
-async def sign_in(page, base: str, name: str) -> None:  # noqa: ANN001
+async def sign_in(page, base: str, name: str) -> None:
     await page.goto(f"{base}/signin")
     await page.get_by_label("User name").fill(name)
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
@@ -96,7 +96,7 @@ async def sign_in(page, base: str, name: str) -> None:  # noqa: ANN001
     await page.wait_for_url(f"{base}/")
 
 
-async def fits(page) -> int:  # noqa: ANN001
+async def fits(page) -> int:
     return await page.evaluate("document.documentElement.scrollWidth")
 
 
@@ -222,7 +222,7 @@ async def test_unticking_a_site_marks_it_left_out_in_the_preview(console: Consol
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 
 
-async def serious_violations(page) -> list[str]:  # noqa: ANN001
+async def serious_violations(page) -> list[str]:
     """axe-core run in the page (evaluated over the DevTools protocol: the console's CSP is
     not loosened for it); violations of impact serious or critical."""
     await page.evaluate(AXE.read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ from .conftest import Console
 from .test_partner_editor import submission
 
 
-async def registry_now(console: Console):  # noqa: ANN201
+async def registry_now(console: Console):
     async with console.db.transaction() as session:
         return await export_registry(session)
 

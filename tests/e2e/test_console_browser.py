@@ -34,7 +34,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def sign_in(page, base: str, name: str) -> None:  # noqa: ANN001 - playwright Page
+async def sign_in(page, base: str, name: str) -> None:  # playwright Page
     await page.goto(f"{base}/")
     assert "/signin" in page.url  # anonymous: sent to sign in
     await page.get_by_label("User name").fill(name)
@@ -80,7 +80,7 @@ async def test_inspector_confirms_in_the_browser_and_a_viewer_cannot(settings) -
             await serving
 
 
-async def inspector_flow(browser, base: str, publish, both) -> None:  # noqa: ANN001
+async def inspector_flow(browser, base: str, publish, both) -> None:
     page = await browser.new_page(viewport={"width": 1280, "height": 800})
     await sign_in(page, base, "insp.browser")
     queue = page.locator("#queue-rows")
@@ -129,7 +129,7 @@ async def inspector_flow(browser, base: str, publish, both) -> None:  # noqa: AN
     await page.close()
 
 
-async def viewer_flow(browser, base: str) -> None:  # noqa: ANN001
+async def viewer_flow(browser, base: str) -> None:
     page = await browser.new_page()
     await sign_in(page, base, "viewer.browser")
     await page.goto(f"{base}/?status=all")  # decided alerts are out of the default view
@@ -145,7 +145,7 @@ async def viewer_flow(browser, base: str) -> None:  # noqa: ANN001
     await page.close()
 
 
-async def officer_flow(browser, base: str, ctx) -> None:  # noqa: ANN001
+async def officer_flow(browser, base: str, ctx) -> None:
     """An engagement officer edits a playbook: a bad draft shows its line, a good one is
     backtested, saved with a note, and the running rules consumer switches to it."""
     pid = "place-of-worship-attack"

@@ -33,7 +33,7 @@ def report() -> GlobalIncident:
                           title=title, published=now, first_seen=now, content_hash=stable_id("h", title))
 
 
-async def classified_with(ctx, community: str, present: bool, limit: float = 40.0) -> None:  # noqa: ANN001
+async def classified_with(ctx, community: str, present: bool, limit: float = 40.0) -> None:
     """Publish reports until one is stored with (or without) ``community``: the consumer
     switches maps when the announcement arrives, so the first may still use the old one."""
     deadline = asyncio.get_running_loop().time() + limit

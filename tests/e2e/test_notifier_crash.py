@@ -44,13 +44,13 @@ class SlowSink:
         self.messages: list[Any] = []
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await asyncio.sleep(0.05)
         self.messages.append(message_from_bytes(envelope.content, policy=default_policy))
         return "250 OK"
 
 
-async def wait_until(predicate, limit: float, what: str) -> None:  # noqa: ANN001
+async def wait_until(predicate, limit: float, what: str) -> None:
     deadline = asyncio.get_running_loop().time() + limit
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:

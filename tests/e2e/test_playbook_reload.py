@@ -43,7 +43,7 @@ def incident(title: str, summary: str) -> GlobalIncident:
                           content_hash=stable_id("h", title, summary))
 
 
-async def wait_until(predicate, limit: float = 20.0) -> None:  # noqa: ANN001
+async def wait_until(predicate, limit: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + limit
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"

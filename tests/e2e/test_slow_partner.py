@@ -45,7 +45,7 @@ async def publish(bootstrap: str, a: Alert) -> float:
     return asyncio.get_running_loop().time()
 
 
-async def test_a_timing_out_webhook_delays_no_other_notice(settings, system_engine) -> None:  # noqa: ANN001
+async def test_a_timing_out_webhook_delays_no_other_notice(settings, system_engine) -> None:
     loop = asyncio.get_running_loop()
     with ScriptedSmtp() as smtp, ScriptedHttp() as good, ScriptedHttp() as dead:
         config = settings.model_copy(update={

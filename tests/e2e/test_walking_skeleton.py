@@ -36,7 +36,7 @@ def fixture_feed() -> bytes:
 </channel></rss>""".encode()
 
 
-async def wait_for(predicate, limit: float = 30.0) -> None:  # noqa: ANN001
+async def wait_for(predicate, limit: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + limit
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
@@ -93,8 +93,8 @@ async def test_feed_item_reaches_the_centre_inbox_and_the_patrol_topic(settings,
     assert patrols[0].floor_plan_ref == "FP-SAMPLE-0001"
 
 
-def _serve(body: bytes):  # noqa: ANN202
-    def do_get(handler) -> None:  # noqa: ANN001
+def _serve(body: bytes):
+    def do_get(handler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/rss+xml; charset=utf-8")
         handler.send_header("Content-Length", str(len(body)))

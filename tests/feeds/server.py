@@ -74,7 +74,7 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up, as it should
 
-            do_GET = do_POST = _handle  # noqa: N815 - http.server API
+            do_GET = do_POST = _handle  # http.server API
 
             def log_message(self, *args: object) -> None:
                 pass

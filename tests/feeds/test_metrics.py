@@ -14,7 +14,7 @@ from .server import FeedServer, Request, rss
 
 
 async def test_rows_and_prometheus_exposition(rig: Rig, feed_server: FeedServer) -> None:
-    def route(req: Request):  # noqa: ANN202
+    def route(req: Request):
         if req.headers.get("if-none-match"):
             return 304, {}, b""
         return 200, {"ETag": '"x"'}, rss(("m-1", "Church fire"))
@@ -46,5 +46,5 @@ async def test_rows_and_prometheus_exposition(rig: Rig, feed_server: FeedServer)
 
 
 @asynccontextmanager
-async def _never():  # noqa: ANN202 - the lifespan is not run under ASGITransport
+async def _never():  # the lifespan is not run under ASGITransport
     yield None

@@ -109,7 +109,7 @@ def test_nws_cap_in_atom_carries_cap_info() -> None:
     body = _load("atom/nws_cap_atom_us_2018-08-15.xml")
     feed = FeedConfig(id="nws-us", url="https://alerts.weather.gov/cap/us.php?x=0",
                       kind="atom", country="US", language="en-US")
-    incidents, parsed, problems = incidents_from_bytes(body, feed, first_seen=FIRST_SEEN)
+    incidents, _parsed, problems = incidents_from_bytes(body, feed, first_seen=FIRST_SEEN)
     assert problems == [] and len(incidents) == 163
     assert all(i.cap is not None for i in incidents)
     first = incidents[0]

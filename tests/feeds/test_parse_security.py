@@ -13,6 +13,7 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -56,9 +57,9 @@ def _quadratic(prefix: str = "", subset: bool = True, size: int = 20_000) -> byt
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         _Recorder.hits.append(self.path)
         self.send_response(200)
         self.end_headers()

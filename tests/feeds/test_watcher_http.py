@@ -36,7 +36,7 @@ async def state_of(rig: Rig, feed_id: str) -> FeedState:
 async def test_etag_200_then_304_publishes_once(rig: Rig, feed_server: FeedServer) -> None:
     body = rss(*ITEMS)
 
-    def route(req: Request):  # noqa: ANN202
+    def route(req: Request):
         if req.headers.get("if-none-match") == '"v1"':
             return 304, {"ETag": '"v1"'}, b""
         return 200, {"ETag": '"v1"', "Content-Type": "application/rss+xml"}, body
@@ -57,7 +57,7 @@ async def test_etag_200_then_304_publishes_once(rig: Rig, feed_server: FeedServe
 async def test_last_modified_200_then_304(rig: Rig, feed_server: FeedServer) -> None:
     stamp = "Mon, 06 Jan 2025 10:00:00 GMT"
 
-    def route(req: Request):  # noqa: ANN202
+    def route(req: Request):
         if req.headers.get("if-modified-since") == stamp:
             return 304, {}, b""
         return 200, {"Last-Modified": stamp}, rss(*ITEMS)
@@ -135,7 +135,7 @@ async def test_stalled_body_times_out(rig: Rig, feed_server: FeedServer) -> None
     assert (await state_of(rig, "stall")).consecutive_errors == 1
 
 
-async def test_body_over_the_limit_is_cut_off(db, tmp_path, feed_server: FeedServer) -> None:  # noqa: ANN001
+async def test_body_over_the_limit_is_cut_off(db, tmp_path, feed_server: FeedServer) -> None:
     from prevent.feeds.fetch import new_client
 
     from .conftest import watcher_settings
@@ -160,7 +160,7 @@ def _chunked(body: bytes, size: int = 1024) -> list[bytes]:
     return [f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in parts] + [b"0\r\n\r\n"]
 
 
-async def test_loopback_is_refused_unless_allowed(db, tmp_path, feed_server: FeedServer) -> None:  # noqa: ANN001
+async def test_loopback_is_refused_unless_allowed(db, tmp_path, feed_server: FeedServer) -> None:
     from prevent.feeds.fetch import new_client
 
     from .conftest import watcher_settings
@@ -286,7 +286,7 @@ async def test_nothing_is_seen_until_publish_succeeds(rig: Rig, feed_server: Fee
     published: list[str] = []
     failures = {"left": 100}
 
-    async def flaky(incident) -> None:  # noqa: ANN001
+    async def flaky(incident) -> None:
         if failures["left"]:
             failures["left"] -= 1
             raise ConnectionError("broker unreachable")
@@ -324,7 +324,7 @@ async def test_a_stalling_feed_does_not_delay_a_good_one(rig: Rig, feed_server: 
     feed_server.routes["/good"] = lambda req: (200, {}, rss(*ITEMS))
     good_done = asyncio.Event()
 
-    async def publish(incident) -> None:  # noqa: ANN001
+    async def publish(incident) -> None:
         good_done.set()
 
     watcher = rig.watcher([rss_feed("slow", feed_server.url("/slow")),
@@ -340,9 +340,8 @@ async def test_a_stalling_feed_does_not_delay_a_good_one(rig: Rig, feed_server: 
 async def test_errors_back_off_then_auto_disable(rig: Rig, feed_server: FeedServer) -> None:
     feed_server.routes["/broken"] = lambda req: (500, {}, b"oops")
     watcher = rig.watcher([rss_feed("broken", feed_server.url("/broken"))])
-    waits = []
-    for _ in range(rig.settings.feed_max_consecutive_errors):
-        waits.append((await watcher.poll("broken")).next_in)
+    waits = [(await watcher.poll("broken")).next_in
+             for _ in range(rig.settings.feed_max_consecutive_errors)]
     assert waits[:4] == [60, 120, 240, 480]
     assert waits[-1] is None
     state = await state_of(rig, "broken")

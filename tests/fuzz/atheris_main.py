@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: `fuzz` is a package
 
-import atheris  # noqa: E402 - after the path, and only where installed (Linux x86-64)
+import atheris  # after the path, and only where installed (Linux x86-64)
 
 with atheris.instrument_imports(include=["prevent", "notifiers", "fuzz"]):
-    from fuzz import targets  # noqa: E402
-    from prevent.contracts import FeedKind  # noqa: E402
+    from fuzz import targets
+    from prevent.contracts import FeedKind
 
 
 def _text(data: bytes) -> str:

@@ -46,7 +46,7 @@ BOMB = "\n".join(['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol
 @pytest.mark.parametrize("url", ["http://0177。0。0。1/hook", "http://0x7f．1/", "http://127.0.0.1。/x",
                                  "https://２130706433/"])
 def test_webhook_hosts_with_other_dots_are_refused(url: str) -> None:
-    with pytest.raises(ValueError, match="IPv4|host"):
+    with pytest.raises(ValueError, match=r"IPv4|host"):
         check_webhook_url(url)
 
 

@@ -20,11 +20,11 @@ PASSWORD = "a long enough password"
 
 
 @pytest.fixture
-async def api(seeded):  # noqa: ANN001, ANN201
+async def api(seeded):
     kicks: list[int] = []
 
     @asynccontextmanager
-    async def no_state(_app):  # noqa: ANN001, ANN202 - state is set below (ASGITransport has no lifespan)
+    async def no_state(_app):  # state is set below (ASGITransport has no lifespan)
         yield None
 
     app = create_app(no_state)
@@ -46,7 +46,7 @@ def auth(client: httpx.AsyncClient, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {client.tokens[name]}"}  # type: ignore[attr-defined]
 
 
-async def test_authentication_is_required_and_tokens_resolve(api) -> None:  # noqa: ANN001
+async def test_authentication_is_required_and_tokens_resolve(api) -> None:
     assert (await api.get("/api/alerts")).status_code == 401
     assert (await api.get("/api/alerts", headers={"Authorization": "Bearer nope"})).status_code == 401
     me = await api.get("/api/me", headers=auth(api, "cy"))
@@ -60,7 +60,7 @@ async def test_authentication_is_required_and_tokens_resolve(api) -> None:  # no
     assert [e["action"] for e in trail][-3:] == ["auth.login_failed", "auth.login", "user.token_issued"]
 
 
-async def test_confirm_dismiss_close_through_the_api(api, seeded) -> None:  # noqa: ANN001
+async def test_confirm_dismiss_close_through_the_api(api, seeded) -> None:
     a = await open_alert(seeded, make_alert(cluster="api-1"))
     b = await open_alert(seeded, make_alert(cluster="api-2"))
     listed = (await api.get("/api/alerts", params={"status": "proposed"}, headers=auth(api, "cy"))).json()
@@ -98,7 +98,7 @@ async def test_confirm_dismiss_close_through_the_api(api, seeded) -> None:  # no
     assert (await api.get("/api/alerts/alr_missing", headers=auth(api, "cy"))).status_code == 404
 
 
-async def test_silences_crud_and_exercises(api) -> None:  # noqa: ANN001
+async def test_silences_crud_and_exercises(api) -> None:
     body = {"matchers": {"keyword": "hoax"}, "ends_at": (utcnow() + timedelta(hours=1)).isoformat(),
             "comment": "debunked hoax"}
     assert (await api.post("/api/silences", json=body, headers=auth(api, "dee"))).status_code == 403
@@ -119,7 +119,7 @@ async def test_silences_crud_and_exercises(api) -> None:  # noqa: ANN001
     assert stats["alerts"] == {}
 
 
-async def test_registry_edits_need_the_engagement_role(api) -> None:  # noqa: ANN001
+async def test_registry_edits_need_the_engagement_role(api) -> None:
     site = {"site_id": "site-api", "name": "API Centre", "communities": ["hindu"],
             "municipality": "Eastville", "zone_id": "zone-north",
             "contacts": [{"contact_id": "c-api", "name": "Pat", "email": "pat@example.org",
@@ -148,7 +148,7 @@ async def test_registry_edits_need_the_engagement_role(api) -> None:  # noqa: AN
             ).status_code == 200
 
 
-async def test_api_login_asks_what_the_console_asks(api, seeded) -> None:  # noqa: ANN001
+async def test_api_login_asks_what_the_console_asks(api, seeded) -> None:
     """No weaker door: an administrator needs the second factor for a token too, and a user
     with one enrolled gives its code."""
     refused = await api.post("/api/login", json={"name": "eve", "password": PASSWORD})
@@ -166,7 +166,7 @@ async def test_api_login_asks_what_the_console_asks(api, seeded) -> None:  # noq
     assert good.status_code == 200 and good.json()["role"] == "admin"
 
 
-async def test_an_administrator_changes_and_disables_users_through_the_api(api) -> None:  # noqa: ANN001
+async def test_an_administrator_changes_and_disables_users_through_the_api(api) -> None:
     assert (await api.patch("/api/users/cy", json={"active": False},
                             headers=auth(api, "dee"))).status_code == 403
     role = await api.patch("/api/users/cy", json={"role": "duty_inspector"}, headers=auth(api, "eve"))
@@ -184,7 +184,7 @@ async def test_an_administrator_changes_and_disables_users_through_the_api(api) 
     assert extra.status_code == 422  # unknown fields are refused, not ignored
 
 
-async def test_patrols_are_extended_through_the_api(api, seeded) -> None:  # noqa: ANN001
+async def test_patrols_are_extended_through_the_api(api, seeded) -> None:
     from notifiers import patrol
     from prevent import alerts
     from prevent.runtime import PlaybookHolder

@@ -61,7 +61,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-async def _counts(db) -> tuple[int, int]:  # noqa: ANN001
+async def _counts(db) -> tuple[int, int]:
     async with db.transaction() as session:
         sites = (await session.execute(select(func.count()).select_from(Site))).scalar()
         contacts = (await session.execute(select(func.count()).select_from(Contact))).scalar()
@@ -161,7 +161,7 @@ def _playbook(**audience: object) -> Playbook:
 
 
 @pytest.fixture
-async def audience_db(db, tmp_path: Path):  # noqa: ANN001, ANN201
+async def audience_db(db, tmp_path: Path):
     async with db.transaction() as session:
         await apply_registry(session, parse_registry(_write(tmp_path, "r.yaml", AUDIENCE_REGISTRY)))
     return db
@@ -183,7 +183,7 @@ async def audience_db(db, tmp_path: Path):  # noqa: ANN001, ANN201
     (("muslim",), {"communities": ["jewish"], "site_kinds": ["community_centre"]},
      ["c-interfaith-river"], [("c4", "sms")], ["c-interfaith-river"]),
 ])
-async def test_audience_across_municipalities_and_communities(audience_db, communities, audience,  # noqa: ANN001
+async def test_audience_across_municipalities_and_communities(audience_db, communities, audience,
                                                               sites, recipients, patrols) -> None:
     alert = make_alert(communities=communities)
     async with audience_db.transaction() as session:
@@ -195,7 +195,7 @@ async def test_audience_across_municipalities_and_communities(audience_db, commu
     assert all(r.contact_id != "c2" for r in plan.recipients)
 
 
-async def test_scope_narrowing_drops_sites_channels_and_patrols(audience_db) -> None:  # noqa: ANN001
+async def test_scope_narrowing_drops_sites_channels_and_patrols(audience_db) -> None:
     alert = make_alert().model_copy(update={"scope": Scope(
         excluded_sites=("b-mosque-hill",), excluded_channels=("sms",),
         excluded_patrol_sites=("c-interfaith-river",))})

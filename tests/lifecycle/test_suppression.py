@@ -34,7 +34,7 @@ def _silence(**matchers: str) -> suppression.SilenceIn:
                                  comment="known hoax circulating; reviewed")
 
 
-async def _alert_events(db, alert_id: str) -> list[OutboxRow]:  # noqa: ANN001
+async def _alert_events(db, alert_id: str) -> list[OutboxRow]:
     async with db.transaction() as session:
         return list((await session.execute(select(OutboxRow).where(
             OutboxRow.topic == "prevent.alerts.v1", OutboxRow.key == alert_id))).scalars())

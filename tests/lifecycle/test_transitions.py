@@ -25,7 +25,7 @@ PATHS = {S.PROPOSED: [], S.CONFIRMED: ["confirm"], S.DISMISSED: ["dismiss"],
          S.EXPIRED: ["expire"], S.CLOSED: ["confirm", "close"]}
 
 
-async def _apply(db, alert_id: str, action: str, revision: int):  # noqa: ANN001, ANN202
+async def _apply(db, alert_id: str, action: str, revision: int):
     async with db.transaction() as session:
         return await alerts.decide(session, alert_id, alerts.Decision(
             action=action, actor=INSPECTOR.name, expected_revision=revision,
@@ -65,7 +65,7 @@ async def test_users_cannot_expire_and_viewers_cannot_decide(seeded) -> None:
     alert = await open_alert(seeded, make_alert())
     with pytest.raises(alerts.IllegalTransition, match="not a decision a user can take"):
         await lifecycle.decide(seeded, INSPECTOR, alert.alert_id, action="expire", expected_revision=1)
-    with pytest.raises(PermissionDenied, match="view.cy .viewer. may not confirm alerts"):
+    with pytest.raises(PermissionDenied, match=r"view.cy .viewer. may not confirm alerts"):
         await lifecycle.decide(seeded, VIEWER, alert.alert_id, action="confirm", expected_revision=1)
     async with seeded.transaction() as session:
         assert (await alerts.get(session, alert.alert_id)).status is S.PROPOSED
@@ -114,7 +114,7 @@ async def test_only_a_confirmation_narrows_the_scope(seeded) -> None:
 async def test_a_stale_revision_is_a_conflict_naming_who_decided(seeded) -> None:
     alert = await open_alert(seeded, make_alert())
     await lifecycle.decide(seeded, INSPECTOR, alert.alert_id, action="confirm", expected_revision=1)
-    with pytest.raises(alerts.AlertConflict, match="changed by insp.ada .now confirmed, revision 2"):
+    with pytest.raises(alerts.AlertConflict, match=r"changed by insp.ada .now confirmed, revision 2"):
         await lifecycle.decide(seeded, INSPECTOR_2, alert.alert_id, action="dismiss",
                                expected_revision=1, note="n", disposition="duplicate")
 

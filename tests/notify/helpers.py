@@ -110,7 +110,7 @@ class ScriptedSmtp:
     def __post_init__(self) -> None:
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str | None:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str | None:
         self.attempts += 1
         reply = self.script.pop(0) if self.script else "250 OK"
         if reply == "drop":
@@ -161,7 +161,7 @@ class ScriptedHttp:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.startswith("/hang"):
                     outer.hung.append(Received(self.path, dict(self.headers.items()), body))

@@ -137,7 +137,7 @@ async def test_a_webhook_url_httpx_cannot_parse_fails_only_its_notice(
 
 async def test_a_template_that_raises_fails_only_its_notice(db: Database, settings: Settings) -> None:
     class FailsInFrench(NoticeRenderer):
-        def render(self, name, language, context):  # noqa: ANN001, ANN201
+        def render(self, name, language, context):
             if language == "fr":
                 raise RuntimeError("template exploded")
             return super().render(name, language, context)
@@ -331,4 +331,4 @@ def test_every_outcome_is_classified_explicitly(result: SendResult | None, exc: 
     assert got is outcome
     assert (reason is None) == (outcome is Outcome.SENT)
     if exc is not None:
-        assert reason and type(exc).__name__ in reason or isinstance(exc, TransientError)
+        assert (reason and type(exc).__name__ in reason) or isinstance(exc, TransientError)

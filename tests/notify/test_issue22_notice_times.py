@@ -52,7 +52,7 @@ async def test_the_stand_down_review_gives_the_end_in_the_units_zone(
     assert f"until {local(ends)}" in row.body and "UTC" not in row.subject + row.body, row.body
 
 
-def test_a_notice_template_shows_times_in_the_units_zone(tmp_path) -> None:  # noqa: ANN001
+def test_a_notice_template_shows_times_in_the_units_zone(tmp_path) -> None:
     (tmp_path / "timed.en.j2").write_text(
         "Subject: Patrols until {{ until | localtime }}\n\nRaised {{ raised | localtime }}.\n")
     summer, winter = datetime(2026, 7, 1, 16, 30, tzinfo=UTC), datetime(2026, 1, 15, 3, 5, tzinfo=UTC)

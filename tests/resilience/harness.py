@@ -137,7 +137,7 @@ class Sink:
         self.port = free_port()
         self.controller: Controller | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
         self.messages.append(message_from_bytes(envelope.content, policy=default_policy))

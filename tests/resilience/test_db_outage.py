@@ -68,7 +68,7 @@ class CuttingSink(Sink):
         self.cut = asyncio.Event()
         self.before_cut: int | None = None  # messages fully received before the cut
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.before_cut is None and len(self.messages) + 1 >= self.at:
             self.before_cut = len(self.messages)
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._cut(), self.loop))

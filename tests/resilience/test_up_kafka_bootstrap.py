@@ -122,7 +122,7 @@ async def test_up_with_a_bootstrap_list_survives_the_first_named_node_killed(
 
     batches = [0]  # the batches the feeds serve, growing
 
-    def route(feed: int):  # noqa: ANN202
+    def route(feed: int):
         def serve(_req: object) -> tuple[int, dict[str, str], bytes]:
             served = [item for b in batches for item in items(feed, b)]
             return 200, {"Content-Type": "application/rss+xml"}, rss(*served, title=f"Wire {feed}")
@@ -159,7 +159,7 @@ async def test_up_with_a_bootstrap_list_survives_the_first_named_node_killed(
         await wait(running, 120, "prevent up to start", alive)
         processes = group_pids(up.pid)
 
-        def stored(n: int):  # noqa: ANN202
+        def stored(n: int):
             async def check() -> bool:
                 return (await counts(db))[1] >= n
             return check
