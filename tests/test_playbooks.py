@@ -64,7 +64,7 @@ def test_errors_name_file_and_line(edit: tuple[str, str], expected: str) -> None
 
 
 def test_duplicate_ids_are_rejected() -> None:
-    with pytest.raises(SourceError, match="also defined in a.yaml"):
+    with pytest.raises(SourceError, match=r"also defined in a\.yaml"):
         parse_sources([("a.yaml", VALID), ("b.yaml", VALID)])
 
 

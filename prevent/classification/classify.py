@@ -36,7 +36,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -246,6 +246,57 @@ def from_tuple(values: ClassificationTuple) -> Classification:
 _H = tuple[int, int, int, Pattern, int]  # + sentence number, -1 until needed
 
 
+@dataclass(slots=True)
+class _Item:
+    """One item being classified: its two fields as given, folded (``fold_map``), and laid
+    out as folded (``align``: sentences and capitals are read at folded offsets), with where
+    each folded offset is in the original (None: the same), and its language."""
+
+    texts: tuple[str, str]
+    folded: tuple[str, str]
+    maps: tuple[list[int] | None, list[int] | None]
+    aligned: tuple[str, str]
+    lang: str
+
+    @classmethod
+    def of(cls, title: str, summary: str, lang: str) -> _Item:
+        f0, m0 = fold_map(title)
+        f1, m1 = fold_map(summary) if summary else ("", None)
+        texts = (title, summary)
+        maps = (m0, m1)
+        aligned = (title if m0 is None else align(title), summary if m1 is None else align(summary))
+        return cls(texts, (f0, f1), maps, aligned, lang)
+
+    def row(self, rule: str, f: int, s: int, e: int) -> EvidenceRow:
+        """Evidence for folded offsets ``s``-``e`` of field ``f``, in the original's offsets."""
+        m = self.maps[f]
+        if m is not None:
+            s, e = m[s] if s < len(m) else len(self.texts[f]), (m[e - 1] + 1) if 0 < e <= len(m) else e
+        return (rule, self.texts[f][s:e], FIELDS[f], s, e)
+
+
+@dataclass(slots=True)
+class _Hits:
+    """The lexicon's hits in an item, by kind (``other``: escalation, aftermath, cause,
+    country, context and the rest: rare, few)."""
+
+    com: list[_H] = field(default_factory=list)
+    typ: list[_H] = field(default_factory=list)
+    harm: list[_H] = field(default_factory=list)
+    other: list[_H] = field(default_factory=list)
+    perpetrators: list[_H] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Found:
+    """Communities affected, with the evidence that is not a community word."""
+
+    ids: set[str] = field(default_factory=set)
+    majority_row: EvidenceRow | None = None
+    region_rows: list[EvidenceRow] = field(default_factory=list)
+    worship: bool = False  # the majority faith was reached through an attacked gathering
+
+
 class Classifier:
     """A compiled lexicon. Build once (``from_dir``), then ``classify`` many items."""
 
@@ -345,22 +396,111 @@ class Classifier:
                  country: str | None = None, lang: str | None = None) -> Classification:
         """Classify one item. ``country`` is the feed's own country (GeoRSS, GeoJSON, CAP
         area): it wins over places named in the text. ``lang`` is the feed's declared
-        language: a prior for the language identifier, which decides per item."""
-        texts = (title, summary)
-        item_lang = detect_language(title, summary[:MAX_CHARS], lang) or "en"
-        matcher = self._matcher_for(item_lang)
-        f0, m0 = fold_map(title)
-        f1, m1 = fold_map(summary) if summary else ("", None)
-        folded = (f0, f1)
-        maps = (m0, m1)
-        # Sentences are split on the original text laid out as the folded one (same offsets).
-        aligned = tuple(texts[f] if maps[f] is None else align(texts[f]) for f in (0, 1))
-        com: list[_H] = []
-        typ: list[_H] = []
-        harm: list[_H] = []
-        other: list[_H] = []  # escalation, aftermath, cause, country, context: rare, few
+        language: a prior for the language identifier, which decides per item.
+
+        The steps, each a method below: the item's language and folded text (``_Item``); the
+        lexicon's hits (``_scan``), community words split into victims and those who acted
+        (``_actors``); where it happened (``_place``); the incident's type from the hits
+        near its communities (``_targets``, ``_choose_type``); casualty figures and severity;
+        the communities affected (named, or through the diaspora map: ``_communities_of``,
+        ``_homeland_of``) and those at risk of backlash; the evidence rows."""
+        item = _Item.of(title, summary, detect_language(title, summary[:MAX_CHARS], lang) or "en")
+        matcher = self._matcher_for(item.lang)
+        hits = self._scan(item, matcher)
+        cap = self._cap.get(cap_severity.strip().lower()) if cap_severity else None
+        country, country_row = self._place(item, hits, country.upper() if country else None, cap)
+        com, typ, harm, other = hits.com, hits.typ, hits.harm, hits.other
+        if not typ and cap is None:
+            # Harm words alone ("Pope dies at 88") are not an incident.
+            return _result((), "none", 0, {"killed": None, "injured": None}, country,
+                           (country_row,) if country_row else (), item.lang)
+
+        sentences = _Sentences(item.aligned)  # type: ignore[arg-type]
+        sentence = sentences.index
+        causes = self._cause_spans(item.aligned, other, typ, sentence) if other else ()  # type: ignore[arg-type]
+        if com and typ:
+            # Sentence numbers, once per hit, only when a community could be linked.
+            typ = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in typ]
+            harm = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in harm]
+            targets = self._targets(com, typ, harm, causes, sentence)
+        else:
+            targets = []
+        if typ:
+            itype, type_hits = self._choose_type(typ, {(h[0], h[4]) for h in targets}, causes)
+        else:
+            itype, type_hits = NATURAL_DISASTER, []  # CAP feeds carry hazard alerts
+        if itype == "none" and cap is None:
+            # Words that say nobody was attacked ("killed in a road accident", "drowned")
+            # outvote the weak ones that alone would make an incident: none, with them as evidence.
+            rows0 = tuple(item.row("type:none", h[0], h[1], h[2]) for h in type_hits)
+            return _result((), "none", 0, {"killed": None, "injured": None}, country,
+                           rows0 + ((country_row,) if country_row else ()), item.lang)
+
+        casualty_matches = self._casualty_matches(item, harm, matcher)
+        casualties = casualty_totals([m for _, m in casualty_matches])
+        # People attacked for who they are ("Juden angegriffen", "ਦੋ ਸਿੱਖਾਂ 'ਤੇ ਹਮਲਾ"), their clergy
+        # or their place of worship ("পূজামণ্ডপে হামলা", "attack on a mosque") were hurt or meant
+        # to be: at least severity 2, where the attack word alone says 1.
+        people_hit = itype in _ASSAULT_TYPES and bool(targets) and any(
+            h[3].group in _HIT_GROUPS and (h[0], h[4]) in {(t[0], t[4]) for t in type_hits} for h in targets)
+        severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences,
+                                  floor=2 if people_hit else 1)
+
+        if itype == NATURAL_DISASTER:
+            targets = []
+        found = self._communities_of(item, itype, severity, targets, typ, harm, other, country, sentence)
+        homeland_row: EvidenceRow | None = None
+        homeland = False
+        if (not found.ids and itype in _WAR_TYPES and (casualties["killed"] or 0) >= HOMELAND_KILLED
+                and country in self._homeland and not self._aftermath(other) and severity >= 2):
+            # An attack of national scale that names no community: the people of the country
+            # are its victims, and that country's diaspora here is affected ("Hamas militants
+            # storm southern Israel, killing hundreds").
+            found.ids = set(self._homeland[country])
+            homeland = True
+            if country in self._majority:  # and the country's majority faith (Iran: Muslims)
+                found.ids.add(self._majority[country])
+            if country_row:
+                homeland_row = (f"homeland:{country}", *country_row[1:])
+        ids = found.ids
+        # The diaspora of a homeland struck is a community here: named as it is abroad, with its
+        # broader communities (the Haitian diaspora is part of the Black community here).
+        emitted = self._emit(ids, None if homeland else country) if ids else ()
+        backlash: tuple[str, ...] = ()
+        backlash_rows: list[EvidenceRow] = []
+        perpetrators = hits.perpetrators
+        if perpetrators and itype in _WAR_TYPES and severity >= 2:
+            blamed = {h[3].key for h in perpetrators}
+            backlash = tuple(x for x in self._emit(blamed, None) if x not in emitted
+                             and x not in self._parents_only(emitted))
+            backlash_rows = [item.row(f"backlash:{h[3].key}", h[0], h[1], h[2]) for h in perpetrators]
+        worship = found.worship or any(h[3].group in _WORSHIP_GROUPS for h in targets) or (
+            itype != NATURAL_DISASTER and bool(ids)
+            and self._gathering_attacked(other, typ, harm, sentence) is not None)
+
+        rows: list[EvidenceRow] = [item.row(h[3].rule, h[0], h[1], h[2]) for h in targets]
+        if found.majority_row:
+            rows.append(found.majority_row)
+        if homeland_row:
+            rows.append(homeland_row)
+        rows += found.region_rows
+        rows += backlash_rows
+        rows += [item.row(h[3].rule, h[0], h[1], h[2]) for h in type_hits]
+        rows += [item.row("casualties", f, m.start, m.end) for f, m in casualty_matches]
+        if country_row:
+            rows.append(country_row)
+        return _result(emitted, itype, severity, casualties, country, tuple(rows), item.lang,
+                       backlash if severity >= 2 else (), worship)
+
+    def _scan(self, item: _Item, matcher: Matcher) -> _Hits:
+        """The lexicon's hits in both fields, by kind; community words that name who acted
+        ("Hindu mob", "Israeli forces") moved to ``perpetrators``; attack words that need
+        context dropped when the item has none."""
+        hits = _Hits()
+        com, typ, harm, other = hits.com, hits.typ, hits.harm, hits.other
         heads: dict[tuple[int, int], tuple[int, int]] = {}  # head position -> (its start, its end)
         blame: set[tuple[int, int]] = set()  # head positions that name perpetrators
+        folded = item.folded
         scan = matcher.scan_spans
         for f in (0, 1):
             if not folded[f]:
@@ -383,55 +523,61 @@ class Classifier:
                     blame.add((f, -1 - _next_word(folded[f], e)))
                 else:
                     other.append((f, s, e, p, -1))
-        perpetrators: list[_H] = [h for h in other if h[3].kind is Kind.BLAMED]
+        hits.perpetrators = [h for h in other if h[3].kind is Kind.BLAMED]
         if (heads or blame) and com:
-            # Where a word of harm (severity 2 or more) starts: a speaker it directly follows
-            # is its victim.
-            hurt = {(f, s) for f, s, _, p, _ in (*typ, *harm) if p.severity >= 2}
-            # Heads that are themselves attack words ("atacantes palestinos abrieron fuego")
-            # name who acted, whatever follows.
-            attacks = {(f, s) for f, s, _, _, _ in typ}
-            kept = []
-            for h in com:
-                if h[3].group not in _ACTOR_GROUPS:  # "synagogue shooter": a place never acts
-                    kept.append(h)
-                    continue
-                after, before = (h[0], _next_word(folded[h[0]], h[2])), (h[0], -1 - h[1])
-                if after in blame or before in blame:
-                    perpetrators.append(h)  # "Hindu mob", "Israeli forces": who acted
-                elif after not in heads and before not in heads:
-                    kept.append(h)
-                elif _hurt_speaker(h, heads.get(after) or heads[before], folded[h[0]], hurt, attacks):
-                    kept.append(h)  # "Hindu leader shot dead", "dirigeant musulman poignardé": the victim
-            com = kept
+            hits.com = self._actors(item, hits, heads, blame)
         if typ and any(h[3].needs_context for h in typ) and not any(
                 h[3].kind is Kind.CONTEXT for h in other):
-            typ = [h for h in typ if not h[3].needs_context]
+            hits.typ = [h for h in typ if not h[3].needs_context]
+        return hits
 
-        def row(rule: str, f: int, s: int, e: int) -> EvidenceRow:
-            m = maps[f]
-            if m is not None:
-                s, e = m[s] if s < len(m) else len(texts[f]), (m[e - 1] + 1) if 0 < e <= len(m) else e
-            return (rule, texts[f][s:e], FIELDS[f], s, e)
+    @staticmethod
+    def _actors(item: _Item, hits: _Hits, heads: dict[tuple[int, int], tuple[int, int]],
+                blame: set[tuple[int, int]]) -> list[_H]:
+        """The community words that name victims or bystanders (kept); those a blame head
+        makes perpetrators are added to ``hits.perpetrators``."""
+        folded = item.folded
+        # Where a word of harm (severity 2 or more) starts: a speaker it directly follows
+        # is its victim.
+        hurt = {(f, s) for f, s, _, p, _ in (*hits.typ, *hits.harm) if p.severity >= 2}
+        # Heads that are themselves attack words ("atacantes palestinos abrieron fuego")
+        # name who acted, whatever follows.
+        attacks = {(f, s) for f, s, _, _, _ in hits.typ}
+        kept = []
+        for h in hits.com:
+            if h[3].group not in _ACTOR_GROUPS:  # "synagogue shooter": a place never acts
+                kept.append(h)
+                continue
+            after, before = (h[0], _next_word(folded[h[0]], h[2])), (h[0], -1 - h[1])
+            if after in blame or before in blame:
+                hits.perpetrators.append(h)  # "Hindu mob", "Israeli forces": who acted
+            elif after not in heads and before not in heads:
+                kept.append(h)
+            elif _hurt_speaker(h, heads.get(after) or heads[before], folded[h[0]], hurt, attacks):
+                kept.append(h)  # "Hindu leader shot dead", "dirigeant musulman poignardé": the victim
+        return kept
 
-        found, country_hit = self._country(folded, com, other)
-        hint = country.upper() if country else None
-        country_row = row(country_hit[3].rule, *country_hit[:3]) if country_hit else None
-        cap = self._cap.get(cap_severity.strip().lower()) if cap_severity else None
-        if found is None and hint is None and (typ or cap is not None):
+    def _place(self, item: _Item, hits: _Hits, hint: str | None,
+               cap: int | None) -> tuple[str | None, EvidenceRow | None]:
+        """Where it happened, and the evidence: the feed's own country (``hint``) wins; then a
+        country word of the lexicon; then, for an incident only, the gazetteer's places."""
+        folded, aligned = item.folded, item.aligned
+        found, country_hit = self._country(folded, hits.com, hits.other)
+        country_row = item.row(country_hit[3].rule, *country_hit[:3]) if country_hit else None
+        if found is None and hint is None and (hits.typ or cap is not None):
             # No curated place name: the gazetteer's names in every script, title first (only
             # for an incident: where nothing happened, where it did not happen is moot).
             # The lexicon's own words are blanked first (same length, same offsets): a city
             # whose name is also a word ("هزة", a tremor, is a city in China) is not a place
             # inside "هزة أرضية".
-            places_text = _blanked(folded, (*com, *typ, *harm))
+            places_text = _blanked(folded, (*hits.com, *hits.typ, *hits.harm))
             for f in (0, 1):
-                place = (gazetteer().country_of(places_text[f], aligned[f], clitics=item_lang not in _APART)
+                place = (gazetteer().country_of(places_text[f], aligned[f], clitics=item.lang not in _APART)
                          if folded[f] else None)
-                if place is None and item_lang in _CASE_ENDINGS and folded[f]:
+                if place is None and item.lang in _CASE_ENDINGS and folded[f]:
                     # Bengali and Tamil glue case endings to names ("বাংলাদেশের", "ঢাকায়",
                     # "இலங்கையில்"): try the text with them blanked (same length, same offsets).
-                    for endings in _CASE_ENDINGS[item_lang]:
+                    for endings in _CASE_ENDINGS[item.lang]:
                         bare = endings.sub(_blank_ending, places_text[f])
                         if bare != folded[f]:
                             place = gazetteer().country_of(bare, aligned[f], clitics=False)
@@ -439,40 +585,16 @@ class Classifier:
                                 break
                 if place is not None:
                     found = place[0]
-                    country_row = row(f"country:{found}", f, place[1].start, place[1].end)
+                    country_row = item.row(f"country:{found}", f, place[1].start, place[1].end)
                     break
         country = hint or found
-        if found != country:
-            country_row = None
+        return country, (country_row if found == country else None)
 
-        if not typ and cap is None:
-            # Harm words alone ("Pope dies at 88") are not an incident.
-            return _result((), "none", 0, {"killed": None, "injured": None}, country,
-                           (country_row,) if country_row else (), item_lang)
-
-        sentences = _Sentences(aligned)  # type: ignore[arg-type]
-        sentence = sentences.index
-        causes = self._cause_spans(aligned, other, typ, sentence) if other else ()  # type: ignore[arg-type]
-        if com and typ:
-            # Sentence numbers, once per hit, only when a community could be linked.
-            typ = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in typ]
-            harm = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in harm]
-            targets = self._targets(com, typ, harm, causes, sentence)
-        else:
-            targets = []
-        if typ:
-            itype, type_hits = self._choose_type(typ, {(h[0], h[4]) for h in targets}, causes)
-        else:
-            itype, type_hits = NATURAL_DISASTER, []  # CAP feeds carry hazard alerts
-        if itype == "none" and cap is None:
-            # Words that say nobody was attacked ("killed in a road accident", "drowned")
-            # outvote the weak ones that alone would make an incident: none, with them as evidence.
-            rows0 = tuple(row("type:none", h[0], h[1], h[2]) for h in type_hits)
-            return _result((), "none", 0, {"killed": None, "injured": None}, country,
-                           rows0 + ((country_row,) if country_row else ()), item_lang)
-
-        casualty_matches = []
-        numbers = self._numbers.get(item_lang) if matcher is not self._matcher else None
+    def _casualty_matches(self, item: _Item, harm: list[_H], matcher: Matcher) -> list[tuple[int, Any]]:
+        """(field, match) of every casualty figure next to a word of harm (severity 2 or more)."""
+        folded = item.folded
+        casualty_matches: list[tuple[int, Any]] = []
+        numbers = self._numbers.get(item.lang) if matcher is not self._matcher else None
         for f in (0, 1):
             anchors = [(s, e) for hf, s, e, p, _ in harm if hf == f and p.severity >= 2]
             if not anchors:
@@ -481,104 +603,62 @@ class Classifier:
                 casualty_matches += [(f, m) for m in find_casualties(folded[f], anchors)]
             else:
                 kinds = [p.severity >= 3 for hf, s, e, p, _ in harm if hf == f and p.severity >= 2]
-                order = self.lexicon.languages[item_lang].figures
+                order = self.lexicon.languages[item.lang].figures
                 casualty_matches += [(f, m) for m in find_counts(folded[f], anchors, kinds, numbers,
-                                                                 aligned[f], order)]
-        casualties = casualty_totals([m for _, m in casualty_matches])
-        # People attacked for who they are ("Juden angegriffen", "ਦੋ ਸਿੱਖਾਂ 'ਤੇ ਹਮਲਾ"), their clergy
-        # or their place of worship ("পূজামণ্ডপে হামলা", "attack on a mosque") were hurt or meant
-        # to be: at least severity 2, where the attack word alone says 1.
-        people_hit = itype in _ASSAULT_TYPES and bool(targets) and any(
-            h[3].group in _HIT_GROUPS and (h[0], h[4]) in {(t[0], t[4]) for t in type_hits} for h in targets)
-        severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences,
-                                  floor=2 if people_hit else 1)
+                                                                 item.aligned[f], order)]
+        return casualty_matches
 
-        majority_row: EvidenceRow | None = None
-        hit_worship = False  # the majority faith was reached through an attacked gathering
-        region_rows: list[EvidenceRow] = []
+    def _communities_of(self, item: _Item, itype: str, severity: int, targets: list[_H],
+                        typ: list[_H], harm: list[_H], other: list[_H], country: str | None,
+                        sentence: Any) -> _Found:
+        """The communities affected, before the homeland rule: a disaster's through its
+        country and the diaspora map's regions; an attack's by the words that name them, else
+        through the map's regions (an attacked gathering, a region's majority, outsiders,
+        riot towns) or the country's majority faith when a gathering was attacked."""
+        found = _Found()
+        row = item.row
         if itype == NATURAL_DISASTER:
-            ids: tuple[str, ...] | set[str] = set(self._diaspora.get(country or "", ()))
+            found.ids = set(self._diaspora.get(country or "", ()))
             # Regions the officers' diaspora map links communities to (Kerala, Punjab).
-            for region, f, rs, re_ in self._map.regions_in(folded, country) if self._map.regions else ():
+            for region, f, rs, re_ in self._map.regions_in(item.folded, country) if self._map.regions else ():
                 if region.communities:
-                    ids |= set(region.communities)
-                    region_rows.append(row(f"region:{region.id}", f, rs, re_))
-            targets = []
-        else:
-            ids = {h[3].key for h in targets}
-            if not ids and self._map.regions and severity >= 2:
-                gathering = self._gathering_attacked(other, typ, harm, sentence)
-                for region, f, rs, re_ in self._map.regions_in(folded, country):
-                    faith = (region.gathering_faith or region.majority_faith) if gathering else None
-                    if faith is None and region.attacks_target_majority and severity >= 3 and (
-                            not region.attack_types or itype in region.attack_types):
-                        faith = region.majority_faith
-                    outsiders = (self._gathering_attacked(other, typ, harm, sentence, Kind.OUTSIDER)
-                                 if faith is None and region.outsider_faith and severity >= 3 else None)
-                    if outsiders:  # tourists shot in Pahalgam: not a place of worship
-                        ids = {region.outsider_faith}
-                        majority_row = row(f"outsider_faith:{region.outsider_faith}", *outsiders)
-                        region_rows.append(row(f"region:{region.id}", f, rs, re_))
-                        break
-                    if faith is None and region.riot_faiths and (
-                            itype in _RIOT_TYPES or (itype == "protest" and severity >= 3)):
-                        ids = set(region.riot_faiths)
-                        region_rows.append(row(f"region:{region.id}", f, rs, re_))
-                        break
-                    if faith:
-                        ids = {faith}
-                        majority_row = row(f"majority_faith:{faith}", *(gathering or (f, rs, re_)))
-                        hit_worship = gathering is not None
-                        region_rows.append(row(f"region:{region.id}", f, rs, re_))
-                        break
-            if not ids and country in self._majority:
-                gathering = self._gathering_attacked(other, typ, harm, sentence)
-                if gathering:
-                    faith = self._majority[country]
-                    ids = {faith}
-                    majority_row = row(f"majority_faith:{faith}", *gathering)
-                    hit_worship = True
-
-        homeland_row: EvidenceRow | None = None
-        homeland = False
-        if (not ids and itype in _WAR_TYPES and (casualties["killed"] or 0) >= HOMELAND_KILLED
-                and country in self._homeland and not self._aftermath(other) and severity >= 2):
-            # An attack of national scale that names no community: the people of the country
-            # are its victims, and that country's diaspora here is affected ("Hamas militants
-            # storm southern Israel, killing hundreds").
-            ids = set(self._homeland[country])
-            homeland = True
-            if country in self._majority:  # and the country's majority faith (Iran: Muslims)
-                ids.add(self._majority[country])
-            if country_row:
-                homeland_row = (f"homeland:{country}", *country_row[1:])
-        # The diaspora of a homeland struck is a community here: named as it is abroad, with its
-        # broader communities (the Haitian diaspora is part of the Black community here).
-        emitted = self._emit(ids, None if homeland else country) if ids else ()
-        backlash: tuple[str, ...] = ()
-        backlash_rows: list[EvidenceRow] = []
-        if perpetrators and itype in _WAR_TYPES and severity >= 2:
-            blamed = {h[3].key for h in perpetrators}
-            backlash = tuple(x for x in self._emit(blamed, None) if x not in emitted
-                             and x not in self._parents_only(emitted))
-            backlash_rows = [row(f"backlash:{h[3].key}", h[0], h[1], h[2]) for h in perpetrators]
-        worship = hit_worship or any(h[3].group in _WORSHIP_GROUPS for h in targets) or (
-            itype != NATURAL_DISASTER and bool(ids)
-            and self._gathering_attacked(other, typ, harm, sentence) is not None)
-
-        rows: list[EvidenceRow] = [row(h[3].rule, h[0], h[1], h[2]) for h in targets]
-        if majority_row:
-            rows.append(majority_row)
-        if homeland_row:
-            rows.append(homeland_row)
-        rows += region_rows
-        rows += backlash_rows
-        rows += [row(h[3].rule, h[0], h[1], h[2]) for h in type_hits]
-        rows += [row("casualties", f, m.start, m.end) for f, m in casualty_matches]
-        if country_row:
-            rows.append(country_row)
-        return _result(emitted, itype, severity, casualties, country, tuple(rows), item_lang,
-                       backlash if severity >= 2 else (), worship)
+                    found.ids |= set(region.communities)
+                    found.region_rows.append(row(f"region:{region.id}", f, rs, re_))
+            return found
+        found.ids = {h[3].key for h in targets}
+        if not found.ids and self._map.regions and severity >= 2:
+            gathering = self._gathering_attacked(other, typ, harm, sentence)
+            for region, f, rs, re_ in self._map.regions_in(item.folded, country):
+                faith = (region.gathering_faith or region.majority_faith) if gathering else None
+                if faith is None and region.attacks_target_majority and severity >= 3 and (
+                        not region.attack_types or itype in region.attack_types):
+                    faith = region.majority_faith
+                outsiders = (self._gathering_attacked(other, typ, harm, sentence, Kind.OUTSIDER)
+                             if faith is None and region.outsider_faith and severity >= 3 else None)
+                if outsiders:  # tourists shot in Pahalgam: not a place of worship
+                    found.ids = {region.outsider_faith}
+                    found.majority_row = row(f"outsider_faith:{region.outsider_faith}", *outsiders)
+                    found.region_rows.append(row(f"region:{region.id}", f, rs, re_))
+                    break
+                if faith is None and region.riot_faiths and (
+                        itype in _RIOT_TYPES or (itype == "protest" and severity >= 3)):
+                    found.ids = set(region.riot_faiths)
+                    found.region_rows.append(row(f"region:{region.id}", f, rs, re_))
+                    break
+                if faith:
+                    found.ids = {faith}
+                    found.majority_row = row(f"majority_faith:{faith}", *(gathering or (f, rs, re_)))
+                    found.worship = gathering is not None
+                    found.region_rows.append(row(f"region:{region.id}", f, rs, re_))
+                    break
+        if not found.ids and country in self._majority:
+            gathering = self._gathering_attacked(other, typ, harm, sentence)
+            if gathering:
+                faith = self._majority[country]
+                found.ids = {faith}
+                found.majority_row = row(f"majority_faith:{faith}", *gathering)
+                found.worship = True
+        return found
 
     @staticmethod
     def _aftermath(other: list[_H]) -> bool:
@@ -730,7 +810,7 @@ class Classifier:
 class _Sentences:
     """Sentence numbers of positions in the title (0) and summary (1), split on demand."""
 
-    __slots__ = ("texts", "ends")
+    __slots__ = ("ends", "texts")
 
     def __init__(self, texts: tuple[str, str]) -> None:
         self.texts = texts

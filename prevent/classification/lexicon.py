@@ -340,10 +340,9 @@ def _check_communities(cf: CommunitiesFile, node: yaml.Node, path: Path) -> list
                 err("implies", f"unknown community {imp!r}")
         if not any(True for _ in c.terms()):
             err("id", f"community {c.id!r} has no terms")
-    for faith in cf.majority_faith:
-        if faith not in known:
-            errors.append(f"{path}:{_node_line(node, ('majority_faith', faith))}: "
-                          f"majority_faith.{faith}: unknown community {faith!r}")
+    errors.extend(f"{path}:{_node_line(node, ('majority_faith', faith))}: "
+                  f"majority_faith.{faith}: unknown community {faith!r}"
+                  for faith in cf.majority_faith if faith not in known)
     by_id = {c.id: c for c in cf.communities}
     for i, c in enumerate(cf.communities):
         seen, cur = {c.id}, c

@@ -505,8 +505,9 @@ class Matcher:
                 if negative_spans is None:
                     negative_spans = []
                 negative_spans.append((start, end))
+            # Usually one pattern: a loop costs less than a generator for it (callgrind, +2%).
             for pat in pats:
-                hits.append((start, end, pat))
+                hits.append((start, end, pat))  # noqa: PERF401
         if drops:
             gone = {(s, e, p) for s, e, dropped in drops for p in dropped}
             hits = [h for h in hits if h not in gone]

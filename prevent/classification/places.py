@@ -53,7 +53,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from prevent.classification.matcher import fold, fold_term
 
-__all__ = ["Gazetteer", "Place", "gazetteer", "load_places_file", "PLACES_FILE"]
+__all__ = ["PLACES_FILE", "Gazetteer", "Place", "gazetteer", "load_places_file"]
 
 PLACES_FILE = Path(__file__).resolve().parents[2] / "playbooks" / "places.yaml"
 
@@ -226,7 +226,7 @@ def load_places_file(path: Path = PLACES_FILE) -> PlacesFile:
 
     text = path.read_text(encoding="utf-8")
     try:  # the C parser when the file is sound; the line-numbering one to report problems
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
         return PlacesFile.model_validate(data)
     except (yaml.YAMLError, pydantic.ValidationError):
         data, node = load_yaml(text, str(path))
@@ -271,7 +271,8 @@ def _territory_variants(name: str) -> Iterable[str]:
     part in brackets is as often a qualifier: "Saint-Martin (France)"); "Congo - Kinshasa"
     gives "Congo" (then shared by two codes: ambiguous)."""
     yield name
-    m = re.match(r"^(.*?)\s*[(（].*[)）]\s*$", name)
+    # CLDR's names in Chinese and Japanese bracket with full-width parentheses.
+    m = re.match(r"^(.*?)\s*[(（].*[)）]\s*$", name)  # noqa: RUF001 - full-width on purpose
     if m:
         yield m.group(1)
     if " - " in name:
@@ -468,11 +469,11 @@ class Gazetteer:
                 if not main and not (big and n[0].isupper()):
                     continue  # a small city's Latin alternates, or a lower-case transliteration
                 key = fold_term(n)
-                if len(key) < 4 and key not in _SHORT_CITIES or _script(key) != "latn":
+                if (len(key) < 4 and key not in _SHORT_CITIES) or _script(key) != "latn":
                     continue
             else:
                 script = _script_of_letter(cp)
-                if script is None or not big and country not in _NATIVE[script]:
+                if script is None or (not big and country not in _NATIVE[script]):
                     continue
                 key = fold_term(n)
                 if len(key) < 3 or _script(key) != script:
@@ -567,7 +568,7 @@ class Gazetteer:
                     cue = False  # "للعراق": li + al
                 else:
                     m = _CLITIC_WORD.match(folded, s - strip)
-                    if m is None or len(m.group(1)) < strip or m.end(1) != s and strip == 2:
+                    if m is None or len(m.group(1)) < strip or (m.end(1) != s and strip == 2):
                         continue
                     cue = folded[s - 1] in _IN_PREFIX
                 if idx == _BLOCK or entries.kind(idx) != KIND_CITY or e - s >= 4:

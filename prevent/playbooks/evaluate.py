@@ -221,10 +221,7 @@ class CompiledPlaybook:
 
     def matches(self, subject: Subject, now: datetime) -> bool:
         """Every rule passes (stopping at the first that does not)."""
-        for test in self._tests:
-            if not test(subject, now):
-                return False
-        return True
+        return all(test(subject, now) for test in self._tests)
 
 
 CANDIDATE_SETS_KEPT = 4096
