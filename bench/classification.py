@@ -13,6 +13,7 @@ the same process on one core (``os.sched_setaffinity`` where available) with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -107,10 +108,8 @@ def _timed(fn: Any, items: list[Any], seconds: float) -> float:
 
 def run(seconds: float = 5.0) -> dict[str, Any]:
     if hasattr(os, "sched_setaffinity"):
-        try:
+        with contextlib.suppress(OSError):  # not allowed here: measured unpinned
             os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        except OSError:
-            pass
     clf = Classifier.from_dir(PLAYBOOKS)
     playbooks = CompiledSet(bench_playbooks())
     baseline = NaiveBaseline()

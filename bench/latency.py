@@ -67,7 +67,7 @@ class Feed:
         feed = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:  # http.server names it
                 when = format_datetime(utcnow())
                 items = "".join(f"<item><guid>{g}</guid><title>{t}</title><pubDate>{when}</pubDate>"
                                 f"<description>{t}.</description></item>" for g, t in feed.items[-5:])
@@ -95,7 +95,8 @@ class TimedSink:
         sink = self
 
         class Handler:
-            async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:  # noqa: N802
+            # aiosmtpd names it
+            async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
                 subject = str(message_from_bytes(envelope.content).get("Subject", ""))
                 if match := re.search(r"evt(\d+)", subject):
                     sink.received.setdefault(int(match.group(1)), time.perf_counter())
