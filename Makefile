@@ -21,12 +21,14 @@ run: $(STAMP)
 ## test: lint, then the whole suite (PostgreSQL tests run when PREVENT_TEST_DATABASE_URL is set)
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/prevent playbooks check
 	$(BIN)/prevent playbooks test
 	$(BIN)/pytest -q -rs $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 asyncapi: $(STAMP)
 	$(BIN)/prevent asyncapi --output docs/asyncapi.json
