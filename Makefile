@@ -22,6 +22,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/prevent playbooks check
 	$(BIN)/prevent playbooks test
 	$(BIN)/pytest -q -rs $(PYTEST_ARGS)
@@ -29,12 +30,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 asyncapi: $(STAMP)
 	$(BIN)/prevent asyncapi --output docs/asyncapi.json
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache tests/artifacts
 
 ## bench: every benchmark in one run; writes docs/PERFORMANCE.md and var/bench/*.json
 bench: $(STAMP)

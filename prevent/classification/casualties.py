@@ -144,7 +144,7 @@ _NOT_COUNT_AFTER = re.compile(r" ?(?:ans|an|anos|anni|anno|jahre|jahren|jahrige|
                               r"tage\b|tagen\b|stunden\b|gun\b|saat\b|villaggi\b|aldeas\b|aldeias\b|villages\b)")
 # Between a harm word and its figure: no clause break (in the original text) and no "and"
 # joining another statement ("3 morts et 36 blessés": 36 is not the dead).
-_WORD = re.compile(r"\S+")
+_TOKEN = re.compile(r"\S+")
 _BARRIER = re.compile(r"[;:,.!?()\[\]।॥؟۔؛،]")
 _CONJUNCTIONS = re.compile(r"(?:^| )(?:(?:and|et|e|y|und|ou|o|oder|or|mais|ma|pero|aber|but|ve"
                            r"|और|এবং|ਅਤੇ|اور|و|ו)(?= |$)|[وו](?=\w\w\w))")  # Arabic, Hebrew: "and" joined
@@ -192,7 +192,7 @@ def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
                 figures.append((m.start(), m.end(), n))
         if numbers:
             figures += [(lo + m.start(), lo + m.end(), numbers[m.group()])
-                        for m in _WORD.finditer(folded[lo:hi]) if m.group() in numbers
+                        for m in _TOKEN.finditer(folded[lo:hi]) if m.group() in numbers
                         and not _NOT_COUNT_AFTER.match(folded, lo + m.end())]  # "שלוש שנים"
         before = [(start - fe, fs, fe, n) for fs, fe, n in figures
                   if fe <= start and _clear(folded, original, fe, start)]

@@ -415,9 +415,9 @@ class Classifier:
             return _result((), "none", 0, {"killed": None, "injured": None}, country,
                            (country_row,) if country_row else (), item.lang)
 
-        sentences = _Sentences(item.aligned)  # type: ignore[arg-type]
+        sentences = _Sentences(item.aligned)
         sentence = sentences.index
-        causes = self._cause_spans(item.aligned, other, typ, sentence) if other else ()  # type: ignore[arg-type]
+        causes = self._cause_spans(item.aligned, other, typ, sentence) if other else ()
         if com and typ:
             # Sentence numbers, once per hit, only when a community could be linked.
             typ = [(f, s, e, p, sentence(f, s)) for f, s, e, p, _ in typ]
@@ -635,7 +635,8 @@ class Classifier:
                     faith = region.majority_faith
                 outsiders = (self._gathering_attacked(other, typ, harm, sentence, Kind.OUTSIDER)
                              if faith is None and region.outsider_faith and severity >= 3 else None)
-                if outsiders:  # tourists shot in Pahalgam: not a place of worship
+                # ``outsiders`` is None without an outsider faith: the second test only narrows it
+                if outsiders and region.outsider_faith:  # tourists shot in Pahalgam: not a place of worship
                     found.ids = {region.outsider_faith}
                     found.majority_row = row(f"outsider_faith:{region.outsider_faith}", *outsiders)
                     found.region_rows.append(row(f"region:{region.id}", f, rs, re_))

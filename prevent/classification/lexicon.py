@@ -267,7 +267,7 @@ def _node_line(node: yaml.Node, loc: tuple[int | str, ...]) -> int:
     return node.start_mark.line + 1
 
 
-def _duplicate_keys(node: yaml.Node, path: Path) -> list[str]:
+def _duplicate_keys(node: yaml.Node, path: str | Path) -> list[str]:
     """YAML silently keeps the last of two equal keys; a lexicon treats that as a mistake.
     Each node is looked at once, without recursion: an alias is the node it names, so nested
     aliases (a "billion laughs" file) or an alias of its own parent cost no more than the text."""
@@ -312,7 +312,7 @@ def parse_text(text: str, source: str | Path, model: type[M]
         return None, None, [f"{source}:{line}: invalid YAML: {reason}"]
     if node is None:
         return None, None, [f"{source}:1: empty file"]
-    errors = _duplicate_keys(node, source)  # type: ignore[arg-type] - only formatted
+    errors = _duplicate_keys(node, source)
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:

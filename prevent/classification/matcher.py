@@ -14,11 +14,19 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import ahocorasick
 
-from prevent.classification.lexicon import LanguageLexicon, Lexicon
+from prevent.classification.lexicon import (
+    Community,
+    HarmRule,
+    LangHarmRule,
+    LangTermRule,
+    LanguageLexicon,
+    Lexicon,
+    TermRule,
+)
 
 _FOLD_RANGE = 0x3000  # Latin to Tamil and the general punctuation; CJK passes through
 _COMPAT_RANGE = range(0xFB00, 0x10000)  # presentation forms (Arabic, Hebrew), full-width Latin
@@ -169,7 +177,9 @@ def _faith_roots(lexicon: Lexicon) -> dict[str, str | None]:
     by_id = {c.id: c for c in lexicon.communities.communities}
     roots: dict[str, str | None] = {}
     for cid, c in by_id.items():
-        cur, seen, root = c, set(), None
+        cur: Community | None = c
+        seen: set[str] = set()
+        root: str | None = None
         while cur is not None and cur.id not in seen:
             seen.add(cur.id)
             if cur.kind == "faith":
@@ -229,6 +239,9 @@ def _community_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Itera
 
 def _incident_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Iterable[tuple[str, Pattern]]:
     tf = lexicon.incident_types
+    types: list[tuple[str, tuple[TermRule | LangTermRule, ...], tuple[str, ...]]]
+    harm: tuple[HarmRule | LangHarmRule, ...]
+    escalation: tuple[HarmRule | LangHarmRule, ...]
     if lang is None:
         types = [(t.id, t.rules, t.negative) for t in tf.types]
         harm, escalation = tf.harm, tf.escalation
@@ -315,6 +328,14 @@ def _stored(key: str) -> str:
 # Values of prefixed keys worked out during scans and kept (a bounded cache).
 _VIRTUAL_CACHE = 1 << 15
 
+# A term found strictly inside a key: (start, end, patterns dropped), relative to the key.
+_Drop: TypeAlias = tuple[int, int, frozenset[Pattern]]
+# What ``Matcher._value`` works out for a key: (length + 1, stem, patterns kept,
+# cancellations inside, negative stem).
+_Value: TypeAlias = tuple[int, bool, tuple[Pattern, ...], tuple[_Drop, ...], bool]
+# What the automaton holds for a key: its ``_Value`` and the key itself.
+_Entry: TypeAlias = tuple[int, bool, tuple[Pattern, ...], tuple[_Drop, ...], bool, str]
+
 
 class Matcher:
     """All terms of one language compiled into one automaton; ``scan`` returns whole-word hits.
@@ -347,7 +368,7 @@ class Matcher:
                 table.setdefault(key, set()).add(pat)
         self._table = {key: frozenset(pats) for key, pats in table.items()}
         self._pats_cache: dict[str, tuple[Pattern, ...]] = {}
-        self._virtual: dict[str, tuple] = {}
+        self._virtual: dict[str, _Entry] = {}
         # Each key once more behind a start mark ("\x02"), for the windows after a prefix; and
         # the prefixes as word starts (" ال"), each with its length.
         width = max((len(_stored(k)) for k in table), default=0)
@@ -368,7 +389,7 @@ class Matcher:
         self._stride = width + 2
         self._tail = "\n" * width
 
-        def build(values: dict[str, tuple]) -> Any:
+        def build(values: dict[str, _Value]) -> Any:
             automaton = ahocorasick.Automaton()
             for key, value in values.items():
                 automaton.add_word(_stored(key), (*value, key))
@@ -398,13 +419,13 @@ class Matcher:
                 self._pats_cache[key] = pats
         return pats
 
-    def _value(self, key: str) -> tuple:
+    def _value(self, key: str) -> _Value:
         """(length + 1, stem, patterns kept, cancellations inside, negative stem) of a key."""
         pats = self._pats(key)
         stem = key.endswith("*")
         body = key[:-1] if stem else key
         # (start, end, patterns dropped) for terms strictly inside this one, relative to it
-        drops = []
+        drops: list[_Drop] = []
         for last, length, inner in self._occurrences(f" {body} "):
             if inner == key:
                 continue
@@ -421,7 +442,7 @@ class Matcher:
         negative_stem = stem and len(kept) < len(pats)
         return (len(body) + 1, stem, kept, tuple(drops), negative_stem)
 
-    def _prefixed_value(self, key: str) -> tuple:
+    def _prefixed_value(self, key: str) -> _Entry:
         value = self._virtual.get(key)
         if value is None:
             value = (*self._value(key), key)

