@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -147,20 +148,105 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with :class:`GuardedBackend` underneath (no proxies from the env)."""
+# httpcore's exceptions and the public httpx ones they become (what httpx's own transport
+# does; mirrored here because that mapping is not public API). Looked up along the raised
+# exception's MRO, so the most specific one wins (ConnectTimeout before TimeoutException).
+_HTTPCORE_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+@contextmanager
+def _httpx_errors(request: httpx.Request | None) -> Iterator[None]:
+    """Re-raise httpcore's exceptions as httpx's, with the request attached; anything else
+    (``BlockedAddress`` from the guard, cancellation) passes through unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        for cls in type(exc).__mro__:
+            mapped = _HTTPCORE_ERRORS.get(cls)
+            if mapped is not None:
+                raise mapped(str(exc), request=request) from exc
+        raise
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """An httpcore response body as an httpx stream: errors mapped, closing closes it."""
+
+    def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request) -> None:
+        self._stream = stream
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors(self._request):
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore pool whose network backend is :class:`GuardedBackend`.
+
+    Public APIs only (httpx's transport base class and byte stream, httpcore's pool and
+    request): no proxies, no environment; HTTP/2 when asked for. ``inner`` is the backend
+    the guard connects through once the address is checked (AnyIO's by default).
+    """
 
     def __init__(self, *, allow_private: bool, resolver: Resolver = system_resolver,
-                 verify: bool = True, limits: httpx.Limits = httpx.Limits()) -> None:
-        # Not calling super().__init__: it builds a pool with the default network
-        # backend; this is the same pool with ours.
-        self._pool = httpcore.AsyncConnectionPool(
+                 verify: bool = True, limits: httpx.Limits = httpx.Limits(), http2: bool = False,
+                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._connections = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(allow_private=allow_private, resolver=resolver),
+            http1=True, http2=http2,
+            network_backend=GuardedBackend(allow_private=allow_private, resolver=resolver, inner=inner),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise TypeError("GuardedTransport needs an async request body (use httpx.AsyncClient)")
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
+                             target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,  # the timeouts httpx's client put there
+        )
+        with _httpx_errors(request):
+            core_response = await self._connections.handle_async_request(core_request)
+        if not isinstance(core_response.stream, AsyncIterable):
+            raise TypeError("httpcore returned a synchronous response body")
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(core_response.stream, request),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        with _httpx_errors(None):  # as httpx's transport does on leaving its context
+            await self._connections.aclose()
 
 
 def guarded_client(allow_private: bool, *, timeout: float = 10.0,

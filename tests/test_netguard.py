@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import httpcore
+import httpx
 import pytest
 
-from prevent.netguard import BlockedAddress, check_url, guarded_client, is_forbidden
+from prevent.netguard import BlockedAddress, GuardedTransport, check_url, guarded_client, is_forbidden
 
 
 @pytest.mark.parametrize("address", [
@@ -83,3 +88,124 @@ async def test_the_connection_goes_to_the_checked_address(local_server: int) -> 
     async with guarded_client(True, resolver=resolver) as client:
         response = await client.get(f"http://only-in-our-resolver.invalid:{local_server}/")
     assert response.text == "ok" and calls == ["only-in-our-resolver.invalid"]
+
+
+# The transport itself (public httpx/httpcore APIs only): errors become httpx's, with the
+# request attached, when sending and while the body is read; closing closes the connections.
+
+class _Recorded(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self.inner = inner
+        self.closed = False
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self.inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self.inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _RecordingBackend(httpcore.AnyIOBackend):
+    def __init__(self) -> None:
+        self.streams: list[_Recorded] = []
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
+                          local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        stream = _Recorded(await super().connect_tcp(host, port, timeout=timeout,
+                                                     local_address=local_address,
+                                                     socket_options=socket_options))
+        self.streams.append(stream)
+        return stream
+
+
+@pytest.fixture
+def keepalive_server():
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if self.path == "/slow":
+                time.sleep(1.0)
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            if self.path == "/short":  # promises 10 bytes, sends 2, hangs up
+                self.wfile.write(b"ok")
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(b"0123456789")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+async def _loopback(host: str, port: int) -> list[str]:
+    return ["127.0.0.1"]
+
+
+async def test_connections_are_kept_alive_and_closed_with_the_transport(keepalive_server: int) -> None:
+    backend = _RecordingBackend()
+    transport = GuardedTransport(allow_private=True, resolver=_loopback, inner=backend)
+    async with httpx.AsyncClient(transport=transport) as client:
+        for _ in range(3):
+            response = await client.get(f"http://a.example.test:{keepalive_server}/")
+            assert response.content == b"0123456789"
+        assert len(backend.streams) == 1 and not backend.streams[0].closed  # reused
+    assert backend.streams[0].closed  # leaving the client closed the pool
+
+
+async def test_closing_a_half_read_response_closes_its_connection(keepalive_server: int) -> None:
+    backend = _RecordingBackend()
+    transport = GuardedTransport(allow_private=True, resolver=_loopback, inner=backend)
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with client.stream("GET", f"http://a.example.test:{keepalive_server}/") as response:
+            assert response.status_code == 200
+        assert backend.streams[0].closed
+
+
+async def test_a_refused_connection_is_an_httpx_connect_error_with_the_request() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    transport = GuardedTransport(allow_private=True, resolver=_loopback)
+    request = httpx.Request("GET", f"http://a.example.test:{port}/")
+    with pytest.raises(httpx.ConnectError) as caught:
+        await transport.handle_async_request(request)
+    assert caught.value.request is request
+    assert isinstance(caught.value.__cause__, httpcore.ConnectError)
+    await transport.aclose()
+
+
+async def test_a_body_cut_short_is_an_httpx_error_with_the_request(keepalive_server: int) -> None:
+    transport = GuardedTransport(allow_private=True, resolver=_loopback)
+    request = httpx.Request("GET", f"http://a.example.test:{keepalive_server}/short")
+    response = await transport.handle_async_request(request)
+    assert response.status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError) as caught:
+        await response.aread()
+    assert caught.value.request is request
+    await response.aclose()
+    await transport.aclose()
+
+
+async def test_a_slow_server_is_an_httpx_read_timeout(keepalive_server: int) -> None:
+    async with httpx.AsyncClient(transport=GuardedTransport(allow_private=True, resolver=_loopback),
+                                 timeout=httpx.Timeout(5.0, read=0.2)) as client:
+        with pytest.raises(httpx.ReadTimeout) as caught:
+            await client.get(f"http://a.example.test:{keepalive_server}/slow")
+    assert isinstance(caught.value.__cause__, httpcore.ReadTimeout)

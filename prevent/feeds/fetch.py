@@ -35,7 +35,7 @@ import httpx
 from prevent import __version__
 from prevent.config import Settings
 from prevent.feeds.schedule import max_age_seconds
-from prevent.netguard import BlockedAddress, GuardedBackend
+from prevent.netguard import BlockedAddress, GuardedTransport
 
 __all__ = ["USER_AGENT", "FetchError", "FetchResult", "Fetcher", "fetch", "new_client",
            "parse_retry_after"]
@@ -132,29 +132,15 @@ class _Backend(httpcore.AnyIOBackend):
                                                  socket_options=socket_options))
 
 
-class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over the SSRF-guarded network backend, HTTP/2 when available."""
-
-    def __init__(self, *, allow_private: bool, limits: httpx.Limits, http2: bool) -> None:
-        # Not calling super().__init__: it builds the same pool with the default backend.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True, http2=http2,
-            network_backend=GuardedBackend(allow_private=allow_private, inner=_Backend()),
-        )
-
-
 def new_client(settings: Settings | None = None) -> httpx.AsyncClient:
     """The one client a process shares for feeds (and WebSub hubs)."""
     s = settings or Settings()
     limits = httpx.Limits(max_connections=s.feed_max_concurrency,
                           max_keepalive_connections=min(s.feed_max_concurrency, 50))
     return httpx.AsyncClient(
-        transport=_GuardedHTTPTransport(allow_private=s.allow_private_addresses, limits=limits,
-                                        http2=HTTP2),
+        # The SSRF guard under every connection (redirects included), HTTP/2 when available.
+        transport=GuardedTransport(allow_private=s.allow_private_addresses, limits=limits,
+                                   http2=HTTP2, inner=_Backend()),
         timeout=httpx.Timeout(connect=s.feed_connect_timeout_seconds, read=s.feed_read_timeout_seconds,
                               write=s.feed_read_timeout_seconds, pool=s.feed_total_timeout_seconds),
         follow_redirects=True, max_redirects=s.feed_max_redirects, trust_env=False,
