@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -38,6 +39,15 @@ def test_bad_url_shapes_are_refused(url: str) -> None:
         check_url(url)
 
 
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A loopback HTTP server with ``handler`` for a fixture: yields its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def local_server():
     class Handler(BaseHTTPRequestHandler):
@@ -50,11 +60,7 @@ def local_server():
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    yield from _serve(Handler)
 
 
 async def test_a_name_resolving_to_loopback_is_refused(local_server: int) -> None:
@@ -147,11 +153,7 @@ def keepalive_server():
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    yield from _serve(Handler)
 
 
 async def _loopback(host: str, port: int) -> list[str]:
