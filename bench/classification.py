@@ -27,9 +27,9 @@ import yaml
 
 from prevent.classification import Classifier, load_lexicon
 from prevent.classification.matcher import fold_term, lexicon_terms
-from prevent.playbooks.evaluate import CompiledSet, subject_of_classification
-from prevent.playbooks.loader import PlaybookSet
-from prevent.playbooks.schema import Playbook
+from prevent.rules.playbooks.evaluate import CompiledSet, subject_of_classification
+from prevent.rules.playbooks.loader import PlaybookSet
+from prevent.rules.playbooks.schema import Playbook
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOKS = ROOT / "playbooks"

@@ -49,7 +49,7 @@ def _kafka_cluster() -> ModuleType:
 def apache_kafka() -> Iterator[tuple[str | None, str]]:
     """``(bootstrap, description)`` of a started 1-node cluster, or ``(None, why not)``. Its
     JVM dies with this process (PDEATHSIG) and its directory is removed afterwards."""
-    from prevent.broker import _pdeathsig_preexec
+    from prevent.platform.broker import _pdeathsig_preexec
 
     kc = _kafka_cluster()
     if shutil.which("java") is None:
@@ -90,7 +90,7 @@ async def warm_up(bootstrap: str, timeout_s: float = 60.0) -> None:
     GroupCoordinatorNotAvailable)."""
     from aiokafka import AIOKafkaConsumer
 
-    from prevent.broker import ensure_topics
+    from prevent.platform.broker import ensure_topics
 
     await ensure_topics(bootstrap, {"bench.warmup": 1})
     consumer = AIOKafkaConsumer("bench.warmup", bootstrap_servers=bootstrap, group_id="bench-warmup")
@@ -108,7 +108,7 @@ async def fresh_topics(bootstrap: str, timeout_s: float = 60.0) -> None:
     create them again, with their configurations, when they start."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from prevent.broker import split_bootstrap
+    from prevent.platform.broker import split_bootstrap
 
     admin = AIOKafkaAdminClient(bootstrap_servers=split_bootstrap(bootstrap))
     await admin.start()

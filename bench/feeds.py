@@ -17,13 +17,13 @@ from typing import Any
 import feedparser
 import httpx
 
-from prevent.config import Settings
 from prevent.contracts import GlobalIncident
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.fetch import new_client
-from prevent.feeds.registry import FeedConfig
 from prevent.feeds.watcher import FeedWatcher
-from prevent.netutil import free_port
-from prevent.storage.db import Database
+from prevent.platform.config import Settings
+from prevent.platform.netutil import free_port
+from prevent.platform.storage.db import Database
 
 
 @contextlib.contextmanager

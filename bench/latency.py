@@ -28,15 +28,15 @@ import yaml
 from aiosmtpd.controller import Controller
 
 from bench.fixtures import playbooks_dir
-from prevent.config import Settings
-from prevent.console.app import create_app
+from prevent.cli.services import running_system
 from prevent.contracts import GlobalIncident, utcnow
-from prevent.feeds.registry import FeedConfig
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.websub import sign
-from prevent.netutil import free_port
-from prevent.registry import apply_registry, parse_registry
-from prevent.services import running_system
-from prevent.storage.tables import WebSubSubscription
+from prevent.partners.registry import apply_registry, parse_registry
+from prevent.platform.config import Settings
+from prevent.platform.netutil import free_port
+from prevent.platform.storage.tables import WebSubSubscription
+from prevent.web.app import create_app
 
 AUTO_PLAYBOOK = {
     "id": "bench-auto", "title": "Bench: auto-confirmed mosque attack", "owner": "bench",

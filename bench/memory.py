@@ -16,7 +16,7 @@ import httpx
 from bench.fixtures import incidents
 from bench.throughput import publish_burst
 from prevent.contracts import INCIDENTS
-from prevent.netutil import free_port
+from prevent.platform.netutil import free_port
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -71,9 +71,9 @@ def run(burst: int = 20_000, semantic: bool = False, workers: int | None = None)
         if workers is not None:
             env["PREVENT_RULES_WORKERS"] = str(workers)
         # Our own broker, so the burst can be published to the running system.
-        from prevent.broker import EmbeddedBroker
-        from prevent.config import Settings
-        from prevent.runtime import topic_partitions
+        from prevent.platform.broker import EmbeddedBroker
+        from prevent.platform.config import Settings
+        from prevent.platform.runtime import topic_partitions
 
         with EmbeddedBroker(topics=topic_partitions(Settings()), port=kafka_port) as broker:
             env["PREVENT_KAFKA_BOOTSTRAP"] = broker.bootstrap

@@ -30,11 +30,11 @@ from typing import Any
 from bench.fixtures import registry_file
 from bench.languages import DENSE_CANDIDATES, ROOT, SETS, _load
 from bench.throughput import publish_burst, stored
-from prevent.config import Settings
+from prevent.cli.services import running_system
 from prevent.contracts import INCIDENTS, GlobalIncident, Location, stable_id, utcnow
-from prevent.registry import apply_registry, parse_registry
-from prevent.services import running_system
-from prevent.storage.tables import IncidentRow
+from prevent.partners.registry import apply_registry, parse_registry
+from prevent.platform.config import Settings
+from prevent.platform.storage.tables import IncidentRow
 
 WARM_LIMIT_S = 300  # the workers load the model and embed the exemplars (10-30 s each)
 STILL_S = 2.0  # a worker whose CPU time has not moved this long has finished loading

@@ -24,19 +24,21 @@ from sqlalchemy import func, select
 
 from bench.fixtures import incidents, playbooks_dir, registry_file
 from consumers.rules import BATCH_SIZE
-from prevent import audit, grouping, rules
-from prevent.broker import EmbeddedBroker
+from prevent import audit
 from prevent.classification import Classifier
-from prevent.config import Settings
+from prevent.cli.services import running_system
 from prevent.contracts import INCIDENTS, GlobalIncident
-from prevent.playbooks import store
-from prevent.playbooks.evaluate import CompiledSet
-from prevent.registry import apply_registry, parse_registry
-from prevent.rules import process_batch
-from prevent.runtime import settled_heap, topic_partitions
-from prevent.services import running_system
-from prevent.storage.db import Database
-from prevent.storage.tables import AlertRow
+from prevent.partners.registry import apply_registry, parse_registry
+from prevent.platform.broker import EmbeddedBroker
+from prevent.platform.config import Settings
+from prevent.platform.runtime import settled_heap, topic_partitions
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import AlertRow
+from prevent.rules import grouping
+from prevent.rules import stage as rules
+from prevent.rules.playbooks import store
+from prevent.rules.playbooks.evaluate import CompiledSet
+from prevent.rules.stage import process_batch
 
 
 async def publish_burst(bootstrap: str, topic: str, items: list[GlobalIncident]) -> float:

@@ -1,7 +1,7 @@
 """The rules consumer: incidents in, proposed or auto-confirmed alerts out.
 
-Thin by design: decode and validate each record, have it prepared (``prevent.preparation``),
-call the domain (``prevent.rules``), commit. Incidents are taken in batches (one database
+Thin by design: decode and validate each record, have it prepared (``prevent.rules.pool``),
+call the domain (``prevent.rules.stage``), commit. Incidents are taken in batches (one database
 transaction per batch, one offset commit per batch) because a global event makes every
 outlet publish at once; a batch's effects are durable in the database, with their events in
 the outbox, before its offsets are committed.
@@ -21,7 +21,7 @@ from prevent.classification import Classifier
 from prevent.classification.lexicon import Lexicon
 from prevent.classification.semantic import SemanticSpec, spec_for
 from prevent.contracts import INCIDENTS, PLAYBOOKS, GlobalIncident, PlaybooksChanged
-from prevent.messaging import (
+from prevent.platform.messaging import (
     PermanentError,
     classify_error,
     consumer_options,
@@ -29,12 +29,12 @@ from prevent.messaging import (
     decode_record,
     retry_transient,
 )
-from prevent.playbooks import diaspora
-from prevent.preparation import Preparation, Preparer
-from prevent.rules import Outcome, Prepared, process_batch
-from prevent.runtime import ServiceContext
+from prevent.platform.runtime import ServiceContext
+from prevent.rules.playbooks import diaspora_versions as diaspora
+from prevent.rules.pool import Preparation, Preparer
+from prevent.rules.stage import Outcome, Prepared, process_batch
 
-log = logging.getLogger("prevent.rules")
+log = logging.getLogger("prevent.rules.stage")
 GROUP = "prevent-rules"
 DRAIN_SECONDS = 30.0
 BATCH_SIZE = 5000  # per-batch reads and writes (clusters, keys, alerts) are amortised over more incidents

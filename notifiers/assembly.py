@@ -12,10 +12,10 @@ from notifiers.channels.sms import SmsChannel
 from notifiers.channels.webhook import WebhookChannel
 from notifiers.ratelimit import buckets
 from notifiers.templates import NoticeRenderer
-from prevent.acklinks import AckLinks
-from prevent.config import Settings
-from prevent.demo.httpsink import HttpSink
-from prevent.storage.db import Database
+from prevent.partners.acklinks import AckLinks
+from prevent.platform.config import Settings
+from prevent.platform.demo.httpsink import HttpSink
+from prevent.platform.storage.db import Database
 
 DEMO_OFFICER = "engagement-officer@example.org"  # sample address; the demo SMTP sink takes it
 

@@ -56,12 +56,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from notifiers.cap import CapNotice, cap_document
+from notifiers.cap_notices import CapNotice, cap_document
 from notifiers.channels.base import Channel, OutgoingNotice, SendResult
 from notifiers.ratelimit import DeliveryLimits
 from notifiers.templates import NoticeRenderer, one_line, text_to_html
-from prevent.acklinks import AckLinks
-from prevent.audience import Recipient, resolve_audience
+from prevent.alerts.audience import Recipient, resolve_audience
 from prevent.contracts import (
     DEADLETTER,
     NOTICES,
@@ -73,14 +72,15 @@ from prevent.contracts import (
     notice_id_for,
     utcnow,
 )
-from prevent.messaging import TransientError, retry_transient
-from prevent.netguard import BlockedAddress
-from prevent.playbooks.schema import Playbook
-from prevent.retrying import backoff
-from prevent.site_diasporas import places_in_force, served_names
-from prevent.storage import outbox
-from prevent.storage.db import Database
-from prevent.storage.tables import Contact, NoticeRow, Site
+from prevent.partners.acklinks import AckLinks
+from prevent.partners.site_diasporas import places_in_force, served_names
+from prevent.platform.messaging import TransientError, retry_transient
+from prevent.platform.netguard import BlockedAddress
+from prevent.platform.retrying import backoff
+from prevent.platform.storage import outbox
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import Contact, NoticeRow, Site
+from prevent.rules.playbooks.schema import Playbook
 
 log = logging.getLogger("prevent.notifier.centre")
 DONE = {NoticeState.SENT.value, NoticeState.DELIVERED.value, NoticeState.ACKNOWLEDGED.value}
@@ -146,7 +146,7 @@ def classify(result: SendResult | None, exc: BaseException | None) -> tuple[Outc
 
 def retry_delay(retry: int, base: float, cap: float) -> float:
     """Seconds until the retry numbered ``retry`` (0 first): the project's backoff
-    (``prevent.retrying``), exponential and capped, with "equal jitter" (half fixed, half
+    (``prevent.platform.retrying``), exponential and capped, with "equal jitter" (half fixed, half
     random), so a scheduled retry is never due at once."""
     return backoff(retry, base=base, cap=cap, floor=0.5)
 

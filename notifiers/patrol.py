@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
-from prevent.audience import PatrolTarget, resolve_audience
+from prevent.alerts.audience import PatrolTarget, resolve_audience
 from prevent.contracts import (
     PATROLS,
     Alert,
@@ -23,9 +23,9 @@ from prevent.contracts import (
     assignment_id_for,
     utcnow,
 )
-from prevent.playbooks.schema import Playbook
-from prevent.storage import outbox
-from prevent.storage.tables import AlertRow, PatrolRow
+from prevent.platform.storage import outbox
+from prevent.platform.storage.tables import AlertRow, PatrolRow
+from prevent.rules.playbooks.schema import Playbook
 from prevent.users import Principal, Role, require
 
 MAX_EXTENSION_HOURS = 7 * 24

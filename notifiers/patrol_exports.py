@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.contracts import PatrolAssignment, PatrolStatus, stable_id, utcnow
-from prevent.storage.tables import PatrolRow, PatrolVisitRow
+from prevent.platform.storage.tables import PatrolRow, PatrolVisitRow
 
 VISIT_MINUTES = 15  # how long a directed patrol visit is planned to take
 MAX_EVENTS = 2000  # an export is for people: cap a runaway plan

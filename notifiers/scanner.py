@@ -30,13 +30,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from notifiers.centre import OFFICER, CentreNotifier
-from prevent.alerts import from_row
-from prevent.config import Settings
+from prevent.alerts.states import from_row
 from prevent.contracts import Alert, AlertStatus, NoticeKind, NoticeState, PatrolAssignment, stable_id, utcnow
-from prevent.runtime import PlaybookHolder
-from prevent.storage.db import Database
-from prevent.storage.tables import AlertRow, NoticeRow, PatrolRow, Site
-from prevent.unittime import local_text
+from prevent.platform.config import Settings
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import AlertRow, NoticeRow, PatrolRow, Site
+from prevent.platform.unittime import local_text
 
 log = logging.getLogger("prevent.notifier.scanner")
 MIN_SLEEP = 0.05  # seconds between scans at the least, however soon the next retry is due

@@ -7,8 +7,8 @@ import logging
 from notifiers import patrol
 from notifiers.centre import CentreNotifier
 from prevent.contracts import ALERTS, Alert, AlertStatus
-from prevent.messaging import consumer_options
-from prevent.runtime import ServiceContext
+from prevent.platform.messaging import consumer_options
+from prevent.platform.runtime import ServiceContext
 
 log = logging.getLogger("prevent.notifiers")
 CENTRE_GROUP = "prevent-centre-notifier"

@@ -17,8 +17,8 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from prevent.config import get_settings
-from prevent.unittime import TIME_FORMAT, local_text
+from prevent.platform.config import get_settings
+from prevent.platform.unittime import TIME_FORMAT, local_text
 
 FALLBACK_LANGUAGE = "en"
 FALLBACK_TEMPLATE = "default"

@@ -1,4 +1,4 @@
-from prevent.cli import app
+from prevent.cli.main import app
 
 if __name__ == "__main__":
     app()

@@ -14,9 +14,9 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.contracts import AUDIT, AuditEvent, Contract, Topic, stable_id, utcnow
-from prevent.storage import outbox
-from prevent.storage.bulk import insert_rows
-from prevent.storage.tables import AuditRow, OutboxRow
+from prevent.platform.storage import outbox
+from prevent.platform.storage.bulk import insert_rows
+from prevent.platform.storage.tables import AuditRow, OutboxRow
 
 
 def _values(*, actor: str, action: str, subject: str, before: dict[str, Any] | None,

@@ -319,7 +319,7 @@ NOTICES = Topic("prevent.notices.v1", Notice, "notice_id", "prevent.notice",
                 "Notice delivery states and acknowledgements.")
 PATROLS = Topic("prevent.patrols.v1", PatrolAssignment, "assignment_id", "prevent.patrol",
                 "Patrol assignments for dispatch and in-car systems.")
-PLAYBOOKS = Topic("prevent.playbooks.v1", PlaybooksChanged, "'playbooks'", "prevent.playbooks",
+PLAYBOOKS = Topic("prevent.playbooks.v1", PlaybooksChanged, "'playbooks'", "prevent.rules.playbooks",
                   "A new playbook set was stored; rules consumers swap to it.")
 AUDIT = Topic("prevent.audit.v1", AuditEvent, "subject", "prevent.audit",
               "Append-only audit trail of decisions, imports and reloads.")

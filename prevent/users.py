@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
 from prevent.contracts import utcnow
-from prevent.storage.tables import ApiToken, AuditRow, ConsoleSessionRow, UserRow
+from prevent.platform.storage.tables import ApiToken, AuditRow, ConsoleSessionRow, UserRow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,99}$")
 MIN_PASSWORD = 12

@@ -16,8 +16,8 @@ from fixtures.broker import kafka_bootstrap  # noqa: F401 - re-exported fixture
 from fixtures.properties import hypothesis_profile  # importing it loads the profile
 from sqlalchemy.engine import make_url
 
-from prevent.config import Settings
-from prevent.storage.db import Database
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
 
 PG_URL = os.environ.get("PREVENT_TEST_DATABASE_URL")
 REPO = Path(__file__).resolve().parent.parent

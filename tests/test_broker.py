@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fixtures.broker import TEST_TOPICS, kafka_for_tests
 from resilience.tcpproxy import TcpProxy
 
-from prevent.broker import BrokerError, EmbeddedBroker, ensure_topics, wait_for_kafka
-from prevent.netutil import free_port
+from prevent.platform.broker import BrokerError, EmbeddedBroker, ensure_topics, wait_for_kafka
+from prevent.platform.netutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,7 +192,7 @@ async def test_wait_for_kafka_times_out() -> None:
 def test_broker_dies_with_sigkilled_parent(spawned: list[subprocess.Popen[str]]) -> None:
     parent = _python("""
         import time
-        from prevent.broker import EmbeddedBroker
+        from prevent.platform.broker import EmbeddedBroker
         broker = EmbeddedBroker(topics={"t": 1}).start()
         print(broker.pid, broker.log_path.parent, flush=True)
         time.sleep(60)
@@ -215,7 +215,7 @@ def test_broker_dies_with_sigkilled_parent(spawned: list[subprocess.Popen[str]])
 
 def test_atexit_stops_a_broker_left_running(spawned: list[subprocess.Popen[str]]) -> None:
     proc = _python("""
-        from prevent.broker import EmbeddedBroker
+        from prevent.platform.broker import EmbeddedBroker
         broker = EmbeddedBroker(topics={}).start()
         print(broker.pid, flush=True)
     """)  # exits normally without stop()
@@ -230,7 +230,7 @@ def test_run_foreground_stops_on_signal(
     spawned: list[subprocess.Popen[str]], sig: signal.Signals
 ) -> None:
     proc = _python("""
-        from prevent.broker import run_foreground
+        from prevent.platform.broker import run_foreground
         run_foreground({"t": 1})
     """)
     spawned.append(proc)
@@ -254,7 +254,7 @@ def test_session_topics_exist() -> None:
 
 
 def _partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
-    from prevent.broker import run_sync
+    from prevent.platform.broker import run_sync
 
     async def counts() -> dict[str, int]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
@@ -275,11 +275,11 @@ async def test_a_comma_separated_bootstrap_works_for_every_client(kafka_engine) 
     """``PREVENT_KAFKA_BOOTSTRAP=host1:port,host2:port`` as docs/OPERATIONS.md documents it,
     with the first node down: FastStream's broker, the admin client, the lag reader, the
     dead-letter reader and the readiness check all reach the cluster through the second."""
-    from prevent.broker import broker_features, split_bootstrap
-    from prevent.config import Settings
-    from prevent.console.kafkalag import consumer_lag
-    from prevent.deadletters import read_all
-    from prevent.messaging import make_broker
+    from prevent.platform.broker import broker_features, split_bootstrap
+    from prevent.platform.config import Settings
+    from prevent.platform.deadletters import read_all
+    from prevent.platform.messaging import make_broker
+    from prevent.web.lag import consumer_lag
 
     bootstrap = f"127.0.0.1:{free_port()}, {kafka_engine.bootstrap}"
     assert split_bootstrap(bootstrap) == [bootstrap.split(",")[0], kafka_engine.bootstrap]
@@ -301,9 +301,9 @@ async def test_kafka_features_decide_the_defaults(kafka_engine) -> None:
     """Idempotent producer where the cluster grants producer ids; fetch wait and session
     timeout by engine, never below the cluster's group.min.session.timeout.ms; what the
     operator set is kept."""
-    from prevent.broker import broker_features
-    from prevent.config import Settings
-    from prevent.messaging import consumer_options, defaults_for, make_broker, settings_for_broker
+    from prevent.platform.broker import broker_features
+    from prevent.platform.config import Settings
+    from prevent.platform.messaging import consumer_options, defaults_for, make_broker, settings_for_broker
 
     features = await broker_features(kafka_engine.bootstrap)
     resolved, _ = await settings_for_broker(Settings(kafka_bootstrap=kafka_engine.bootstrap),
@@ -341,9 +341,9 @@ async def test_topics_are_created_with_explicit_configurations(apache_kafka) -> 
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    from prevent.config import Settings
     from prevent.contracts import DEADLETTER, INCIDENTS
-    from prevent.runtime import topic_configs
+    from prevent.platform.config import Settings
+    from prevent.platform.runtime import topic_configs
 
     bootstrap = apache_kafka.bootstrap
     wanted = topic_configs(Settings())
@@ -373,7 +373,7 @@ def test_kafka_cluster_script_kills_restarts_and_stops_nodes_by_pid(tmp_path: Pa
     the node restarts and rejoins; stop leaves no JVM."""
     from fixtures.kafka import start_cluster
 
-    from prevent.broker import run_sync
+    from prevent.platform.broker import run_sync
 
     cluster = start_cluster(tmp_path / "k3", 3)
     try:

@@ -9,7 +9,7 @@ import typer.main
 import yaml
 from typer.testing import CliRunner
 
-from prevent.cli import app
+from prevent.cli.main import app
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_compose_services_run_existing_subcommands() -> None:
 def test_config_show_masks_secrets(monkeypatch) -> None:
     monkeypatch.setenv("PREVENT_SMTP_PASSWORD", "hunter2-secret")
     monkeypatch.setenv("PREVENT_DATABASE_URL", "postgresql+asyncpg://app:pgpass123@db/prevent")
-    from prevent.config import get_settings
+    from prevent.platform.config import get_settings
 
     get_settings.cache_clear()
     try:
@@ -86,7 +86,7 @@ def test_the_committed_asyncapi_document_is_what_the_services_declare(tmp_path: 
 def test_users_are_listed_changed_disabled_and_enabled_from_the_cli(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PREVENT_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.delenv("PREVENT_DATABASE_URL", raising=False)
-    from prevent.config import get_settings
+    from prevent.platform.config import get_settings
 
     def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
         result = runner.invoke(app, ["users", *args], input=stdin)

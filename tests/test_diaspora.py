@@ -103,7 +103,7 @@ def test_a_bad_map_is_left_out_and_the_classifier_still_loads(tmp_path: Path) ->
 
 
 def test_cli_check_and_show(tmp_path: Path) -> None:
-    from prevent.cli import app
+    from prevent.cli.main import app
 
     runner = CliRunner()
     ok = runner.invoke(app, ["diaspora", "check"])

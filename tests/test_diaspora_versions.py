@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 from consumers.rules import RulesConsumer
 from prevent.classification import Classifier
-from prevent.cli import app
-from prevent.config import get_settings
+from prevent.cli.main import app
 from prevent.contracts import FeedKind, GlobalIncident, PlaybooksChanged, utcnow
-from prevent.playbooks import diaspora
-from prevent.preparation import Preparer
-from prevent.storage.db import Database
-from prevent.storage.tables import AuditRow, DiasporaVersion, OutboxRow
+from prevent.platform.config import get_settings
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import AuditRow, DiasporaVersion, OutboxRow
+from prevent.rules.playbooks import diaspora_versions as diaspora
+from prevent.rules.pool import Preparer
 from prevent.users import PermissionDenied, Principal, Role
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from prevent.classification.sources import assess
-from prevent.classify_cli import classify_incidents
-from prevent.config import Settings
-from prevent.feeds.check import check_feed
+from prevent.cli.classify_commands import classify_incidents
+from prevent.feeds.dryrun import check_feed
+from prevent.platform.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FEEDS = ROOT.parent / "shared" / "data" / "feeds"
@@ -68,7 +68,7 @@ def test_nws_new_mexico_warning_is_located_in_the_us() -> None:
 
 @needs_feeds
 def test_feeds_check_classify_prints_classification_and_playbooks() -> None:
-    from prevent.cli import app
+    from prevent.cli.main import app
 
     result = CliRunner().invoke(app, ["feeds", "check", "--json", "--classify",
                                       str(FEEDS / "json" / "usgs_significant_month_2023-10-11.geojson")])

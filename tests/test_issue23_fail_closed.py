@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from prevent.cli import app
-from prevent.config import Settings, get_settings
+from prevent.cli.main import app
 from prevent.contracts import utcnow
-from prevent.netguard import is_forbidden
-from prevent.storage.db import Database
-from prevent.storage.tables import UserRow
+from prevent.platform.config import Settings, get_settings
+from prevent.platform.netguard import is_forbidden
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import UserRow
 
 runner = CliRunner()
 
@@ -40,14 +40,14 @@ def no_kafka(monkeypatch, tmp_path: Path):
                                      "console"])
 def test_services_refuse_to_start_without_a_kafka_cluster(command: str, no_kafka, monkeypatch,
                                                           tmp_path: Path) -> None:
-    import prevent.services
+    import prevent.cli.services
 
     started: list[str] = []
 
     async def must_not_run(*args, **kwargs) -> None:
         started.append(command)
 
-    monkeypatch.setattr(prevent.services, "run_until_stopped", must_not_run)
+    monkeypatch.setattr(prevent.cli.services, "run_until_stopped", must_not_run)
     monkeypatch.setattr("uvicorn.run", lambda *a, **k: started.append(command))
     result = runner.invoke(app, [command])
     assert result.exit_code == 1
@@ -58,14 +58,14 @@ def test_services_refuse_to_start_without_a_kafka_cluster(command: str, no_kafka
 
 
 def test_services_never_run_in_demo_mode(monkeypatch, no_kafka) -> None:
-    import prevent.services
+    import prevent.cli.services
 
     seen: list[Settings] = []
 
     async def record(settings: Settings, names: tuple[str, ...]) -> None:
         seen.append(settings)
 
-    monkeypatch.setattr(prevent.services, "run_until_stopped", record)
+    monkeypatch.setattr(prevent.cli.services, "run_until_stopped", record)
     monkeypatch.setenv("PREVENT_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     monkeypatch.setenv("PREVENT_DEMO", "true")
     get_settings.cache_clear()
@@ -76,7 +76,7 @@ def test_services_never_run_in_demo_mode(monkeypatch, no_kafka) -> None:
 
 async def test_the_demo_password_is_printed_once_and_never_logged(settings: Settings, caplog,
                                                                   capsys) -> None:
-    from prevent.services import _demo_user
+    from prevent.cli.services import _demo_user
 
     db = Database(settings.effective_database_url)
     await db.upgrade()

@@ -166,8 +166,8 @@ def test_shared_english_set_does_not_regress(clf: Classifier) -> None:
 
 
 def _grouped(lines: list[dict]) -> list[dict]:
-    from prevent.classify_cli import classify_lines
-    from prevent.config import Settings
+    from prevent.cli.classify_commands import classify_lines
+    from prevent.platform.config import Settings
 
     settings = Settings(playbooks_dir=PLAYBOOKS)
     return [json.loads(out) for out in classify_lines([json.dumps(x) for x in lines], settings, group=True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prevent.logthrottle import RepeatThrottle
+from prevent.platform.logthrottle import RepeatThrottle
 
 
 def record(name: str, msg: str, *args: object, level: int = logging.ERROR) -> logging.LogRecord:
@@ -30,6 +30,6 @@ def test_other_loggers_templates_and_info_records_pass() -> None:
     throttle = RepeatThrottle(interval=30, clock=lambda: 0.0)
     assert throttle.filter(record("aiokafka.conn", "first %s", 1))
     assert throttle.filter(record("aiokafka.conn", "second %s", 1))  # another template
-    assert throttle.filter(record("prevent.rules", "first %s", 1))
-    assert throttle.filter(record("prevent.rules", "first %s", 1))  # not a throttled logger
+    assert throttle.filter(record("prevent.rules.stage", "first %s", 1))
+    assert throttle.filter(record("prevent.rules.stage", "first %s", 1))  # not a throttled logger
     assert throttle.filter(record("aiokafka.conn", "first %s", 1, level=logging.INFO))

@@ -66,8 +66,8 @@ def test_a_word_that_only_starts_like_a_prefix_is_not_stripped_twice(lexicon) ->
 
 
 def test_the_preparation_worker_imports_neither_the_database_nor_the_broker_client() -> None:
-    code = ("import sys, prevent.preparing\n"
-            "heavy = sorted(m for m in sys.modules if m == 'prevent.rules' or m.split('.')[0] in "
+    code = ("import sys, prevent.rules.prepare\n"
+            "heavy = sorted(m for m in sys.modules if m == 'prevent.rules.stage' or m.split('.')[0] in "
             "('sqlalchemy', 'faststream', 'alembic', 'httpx'))\n"
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -12,17 +12,17 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from prevent.broker import ensure_topics
-from prevent.config import Settings
 from prevent.contracts import DEADLETTER, GlobalIncident
-from prevent.messaging import (
+from prevent.platform.broker import ensure_topics
+from prevent.platform.config import Settings
+from prevent.platform.messaging import (
     PermanentError,
     TransientError,
     classify_error,
     consumer_options,
     make_broker,
 )
-from prevent.retrying import backoff
+from prevent.platform.retrying import backoff
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -138,10 +138,10 @@ async def test_the_outbox_relay_publishes_a_keys_events_in_order_and_stamps_them
     from sqlalchemy import func, select
 
     from prevent.contracts import AUDIT, AuditEvent
-    from prevent.runtime import outbox_sender
-    from prevent.storage import outbox
-    from prevent.storage.db import Database
-    from prevent.storage.tables import OutboxRow
+    from prevent.platform.runtime import outbox_sender
+    from prevent.platform.storage import outbox
+    from prevent.platform.storage.db import Database
+    from prevent.platform.storage.tables import OutboxRow
 
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}")
     await db.upgrade()
@@ -185,7 +185,7 @@ async def test_consumer_lag_comes_from_the_clusters_metadata(kafka_engine) -> No
     engines (on Apache Kafka the consumer's own metadata left it always empty)."""
     from aiokafka import AIOKafkaProducer
 
-    from prevent.console.kafkalag import consumer_lag
+    from prevent.web.lag import consumer_lag
 
     bootstrap = kafka_engine.bootstrap
     topic = f"test.lag.{uuid.uuid4().hex[:8]}"
@@ -232,7 +232,7 @@ async def test_a_record_just_under_1mib_is_dead_lettered_cut_to_fit_and_the_part
     1,048,588 bytes a batch): the dead letter (its x-* headers make it larger than the
     dead-letter topic allows) is cut to fit and marked, and the ten good records behind it are
     handled. Before: retried without end, the partition stalled."""
-    from prevent.messaging import settings_for_broker
+    from prevent.platform.messaging import settings_for_broker
 
     bootstrap = fresh_topics.bootstrap
     topic = f"test.big.{uuid.uuid4().hex[:8]}"
@@ -276,7 +276,7 @@ async def test_dead_letter_topic_created_by_prevent_takes_a_capped_record_whole_
         kafka_engine) -> None:
     """With the topic's own max.message.bytes (2 MiB, set at creation), a record larger than
     it is stored cut to fit, never refused."""
-    from prevent.messaging import dead_letter
+    from prevent.platform.messaging import dead_letter
 
     bootstrap = kafka_engine.bootstrap
     dl = f"test.dl.{uuid.uuid4().hex[:8]}"
@@ -312,7 +312,7 @@ async def test_dead_letter_gives_up_loudly_after_bounded_attempts(monkeypatch, c
 
     import aiokafka.errors
 
-    from prevent import messaging, retrying
+    from prevent.platform import messaging, retrying
 
     calls: list[int] = []
 
@@ -324,7 +324,7 @@ async def test_dead_letter_gives_up_loudly_after_bounded_attempts(monkeypatch, c
     monkeypatch.setattr(retrying, "backoff", lambda retry, **kw: 0.0)
     record = SimpleNamespace(topic="prevent.incidents.v1", partition=2, offset=41, key=b"k",
                              value=b"{bad", headers=[])
-    with caplog.at_level(logging.WARNING, logger="prevent.messaging"):
+    with caplog.at_level(logging.WARNING, logger="prevent.platform.messaging"):
         stored = await asyncio.wait_for(messaging.dead_letter(
             Refusing(), record, PermanentError("bad"), "t", attempts=4), 10)  # type: ignore[arg-type]
     assert stored is False and len(calls) == 4
@@ -335,7 +335,7 @@ async def test_dead_letter_gives_up_loudly_after_bounded_attempts(monkeypatch, c
 async def test_dead_letter_without_a_limit_uses_the_one_make_broker_was_configured_with() -> None:
     """The rules consumer dead-letters without naming a limit: the broker's configured
     ``kafka_deadletter_max_bytes`` applies, so its dead letters fit too."""
-    from prevent import messaging
+    from prevent.platform import messaging
 
     broker = make_broker(Settings(kafka_deadletter_max_bytes=64 * 1024), "127.0.0.1:9",
                          client_id="rules")

@@ -14,7 +14,13 @@ import httpcore
 import httpx
 import pytest
 
-from prevent.netguard import BlockedAddress, GuardedTransport, check_url, guarded_client, is_forbidden
+from prevent.platform.netguard import (
+    BlockedAddress,
+    GuardedTransport,
+    check_url,
+    guarded_client,
+    is_forbidden,
+)
 
 
 @pytest.mark.parametrize("address", [

@@ -9,7 +9,7 @@ import pytest
 
 from prevent.classification.matcher import fold
 from prevent.classification.places import Gazetteer, Place, gazetteer, load_places_file
-from prevent.yamlsource import SourceError
+from prevent.platform.yamlsource import SourceError
 
 _BUILD: dict[str, float] = {}
 

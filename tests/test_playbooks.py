@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from prevent.playbooks.evaluate import CompiledSet, Subject
-from prevent.playbooks.loader import PlaybookSet, load_directory, parse_sources
-from prevent.playbooks.schema import Confirmation
-from prevent.yamlsource import SourceError
+from prevent.platform.yamlsource import SourceError
+from prevent.rules.playbooks.evaluate import CompiledSet, Subject
+from prevent.rules.playbooks.loader import PlaybookSet, load_directory, parse_sources
+from prevent.rules.playbooks.schema import Confirmation
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
@@ -105,7 +105,7 @@ def test_auto_confirmation(confirmation: Confirmation, severity: int, auto: bool
 
 def test_golden_cases_pass() -> None:
     from prevent.classification import Classifier
-    from prevent.playbooks.backtest import run_cases
+    from prevent.rules.playbooks.backtest import run_cases
 
     results = run_cases(REPO / "playbooks" / "tests", Classifier.from_dir(REPO / "playbooks"),
                         CompiledSet(load_directory(REPO / "playbooks")))

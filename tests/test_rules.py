@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 
 from prevent.classification import Classifier
 from prevent.contracts import AlertStatus, GlobalIncident, alert_id_for, stable_id
-from prevent.playbooks.evaluate import CompiledSet
-from prevent.playbooks.loader import load_directory
-from prevent.rules import process_incident
-from prevent.storage.tables import AlertRow, AuditRow, ClusterRow, OutboxRow
+from prevent.platform.storage.tables import AlertRow, AuditRow, ClusterRow, OutboxRow
+from prevent.rules.playbooks.evaluate import CompiledSet
+from prevent.rules.playbooks.loader import load_directory
+from prevent.rules.stage import process_incident
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
@@ -90,7 +90,7 @@ async def test_unrelated_events_stay_apart(db, engine) -> None:
 
 
 def test_title_words_fold_accents_and_case_and_drop_numbers_and_stopwords() -> None:
-    from prevent.grouping import title_tokens
+    from prevent.rules.grouping import title_tokens
 
     assert title_tokens("Église Saint-Denis ATTAQUÉE à Paris") == {"eglise", "saint", "denis", "attaquee",
                                                                 "paris"}
@@ -106,7 +106,7 @@ def test_a_report_joins_its_event_however_many_other_communities_clusters_share_
     """The cap on candidates applies after eligibility: more than ``MAX_CANDIDATES`` clusters
     of another community sharing more words with a report do not crowd out its own event."""
     from prevent.classification import Classification
-    from prevent.grouping import MAX_CANDIDATES, Grouper
+    from prevent.rules.grouping import MAX_CANDIDATES, Grouper
 
     def classified(community: str, country: str) -> Classification:
         return Classification(communities=(community,), incident_type="armed_attack", severity=3,
@@ -155,7 +155,7 @@ async def test_a_partner_report_reaches_the_inspector_queue(db, engine) -> None:
 async def test_one_batch_does_what_one_by_one_does(db, engine) -> None:
     """A burst in one batch: one cluster, one alert carrying every report, its severity
     raised, the events of the alert staged in the order they happened."""
-    from prevent.rules import process_batch
+    from prevent.rules.stage import process_batch
 
     classifier, playbooks = engine
     burst = [report(feed, title, i * 7) for i, (feed, title) in enumerate(REPORTS)]
@@ -181,9 +181,9 @@ async def test_one_batch_does_what_one_by_one_does(db, engine) -> None:
 
 
 async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine, caplog) -> None:
-    from prevent import suppression
-    from prevent.rules import process_batch, subject_of
-    from prevent.storage.tables import SuppressedMatch
+    from prevent.platform.storage.tables import SuppressedMatch
+    from prevent.rules import suppression
+    from prevent.rules.stage import process_batch, subject_of
     from prevent.users import Principal, Role
 
     classifier, playbooks = engine
@@ -193,7 +193,7 @@ async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine, ca
             suppression.SilenceIn(matchers=suppression.Matchers(keyword="Kano"), starts_at=NOW,
                                   ends_at=NOW + timedelta(days=1), comment="known hoax"), now=NOW)
     burst = [report(feed, title, i) for i, (feed, title) in enumerate(REPORTS[:3])]
-    caplog.set_level("INFO", logger="prevent.suppression")
+    caplog.set_level("INFO", logger="prevent.rules.suppression")
     async with db.transaction() as session:
         outcomes = await process_batch(session, burst, classifier, playbooks, now=NOW + timedelta(hours=1))
     assert all(o.alerts == () for o in outcomes)
@@ -228,7 +228,7 @@ async def test_a_silence_is_read_once_per_batch_and_applies_to_it(db, engine, ca
 
 
 async def test_a_report_attached_after_a_decision_keeps_the_decision(db, engine) -> None:
-    from prevent import alerts
+    from prevent.alerts import states as alerts
 
     first = await process(db, engine, report("reuters", REPORTS[0][1], 0))
     alert = first.alerts[0]
@@ -247,10 +247,10 @@ async def test_a_report_attached_after_a_decision_keeps_the_decision(db, engine)
 async def test_an_alert_names_its_first_reports_and_its_page_counts_them_all(db, engine) -> None:
     """A major event has thousands of reports: the alert event stays small (it names the
     first ``MAX_LISTED_REPORTS``), the alert's page counts every report of the cluster."""
-    from prevent import lifecycle
-    from prevent.alerts import MAX_LISTED_REPORTS
-    from prevent.playbooks import store
-    from prevent.rules import process_batch
+    from prevent.alerts import lifecycle
+    from prevent.alerts.states import MAX_LISTED_REPORTS
+    from prevent.rules.playbooks import store
+    from prevent.rules.stage import process_batch
 
     classifier, _ = engine
     async with db.transaction() as session:  # the alert's page previews its stored playbook
@@ -276,7 +276,7 @@ async def test_two_replicas_at_once_never_decide_from_the_same_state(db, engine,
     (up to 1 s) after reading the grouping state for the other to have read it too: without the
     batch lock both would read an empty state and make two clusters and two alerts; with it the
     second reads after the first committed and joins its cluster."""
-    from prevent import grouping
+    from prevent.rules import grouping
 
     arrived: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
     load = grouping.Grouper.load.__func__

@@ -23,13 +23,13 @@ from sqlalchemy import func, select
 from consumers.rules import RulesConsumer
 from prevent.classification import Classifier
 from prevent.contracts import GlobalIncident, stable_id
-from prevent.playbooks.evaluate import CompiledSet
-from prevent.playbooks.loader import load_directory
-from prevent.preparation import MIN_WORKER_BATCH, PART, RESULT_PIPE_BYTES, Preparer
-from prevent.rules import prepare
-from prevent.runtime import PlaybookHolder
-from prevent.storage.db import Database
-from prevent.storage.tables import IncidentRow
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import IncidentRow
+from prevent.rules.playbooks.evaluate import CompiledSet
+from prevent.rules.playbooks.loader import load_directory
+from prevent.rules.pool import MIN_WORKER_BATCH, PART, RESULT_PIPE_BYTES, Preparer
+from prevent.rules.stage import prepare
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOKS = REPO / "playbooks"
@@ -266,7 +266,7 @@ async def test_the_event_loop_gets_turns_while_a_large_batch_is_grouped_and_prep
     """A large batch's in-memory steps and the parts of it prepared here each run for tens of
     milliseconds without awaiting anything. The event loop must get turns in between, or the
     consumer cannot fetch the next batch and hand it to the (idle) worker meanwhile."""
-    from prevent import rules
+    from prevent.rules import stage as rules
 
     items = incidents(rules.YIELD_EVERY * 3)
     stored: list[str] = []
@@ -299,7 +299,7 @@ async def test_the_event_loop_gets_turns_while_a_large_batch_is_grouped_and_prep
 
 
 async def _process(db: Database, classifier: Classifier, items: list[GlobalIncident]) -> None:
-    from prevent.rules import process_batch
+    from prevent.rules.stage import process_batch
 
     async with db.transaction() as session:
         await process_batch(session, items, classifier, CompiledSet(load_directory(PLAYBOOKS)))
@@ -332,8 +332,8 @@ async def test_on_the_real_broker_exactly_the_stored_batches_are_committed(setti
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from consumers.rules import GROUP
+    from prevent.cli.services import running_system
     from prevent.contracts import INCIDENTS
-    from prevent.services import running_system
 
     items = incidents(300)
     async with running_system(settings, services=("rules",), feeds=[], demo=False) as system:
@@ -386,7 +386,7 @@ def test_a_worker_stops_when_its_consumer_is_killed(tmp_path: Path) -> None:
         "import sys, time\n"
         "from pathlib import Path\n"
         "from prevent.classification import Classifier\n"
-        "from prevent.preparation import Preparer\n"
+        "from prevent.rules.pool import Preparer\n"
         "if __name__ == '__main__':\n"
         "    preparer = Preparer(Classifier.from_dir(Path(sys.argv[1])), workers=1)\n"
         "    time.sleep(0.5)\n"
@@ -423,8 +423,8 @@ def test_an_idle_consumer_asks_again_within_the_fetch_wait(classifier, fetch_wai
     from faststream.kafka import KafkaBroker
 
     from consumers.rules import register
-    from prevent.config import Settings
     from prevent.contracts import INCIDENTS
+    from prevent.platform.config import Settings
 
     broker = KafkaBroker("127.0.0.1:9")
     ctx = SimpleNamespace(settings=Settings(kafka_fetch_max_wait_ms=fetch_wait_ms, rules_workers=0),

@@ -157,7 +157,7 @@ def test_a_file_for_another_language_and_a_retelling_with_communities_are_errors
 
 
 def test_playbooks_check_validates_the_bank(tmp_path: Path) -> None:
-    from prevent.playbooks.check import check_directory
+    from prevent.rules.playbooks.check import check_directory
 
     dest = tmp_path / "playbooks"
     shutil.copytree(PLAYBOOKS, dest)
@@ -250,13 +250,13 @@ def test_load_embedder(fake: type) -> None:
 
 
 def _settings(tmp_path: Path, model: str) -> object:
-    from prevent.config import Settings
+    from prevent.platform.config import Settings
 
     return Settings(var_dir=tmp_path / "var", playbooks_dir=PLAYBOOKS, semantic_model=model)
 
 
 def test_prevent_classify_semantic_uses_the_configured_model(tmp_path: Path, fake: type) -> None:
-    from prevent.classify_cli import classify_lines
+    from prevent.cli.classify_commands import classify_lines
 
     settings = _settings(tmp_path, "fake_semantic_model:FakeEmbedder")
     line = json.dumps({"title": "Gunman opens fire at mosque", "summary": "", "published": "2024-01-01"})
@@ -274,7 +274,7 @@ def test_prevent_classify_semantic_uses_the_configured_model(tmp_path: Path, fak
 def test_the_preparation_worker_refines_and_the_consumer_never_loads_the_model(fake: type) -> None:
     from prevent.classification.semantic import load_exemplars
     from prevent.contracts import FeedKind, GlobalIncident, stable_id, utcnow
-    from prevent.preparation import Preparer
+    from prevent.rules.pool import Preparer
 
     clf = Classifier.from_dir(PLAYBOOKS)
     known = {c.id for c in clf.lexicon.communities.communities}
@@ -339,7 +339,7 @@ def test_with_the_layer_on_a_batch_is_shared_among_the_workers(fake: type) -> No
 
     from prevent.classification.semantic import load_exemplars
     from prevent.contracts import FeedKind, GlobalIncident, stable_id, utcnow
-    from prevent.preparation import PART, SEMANTIC_PARTS_PER_WORKER, Preparer
+    from prevent.rules.pool import PART, SEMANTIC_PARTS_PER_WORKER, Preparer
 
     clf = Classifier.from_dir(PLAYBOOKS)
     known = {c.id for c in clf.lexicon.communities.communities}

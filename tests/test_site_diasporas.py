@@ -14,17 +14,17 @@ from notify.helpers import notifier
 from sqlalchemy import inspect, select, text
 
 from notifiers.centre import RetryPolicy
-from prevent import registry_checks
-from prevent.audience import resolve_audience
-from prevent.config import REPO_ROOT, Settings
+from prevent.alerts.audience import resolve_audience
 from prevent.contracts import Alert, AlertStatus, Evidence, Scope, utcnow
-from prevent.playbooks import diaspora
-from prevent.playbooks.schema import Playbook
-from prevent.registry import apply_registry, export_registry, parse_registry
-from prevent.site_diasporas import Places, concern, places_from_text, reason_text
-from prevent.storage.db import Database, alembic_config
-from prevent.storage.tables import NoticeRow, Site
-from prevent.yamlsource import SourceError
+from prevent.partners import checks as registry_checks
+from prevent.partners.registry import apply_registry, export_registry, parse_registry
+from prevent.partners.site_diasporas import Places, concern, places_from_text, reason_text
+from prevent.platform.config import REPO_ROOT, Settings
+from prevent.platform.storage.db import Database, alembic_config
+from prevent.platform.storage.tables import NoticeRow, Site
+from prevent.platform.yamlsource import SourceError
+from prevent.rules.playbooks import diaspora_versions as diaspora
+from prevent.rules.playbooks.schema import Playbook
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
 PLACES = places_from_text((PLAYBOOKS / "diaspora.yaml").read_text(encoding="utf-8"))

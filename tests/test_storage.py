@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from prevent.contracts import AUDIT, AuditEvent
-from prevent.storage import outbox
-from prevent.storage.tables import AuditRow, OutboxRow
+from prevent.platform.storage import outbox
+from prevent.platform.storage.tables import AuditRow, OutboxRow
 
 
 def event(n: int) -> AuditEvent:
@@ -25,12 +25,12 @@ async def test_migrations_are_idempotent(db) -> None:
 
 
 async def test_the_migrations_build_exactly_the_models_schema(db) -> None:
-    """A column or table added to prevent/storage/tables.py without its migration (or the
+    """A column or table added to prevent/platform/storage/tables.py without its migration (or the
     other way round) fails here, not on a production database."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from prevent.storage.tables import Base
+    from prevent.platform.storage.tables import Base
 
     def differences(conn):
         context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -165,9 +165,9 @@ async def test_bulk_inserts_store_what_sqlalchemy_would_store(db) -> None:
     both calls are SQLAlchemy's."""
     from sqlalchemy import text
 
-    from prevent.storage.bulk import insert_rows
-    from prevent.storage.db import JsonText
-    from prevent.storage.tables import IncidentRow
+    from prevent.platform.storage.bulk import insert_rows
+    from prevent.platform.storage.db import JsonText
+    from prevent.platform.storage.tables import IncidentRow
 
     table = IncidentRow.__table__
     tz = timezone(timedelta(hours=-5, minutes=-30))
@@ -206,8 +206,8 @@ async def test_sqlite_commits_leave_the_wal_to_a_background_checkpoint(db) -> No
     """A large transaction's commit does not copy its pages into the database file (that
     copy and its fsync cost a rules batch about 45 ms); ``checkpoint_soon`` does, in the
     background. On PostgreSQL there is nothing to do."""
-    from prevent.storage.db import WAL_AUTOCHECKPOINT_PAGES
-    from prevent.storage.tables import OutboxRow
+    from prevent.platform.storage.db import WAL_AUTOCHECKPOINT_PAGES
+    from prevent.platform.storage.tables import OutboxRow
 
     if db.dialect != "sqlite":
         db.checkpoint_soon()
@@ -239,9 +239,9 @@ async def test_a_large_set_is_one_parameter_and_matches_exactly(db) -> None:
     """``membership.one_of``: the rows whose column is in the set, and only those, with
     values JSON or SQL would need to escape, repeated values, an empty set, and a set of
     40,000 values in one statement."""
-    from prevent.storage.bulk import insert_rows
-    from prevent.storage.membership import one_of
-    from prevent.storage.tables import IncidentRow
+    from prevent.platform.storage.bulk import insert_rows
+    from prevent.platform.storage.membership import one_of
+    from prevent.platform.storage.tables import IncidentRow
 
     odd = ['quote \' "double"', "back\\slash", "Église 教会", "comma, [bracket]", "%_like"]
     ids = odd + [f"inc-{n}" for n in range(20)]

@@ -9,8 +9,8 @@ from email.utils import formatdate
 import aiosmtplib
 
 from notifiers.channels.base import OutgoingNotice, SendResult
-from prevent.config import Settings
-from prevent.messaging import TransientError
+from prevent.platform.config import Settings
+from prevent.platform.messaging import TransientError
 
 
 def message_id(notice_id: str, sender: str) -> str:

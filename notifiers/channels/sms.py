@@ -17,8 +17,8 @@ import httpx
 
 from notifiers.channels.base import OutgoingNotice, SendResult
 from notifiers.channels.http import result_for_status
-from prevent.config import Settings
-from prevent.messaging import TransientError
+from prevent.platform.config import Settings
+from prevent.platform.messaging import TransientError
 
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"

@@ -3,9 +3,9 @@
 * ``Prevent-Signature: t=<unix>,v1=<hex>`` is HMAC-SHA256 over ``"<t>." + body`` with
   ``webhook_signing_secret`` (verify with :func:`notifiers.channels.http.verify`);
 * ``Idempotency-Key`` is the notice id, so a resend after a crash is recognisable;
-* the URL is parsed again before each send (:func:`prevent.registry.check_webhook_url`: a
+* the URL is parsed again before each send (:func:`prevent.partners.registry.check_webhook_url`: a
   row stored before that check existed fails its own notice, never the others) and passes
-  the SSRF guard (:mod:`prevent.netguard`) at connect time;
+  the SSRF guard (:mod:`prevent.platform.netguard`) at connect time;
 * 5xx, 408/429 and timeouts are retried; other 4xx fail at once.
 
 Unlike the SMTP relay and the SMS gateway, the endpoint is the partner's, not ours:
@@ -22,9 +22,9 @@ import httpx
 
 from notifiers.channels.base import OutgoingNotice, SendResult
 from notifiers.channels.http import SIGNATURE_HEADER, result_for_status, sign
-from prevent.config import Settings
-from prevent.netguard import BlockedAddress, Resolver, check_url, guarded_client, system_resolver
-from prevent.registry import check_webhook_url
+from prevent.partners.registry import check_webhook_url
+from prevent.platform.config import Settings
+from prevent.platform.netguard import BlockedAddress, Resolver, check_url, guarded_client, system_resolver
 
 CAP_CONTENT_TYPE = "application/cap+xml"
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from prevent.yamlsource import YAML_FAILURES, empty_node, yaml_failure
+from prevent.platform.yamlsource import YAML_FAILURES, empty_node, yaml_failure
 
 if TYPE_CHECKING:
     from prevent.classification.diaspora import DiasporaMap

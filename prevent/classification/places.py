@@ -222,7 +222,7 @@ def load_places_file(path: Path = PLACES_FILE) -> PlacesFile:
     import pydantic
     import yaml
 
-    from prevent.yamlsource import SourceError, load_yaml, validation_problems
+    from prevent.platform.yamlsource import SourceError, load_yaml, validation_problems
 
     text = path.read_text(encoding="utf-8")
     try:  # the C parser when the file is sound; the line-numbering one to report problems

@@ -5,7 +5,7 @@ HTTP/2 when the ``h2`` package is installed), a bound on fetches in flight overa
 per host, a total deadline per fetch on top of connect/read timeouts, conditional GET
 with the validators the caller kept, the body capped while streaming (after
 decompression: a gzip bomb is cut off, not buffered), a redirect limit, and the SSRF
-guard (:mod:`prevent.netguard`) under every connection, redirects included.
+guard (:mod:`prevent.platform.netguard`) under every connection, redirects included.
 ``file:`` URLs are read from disk so `prevent feeds check` and local feeds work offline.
 
 Errors are :class:`FetchError` with a ``kind`` (the per-feed error counts group by it):
@@ -33,9 +33,9 @@ import httpcore
 import httpx
 
 from prevent import __version__
-from prevent.config import Settings
 from prevent.feeds.schedule import max_age_seconds
-from prevent.netguard import BlockedAddress, GuardedTransport
+from prevent.platform.config import Settings
+from prevent.platform.netguard import BlockedAddress, GuardedTransport
 
 __all__ = ["USER_AGENT", "FetchError", "FetchResult", "Fetcher", "fetch", "new_client",
            "parse_retry_after"]

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.classification.places import country_at
 from prevent.contracts import GlobalIncident, Location, stable_id, utcnow
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.parse import FeedEntry, ParsedFeed, parse_feed
-from prevent.feeds.registry import FeedConfig
 from prevent.feeds.text import canonical_url, first_words, html_to_text, truncate
 
 TITLE_MAX = 300

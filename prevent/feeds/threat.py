@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from prevent.contracts import FeedKind, GlobalIncident, Location, ThreatLevelChange, stable_id
-from prevent.feeds.registry import FeedConfig
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.text import html_to_text
 
 __all__ = ["ThreatLevelError", "change_incident", "extract_level"]

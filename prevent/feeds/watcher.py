@@ -42,18 +42,24 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import ColumnElement, delete, exists, insert, select, update
 
-from prevent.config import Settings
 from prevent.contracts import FeedKind, GlobalIncident, utcnow
 from prevent.feeds import schedule
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.fetch import Fetcher, FetchError, FetchResult
 from prevent.feeds.normalize import incidents_from_bytes
 from prevent.feeds.parse import FeedParseError
-from prevent.feeds.registry import FeedConfig
 from prevent.feeds.threat import ThreatLevelError, change_incident, extract_level
 from prevent.feeds.websub import WebSub, record_push, take_pushed
-from prevent.retrying import RetryCallState, retrying
-from prevent.storage.db import Database
-from prevent.storage.tables import FeedState, IncidentRow, SeenEntry, ThreatLevelState, WebSubSubscription
+from prevent.platform.config import Settings
+from prevent.platform.retrying import RetryCallState, retrying
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import (
+    FeedState,
+    IncidentRow,
+    SeenEntry,
+    ThreatLevelState,
+    WebSubSubscription,
+)
 
 log = logging.getLogger("prevent.watcher")
 Publish = Callable[[GlobalIncident], Awaitable[None]]

@@ -10,7 +10,7 @@ never parsed. Leases are renewed before they expire, and the feed keeps being po
 slower rate (``websub_poll_factor``) in case the hub goes quiet.
 
 The callback URL is ``{public_base_url}/websub/{callback_id}``; the routes live in
-``prevent/console/websub.py``. Subscriptions are made only when the public base URL is a
+``prevent/web/websub_callbacks.py``. Subscriptions are made only when the public base URL is a
 public address (or ``allow_private_addresses`` is set): a hub on the internet cannot
 reach a console on 127.0.0.1.
 """
@@ -29,12 +29,12 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy import select, update
 
-from prevent.config import Settings
 from prevent.contracts import utcnow
-from prevent.feeds.registry import FeedConfig
-from prevent.netguard import BlockedAddress
-from prevent.storage.db import Database
-from prevent.storage.tables import WebSubSubscription
+from prevent.feeds.catalog import FeedConfig
+from prevent.platform.config import Settings
+from prevent.platform.netguard import BlockedAddress
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import WebSubSubscription
 
 __all__ = ["PushReceiver", "WebSub", "sign", "valid_signature", "verify_intent"]
 

@@ -12,14 +12,14 @@ import pytest
 from fastapi import FastAPI
 
 from prevent import users
-from prevent.config import Settings
-from prevent.console.app import ConsoleState, create_app
-from prevent.demo import SAMPLE_PARTNERS
-from prevent.playbooks import store
-from prevent.registry import apply_registry, parse_registry
-from prevent.storage.db import Database
-from prevent.storage.tables import UserRow
+from prevent.partners.registry import apply_registry, parse_registry
+from prevent.platform.config import Settings
+from prevent.platform.demo import SAMPLE_PARTNERS
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import UserRow
+from prevent.rules.playbooks import store
 from prevent.users import Role
+from prevent.web.app import ConsoleState, create_app
 
 PASSWORD = "a long enough test password"
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')

@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import aclosing
 from html.parser import HTMLParser
 
-from prevent import lifecycle
+from prevent.alerts import lifecycle
 from prevent.users import Principal, Role
 
 from .conftest import Console

@@ -9,7 +9,7 @@ from contextlib import aclosing
 from sqlalchemy import select
 
 from prevent import users
-from prevent.storage.tables import AuditRow, UserRow
+from prevent.platform.storage.tables import AuditRow, UserRow
 from prevent.users import Role
 
 from .conftest import PASSWORD, Console, post_signin

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_diaspora_versions import FILE_TEXT, PLAYBOOKS, jamaica_links, line_of
 
-from prevent.playbooks import diaspora
+from prevent.rules.playbooks import diaspora_versions as diaspora
 
 from .conftest import Console
 

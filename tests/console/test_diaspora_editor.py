@@ -12,8 +12,8 @@ from sqlalchemy import select
 from test_diaspora_versions import FILE_TEXT, PLAYBOOKS, jamaica_links, line_of
 
 from prevent.contracts import PlaybooksChanged
-from prevent.playbooks import diaspora
-from prevent.storage.tables import AuditRow, OutboxRow
+from prevent.platform.storage.tables import AuditRow, OutboxRow
+from prevent.rules.playbooks import diaspora_versions as diaspora
 from prevent.users import Role
 
 from .conftest import Console

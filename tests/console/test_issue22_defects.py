@@ -7,9 +7,9 @@ from contextlib import aclosing
 
 from sqlalchemy import func, select
 
-from prevent import lifecycle
-from prevent.playbooks import store
-from prevent.storage.tables import PlaybookVersion
+from prevent.alerts import lifecycle
+from prevent.platform.storage.tables import PlaybookVersion
+from prevent.rules.playbooks import store
 from prevent.users import Principal, Role
 
 from .conftest import Console
@@ -77,9 +77,9 @@ async def test_defects_8_and_11_the_ack_page_wraps_omits_its_own_link_and_shows_
         console: Console, settings) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from prevent.acklinks import AckLinks
     from prevent.contracts import utcnow
-    from prevent.storage.tables import NoticeRow
+    from prevent.partners.acklinks import AckLinks
+    from prevent.platform.storage.tables import NoticeRow
 
     created = utcnow() - timedelta(days=2)
     acked = datetime(2026, 7, 1, 16, 30, tzinfo=UTC)  # summer: EDT, four hours behind
@@ -140,8 +140,8 @@ async def test_defect_5_the_site_editor_refuses_an_unknown_community(console: Co
 def test_defect_5_the_cli_prints_counts_for_people(monkeypatch, tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from prevent.cli import app
-    from prevent.config import get_settings
+    from prevent.cli.main import app
+    from prevent.platform.config import get_settings
 
     monkeypatch.setenv("PREVENT_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.delenv("PREVENT_DATABASE_URL", raising=False)
@@ -163,10 +163,9 @@ def test_defect_5_the_cli_prints_counts_for_people(monkeypatch, tmp_path) -> Non
 def test_defect_2_backtest_and_explain_count_a_stored_partner_report(settings) -> None:
     from prevent.classification import Classifier
     from prevent.contracts import FeedKind, GlobalIncident, Location, utcnow
-    from prevent.playbooks.backtest import evaluate, explain
-    from prevent.playbooks.evaluate import CompiledSet
-    from prevent.playbooks.loader import load_directory
-    from prevent.playbooks.tools import _from_payload
+    from prevent.rules.playbooks.backtest import evaluate, explain, incident_from_payload
+    from prevent.rules.playbooks.evaluate import CompiledSet
+    from prevent.rules.playbooks.loader import load_directory
 
     now = utcnow()
     report = GlobalIncident(
@@ -175,7 +174,7 @@ def test_defect_2_backtest_and_explain_count_a_stored_partner_report(settings) -
         summary="A man is filming the door", published=now, first_seen=now,
         location=Location(place="Riverside", lat=45.42, lon=-75.7),
         categories=("partner_report", "urgent", "muslim"), content_hash="h1")
-    item = _from_payload(report.model_dump(mode="json"))
+    item = incident_from_payload(report.model_dump(mode="json"))
     classifier = Classifier.from_dir(settings.playbooks_dir)
     playbooks = CompiledSet(load_directory(settings.playbooks_dir))
     (verdict,) = list(evaluate([item], classifier, playbooks))
@@ -188,7 +187,7 @@ def test_defect_13_shutdown_does_not_log_faststream_task_callbacks() -> None:
     import io
     import logging
 
-    from prevent import cli
+    from prevent.cli import main as cli
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from prevent.config import Settings
-from prevent.services import running_system
-from prevent.storage.tables import Contact
+from prevent.cli.services import running_system
+from prevent.platform.config import Settings
+from prevent.platform.storage.tables import Contact
 
 
 async def test_sample_webhook_follows_a_moved_demo_sink(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from prevent.acklinks import AckLinks
 from prevent.contracts import utcnow
-from prevent.registry import PHONE_HELP
-from prevent.storage.tables import NoticeRow
+from prevent.partners.acklinks import AckLinks
+from prevent.partners.registry import PHONE_HELP
+from prevent.platform.storage.tables import NoticeRow
 
 from .conftest import Console
 from .test_issue22_import import BAD, GOOD, expected

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from prevent import admin
-from prevent.config import Settings
-from prevent.console.boards import upload_name
-from prevent.registry import PHONE_HELP
-from prevent.storage.tables import Site
+from prevent.cli import admin
+from prevent.partners.registry import PHONE_HELP
+from prevent.platform.config import Settings
+from prevent.platform.storage.tables import Site
+from prevent.platform.yamlsource import SourceError
 from prevent.users import Role
-from prevent.yamlsource import SourceError
+from prevent.web.boards import upload_name
 
 from .conftest import Console
 

@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 
 from notifiers.channels.base import SendResult
-from prevent import lifecycle
-from prevent.acklinks import AckLinks
+from prevent.alerts import lifecycle
+from prevent.alerts.escalation import Escalator
 from prevent.contracts import utcnow
-from prevent.escalation import Escalator
-from prevent.storage.tables import NoticeRow
+from prevent.partners.acklinks import AckLinks
+from prevent.platform.storage.tables import NoticeRow
 from prevent.users import Principal, Role
 
 from .conftest import Console

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 
 from prevent.contracts import DEADLETTER
-from prevent.storage.tables import SilenceRow
+from prevent.platform.storage.tables import SilenceRow
 from prevent.users import Role
 
 from .conftest import Console

@@ -15,14 +15,14 @@ from sqlalchemy import select
 
 from notifiers import patrol
 from notifiers.channels.base import SendResult
-from prevent import lifecycle
-from prevent.acklinks import AckLinks
+from prevent.alerts import lifecycle
+from prevent.alerts.escalation import Escalator
 from prevent.classification import Classifier
 from prevent.contracts import INCIDENTS, GlobalIncident, utcnow
-from prevent.escalation import Escalator
-from prevent.rules import process_incident
-from prevent.runtime import PlaybookHolder
-from prevent.storage.tables import NoticeRow, OutboxRow, PatrolRow
+from prevent.partners.acklinks import AckLinks
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.tables import NoticeRow, OutboxRow, PatrolRow
+from prevent.rules.stage import process_incident
 from prevent.users import Principal, Role
 
 from .conftest import Console

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from prevent.cli import app
-from prevent.config import get_settings
-from prevent.playbooks import store
-from prevent.storage.db import Database
+from prevent.cli.main import app
+from prevent.platform.config import get_settings
+from prevent.platform.storage.db import Database
+from prevent.rules.playbooks import store
 
 PID = "place-of-worship-attack"
 runner = CliRunner()

@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from prevent import cli
-from prevent.acklinks import AckLinks
-from prevent.config import Settings, get_settings
+from prevent.cli import main as cli
+from prevent.partners.acklinks import AckLinks
+from prevent.platform.config import Settings, get_settings
 
 
 def _run_up(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> Settings:
@@ -24,8 +24,8 @@ def _run_up(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> Settings:
         seen["settings"] = settings
         yield SimpleNamespace(console_state=lambda: None)
 
-    monkeypatch.setattr("prevent.services.running_system", fake_system)
-    monkeypatch.setattr("prevent.console.app.create_app", lambda state: state)
+    monkeypatch.setattr("prevent.cli.services.running_system", fake_system)
+    monkeypatch.setattr("prevent.web.app.create_app", lambda state: state)
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(app=app, kw=kw))
     result = CliRunner().invoke(cli.app, ["up", *args])
     assert result.exit_code == 0, result.output

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from prevent import lifecycle
+from prevent.alerts import lifecycle
 from prevent.contracts import utcnow
-from prevent.storage.tables import EscalationTimer
+from prevent.platform.storage.tables import EscalationTimer
 from prevent.users import Principal, Role
 
 from .conftest import Console
@@ -94,7 +94,7 @@ async def test_a_claim_is_shown_to_others_and_ends_on_decision(console: Console)
 
 
 async def test_a_claim_lapses_and_can_be_released(console: Console) -> None:
-    from prevent.console import claims
+    from prevent.web import claims
 
     alert_id = await _exercise(console, "Exercise: lapse")
     async with console.db.transaction() as session:

@@ -13,11 +13,11 @@ from html import unescape
 
 from sqlalchemy import select
 
-from prevent import lifecycle
-from prevent.console import situation
+from prevent.alerts import lifecycle
 from prevent.contracts import Scope, utcnow
-from prevent.storage.tables import AuditRow, NoticeRow, PatrolRow
+from prevent.platform.storage.tables import AuditRow, NoticeRow, PatrolRow
 from prevent.users import Principal, Role
+from prevent.web import situation
 
 from .conftest import Console
 from .test_patrol_extend import confirmed_alert_with_patrols
@@ -176,8 +176,8 @@ async def test_defect_10_prevent_audit_prints_what_was_left_out(console: Console
                                                                 monkeypatch) -> None:
     from contextlib import asynccontextmanager
 
-    from prevent import admin
-    from prevent.admin import print_audit
+    from prevent.cli import admin
+    from prevent.cli.admin import print_audit
 
     @asynccontextmanager
     async def this_db(_settings):  # the test's own database (and schema)
@@ -242,8 +242,8 @@ async def test_defect_13_the_alert_stamp_changes_when_another_inspector_decides(
 
 async def test_defect_2_the_inspector_sees_who_reported_a_concern_and_their_number(
         console: Console) -> None:
-    from prevent import acks
-    from prevent.storage.tables import AlertRow, IncidentRow
+    from prevent.partners import acks
+    from prevent.platform.storage.tables import AlertRow, IncidentRow
 
     async with console.db.transaction() as session:
         proposed = await lifecycle.raise_exercise(

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from prevent import lifecycle
-from prevent.acklinks import AckLinks
+from prevent.alerts import lifecycle
 from prevent.contracts import utcnow
-from prevent.demo.httpsink import ReceivedRequest
-from prevent.storage.tables import NoticeRow
+from prevent.partners.acklinks import AckLinks
+from prevent.platform.demo.httpsink import ReceivedRequest
+from prevent.platform.storage.tables import NoticeRow
 from prevent.users import Principal, Role
 
 from .conftest import Console

@@ -22,11 +22,12 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from notifiers.channels.http import SIGNATURE_HEADER, sign
-from prevent import registry, users
-from prevent.console.sessions import enroll_totp
+from prevent import users
 from prevent.contracts import utcnow
-from prevent.storage.tables import ApiToken, AuditRow, UserRow, WebSubSubscription
+from prevent.partners import registry
+from prevent.platform.storage.tables import ApiToken, AuditRow, UserRow, WebSubSubscription
 from prevent.users import Role
+from prevent.web.sessions import enroll_totp
 
 from .conftest import PASSWORD, Console, post_signin, signin_form
 
@@ -212,7 +213,7 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(console: Cons
 
 
 def test_uvicorn_does_not_rewrite_the_client_address_itself() -> None:
-    from prevent import cli
+    from prevent.cli import main as cli
 
     options = cli._uvicorn_options("127.0.0.1", 8000)
     assert options["proxy_headers"] is False
@@ -389,8 +390,8 @@ async def test_json_is_not_cached_and_https_gets_hsts(console: Console) -> None:
 
 
 async def test_only_http_and_https_report_links_are_rendered(console: Console) -> None:
-    from prevent import lifecycle
-    from prevent.storage.tables import IncidentRow
+    from prevent.alerts import lifecycle
+    from prevent.platform.storage.tables import IncidentRow
     from prevent.users import Principal
 
     async with console.db.transaction() as session:

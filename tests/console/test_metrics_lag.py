@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prevent.console import kafkalag
+from prevent.web import lag as kafkalag
 
 from .conftest import Console
 

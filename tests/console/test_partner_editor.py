@@ -1,5 +1,5 @@
 """Editing one partner site and its contacts in the browser form: field-level errors, all or
-nothing, audited through prevent.partners, and only for engagement officers (and admins)."""
+nothing, audited through prevent.partners.edits, and only for engagement officers (and admins)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 from sqlalchemy import select
 
-from prevent.registry import export_registry
-from prevent.storage.tables import AuditRow
+from prevent.partners.registry import export_registry
+from prevent.platform.storage.tables import AuditRow
 from prevent.users import Role
 
 from .conftest import Console
@@ -148,7 +148,7 @@ async def test_the_form_says_when_a_contacts_own_choice_overrides_it(console: Co
     in the form, and the form says why and how consent is renewed."""
     from datetime import UTC, datetime
 
-    from prevent.storage.tables import Contact
+    from prevent.platform.storage.tables import Contact
 
     before = await site(console)
     contact_id = before.contacts[0].contact_id

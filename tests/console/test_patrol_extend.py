@@ -10,10 +10,10 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from notifiers import patrol
-from prevent import lifecycle
+from prevent.alerts import lifecycle
 from prevent.contracts import PatrolAssignment
-from prevent.runtime import PlaybookHolder
-from prevent.storage.tables import PatrolRow
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.tables import PatrolRow
 from prevent.users import Principal, Role
 
 from .conftest import Console

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prevent.playbooks import store
+from prevent.rules.playbooks import store
 
 from .conftest import Console
 

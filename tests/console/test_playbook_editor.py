@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from prevent.contracts import utcnow
-from prevent.playbooks import store
-from prevent.runtime import PlaybookHolder
-from prevent.storage.tables import AuditRow, IncidentRow, OutboxRow, PlaybookVersion
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.tables import AuditRow, IncidentRow, OutboxRow, PlaybookVersion
+from prevent.rules.playbooks import store
 from prevent.users import Role
 
 from .conftest import Console

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select, update
 
 from prevent.contracts import PlaybooksChanged, utcnow
-from prevent.playbooks import store
-from prevent.runtime import PlaybookHolder
-from prevent.storage.tables import AuditRow, Contact, OutboxRow, PlaybookVersion, Site
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.tables import AuditRow, Contact, OutboxRow, PlaybookVersion, Site
+from prevent.rules.playbooks import store
 from prevent.users import Role
 
 from .conftest import Console

@@ -14,9 +14,9 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import select
 
 from prevent import users
-from prevent.console import security, sessions
-from prevent.storage.tables import AuditRow, UserRow
+from prevent.platform.storage.tables import AuditRow, UserRow
 from prevent.users import Role
+from prevent.web import security, sessions
 
 from .conftest import PASSWORD, Console, post_signin, signin_form
 
@@ -159,7 +159,7 @@ async def test_signin_is_rate_limited_per_account(console: Console) -> None:
 async def test_the_account_limit_is_shared_by_every_replica_and_the_api(console: Console) -> None:
     """Two console replicas on one database, and the API: failures add up wherever they
     happen, because they are counted from the audit trail, not in a process's memory."""
-    from prevent.console.app import ConsoleState, create_app
+    from prevent.web.app import ConsoleState, create_app
 
     other = create_app(None)  # type: ignore[arg-type] - a second replica, same database
     other.state.console = ConsoleState(db=console.db, settings=console.app.state.console.settings)
@@ -261,7 +261,7 @@ async def test_next_parameter_cannot_redirect_off_site(console: Console) -> None
 
 
 async def test_metrics_count_alerts_and_notices_by_state(console: Console) -> None:
-    from prevent import lifecycle
+    from prevent.alerts import lifecycle
     from prevent.users import Principal
 
     async with console.db.transaction() as session:

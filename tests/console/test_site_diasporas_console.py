@@ -13,10 +13,11 @@ from html import unescape
 
 from sqlalchemy import select
 
-from prevent import alerts
+from prevent.alerts import states as alerts
 from prevent.contracts import Alert, AlertStatus, Evidence, utcnow
-from prevent.playbooks import diaspora, store
-from prevent.storage.tables import AuditRow, Site
+from prevent.platform.storage.tables import AuditRow, Site
+from prevent.rules.playbooks import diaspora_versions as diaspora
+from prevent.rules.playbooks import store
 from prevent.users import Role
 
 from .conftest import Console

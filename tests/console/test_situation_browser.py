@@ -18,9 +18,9 @@ import pytest
 import uvicorn
 from sqlalchemy import select, update
 
-from prevent import lifecycle
+from prevent.alerts import lifecycle
 from prevent.contracts import utcnow
-from prevent.storage.tables import NoticeRow, PatrolRow
+from prevent.platform.storage.tables import NoticeRow, PatrolRow
 from prevent.users import Principal, Role
 
 from .conftest import PASSWORD, Console

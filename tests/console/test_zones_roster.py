@@ -7,8 +7,8 @@ from contextlib import aclosing
 
 from sqlalchemy import select
 
-from prevent.registry import export_registry
-from prevent.storage.tables import AuditRow
+from prevent.partners.registry import export_registry
+from prevent.platform.storage.tables import AuditRow
 from prevent.users import Role
 
 from .conftest import Console

@@ -13,9 +13,9 @@ import pytest
 import uvicorn
 
 from prevent import users
-from prevent.console.app import create_app
-from prevent.services import incident_publisher, running_system
+from prevent.cli.services import incident_publisher, running_system
 from prevent.users import Role
+from prevent.web.app import create_app
 
 from .test_decisions import incident
 

@@ -10,12 +10,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from prevent import alerts, users
-from prevent.console.app import create_app
+from prevent import users
+from prevent.alerts import states as alerts
+from prevent.cli.services import incident_publisher, running_system
 from prevent.contracts import ALERTS, Alert, AlertStatus, FeedKind, GlobalIncident, stable_id, utcnow
-from prevent.demo import SmtpSink
-from prevent.services import incident_publisher, running_system
+from prevent.platform.demo import SmtpSink
 from prevent.users import Role
+from prevent.web.app import create_app
 
 from .test_walking_skeleton import wait_for
 

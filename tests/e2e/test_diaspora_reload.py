@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from test_diaspora_versions import FILE_TEXT, jamaica_links
 
+from prevent.cli.services import running_system
 from prevent.contracts import INCIDENTS, GlobalIncident, stable_id, utcnow
-from prevent.messaging import publish
-from prevent.playbooks import diaspora
-from prevent.services import running_system
-from prevent.storage.tables import IncidentRow
+from prevent.platform.messaging import publish
+from prevent.platform.storage.tables import IncidentRow
+from prevent.rules.playbooks import diaspora_versions as diaspora
 from prevent.users import Principal, Role
 
 pytestmark = pytest.mark.e2e

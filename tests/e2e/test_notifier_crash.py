@@ -27,10 +27,10 @@ from notify.helpers import PLAYBOOK_FILE, alert, contact, load_registry, registr
 from sqlalchemy import select
 
 from prevent.contracts import ALERTS, cloudevent_headers
-from prevent.netutil import free_port
-from prevent.playbooks import store
-from prevent.storage.db import Database
-from prevent.storage.tables import NoticeRow
+from prevent.platform.netutil import free_port
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import NoticeRow
+from prevent.rules.playbooks import store
 
 pytestmark = pytest.mark.e2e
 RECIPIENTS = 50

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from prevent.cli.services import running_system
 from prevent.contracts import INCIDENTS, GlobalIncident, stable_id, utcnow
-from prevent.messaging import publish
-from prevent.playbooks import store
-from prevent.services import running_system
-from prevent.storage.tables import AlertRow
-from prevent.yamlsource import SourceError
+from prevent.platform.messaging import publish
+from prevent.platform.storage.tables import AlertRow
+from prevent.platform.yamlsource import SourceError
+from prevent.rules.playbooks import store
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

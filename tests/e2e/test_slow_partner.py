@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaProducer
 from notify.helpers import ScriptedHttp, ScriptedSmtp, alert, contact, load_registry, registry
 from sqlalchemy import select, update
 
+from prevent.cli.services import running_system
 from prevent.contracts import ALERTS, Alert, cloudevent_headers
-from prevent.services import running_system
-from prevent.storage.tables import Contact, NoticeRow
+from prevent.platform.storage.tables import Contact, NoticeRow
 
 pytestmark = pytest.mark.e2e
 LIMIT = 2.0  # seconds from the confirmation event to every other notice's arrival

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prevent.netutil import free_port
+from prevent.platform.netutil import free_port
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from prevent.cli.services import running_system
 from prevent.contracts import PATROLS, PatrolAssignment, utcnow
-from prevent.demo import DemoFeedServer, SmtpSink
-from prevent.feeds.registry import FeedConfig
-from prevent.services import running_system
+from prevent.feeds.catalog import FeedConfig
+from prevent.platform.demo import DemoFeedServer, SmtpSink
 
 pytestmark = pytest.mark.e2e
 

@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from prevent.config import Settings
 from prevent.contracts import GlobalIncident
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.fetch import Fetcher, new_client
-from prevent.feeds.registry import FeedConfig
 from prevent.feeds.watcher import FeedWatcher, Publish
 from prevent.feeds.websub import WebSub
-from prevent.storage.db import Database
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
 
 from .server import FeedServer
 

@@ -10,13 +10,13 @@ import feedparser
 import pytest
 from typer.testing import CliRunner
 
-from prevent.cli import app
-from prevent.config import get_settings
+from prevent.cli.main import app
+from prevent.feeds.catalog import load_feeds
 from prevent.feeds.fetch import Fetcher, new_client
-from prevent.feeds.registry import load_feeds
 from prevent.feeds.watcher import FeedWatcher
-from prevent.storage.db import Database
-from prevent.storage.tables import FeedState
+from prevent.platform.config import get_settings
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import FeedState
 
 from .conftest import Collector, rss_feed, watcher_settings
 from .server import FeedServer, rss

@@ -6,8 +6,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from prevent.console.app import ConsoleState, create_app
-from prevent.feeds.metrics import feed_health
+from prevent.feeds.health import feed_health
+from prevent.web.app import ConsoleState, create_app
 
 from .conftest import Rig, rss_feed
 from .server import FeedServer, Request, rss

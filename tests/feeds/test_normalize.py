@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from prevent.contracts import CapInfo, FeedKind, Location, stable_id
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.normalize import NormalizeError, incidents_from_bytes, normalize
 from prevent.feeds.parse import FeedEntry
-from prevent.feeds.registry import FeedConfig
 from prevent.feeds.text import canonical_url, html_to_text, truncate
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

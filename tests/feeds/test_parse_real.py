@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from prevent.contracts import FeedKind
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.normalize import incidents_from_bytes
 from prevent.feeds.parse import FeedParseError, parse_feed
-from prevent.feeds.registry import FeedConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "feeds"
 KIND_BY_DIR = {"rss": FeedKind.RSS, "atom": FeedKind.ATOM, "rdf": FeedKind.RDF,

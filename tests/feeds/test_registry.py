@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from prevent.contracts import FeedKind
-from prevent.feeds.registry import FeedConfig, FeedRegistryError, load_feeds, save_feeds
+from prevent.feeds.catalog import FeedConfig, FeedRegistryError, load_feeds, save_feeds
 
 GOOD = """\
 feeds:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prevent.feeds.registry import FeedConfig
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.threat import ThreatLevelError, extract_level
 
 from .conftest import Collector, Rig

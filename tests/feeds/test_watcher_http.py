@@ -14,7 +14,7 @@ from email.utils import format_datetime
 from sqlalchemy import select
 
 from prevent.contracts import utcnow
-from prevent.storage.tables import FeedState, IncidentRow, SeenEntry
+from prevent.platform.storage.tables import FeedState, IncidentRow, SeenEntry
 
 from .conftest import Collector, Rig, rss_feed
 from .server import FeedServer, Request, Stall, rss
@@ -381,7 +381,7 @@ async def test_scheduler_runs_one_job_per_feed_and_moves_it(rig: Rig, feed_serve
 
 
 async def test_sync_picks_up_registry_edits_and_re_enabled_feeds(rig: Rig, feed_server: FeedServer) -> None:
-    from prevent.feeds.admin import clear_auto_disable
+    from prevent.feeds.manage import clear_auto_disable
 
     feed_server.routes["/gone"] = lambda req: (410, {}, b"")
     registry = [rss_feed("gone", feed_server.url("/gone"))]

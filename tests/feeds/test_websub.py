@@ -20,13 +20,13 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from prevent.console.app import ConsoleState, create_app
 from prevent.contracts import GlobalIncident, utcnow
 from prevent.feeds.fetch import Fetcher, new_client
 from prevent.feeds.watcher import FeedWatcher
 from prevent.feeds.websub import WebSub, sign, valid_signature
-from prevent.netutil import free_port
-from prevent.storage.tables import WebSubSubscription
+from prevent.platform.netutil import free_port
+from prevent.platform.storage.tables import WebSubSubscription
+from prevent.web.app import ConsoleState, create_app
 
 from .conftest import rss_feed, watcher_settings
 from .server import FeedServer, Request, rss

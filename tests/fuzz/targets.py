@@ -22,16 +22,16 @@ import httpx
 
 from prevent.classification.diaspora import diaspora_errors
 from prevent.classification.lexicon import load_lexicon_errors
-from prevent.config import REPO_ROOT
 from prevent.contracts import FeedKind
 from prevent.feeds.cap import parse_cap
+from prevent.feeds.catalog import FeedConfig, FeedRegistryError, load_feeds
 from prevent.feeds.normalize import SUMMARY_MAX, TITLE_MAX, incidents_from_bytes
 from prevent.feeds.parse import FeedParseError
-from prevent.feeds.registry import FeedConfig, FeedRegistryError, load_feeds
 from prevent.feeds.threat import ThreatLevelError, extract_level
-from prevent.playbooks.loader import parse_sources
-from prevent.registry import check_webhook_url, parse_registry
-from prevent.yamlsource import SourceError
+from prevent.partners.registry import check_webhook_url, parse_registry
+from prevent.platform.config import REPO_ROOT
+from prevent.platform.yamlsource import SourceError
+from prevent.rules.playbooks.loader import parse_sources
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
 FEED_URL = "https://feeds.example/fuzz"
@@ -189,7 +189,7 @@ def feed_registry(text: str) -> None:
 def partner_file(data: bytes, suffix: str = ".csv") -> None:
     """A partner registry file as `prevent partners import` and the console read it: the
     registry, or SourceError whose every problem is ``file:line: message``."""
-    from prevent import registry_checks
+    from prevent.partners import checks as registry_checks
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"

@@ -39,10 +39,10 @@ from schemathesis.core import NotSet
 
 from fuzz.conftest import fuzz_settings
 from prevent import users
-from prevent.console.app import create_app
-from prevent.demo import SAMPLE_PARTNERS
-from prevent.registry import parse_registry
+from prevent.partners.registry import parse_registry
+from prevent.platform.demo import SAMPLE_PARTNERS
 from prevent.users import Role
+from prevent.web.app import create_app
 
 ANY = frozenset(Role)
 INSPECTOR = frozenset({Role.DUTY_INSPECTOR})

@@ -29,12 +29,12 @@ from console.conftest import Console
 
 from prevent.classification.diaspora import diaspora_errors
 from prevent.classification.lexicon import load_lexicon_errors
-from prevent.console.app import create_app
-from prevent.feeds.registry import FeedRegistryError, load_feeds
-from prevent.playbooks.loader import parse_sources
-from prevent.registry import check_webhook_url
+from prevent.feeds.catalog import FeedRegistryError, load_feeds
+from prevent.partners.registry import check_webhook_url
+from prevent.platform.yamlsource import SourceError
+from prevent.rules.playbooks.loader import parse_sources
 from prevent.users import Role
-from prevent.yamlsource import SourceError
+from prevent.web.app import create_app
 
 from . import targets
 

@@ -18,7 +18,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from prevent.contracts import FeedKind
-from prevent.registry import CSV_CONTACT_FIELDS, CSV_SITE_FIELDS
+from prevent.partners.registry import CSV_CONTACT_FIELDS, CSV_SITE_FIELDS
 
 from . import targets
 from .conftest import fuzz_settings
@@ -250,7 +250,7 @@ def test_feed_registry_yaml(text: str) -> None:
 
 
 @fuzz_settings(30)
-@given(text=damaged(st.just((targets.REPO_ROOT / "prevent/demo/partners.yaml").read_text("utf-8")),
+@given(text=damaged(st.just((targets.REPO_ROOT / "prevent/platform/demo/partners.yaml").read_text("utf-8")),
                     YAML_BITS) | st.sampled_from(NASTY_YAML))
 @example(text=_bomb())
 def test_partner_registry_yaml(text: str) -> None:

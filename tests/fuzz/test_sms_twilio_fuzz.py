@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from prevent.console.sms import twilio_signature
+from prevent.web.sms_replies import twilio_signature
 
 from .conftest import fuzz_settings
 

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from notifiers.channels.base import OutgoingNotice, SendResult
-from prevent import lifecycle
-from prevent.config import REPO_ROOT
+from prevent.alerts import lifecycle
 from prevent.contracts import Alert, AlertStatus, alert_id_for, stable_id, utcnow
-from prevent.demo import SAMPLE_PARTNERS
-from prevent.playbooks import store
-from prevent.registry import apply_registry, parse_registry
-from prevent.storage.db import Database
+from prevent.partners.registry import apply_registry, parse_registry
+from prevent.platform.config import REPO_ROOT
+from prevent.platform.demo import SAMPLE_PARTNERS
+from prevent.platform.storage.db import Database
+from prevent.rules.playbooks import store
 from prevent.users import Principal, Role
 
 PLAYBOOK = "place-of-worship-attack"

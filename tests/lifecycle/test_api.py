@@ -11,10 +11,10 @@ import pytest
 
 from lifecycle.support import make_alert, open_alert
 from prevent import users
-from prevent.console.app import ConsoleState, create_app
 from prevent.contracts import utcnow
-from prevent.storage.tables import UserRow
+from prevent.platform.storage.tables import UserRow
 from prevent.users import Role
+from prevent.web.app import ConsoleState, create_app
 
 PASSWORD = "a long enough password"
 
@@ -186,8 +186,8 @@ async def test_an_administrator_changes_and_disables_users_through_the_api(api) 
 
 async def test_patrols_are_extended_through_the_api(api, seeded) -> None:
     from notifiers import patrol
-    from prevent import alerts
-    from prevent.runtime import PlaybookHolder
+    from prevent.alerts import states as alerts
+    from prevent.platform.runtime import PlaybookHolder
 
     a = await open_alert(seeded, make_alert(cluster="api-patrol"))
     ok = await api.post(f"/api/alerts/{a.alert_id}/confirm", json={"revision": 1}, headers=auth(api, "ada"))

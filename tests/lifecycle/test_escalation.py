@@ -8,11 +8,13 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from lifecycle.support import INSPECTOR, FakeChannel, make_alert, minutes, open_alert
-from prevent import alerts, audit, lifecycle
+from prevent import audit
+from prevent.alerts import lifecycle
+from prevent.alerts import states as alerts
+from prevent.alerts.escalation import EscalationScheduler, Escalator
 from prevent.contracts import AlertStatus, utcnow
-from prevent.escalation import EscalationScheduler, Escalator
-from prevent.storage.db import Database
-from prevent.storage.tables import EscalationTimer
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import EscalationTimer
 
 
 async def _restarted(db: Database) -> Database:
@@ -92,7 +94,7 @@ async def test_an_undecided_alert_expires_at_the_playbook_max_age(seeded) -> Non
 
 
 async def test_no_roster_contact_is_recorded_as_a_failure(seeded) -> None:
-    from prevent import registry
+    from prevent.partners import registry
 
     t0 = utcnow()
     alert = await open_alert(seeded, make_alert(at=t0))

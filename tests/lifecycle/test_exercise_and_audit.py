@@ -9,12 +9,14 @@ from lifecycle.support import INSPECTOR, OFFICER, VIEWER, FakeChannel
 from notifiers import patrol
 from notifiers.centre import CentreNotifier
 from notifiers.templates import NoticeRenderer
-from prevent import audit, lifecycle, partners, users
-from prevent.acklinks import AckLinks
-from prevent.config import REPO_ROOT
+from prevent import audit, users
+from prevent.alerts import lifecycle
 from prevent.contracts import AlertStatus
-from prevent.registry import RosterEntryIn, SiteIn, ZoneIn
-from prevent.storage.tables import NoticeRow, PatrolRow
+from prevent.partners import edits as partners
+from prevent.partners.acklinks import AckLinks
+from prevent.partners.registry import RosterEntryIn, SiteIn, ZoneIn
+from prevent.platform.config import REPO_ROOT
+from prevent.platform.storage.tables import NoticeRow, PatrolRow
 from prevent.users import PermissionDenied, Role
 
 

@@ -8,18 +8,18 @@ import pytest
 from sqlalchemy import func, select
 
 from lifecycle.support import make_alert
-from prevent.audience import resolve_audience
+from prevent.alerts.audience import resolve_audience
 from prevent.contracts import Scope
-from prevent.playbooks.schema import Playbook
-from prevent.registry import (
+from prevent.partners.registry import (
     apply_registry,
     export_registry,
     known_zone_ids,
     parse_registry,
     registry_yaml,
 )
-from prevent.storage.tables import Contact, RosterEntry, Site
-from prevent.yamlsource import SourceError
+from prevent.platform.storage.tables import Contact, RosterEntry, Site
+from prevent.platform.yamlsource import SourceError
+from prevent.rules.playbooks.schema import Playbook
 
 GOOD_CSV = """site_id,site_name,kind,communities,municipality,zone_id,contact_id,contact_name,email,phone,\
 language,channels,consent

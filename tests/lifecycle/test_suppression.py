@@ -9,10 +9,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from lifecycle.support import INSPECTOR, VIEWER, make_alert, minutes, open_alert
-from prevent import alerts, audit, lifecycle, suppression
+from prevent import audit
+from prevent.alerts import lifecycle
+from prevent.alerts import states as alerts
 from prevent.contracts import utcnow
-from prevent.playbooks import store
-from prevent.storage.tables import AlertRow, EscalationTimer, OutboxRow, SuppressedMatch
+from prevent.platform.storage.tables import AlertRow, EscalationTimer, OutboxRow, SuppressedMatch
+from prevent.rules import suppression
+from prevent.rules.playbooks import store
 from prevent.users import PermissionDenied
 
 LOWER = """id: faith-community-watch

@@ -8,9 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from lifecycle.support import INSPECTOR, INSPECTOR_2, VIEWER, make_alert, open_alert
-from prevent import alerts, audit, lifecycle
+from prevent import audit
+from prevent.alerts import lifecycle
+from prevent.alerts import states as alerts
 from prevent.contracts import AlertStatus, Scope
-from prevent.storage.tables import AuditRow, OutboxRow
+from prevent.platform.storage.tables import AuditRow, OutboxRow
 from prevent.users import PermissionDenied
 
 S = AlertStatus

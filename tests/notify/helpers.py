@@ -21,14 +21,14 @@ from notifiers.channels.email import EmailChannel
 from notifiers.channels.sms import SmsChannel
 from notifiers.channels.webhook import WebhookChannel
 from notifiers.templates import NoticeRenderer
-from prevent.acklinks import AckLinks
-from prevent.config import REPO_ROOT, Settings
 from prevent.contracts import Alert, AlertStatus, utcnow
-from prevent.netutil import free_port
-from prevent.playbooks.schema import Playbook
-from prevent.registry import ContactIn, RegistryIn, SiteIn, ZoneIn, apply_registry
-from prevent.storage.db import Database
-from prevent.yamlsource import parse_model
+from prevent.partners.acklinks import AckLinks
+from prevent.partners.registry import ContactIn, RegistryIn, SiteIn, ZoneIn, apply_registry
+from prevent.platform.config import REPO_ROOT, Settings
+from prevent.platform.netutil import free_port
+from prevent.platform.storage.db import Database
+from prevent.platform.yamlsource import parse_model
+from prevent.rules.playbooks.schema import Playbook
 
 PLAYBOOK_FILE = REPO_ROOT / "playbooks" / "place-of-worship-attack.yaml"
 CAP_XSD = Path(__file__).resolve().parents[3] / "shared/data/cap/CAP-v1.2.xsd"

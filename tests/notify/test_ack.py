@@ -15,14 +15,14 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from notifiers.channels.http import SIGNATURE_HEADER, sign
-from prevent.acklinks import AckLinks
-from prevent.config import Settings
-from prevent.console.app import ConsoleState, create_app
-from prevent.console.sms import twilio_signature
 from prevent.contracts import INCIDENTS, NOTICES, FeedKind, GlobalIncident, utcnow
-from prevent.registry import apply_registry, renew_consent
-from prevent.storage.db import Database
-from prevent.storage.tables import AuditRow, Contact, NoticeRow, OutboxRow
+from prevent.partners.acklinks import AckLinks
+from prevent.partners.registry import apply_registry, renew_consent
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import AuditRow, Contact, NoticeRow, OutboxRow
+from prevent.web.app import ConsoleState, create_app
+from prevent.web.sms_replies import twilio_signature
 
 from .helpers import ScriptedSmtp, alert, contact, load_registry, notifier, playbook, registry
 

@@ -10,10 +10,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
-from prevent import admin, users
-from prevent.config import Settings
-from prevent.console.app import ConsoleState, create_app
-from prevent.registry import (
+from prevent import users
+from prevent.cli import admin
+from prevent.partners.registry import (
     ContactIn,
     RegistryIn,
     SiteIn,
@@ -23,10 +22,12 @@ from prevent.registry import (
     parse_registry,
     registry_yaml,
 )
-from prevent.storage.db import Database
-from prevent.storage.tables import Contact, Site
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import Contact, Site
+from prevent.platform.yamlsource import SourceError
 from prevent.users import Role
-from prevent.yamlsource import SourceError
+from prevent.web.app import ConsoleState, create_app
 
 REFUSED = {
     "http://0177.0.0.1/hook": "standard form",  # octal 127.0.0.1: InvalidURL in httpx (M1)

@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from notifiers.centre import RetryPolicy
 from notifiers.channels.http import SIGNATURE_HEADER, verify
-from prevent.config import Settings
 from prevent.contracts import DEADLETTER, NOTICES
-from prevent.storage.db import Database
-from prevent.storage.tables import NoticeRow, OutboxRow
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import NoticeRow, OutboxRow
 
 from .helpers import (
     ScriptedHttp,

@@ -12,9 +12,9 @@ from notifiers.channels.base import OutgoingNotice
 from notifiers.channels.email import EmailChannel
 from notifiers.channels.sms import SmsChannel
 from notifiers.channels.webhook import WebhookChannel
-from prevent.config import Settings
-from prevent.messaging import TransientError
-from prevent.netutil import free_port
+from prevent.platform.config import Settings
+from prevent.platform.messaging import TransientError
+from prevent.platform.netutil import free_port
 
 from .helpers import ScriptedHttp, ScriptedSmtp
 

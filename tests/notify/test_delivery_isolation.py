@@ -23,16 +23,16 @@ from notifiers.channels.base import SendResult
 from notifiers.scanner import Scanner
 from notifiers.templates import NoticeRenderer
 from prevent import users
-from prevent.config import Settings
-from prevent.console.app import ConsoleState, create_app
 from prevent.contracts import DEADLETTER, Alert, utcnow
-from prevent.messaging import TransientError
-from prevent.netguard import BlockedAddress
-from prevent.netutil import free_port
-from prevent.runtime import PlaybookHolder
-from prevent.storage.db import Database
-from prevent.storage.tables import Contact, NoticeRow, OutboxRow
+from prevent.platform.config import Settings
+from prevent.platform.messaging import TransientError
+from prevent.platform.netguard import BlockedAddress
+from prevent.platform.netutil import free_port
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import Contact, NoticeRow, OutboxRow
 from prevent.users import Role
+from prevent.web.app import ConsoleState, create_app
 
 from .helpers import (
     ScriptedHttp,

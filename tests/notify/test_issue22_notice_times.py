@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 
 from notifiers.templates import NoticeRenderer
-from prevent.config import Settings
 from prevent.contracts import PatrolAssignment
-from prevent.storage.db import Database
-from prevent.storage.tables import NoticeRow, PatrolRow
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import NoticeRow, PatrolRow
 
 from .helpers import ScriptedSmtp, ago
 from .test_scanner import officer_rows, setup

@@ -10,12 +10,12 @@ import httpx
 from icalendar import Calendar
 
 from notifiers import patrol
-from prevent.auth import current_principal
-from prevent.config import Settings
-from prevent.console.app import ConsoleState, create_app
 from prevent.contracts import AlertStatus, assignment_id_for, utcnow
-from prevent.storage.db import Database
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
 from prevent.users import Principal, Role
+from prevent.web.app import ConsoleState, create_app
+from prevent.web.auth import current_principal
 
 from .helpers import alert, contact, load_registry, playbook, registry
 

@@ -11,12 +11,12 @@ from sqlalchemy import select, update
 from notifiers import patrol
 from notifiers.centre import OFFICER
 from notifiers.scanner import Scanner
-from prevent import alerts
-from prevent.config import Settings
-from prevent.playbooks import store
-from prevent.runtime import PlaybookHolder
-from prevent.storage.db import Database
-from prevent.storage.tables import NoticeRow
+from prevent.alerts import states as alerts
+from prevent.platform.config import Settings
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import NoticeRow
+from prevent.rules.playbooks import store
 
 from .helpers import (
     PLAYBOOK_FILE,
@@ -108,7 +108,7 @@ async def test_an_extended_plan_runs_longer_and_gets_its_own_review(db: Database
     """The review asks to extend the plan: a duty inspector does, once however often the form
     is sent, the change is audited and published, and a new review comes before the new end."""
     from prevent.contracts import PatrolAssignment
-    from prevent.storage.tables import AuditRow, OutboxRow, PatrolRow
+    from prevent.platform.storage.tables import AuditRow, OutboxRow, PatrolRow
     from prevent.users import PermissionDenied, Principal, Role
 
     inspector = Principal("duty-inspector", Role.DUTY_INSPECTOR)

@@ -8,13 +8,13 @@ from xml.etree import ElementTree as ET
 import pytest
 from sqlalchemy import select
 
-from notifiers.cap import CAP_NS
+from notifiers.cap_notices import CAP_NS
 from notifiers.channels.base import OutgoingNotice
 from notifiers.channels.sms import segments, sms_text
-from prevent.config import Settings
 from prevent.contracts import AlertStatus
-from prevent.storage.db import Database
-from prevent.storage.tables import NoticeRow
+from prevent.platform.config import Settings
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import NoticeRow
 
 from .helpers import CAP_XSD, ScriptedSmtp, alert, contact, load_registry, notifier, playbook, registry
 

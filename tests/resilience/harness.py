@@ -1,6 +1,6 @@
 """Shared pieces of the crash-and-fault tests: services as real `prevent` subprocesses on one
 embedded broker and one SQLite file, a stream of incidents, an SMTP sink, and the expected
-outcome computed by running the same incidents through `prevent.rules.process_batch` on a
+outcome computed by running the same incidents through `prevent.rules.stage.process_batch` on a
 fresh database."""
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ from notify.helpers import contact, load_registry, registry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prevent.audience import resolve_audience
+from prevent.alerts.audience import resolve_audience
 from prevent.classification import Classifier
-from prevent.config import REPO_ROOT
 from prevent.contracts import INCIDENTS, GlobalIncident, Location, cloudevent_headers, stable_id, utcnow
-from prevent.netutil import free_port
-from prevent.playbooks import store
-from prevent.playbooks.loader import NOT_PLAYBOOKS
-from prevent.rules import process_batch
-from prevent.runtime import PlaybookHolder
-from prevent.storage.db import Database
-from prevent.storage.tables import AlertRow, IncidentRow, NoticeRow
+from prevent.platform.config import REPO_ROOT
+from prevent.platform.netutil import free_port
+from prevent.platform.runtime import PlaybookHolder
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import AlertRow, IncidentRow, NoticeRow
+from prevent.rules.playbooks import store
+from prevent.rules.playbooks.loader import NOT_PLAYBOOKS
+from prevent.rules.stage import process_batch
 
 PREVENT = Path(sys.executable).parent / "prevent"
 PLAYBOOKS = REPO_ROOT / "playbooks"
@@ -106,7 +106,7 @@ async def expected_outcome(items: Sequence[GlobalIncident], tmp_path: Path) -> E
             rows = list((await session.execute(select(AlertRow))).scalars())
             for row in rows:
                 if row.status == "confirmed":
-                    from prevent.alerts import from_row
+                    from prevent.alerts.states import from_row
 
                     playbook = await holder.version(db, row.playbook_id, row.playbook_version)
                     plan = await resolve_audience(session, from_row(row), playbook)

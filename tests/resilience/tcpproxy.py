@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from types import TracebackType
 
-from prevent.netutil import free_port
+from prevent.platform.netutil import free_port
 
 
 class TcpProxy:

@@ -42,18 +42,18 @@ from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import ENGINES, start_cluster
 from sqlalchemy import func, select
 
-from prevent.broker import EmbeddedBroker, _pdeathsig_preexec, ensure_topics
-from prevent.config import Settings
+from prevent.cli.services import incident_publisher
 from prevent.contracts import INCIDENTS, GlobalIncident, utcnow
+from prevent.feeds.catalog import FeedConfig
 from prevent.feeds.fetch import Fetcher, new_client
-from prevent.feeds.registry import FeedConfig
 from prevent.feeds.watcher import FeedWatcher, PollOutcome
-from prevent.messaging import make_broker
-from prevent.netutil import free_port
-from prevent.runtime import ServiceContext, topic_configs
-from prevent.services import incident_publisher
-from prevent.storage.db import Database
-from prevent.storage.tables import FeedState, SeenEntry
+from prevent.platform.broker import EmbeddedBroker, _pdeathsig_preexec, ensure_topics
+from prevent.platform.config import Settings
+from prevent.platform.messaging import make_broker
+from prevent.platform.netutil import free_port
+from prevent.platform.runtime import ServiceContext, topic_configs
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import FeedState, SeenEntry
 
 from .tcpproxy import TcpProxy
 

@@ -6,7 +6,7 @@ The services are real `prevent rules` / `prevent centre-notifier` processes shar
 database (a SQLite file always; also a fresh PostgreSQL database when PREVENT_TEST_DATABASE_URL
 is set, where replicas serialise rules batches with an advisory lock) and one broker: an
 embedded one started by the test, or the session's Apache Kafka. The expected outcome is the
-same incidents run through `prevent.rules.process_batch` on a fresh SQLite database.
+same incidents run through `prevent.rules.stage.process_batch` on a fresh SQLite database.
 
 * one replica of each: each is killed once and restarted;
 * two replicas of each in their consumer groups: one of each is killed and not restarted,
@@ -29,7 +29,7 @@ import pytest
 from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import Engine, engine_broker, session_timeout_ms
 
-from prevent.storage.db import Database
+from prevent.platform.storage.db import Database
 
 from .harness import Services, Sink, expected_outcome, incidents, observed, prepare, produce, service_env
 from .harness import wait_until as wait

@@ -28,7 +28,7 @@ from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import Engine, engine_broker, session_timeout_ms
 from sqlalchemy.engine import make_url
 
-from prevent.storage.db import Database
+from prevent.platform.storage.db import Database
 
 from .harness import (
     Services,

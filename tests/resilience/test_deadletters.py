@@ -1,5 +1,5 @@
 """`prevent deadletters list|replay`: dead letters written by the consumers' own
-``prevent.messaging.dead_letter`` are listed with their origin and error, and a chosen one is
+``prevent.platform.messaging.dead_letter`` are listed with their origin and error, and a chosen one is
 re-published to its origin topic with the original key and value, x-* headers stripped. On both
 engines: an embedded broker of its own, and the session's Apache Kafka with fresh topics."""
 
@@ -16,12 +16,12 @@ from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import Engine
 from typer.testing import CliRunner
 
-from prevent.broker import EmbeddedBroker, ensure_topics, run_sync
-from prevent.cli import app
-from prevent.config import Settings, get_settings
+from prevent.cli.main import app
 from prevent.contracts import INCIDENTS, cloudevent_headers
-from prevent.messaging import PermanentError, dead_letter, make_broker
-from prevent.runtime import topic_configs
+from prevent.platform.broker import EmbeddedBroker, ensure_topics, run_sync
+from prevent.platform.config import Settings, get_settings
+from prevent.platform.messaging import PermanentError, dead_letter, make_broker
+from prevent.platform.runtime import topic_configs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 ONE_PARTITION = {**TEST_TOPICS, INCIDENTS.name: 1}

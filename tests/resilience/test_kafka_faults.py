@@ -25,10 +25,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import start_cluster
 
-from prevent.broker import ensure_topics
-from prevent.config import Settings
-from prevent.runtime import topic_configs
-from prevent.storage.db import Database
+from prevent.platform.broker import ensure_topics
+from prevent.platform.config import Settings
+from prevent.platform.runtime import topic_configs
+from prevent.platform.storage.db import Database
 
 from .harness import Services, Sink, expected_outcome, incidents, observed, prepare, produce, service_env
 from .harness import wait_until as wait

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from prevent.cli.services import running_system
 from prevent.contracts import ALERTS, DEADLETTER, INCIDENTS, PLAYBOOKS, GlobalIncident, stable_id, utcnow
-from prevent.services import running_system
 
 pytestmark = pytest.mark.e2e
 

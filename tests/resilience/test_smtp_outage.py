@@ -14,7 +14,7 @@ import pytest
 from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import Engine, engine_broker, session_timeout_ms
 
-from prevent.storage.db import Database
+from prevent.platform.storage.db import Database
 
 from .harness import (
     Services,

@@ -35,12 +35,12 @@ from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import start_cluster
 from sqlalchemy import select
 
-from prevent.broker import ensure_topics
-from prevent.config import Settings
-from prevent.netutil import free_port
-from prevent.runtime import topic_configs
-from prevent.storage.db import Database
-from prevent.storage.tables import AlertRow, IncidentRow
+from prevent.platform.broker import ensure_topics
+from prevent.platform.config import Settings
+from prevent.platform.netutil import free_port
+from prevent.platform.runtime import topic_configs
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import AlertRow, IncidentRow
 
 from .harness import Sink, expected_outcome, incidents, observed, prepare, produce
 from .harness import wait_until as wait

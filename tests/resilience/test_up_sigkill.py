@@ -28,9 +28,9 @@ from feeds.server import FeedServer, rss
 from fixtures.kafka import Engine
 from sqlalchemy import func, select
 
-from prevent.netutil import free_port
-from prevent.storage.db import Database
-from prevent.storage.tables import IncidentRow, SeenEntry
+from prevent.platform.netutil import free_port
+from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import IncidentRow, SeenEntry
 
 from .harness import Sink
 from .harness import wait_until as wait
