@@ -30,12 +30,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from apscheduler.jobstores.base import JobLookupError
@@ -69,6 +71,7 @@ PERMANENT_STATUS = frozenset({410})
 STATE_FLUSH_SECONDS = 2.0  # feed state changes reach the database at most this late...
 STATE_FLUSH_BATCH = 500  # ...or as soon as this many feeds changed
 REPLAY_RETRY_SECONDS = 30.0  # a replay at start that could not publish is tried again this late
+STOP_SECONDS = 10.0  # on shutdown, how long the polls under way may take to finish
 _STATE_COLUMNS = tuple(c.key for c in FeedState.__table__.columns)
 
 
@@ -112,6 +115,8 @@ class FeedWatcher:
         self.replay_unstored = replay_unstored
         self.retention = timedelta(days=self.settings.feed_seen_retention_days)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._jobs: set[asyncio.Task[Any]] = set()  # scheduled jobs running now: aclose() waits
+        self._closing = False
         # Poll and WebSub push of one feed never interleave their dedupe and mark-seen.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # In-memory feed state (this watcher is its only writer; `prevent feeds enable` only
@@ -140,16 +145,16 @@ class FeedWatcher:
                             feed.id, state.disabled_reason, feed.id)
                 continue
             self._add_job(feed, self._first_run(feed, state, now))
-        self.scheduler.add_job(self.prune_seen, "interval", hours=1, id="__prune_seen__",
+        self.scheduler.add_job(self._job(self.prune_seen), "interval", hours=1, id="__prune_seen__",
                                coalesce=True, max_instances=1, next_run_time=now)
-        self.scheduler.add_job(self.sync, "interval", seconds=60, id="__sync__",
+        self.scheduler.add_job(self._job(self.sync), "interval", seconds=60, id="__sync__",
                                coalesce=True, max_instances=1)
-        self.scheduler.add_job(self._flush_quietly, "interval", seconds=STATE_FLUSH_SECONDS,
+        self.scheduler.add_job(self._job(self._flush_quietly), "interval", seconds=STATE_FLUSH_SECONDS,
                                id="__flush_state__", coalesce=True, max_instances=1)
         if self.websub is not None:
-            self.scheduler.add_job(self.websub.renew_due, "interval", minutes=5, id="__websub_renew__",
-                                   coalesce=True, max_instances=1)
-            self.scheduler.add_job(self.poll_pushed, "interval", id="__websub_pushed__",
+            self.scheduler.add_job(self._job(self.websub.renew_due), "interval", minutes=5,
+                                   id="__websub_renew__", coalesce=True, max_instances=1)
+            self.scheduler.add_job(self._job(self.poll_pushed), "interval", id="__websub_pushed__",
                                    seconds=self.settings.websub_push_scan_seconds,
                                    coalesce=True, max_instances=1)
         if replay_failed:
@@ -157,7 +162,8 @@ class FeedWatcher:
         self.scheduler.start()
 
     def _retry_replay(self) -> None:
-        self.scheduler.add_job(self._replay_job, "date", id="__replay_unstored__", replace_existing=True,
+        self.scheduler.add_job(self._job(self._replay_job), "date", id="__replay_unstored__",
+                               replace_existing=True,
                                run_date=utcnow() + timedelta(seconds=REPLAY_RETRY_SECONDS))
 
     async def _replay_job(self) -> None:
@@ -173,8 +179,8 @@ class FeedWatcher:
 
     def _add_job(self, feed: FeedConfig, first: datetime) -> None:
         self.scheduler.add_job(
-            self._scheduled_poll, "interval", seconds=feed.interval_seconds, args=[feed.id], id=feed.id,
-            coalesce=True, max_instances=1, jitter=min(30, feed.interval_seconds // 10),
+            self._job(self._scheduled_poll), "interval", seconds=feed.interval_seconds, args=[feed.id],
+            id=feed.id, coalesce=True, max_instances=1, jitter=min(30, feed.interval_seconds // 10),
             next_run_time=first, misfire_grace_time=None, replace_existing=True,
         )
 
@@ -192,13 +198,46 @@ class FeedWatcher:
 
     def stop(self) -> None:
         """Stop polling. State changes not yet flushed are lost: prefer :meth:`aclose`."""
+        self._closing = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
     async def aclose(self) -> None:
-        """Stop polling and write the feed state changed since the last flush."""
+        """Stop polling, let the polls under way finish (``STOP_SECONDS`` at most), and write
+        the feed state changed since the last flush."""
+        self._closing = True
+        if self.scheduler.running:
+            self.scheduler.pause()  # no new job; APScheduler's shutdown cancels those running
+            if self._jobs:
+                await asyncio.wait(set(self._jobs), timeout=STOP_SECONDS)
         self.stop()
+        if self._jobs:  # cancelled just now: let them end (each with its INFO line)
+            await asyncio.wait(set(self._jobs), timeout=STOP_SECONDS)
         await self._flush_quietly()
+
+    def _job(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """``func`` as a scheduled job: :meth:`aclose` waits for it while it runs, and a job
+        the shutdown still cancels (APScheduler's ``shutdown`` cancels the jobs running: one
+        slower than ``STOP_SECONDS``) ends with an INFO line instead of an ERROR traceback. Nothing is lost: the next start polls the feed
+        again, and what a poll marked seen is published again until it is stored."""
+
+        @functools.wraps(func)
+        async def job(*args: Any) -> Any:
+            task = asyncio.current_task()
+            assert task is not None  # noqa: S101 - APScheduler runs a coroutine job in a task
+            self._jobs.add(task)
+            try:
+                return await func(*args)
+            except asyncio.CancelledError:
+                if not self._closing:
+                    raise
+                log.info("%s%s cancelled by the shutdown; the next start repeats it",
+                         func.__name__, f" {args[0]}" if args else "")
+                return None
+            finally:
+                self._jobs.discard(task)
+
+        return job
 
     async def sync(self) -> None:
         """Pick up registry edits and feeds re-enabled with `prevent feeds enable`."""

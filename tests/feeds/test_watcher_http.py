@@ -396,3 +396,37 @@ async def test_sync_picks_up_registry_edits_and_re_enabled_feeds(rig: Rig, feed_
         assert {j.id for j in watcher.scheduler.get_jobs()} >= {"gone", "added"}
     finally:
         watcher.stop()
+
+
+async def test_aclose_lets_a_poll_under_way_finish_and_a_cancelled_one_ends_quietly(
+        rig: Rig, feed_server: FeedServer, monkeypatch, caplog) -> None:
+    """`prevent up` stopping (SIGINT) while scheduled polls run: aclose() lets them finish for
+    STOP_SECONDS; APScheduler's shutdown then cancels one still running, which ends with an
+    INFO line and not APScheduler's ERROR traceback (a clean-clone CI run failed on that
+    traceback: shutdown(wait=False) cancelled every poll under way at once)."""
+    import logging
+
+    from prevent.feeds import watcher as watcher_module
+
+    feed_server.routes["/slow.xml"] = lambda req: (200, {"Content-Length": "5000"}, [b"<rss", Stall(0.2)])
+    feed_server.routes["/stuck.xml"] = lambda req: (200, {"Content-Length": "5000"}, [b"<rss", Stall(30)])
+    watcher = rig.watcher([rss_feed("slow", feed_server.url("/slow.xml")),
+                           rss_feed("stuck", feed_server.url("/stuck.xml"))], Collector(), startup_spread=0)
+    monkeypatch.setattr(watcher_module, "STOP_SECONDS", 0.8)  # under the fetch timeout
+    await watcher.start()
+    for _ in range(100):  # both scheduled polls under way
+        if len(watcher._jobs) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert len(watcher._jobs) == 2
+    with caplog.at_level(logging.INFO):
+        started = asyncio.get_running_loop().time()
+        await watcher.aclose()
+        waited = asyncio.get_running_loop().time() - started
+    assert 0.75 < waited < 5, waited  # STOP_SECONDS for the stuck poll, then its cancellation
+    assert not watcher._jobs
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    cancelled = [r.getMessage() for r in caplog.records if "cancelled by the shutdown" in r.getMessage()]
+    assert cancelled == ["_scheduled_poll stuck cancelled by the shutdown; the next start repeats it"]
+    slow = await state_of(rig, "slow")
+    assert slow.last_error  # the slow poll ended (its body cut short) and its state was written

@@ -60,6 +60,13 @@ FATAL = re.compile(r"Traceback|CRITICAL|Unhandled|Application shutdown failed|"
                    r"Application startup failed|exited with|fatal", re.IGNORECASE)
 
 
+def fatal_excerpts(output: str, after: int = 40) -> list[str]:
+    """Each line of ``output`` that ``FATAL`` matches, with the lines before it (its log record)
+    and after it (a traceback's frames and its exception), so a failure names its cause."""
+    lines = output.splitlines()
+    return ["\n".join(lines[max(0, i - 3):i + after]) for i, line in enumerate(lines) if FATAL.search(line)]
+
+
 PATROLLED = re.compile(r"alert (\S+) r\d+: \d+ patrol assignments changed")
 
 
@@ -243,8 +250,8 @@ async def test_up_with_a_bootstrap_list_survives_the_first_named_node_killed(
     assert ready.status_code == 200, ready.text  # database and Kafka reachable, one node down
     # The patrol notifier (its own group) handled every actionable alert after the kill too.
     assert confirmed and confirmed <= handled, f"alerts the patrol notifier missed: {confirmed - handled}"
-    fatal = [line for line in output.splitlines() if FATAL.search(line)]
-    assert not fatal, "\n".join(fatal[:20])
+    fatal = fatal_excerpts(output)
+    assert not fatal, "\n\n".join(fatal[:5])
     served = Counter(t for b in (0, 1) for f in range(FEEDS) for _, t in items(f, b))
     served.update(i.title for i in direct)
     assert seen == 2 * BATCH  # every feed item published once
