@@ -351,3 +351,54 @@ async def test_dead_letter_without_a_limit_uses_the_one_make_broker_was_configur
     [(payload, headers)] = sent
     assert 0 < len(payload) < 64 * 1024 and headers["x-truncated"] == "true"
     assert headers["x-original-bytes"] == str(200 * 1024) and headers["ce_id"] == "e"
+
+
+class _Message:
+    """What the middleware sees of a consumed message: its record(s), whether it is
+    acknowledged, and ``ack`` (a commit), which may fail as a rebalanced group's does."""
+
+    def __init__(self, raw: object, *, committed: object = None, error: Exception | None = None) -> None:
+        self.raw_message, self.committed, self.error, self.acks = raw, committed, error, 0
+
+    async def ack(self) -> None:
+        self.acks += 1
+        if self.error is not None:
+            raise self.error
+        self.committed = "acked"
+
+
+async def test_a_commit_refused_after_a_rebalance_is_a_warning_not_a_critical_traceback(caplog) -> None:
+    """After a node dies or a session expires under load, the group has rebalanced and the
+    commit of a handled message is refused (CommitFailedError). The partition's new owner
+    reads it again and the handlers are idempotent: one WARNING naming the record, no
+    exception (before: FastStream's NACK_ON_ERROR logged it as CRITICAL with a traceback)."""
+    import logging
+
+    import aiokafka.errors
+
+    from prevent.platform import messaging
+
+    record = SimpleNamespace(topic="prevent.alerts.v1", partition=1, offset=12, key=b"k", value=b"{}",
+                             headers=[])
+    refused = _Message(record, error=aiokafka.errors.CommitFailedError("group rebalanced"))
+    with caplog.at_level(logging.WARNING, logger="prevent.platform.messaging"):
+        await messaging.commit(refused)
+    assert refused.acks == 1
+    [warning] = [r for r in caplog.records if r.name == "prevent.platform.messaging"]
+    assert warning.levelno == logging.WARNING and "prevent.alerts.v1[1]@12" in warning.getMessage()
+    assert warning.exc_info is None
+
+
+async def test_the_middleware_commits_single_messages_only_once_and_never_a_batch() -> None:
+    from prevent.platform import messaging
+
+    record = SimpleNamespace(topic="t", partition=0, offset=3, key=None, value=b"{}", headers=[])
+    single = _Message(record)
+    await messaging.commit(single)
+    await messaging.commit(single)  # already acknowledged: nothing more
+    batch = _Message((record, record))  # the rules consumer commits each stored batch itself
+    await messaging.commit(batch)
+    early = _Message(record, committed="acked")  # ACK_FIRST, the group-less readers
+    await messaging.commit(early)
+    assert (single.acks, batch.acks, early.acks) == (1, 0, 0)
+    assert consumer_options(Settings(), "g")["ack_policy"] == messaging.AckPolicy.MANUAL

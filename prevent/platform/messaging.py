@@ -17,9 +17,11 @@ Delivery contract (see docs/ARCHITECTURE.md):
     message cannot stall a partition forever.
 
 FastStream's own policies are unsafe here (``ACK_FIRST`` is at-most-once, ``ACK``
-commits after an error, ``NACK_ON_ERROR`` re-seeks at once without limit), so
-subscribers use ``NACK_ON_ERROR`` only as the backstop for what escapes the
-middleware: a cancelled handler (shutdown) is neither acked nor nacked.
+commits after an error, ``NACK_ON_ERROR`` re-seeks at once without limit, and each logs a
+failed commit as CRITICAL), so subscribers with a group use ``MANUAL`` and the middleware
+commits (:func:`commit`): after the handler returned or the message was dead-lettered; a
+cancelled handler (shutdown) commits nothing; a commit refused after a rebalance is a warning,
+since the partition's new owner reads the message again and the handlers are idempotent.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from prevent.platform.retrying import RetryCallState, retrying
 log = logging.getLogger("prevent.platform.messaging")
 T = TypeVar("T")
 
-SUBSCRIBER_POLICY = AckPolicy.NACK_ON_ERROR
+SUBSCRIBER_POLICY = AckPolicy.MANUAL  # ReliabilityMiddleware commits: see commit()
 UNKNOWN_ERROR_ATTEMPTS = 3
 DEADLETTER_MAX_BYTES = 2 * 1024 * 1024  # settings.kafka_deadletter_max_bytes
 _TOO_LARGE = (aiokafka.errors.MessageSizeTooLargeError, aiokafka.errors.RecordTooLargeError)
@@ -251,15 +253,36 @@ class ReliabilityMiddleware(BaseMiddleware):
                         classify_error(exc), where, state.attempt_number, state.upcoming_sleep,
                         _describe(exc))
 
+        result = None
         try:
             async for attempt in retrying(retry_on=retryable, before_sleep=log_retry):
                 with attempt:
-                    return await call_next(msg)
+                    result = await call_next(msg)
         except Exception as exc:  # noqa: BLE001 - classification is the point
             for record in _records(msg):
                 await dead_letter(self._broker, record, exc, self._source,
                                   max_bytes=self._deadletter_max_bytes)
-        return None
+        await commit(msg)
+        return result
+
+
+async def commit(msg: Any) -> None:
+    """Commit a handled (or dead-lettered) message's offset: subscribers with a group use
+    ``AckPolicy.MANUAL`` and this commits for them, after the handler's effects are durable.
+
+    A commit can fail when the group has rebalanced meanwhile (a node died, a session expired
+    under load): the partition's new owner reads the message again, and the handlers are
+    idempotent, so that is a warning, not an error. A batch subscriber (the rules consumer)
+    commits each stored batch itself; a message already acknowledged (``ACK_FIRST``, the
+    group-less readers) has nothing to commit."""
+    if isinstance(getattr(msg, "raw_message", None), tuple) or getattr(msg, "committed", None):
+        return
+    try:
+        await msg.ack()
+    except aiokafka.errors.KafkaError as exc:
+        where = ", ".join(_origin(r) for r in _records(msg)[:1]) or "unknown origin"
+        log.warning("offset of %s not committed (it will be read again, and handled once): %s",
+                    where, _describe(exc))
 
 
 def _records(msg: Any) -> tuple[Any, ...]:
