@@ -6,12 +6,12 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from notifiers.centre import CentreNotifier
-from notifiers.channels.base import Channel
 from notifiers.channels.email import EmailChannel
 from notifiers.channels.sms import SmsChannel
 from notifiers.channels.webhook import WebhookChannel
 from notifiers.ratelimit import buckets
-from notifiers.templates import NoticeRenderer
+from prevent.notices.channel import Channel
+from prevent.notices.templates import NoticeRenderer
 from prevent.partners.acklinks import AckLinks
 from prevent.platform.config import Settings
 from prevent.platform.demo.httpsink import HttpSink

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import email.errors
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -57,21 +56,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from notifiers.cap_notices import CapNotice, cap_document
-from notifiers.channels.base import Channel, OutgoingNotice, SendResult
 from notifiers.ratelimit import DeliveryLimits
-from notifiers.templates import NoticeRenderer, one_line, text_to_html
 from prevent.alerts.audience import Recipient, resolve_audience
 from prevent.contracts import (
     DEADLETTER,
     NOTICES,
     Alert,
     AlertStatus,
-    Notice,
     NoticeKind,
     NoticeState,
     notice_id_for,
     utcnow,
 )
+from prevent.notices.channel import Channel, OutgoingNotice, SendResult
+from prevent.notices.events import notice_event
+from prevent.notices.templates import NoticeRenderer, one_line, text_to_html
+from prevent.notices.wording import SEVERITY_LABELS, ack_code_for
 from prevent.partners.acklinks import AckLinks
 from prevent.partners.site_diasporas import places_in_force, served_names
 from prevent.platform.messaging import TransientError, retry_transient
@@ -84,7 +84,6 @@ from prevent.rules.playbooks.schema import Playbook
 
 log = logging.getLogger("prevent.notifier.centre")
 DONE = {NoticeState.SENT.value, NoticeState.DELIVERED.value, NoticeState.ACKNOWLEDGED.value}
-SEVERITY_LABELS = {0: "none", 1: "minor", 2: "serious", 3: "grave", 4: "critical"}
 OFFICER = "engagement-officer"  # contact id of messages to the engagement officer
 INSTRUCTION = {
     "en": "Stay alert, report anything suspicious to the police, call 911 in an emergency.",
@@ -151,9 +150,6 @@ def retry_delay(retry: int, base: float, cap: float) -> float:
     return backoff(retry, base=base, cap=cap, floor=0.5)
 
 
-def ack_code_for(notice_id: str) -> str:
-    """Six digits an SMS recipient can type back; matched together with their number."""
-    return f"{int(hashlib.sha256(notice_id.encode()).hexdigest(), 16) % 1_000_000:06d}"
 
 
 class CentreNotifier:
@@ -568,11 +564,6 @@ async def _insert_notice(session: AsyncSession, values: dict[str, object], now: 
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def notice_event(row: NoticeRow, state: NoticeState, error: str | None, at: object) -> Notice:
-    return Notice(notice_id=row.notice_id, alert_id=row.alert_id, alert_revision=row.alert_revision,
-                  site_id=row.site_id, contact_id=row.contact_id, channel=row.channel,
-                  kind=NoticeKind(row.kind), state=state, language=row.language,
-                  exercise=row.exercise, error=error, at=at)
 
 
 def _template_for(playbook: Playbook, channel: str) -> str:

@@ -8,7 +8,7 @@ from email.utils import formatdate
 
 import aiosmtplib
 
-from notifiers.channels.base import OutgoingNotice, SendResult
+from prevent.notices.channel import OutgoingNotice, SendResult
 from prevent.platform.config import Settings
 from prevent.platform.messaging import TransientError
 

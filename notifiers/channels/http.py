@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 
-from notifiers.channels.base import SendResult
+from prevent.notices.channel import SendResult
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 SIGNATURE_HEADER = "Prevent-Signature"

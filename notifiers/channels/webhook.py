@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from notifiers.channels.base import OutgoingNotice, SendResult
 from notifiers.channels.http import SIGNATURE_HEADER, result_for_status, sign
+from prevent.notices.channel import OutgoingNotice, SendResult
 from prevent.partners.registry import check_webhook_url
 from prevent.platform.config import Settings
 from prevent.platform.netguard import BlockedAddress, Resolver, check_url, guarded_client, system_resolver

@@ -22,7 +22,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import ColumnElement, or_, select, update
@@ -30,20 +29,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifiers.channels.base import Channel, OutgoingNotice
-from notifiers.templates import text_to_html
 from prevent import audit
 from prevent.alerts import states as alerts
 from prevent.contracts import Alert, AlertStatus, stable_id, utcnow
+from prevent.notices.channel import Channel, OutgoingNotice
+from prevent.notices.templates import text_to_html
 from prevent.platform.config import get_settings
 from prevent.platform.messaging import TransientError
 from prevent.platform.storage.db import Database
 from prevent.platform.storage.tables import EscalationTimer, RosterEntry
 from prevent.platform.unittime import local_text
 from prevent.rules.playbooks.schema import Playbook
-
-if TYPE_CHECKING:
-    from prevent.platform.runtime import ServiceContext
 
 log = logging.getLogger("prevent.alerts.escalation")
 ESCALATE, EXPIRE = "escalate", "expire"
@@ -245,12 +241,3 @@ class EscalationScheduler:
         if scan is not None:
             await asyncio.wait({scan}, timeout=STOP_SECONDS)
         self.scheduler.shutdown(wait=False)  # cancels the scan only if it is still running
-
-
-def escalation_scheduler(ctx: ServiceContext) -> EscalationScheduler:
-    """The scanner for a service process: mail through the project's email channel."""
-    from notifiers.channels.email import EmailChannel
-
-    escalator = Escalator(ctx.db, EmailChannel(ctx.settings), console_url=ctx.settings.public_base_url,
-                          kick=ctx.relay.kick, time_zone=ctx.settings.time_zone)
-    return EscalationScheduler(escalator, ctx.settings.escalation_scan_seconds)

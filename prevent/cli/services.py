@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifiers.assembly import build_centre_notifier, demo_http_channels
 from notifiers.centre import CentreNotifier
+from notifiers.channels.email import EmailChannel
 from notifiers.scanner import Scanner
 from notifiers.service import register_centre, register_patrol
-from prevent.alerts.escalation import escalation_scheduler
+from prevent.alerts.escalation import EscalationScheduler, Escalator
 from prevent.classification import Classifier
 from prevent.contracts import INCIDENTS, GlobalIncident
 from prevent.feeds.catalog import FeedConfig, load_feeds
@@ -301,3 +302,10 @@ async def run_until_stopped(settings: Settings, services: tuple[str, ...]) -> No
         loop.add_signal_handler(sig, stop.set)
     async with running_system(settings, services=services, name="-".join(services)):
         await stop.wait()
+
+
+def escalation_scheduler(ctx: ServiceContext) -> EscalationScheduler:
+    """The scanner for a service process: mail through the project's email channel."""
+    escalator = Escalator(ctx.db, EmailChannel(ctx.settings), console_url=ctx.settings.public_base_url,
+                          kick=ctx.relay.kick, time_zone=ctx.settings.time_zone)
+    return EscalationScheduler(escalator, ctx.settings.escalation_scan_seconds)

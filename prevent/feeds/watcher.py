@@ -218,8 +218,9 @@ class FeedWatcher:
     def _job(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """``func`` as a scheduled job: :meth:`aclose` waits for it while it runs, and a job
         the shutdown still cancels (APScheduler's ``shutdown`` cancels the jobs running: one
-        slower than ``STOP_SECONDS``) ends with an INFO line instead of an ERROR traceback. Nothing is lost: the next start polls the feed
-        again, and what a poll marked seen is published again until it is stored."""
+        slower than ``STOP_SECONDS``) ends with an INFO line instead of an ERROR traceback.
+        Nothing is lost: the next start polls the feed again, and what a poll marked seen is
+        published again until it is stored."""
 
         @functools.wraps(func)
         async def job(*args: Any) -> Any:

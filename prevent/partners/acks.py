@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifiers.centre import notice_event
-from notifiers.channels.sms import normalize_phone
 from prevent import audit
 from prevent.contracts import (
     INCIDENTS,
@@ -29,6 +27,8 @@ from prevent.contracts import (
     stable_id,
     utcnow,
 )
+from prevent.notices.events import notice_event
+from prevent.notices.sms_text import normalize_phone
 from prevent.platform.storage import outbox
 from prevent.platform.storage.tables import Contact, NoticeRow, Site
 

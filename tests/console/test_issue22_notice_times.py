@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 
-from notifiers.channels.base import SendResult
 from prevent.alerts import lifecycle
 from prevent.alerts.escalation import Escalator
 from prevent.contracts import utcnow
+from prevent.notices.channel import SendResult
 from prevent.partners.acklinks import AckLinks
 from prevent.platform.storage.tables import NoticeRow
 from prevent.users import Principal, Role

@@ -14,11 +14,11 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from notifiers import patrol
-from notifiers.channels.base import SendResult
 from prevent.alerts import lifecycle
 from prevent.alerts.escalation import Escalator
 from prevent.classification import Classifier
 from prevent.contracts import INCIDENTS, GlobalIncident, utcnow
+from prevent.notices.channel import SendResult
 from prevent.partners.acklinks import AckLinks
 from prevent.platform.runtime import PlaybookHolder
 from prevent.platform.storage.tables import NoticeRow, OutboxRow, PatrolRow

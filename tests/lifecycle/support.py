@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from notifiers.channels.base import OutgoingNotice, SendResult
 from prevent.alerts import lifecycle
 from prevent.contracts import Alert, AlertStatus, alert_id_for, stable_id, utcnow
+from prevent.notices.channel import OutgoingNotice, SendResult
 from prevent.partners.registry import apply_registry, parse_registry
 from prevent.platform.config import REPO_ROOT
 from prevent.platform.demo import SAMPLE_PARTNERS

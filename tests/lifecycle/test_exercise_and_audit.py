@@ -8,10 +8,10 @@ from sqlalchemy import select
 from lifecycle.support import INSPECTOR, OFFICER, VIEWER, FakeChannel
 from notifiers import patrol
 from notifiers.centre import CentreNotifier
-from notifiers.templates import NoticeRenderer
 from prevent import audit, users
 from prevent.alerts import lifecycle
 from prevent.contracts import AlertStatus
+from prevent.notices.templates import NoticeRenderer
 from prevent.partners import edits as partners
 from prevent.partners.acklinks import AckLinks
 from prevent.partners.registry import RosterEntryIn, SiteIn, ZoneIn

@@ -20,8 +20,8 @@ from notifiers.centre import CentreNotifier, RetryPolicy
 from notifiers.channels.email import EmailChannel
 from notifiers.channels.sms import SmsChannel
 from notifiers.channels.webhook import WebhookChannel
-from notifiers.templates import NoticeRenderer
 from prevent.contracts import Alert, AlertStatus, utcnow
+from prevent.notices.templates import NoticeRenderer
 from prevent.partners.acklinks import AckLinks
 from prevent.partners.registry import ContactIn, RegistryIn, SiteIn, ZoneIn, apply_registry
 from prevent.platform.config import REPO_ROOT, Settings

@@ -54,7 +54,7 @@ class _AlwaysSent:
     name = "sms"
 
     async def send(self, notice):
-        from notifiers.channels.base import SendResult
+        from prevent.notices.channel import SendResult
 
         return SendResult.sent("gw-ref")
 

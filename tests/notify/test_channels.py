@@ -8,10 +8,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from notifiers.channels.base import OutgoingNotice
 from notifiers.channels.email import EmailChannel
 from notifiers.channels.sms import SmsChannel
 from notifiers.channels.webhook import WebhookChannel
+from prevent.notices.channel import OutgoingNotice
 from prevent.platform.config import Settings
 from prevent.platform.messaging import TransientError
 from prevent.platform.netutil import free_port

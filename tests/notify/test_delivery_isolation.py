@@ -19,11 +19,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from notifiers.centre import Outcome, RetryPolicy, classify
-from notifiers.channels.base import SendResult
 from notifiers.scanner import Scanner
-from notifiers.templates import NoticeRenderer
 from prevent import users
 from prevent.contracts import DEADLETTER, Alert, utcnow
+from prevent.notices.channel import SendResult
+from prevent.notices.templates import NoticeRenderer
 from prevent.platform.config import Settings
 from prevent.platform.messaging import TransientError
 from prevent.platform.netguard import BlockedAddress

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
-from notifiers.templates import NoticeRenderer
 from prevent.contracts import PatrolAssignment
+from prevent.notices.templates import NoticeRenderer
 from prevent.platform.config import Settings
 from prevent.platform.storage.db import Database
 from prevent.platform.storage.tables import NoticeRow, PatrolRow

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from notifiers.cap_notices import CAP_NS
-from notifiers.channels.base import OutgoingNotice
-from notifiers.channels.sms import segments, sms_text
 from prevent.contracts import AlertStatus
+from prevent.notices.channel import OutgoingNotice
+from prevent.notices.sms_text import segments, sms_text
 from prevent.platform.config import Settings
 from prevent.platform.storage.db import Database
 from prevent.platform.storage.tables import NoticeRow

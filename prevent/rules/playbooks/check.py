@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifiers.templates import NoticeRenderer
 from prevent.classification import load_lexicon, load_lexicon_errors
 from prevent.classification.diaspora import DIASPORA_FILE, load_diaspora_errors
 from prevent.classification.semantic import load_exemplar_errors
+from prevent.notices.templates import NoticeRenderer
 from prevent.platform.yamlsource import SourceError
 from prevent.rules.playbooks.loader import load_directory
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifiers.templates import NoticeRenderer
 from prevent.classification import Classifier
 from prevent.contracts import utcnow
+from prevent.notices.templates import NoticeRenderer
 from prevent.platform.config import get_settings
 from prevent.platform.storage.tables import IncidentRow, PlaybookVersion
 from prevent.platform.yamlsource import SourceError

@@ -17,11 +17,11 @@ from pathlib import Path
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifiers.centre import SEVERITY_LABELS, ack_code_for
-from notifiers.channels.base import OutgoingNotice
-from notifiers.channels.sms import sms_text
-from notifiers.templates import FALLBACK_TEMPLATE, NoticeRenderer
 from prevent.contracts import Alert, AlertStatus, NoticeKind, utcnow
+from prevent.notices.channel import OutgoingNotice
+from prevent.notices.sms_text import sms_text
+from prevent.notices.templates import FALLBACK_TEMPLATE, NoticeRenderer
+from prevent.notices.wording import SEVERITY_LABELS, ack_code_for
 from prevent.platform.demo import SAMPLE_PARTNERS
 from prevent.platform.storage.tables import Contact, Site
 from prevent.rules.playbooks.schema import MATCHED, Playbook
