@@ -13,12 +13,18 @@ decision is audited once per would-be alert and suppressor, like an alert's crea
 later reports of the event match the same would-be alert, as they would be attached to a
 raised one, and a major event brings thousands of them. The would-be alert itself is kept
 on the match that records it first (in a batch, or a single raise), not copied onto each.
+
+The decision itself is :func:`decide`, a pure function of plain data (the would-be alert,
+the silences, the confirmed alerts, the report's text, the time) returning a
+:class:`Verdict`; ``gate`` and ``Gate.check`` load what it reads, call it, and write the match
+and the audit entry.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -141,17 +147,71 @@ class Candidate(NamedTuple):
                    alert.exercise)
 
 
-def _silence_among(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Candidate, text: str
-                   ) -> SilenceRow | None:
-    for row, matchers in silences:
-        if matchers.match(alert, text):
-            return row
+class Silence(NamedTuple):
+    """A silence as :func:`decide` reads it (``Silence.of`` a stored row)."""
+
+    silence_id: str
+    matchers: Matchers
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+
+    @classmethod
+    def of(cls, row: SilenceRow) -> Silence:
+        return cls(row.silence_id, Matchers.model_validate(row.matchers), row.starts_at,
+                   row.ends_at, row.created_by, row.comment)
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`decide` found for a would-be alert: raise it (``reason`` None), or not —
+    silenced by a silence or inhibited by a confirmed alert (``by`` its id), with ``why``,
+    the reason a duty inspector reads in the audit."""
+
+    reason: str | None = None  # SILENCED or INHIBITED; None: raise the alert
+    by: str = ""
+    why: str = ""
+
+    @property
+    def passes(self) -> bool:
+        return self.reason is None
+
+
+PASS = Verdict()
+
+
+def decide(alert: Candidate, *, text: str, silences: Iterable[Silence],
+           confirmed: Iterable[Alert], priority_of: Callable[[str], int], now: datetime
+           ) -> Verdict:
+    """Whether ``alert`` is raised, silenced or inhibited: pure, no database.
+
+    Silences come first: the first of ``silences`` active at ``now`` whose matchers all
+    match ``alert`` and ``text`` (the report's title and summary) silences it. Otherwise the
+    first of ``confirmed`` that is a confirmed alert of another playbook, of higher
+    priority (``priority_of`` a playbook id), for the same cluster and already covering all
+    of ``alert``'s communities inhibits it. An exercise is judged like a real alert.
+    ``confirmed`` is read only when no silence applies."""
+    silence = _silence_among(silences, alert, text, now)
+    if silence is not None:
+        return Verdict(SILENCED, silence.silence_id,
+                       f"silence by {silence.created_by}: {silence.comment}")
+    inhibitor = _inhibitor_among(confirmed, alert, priority_of)
+    if inhibitor is None:
+        return PASS
+    return Verdict(INHIBITED, inhibitor.alert_id,
+                   f"confirmed alert {inhibitor.alert_id} (playbook {inhibitor.playbook_id}) covers it")
+
+
+def _silence_among(silences: Iterable[Silence], alert: Candidate, text: str, now: datetime
+                   ) -> Silence | None:
+    for silence in silences:
+        if silence.active(now) and silence.matchers.match(alert, text):
+            return silence
     return None
-
-
-async def _active(session: AsyncSession, now: datetime) -> list[tuple[SilenceRow, Matchers]]:
-    return [(row, Matchers.model_validate(row.matchers))
-            for row in await list_silences(session, active_at=now)]
 
 
 def _inhibitor_among(confirmed: Iterable[Alert], alert: Candidate,
@@ -168,25 +228,20 @@ def _inhibitor_among(confirmed: Iterable[Alert], alert: Candidate,
     return None
 
 
-def _verdict(silences: Iterable[tuple[SilenceRow, Matchers]], alert: Candidate, text: str,
-             confirmed: Callable[[], Iterable[Alert]], priority_of: Callable[[str], int]
-             ) -> tuple[str, str, str] | None:
-    """(reason, by, why) of the suppression that applies, if any: silences first."""
-    silence = _silence_among(silences, alert, text)
-    if silence is not None:
-        return SILENCED, silence.silence_id, f"silence by {silence.created_by}: {silence.comment}"
-    inhibitor = _inhibitor_among(confirmed(), alert, priority_of)
-    if inhibitor is None:
-        return None
-    return (INHIBITED, inhibitor.alert_id,
-            f"confirmed alert {inhibitor.alert_id} (playbook {inhibitor.playbook_id}) covers it")
+def _deferred(alerts: Callable[[], Iterable[Alert]]) -> Iterator[Alert]:
+    """``alerts()``, gathered only if :func:`decide` reads them (no silence applies)."""
+    yield from alerts()
 
 
-def _match_values(alert: Candidate, incident_id: str, reason: str, by: str, now: datetime,
+async def _active(session: AsyncSession, now: datetime) -> list[Silence]:
+    return [Silence.of(row) for row in await list_silences(session, active_at=now)]
+
+
+def _match_values(alert: Candidate, incident_id: str, verdict: Verdict, now: datetime,
                   would_be: Alert | None) -> dict[str, object]:
     return {"match_id": stable_id("sup", alert.alert_id, incident_id), "alert_id": alert.alert_id,
             "incident_id": incident_id, "cluster_id": alert.cluster_id,
-            "playbook_id": alert.playbook_id, "reason": reason, "by": by,
+            "playbook_id": alert.playbook_id, "reason": verdict.reason, "by": verdict.by,
             "exercise": alert.exercise, "at": now,
             "payload": would_be.model_dump(mode="json") if would_be is not None else None}
 
@@ -196,11 +251,10 @@ def _audit_key(alert: Candidate, reason: str, by: str) -> str:
     return f"suppressed|{alert.alert_id}|{reason}|{by}"
 
 
-def _audit(reason: str, by: str, why: str, alert: Candidate, incident_id: str
-           ) -> dict[str, object]:
-    return {"action": f"alert.{reason}", "subject": alert.alert_id,
-            "after": {"incident": incident_id, "by": by}, "reason": why,
-            "key": _audit_key(alert, reason, by)}
+def _audit(verdict: Verdict, alert: Candidate, incident_id: str) -> dict[str, object]:
+    return {"action": f"alert.{verdict.reason}", "subject": alert.alert_id,
+            "after": {"incident": incident_id, "by": verdict.by}, "reason": verdict.why,
+            "key": _audit_key(alert, str(verdict.reason), verdict.by)}
 
 
 async def gate(session: AsyncSession, alert: Alert, *, incident_id: str, text: str,
@@ -214,19 +268,20 @@ async def gate(session: AsyncSession, alert: Alert, *, incident_id: str, text: s
 
     candidate = Candidate.of(alert)
     silences = await _active(session, now)
-    others = [] if _silence_among(silences, candidate, text) else await confirmed()
-    verdict = _verdict(silences, candidate, text, lambda: others, priority_of)
-    if verdict is None:
+    # Silences come first: the confirmed alerts are read only when no silence applies.
+    others = [] if _silence_among(silences, candidate, text, now) else await confirmed()
+    verdict = decide(candidate, text=text, silences=silences, confirmed=others,
+                     priority_of=priority_of, now=now)
+    if verdict.passes:
         return None
-    reason, by, why = verdict
-    values = _match_values(candidate, incident_id, reason, by, now, alert)
+    values = _match_values(candidate, incident_id, verdict, now, alert)
     existing = await session.get(SuppressedMatch, values["match_id"])
     if existing is not None:
         return existing
     row = SuppressedMatch(**values)
     session.add(row)
     await audit.record(session, actor="rules-consumer",
-                       **_audit(reason, by, why, candidate, incident_id))  # type: ignore[arg-type]
+                       **_audit(verdict, candidate, incident_id))  # type: ignore[arg-type]
     return row
 
 
@@ -234,7 +289,7 @@ class Gate:
     """``gate`` for a batch: the active silences are read once; the caller supplies the
     cluster's alerts as they stand in the batch; matches and audit entries are staged."""
 
-    def __init__(self, silences: list[tuple[SilenceRow, Matchers]], now: datetime) -> None:
+    def __init__(self, silences: list[Silence], now: datetime) -> None:
         self.silences = silences
         self.now = now
         self._recorded: set[tuple[str, str]] = set()  # (would-be alert, suppressor) in this batch
@@ -250,20 +305,20 @@ class Gate:
         A match recorded before (same alert and incident) is not recorded again; the
         decision is audited once per would-be alert and suppressor. ``would_be`` builds the
         alert, for the first match of the batch that records it."""
-        verdict = _verdict(self.silences, alert, text, cluster_alerts, priority_of)
-        if verdict is None:
+        verdict = decide(alert, text=text, silences=self.silences,
+                         confirmed=_deferred(cluster_alerts), priority_of=priority_of, now=self.now)
+        if verdict.passes:
             return None
-        reason, by, why = verdict
-        first = (alert.alert_id, by) not in self._recorded
-        values = _match_values(alert, incident_id, reason, by, self.now, would_be() if first else None)
+        first = (alert.alert_id, verdict.by) not in self._recorded
+        values = _match_values(alert, incident_id, verdict, self.now, would_be() if first else None)
         if staged.add(SuppressedMatch.__table__, values, key=values["match_id"],
                       skip_existing=("match_id",)) and first:
-            self._recorded.add((alert.alert_id, by))
+            self._recorded.add((alert.alert_id, verdict.by))
             # Logged once per batch, not per report: a major event brings thousands.
-            log.info("alert %s not raised: %s by %s", alert.alert_id, reason, by)
+            log.info("alert %s not raised: %s by %s", alert.alert_id, verdict.reason, verdict.by)
             # Keyed: a later batch's entry for the same decision is not written again.
-            staged.record(actor=actor, **_audit(reason, by, why, alert, incident_id))  # type: ignore[arg-type]
-        return reason
+            staged.record(actor=actor, **_audit(verdict, alert, incident_id))  # type: ignore[arg-type]
+        return verdict.reason
 
 
 async def suppressed(session: AsyncSession, *, limit: int = 200) -> list[SuppressedMatch]:
