@@ -6,17 +6,22 @@ the notifiers after confirmation, so what was previewed is what is sent.
 A site is in a notice's audience for its communities, or, when the alert concerns a country or
 a region of the diaspora map (``prevent.partners.site_diasporas.concern``), for serving that diaspora;
 a site in both ways is one site, notified once.
+
+:func:`resolve_audience` loads the sites, their contacts, the sites that reported the event and
+the diaspora map, then :func:`decide_audience` decides with no database: the rules are tested
+on plain values (tests/test_audience_decide.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.contracts import Alert
-from prevent.partners.site_diasporas import Concern, as_list, concern, places_in_force, reason_text
+from prevent.partners.site_diasporas import Concern, Places, as_list, concern, places_in_force, reason_text
 from prevent.platform.storage.tables import Contact, IncidentRow, Site
 from prevent.rules.playbooks.schema import ANY_COMMUNITY, MATCHED, Audience, PatrolPlan, Playbook
 
@@ -106,11 +111,18 @@ def _reachable(contact: Contact, channel: str) -> bool:
     return channel in contact.channels and address.get(channel) is not None
 
 
-async def resolve_audience(session: AsyncSession, alert: Alert, playbook: Playbook) -> AudiencePlan:
-    sites = (await session.execute(select(Site).order_by(Site.site_id))).scalars().all()
+def decide_audience(alert: Alert, playbook: Playbook, sites: Sequence[Site], contacts: Sequence[Contact],
+                    reporting: frozenset[str] = frozenset(), places: Places | None = None) -> AudiencePlan:
+    """Who gets which notice and which sites get patrols: the decision alone, no database.
+
+    ``sites`` are every partner site, in the order of their ids (the order of the plan's
+    sites, patrols and reasons); ``contacts`` their contacts, in the order of their ids (the
+    order of the recipients); a contact without consent is never a recipient. ``reporting``
+    are the sites whose contacts reported the event (:func:`reporting_sites`), read only by an
+    audience of the reporting site; ``places`` the diaspora map in force, read only to name the
+    regions of a site in the audience through the diasporas it serves.
+    """
     communities = frozenset(alert.communities)
-    reporting = (await reporting_sites(session, alert)
-                 if any(a.reporting_site for a in playbook.response.notify) else frozenset())
     about = alert_concern(alert, playbook)
     excluded = set(alert.scope.excluded_sites)
     targeted: dict[str, tuple[Site, list[Audience]]] = {}
@@ -129,17 +141,14 @@ async def resolve_audience(session: AsyncSession, alert: Alert, playbook: Playbo
             # A site in by its communities and by its diasporas is one site: notified once.
             targeted.setdefault(site.site_id, (site, []))[1].append(audience)
     # Why each site is in when only its diasporas put it there (a site in by its communities
-    # needs no other reason).
+    # needs no other reason). Country codes name themselves; regions need the map.
     why = {sid: tuple(codes) for sid, codes in served.items() if sid not in by_community}
-    places = (await places_in_force(session, None)
-              if any(len(c) != 2 for codes in why.values() for c in codes) else None)
-    reasons = {sid: reason_text(codes, places) for sid, codes in why.items()}
-    contacts = (await session.execute(
-        select(Contact).where(Contact.site_id.in_(list(targeted)), Contact.consent.is_(True))
-        .order_by(Contact.contact_id)
-    )).scalars().all() if targeted else []
+    names = places if any(len(c) != 2 for codes in why.values() for c in codes) else None
+    reasons = {sid: reason_text(codes, names) for sid, codes in why.items()}
     recipients: dict[tuple[str, str], Recipient] = {}
     for contact in contacts:
+        if contact.consent is not True or contact.site_id not in targeted:
+            continue
         site, audiences = targeted[contact.site_id]
         for audience in audiences:
             for channel in audience.channels:
@@ -157,3 +166,18 @@ async def resolve_audience(session: AsyncSession, alert: Alert, playbook: Playbo
     )
     return AudiencePlan(tuple(recipients.values()), patrols, tuple(targeted),
                         tuple((sid, reasons[sid]) for sid in targeted if sid in reasons))
+
+
+async def resolve_audience(session: AsyncSession, alert: Alert, playbook: Playbook) -> AudiencePlan:
+    """Load what :func:`decide_audience` reads, then decide."""
+    sites = (await session.execute(select(Site).order_by(Site.site_id))).scalars().all()
+    contacts = (await session.execute(
+        select(Contact).where(Contact.consent.is_(True)).order_by(Contact.contact_id)
+    )).scalars().all()
+    reporting = (await reporting_sites(session, alert)
+                 if any(a.reporting_site for a in playbook.response.notify) else frozenset())
+    # The map names regions only: load it when the alert concerns one (or an odd code).
+    about = alert_concern(alert, playbook)
+    places = (await places_in_force(session, None)
+              if any(len(c) != 2 for c in about.countries | about.regions) else None)
+    return decide_audience(alert, playbook, sites, contacts, reporting, places)
