@@ -6,10 +6,13 @@ the same country and incident type within a shorter window. Clusters are rows in
 the database, so grouping survives a restart. A new cluster's id derives from its
 first report, so a redelivered report lands in the same cluster.
 
-A batch is grouped by a :class:`Grouper`: three queries read what the batch can need
-(earlier versions' clusters, the key index for the batch's words, those clusters), the
-reports are grouped one after another in memory (a report can join a cluster made by an
-earlier report of the same batch), and the clusters and keys are written at the end.
+Grouping is load, decide, write. A batch is grouped by a :class:`Grouper`: three queries
+read what the batch can need (``Grouper.load``: earlier versions' clusters, the key index for
+the batch's words, those clusters); then, one report after another, :func:`decide` (pure:
+plain data in, a :class:`Decision` out, no database) says which cluster the report joins or
+makes, and the Grouper applies the decision in memory (a report can join a cluster made by an
+earlier report of the same batch); the clusters and keys are written at the end
+(``Grouper.flush``).
 Grouping runs once per report on the rules stage's hot path: in memory a cluster keeps its
 words and communities as sets too (not columns), and its lists are re-sorted only when a
 report brings something new.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,10 +99,10 @@ class Cluster:
     max_severity: int
     report_count: int
     # Not columns (``values`` and ``COLUMNS`` leave them out): the lists as sets, for the
-    # tests of every report against every candidate, kept in step by ``Grouper._update``
-    # (the only writer of the lists once a cluster exists); and whether the lists are
-    # already what ``_update`` makes of them (sorted, distinct, capped), so that a report
-    # that brings nothing new re-sorts nothing.
+    # tests of every report against every candidate, kept in step by ``_joined`` (the only
+    # writer of the lists once a cluster exists); and whether the lists are already what
+    # ``_joined`` makes of them (sorted, distinct, capped), so that a report that brings
+    # nothing new re-sorts nothing.
     token_set: frozenset[str] = field(init=False, repr=False, compare=False)
     community_set: frozenset[str] = field(init=False, repr=False, compare=False)
     canonical: bool = field(init=False, repr=False, compare=False)
@@ -113,15 +116,24 @@ class Cluster:
     def values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in CLUSTER_COLUMNS}
 
+    def copy(self) -> Cluster:
+        """A shallow copy, sets and all (nothing recomputed). The lists are shared: they are
+        replaced, never changed in place."""
+        twin = object.__new__(Cluster)
+        for name in _SLOTS:
+            setattr(twin, name, getattr(self, name))
+        return twin
+
 
 CLUSTER_COLUMNS = tuple(f.name for f in fields(Cluster) if f.init)
+_SLOTS = tuple(f.name for f in fields(Cluster))
 COLUMNS = [ClusterRow.__table__.c[name] for name in CLUSTER_COLUMNS]
 
 
 def _score(row: Cluster, incident: GlobalIncident, c: Classification,
            tokens: frozenset[str]) -> float | None:
     """How well the report fits ``row``, None if not at all. ``row`` is a candidate
-    (``Grouper._candidates``): of one of the report's communities and of its country."""
+    (``candidates``): of one of the report's communities and of its country."""
     gap = min(abs(incident.published - row.first_published_at),
               abs(incident.published - row.last_published_at))
     words = similarity(tokens, row.token_set)
@@ -164,6 +176,105 @@ def _most_shared(shared: dict[str, int], n: int) -> list[str]:
         ranked = sorted(shared)
     ranked.sort(key=shared.__getitem__, reverse=True)
     return ranked[:n]
+
+
+def candidates(incident: GlobalIncident, c: Classification, clusters: Mapping[str, Cluster],
+               holders: Sequence[str]) -> list[Cluster]:
+    """The clusters that can be of this report's event. In: the report, its classification,
+    the loaded ``clusters`` by id, and ``holders`` (ids of clusters sharing a key with the
+    report recently, an id once per key it shares: ``Grouper._holders``). Out: those active
+    within the window, of one of its communities and of its country (a cluster or a report
+    with none is of any), at most ``MAX_CANDIDATES`` of them: those sharing the most keys
+    with it, then the lowest ids."""
+    # Eligibility first: most holders are of other communities or countries, and a report
+    # rarely has more than one cluster left to rank (counting and sorting every holder
+    # first cost twice the filter). The cap applies to eligible clusters only, so one of
+    # them is never crowded out by clusters the report could not join anyway.
+    until = incident.published + TITLE_WINDOW
+    communities, country = c.communities, c.country
+    eligible = {cluster_id: row for cluster_id in set(holders)
+                if (row := clusters.get(cluster_id)) is not None and row.first_published_at <= until
+                and not (row.community_set and communities and row.community_set.isdisjoint(communities))
+                and not (row.country and country and row.country != country)}
+    if len(eligible) < 2:
+        return list(eligible.values())
+    # Counted in C, in one call: a common word is held by every active cluster.
+    counts = Counter(holders)
+    return [eligible[cluster_id] for cluster_id in
+            _most_shared({cluster_id: counts[cluster_id] for cluster_id in eligible}, MAX_CANDIDATES)]
+
+
+def _joined(row: Cluster, incident: GlobalIncident, c: Classification, tokens: frozenset[str]) -> Cluster:
+    """``row`` once this report (its title's ``tokens``) joined it: a new :class:`Cluster`,
+    ``row`` unchanged."""
+    row = row.copy()
+    row.first_published_at = min(row.first_published_at, incident.published)
+    row.last_published_at = max(row.last_published_at, incident.published)
+    # Most reports of a cluster repeat its words and communities: the lists stay as
+    # they are (sorted, distinct, capped) unless something is new.
+    if not (row.canonical and row.community_set.issuperset(c.communities)):
+        row.communities = sorted(row.community_set.union(c.communities))
+        row.community_set = frozenset(row.communities)
+    if not (row.canonical and tokens <= row.token_set):
+        row.tokens = sorted(row.token_set | tokens)[:MAX_TOKENS]
+        row.token_set = frozenset(row.tokens)
+    row.canonical = True
+    row.max_severity = max(row.max_severity, c.severity)
+    row.report_count += 1
+    if row.incident_type == "none":
+        row.incident_type = c.incident_type
+    row.country = row.country or c.country
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one report goes (:func:`decide`). ``cluster_id``: the cluster it is in.
+    ``cluster``: that cluster's columns once the report is in it, to write; None when no row
+    changes (a report not grouped, or an earlier version's cluster that has no row).
+    ``new``: the report makes the cluster. ``index``: the report was grouped now (not kept
+    where an earlier version is), so its keys go to the key index under ``cluster_id``."""
+
+    cluster_id: str
+    cluster: Cluster | None = None
+    new: bool = False
+    index: bool = False
+
+
+def decide(incident: GlobalIncident, c: Classification, clusters: Mapping[str, Cluster],
+           holders: Sequence[str] = (), *, now: datetime, earlier: str | None = None) -> Decision:
+    """Which cluster a report joins, or the cluster it makes: pure (plain data in, nothing
+    read or changed elsewhere, no database).
+
+    In: the report and its classification; the loaded ``clusters`` by id; ``holders``, the
+    clusters sharing a key with it recently (see :func:`candidates`); ``now``, the creation
+    time of a new cluster; ``earlier``, the cluster an earlier version of the report is in.
+    Out: the :class:`Decision`, with the cluster's values to write."""
+    if earlier:  # an updated version of a report stays in its cluster
+        row = clusters.get(earlier)
+        if row is None:
+            return Decision(earlier)
+        return Decision(earlier, _joined(row, incident, c, title_tokens(incident.title)))
+    if not _groupable(c):
+        return Decision(stable_id("clu", incident.incident_id))
+    tokens = title_tokens(incident.title)
+    # The best score, then the larger cluster; among equals the first candidate (what
+    # ``max`` gives).
+    best: Cluster | None = None
+    best_rank = (0.0, 0)
+    for row in candidates(incident, c, clusters, holders):
+        score = _score(row, incident, c, tokens)
+        if score is not None and (best is None or (score, row.report_count) > best_rank):
+            best, best_rank = row, (score, row.report_count)
+    if best is not None:
+        return Decision(best.cluster_id, _joined(best, incident, c, tokens), index=True)
+    # A new cluster's id derives from its first report (hashed only when one is made).
+    own_id = stable_id("clu", incident.incident_id)
+    return Decision(own_id, Cluster(
+        cluster_id=own_id, created_at=now, first_published_at=incident.published,
+        last_published_at=incident.published, title=incident.title,
+        communities=list(c.communities), incident_type=c.incident_type, country=c.country,
+        tokens=sorted(tokens)[:MAX_TOKENS], max_severity=c.severity, report_count=1), new=True, index=True)
 
 
 class Grouper:
@@ -212,11 +323,10 @@ class Grouper:
                 self.clusters[row.cluster_id] = Cluster(*row)
         return self
 
-    def _candidates(self, incident: GlobalIncident, c: Classification, keys: set[str]) -> list[Cluster]:
-        """The clusters that can be of this report's event (recently active, of one of its
-        communities and of its country; a cluster or a report with none is of any), at most
-        ``MAX_CANDIDATES`` of them: those sharing the most keys with it, then the lowest ids."""
-        since = incident.published - TITLE_WINDOW
+    def _holders(self, keys: set[str], published: datetime) -> list[str]:
+        """The clusters holding each of the report's ``keys`` (a report published at
+        ``published``) recently, by the key index: a cluster once per key it holds."""
+        since = published - TITLE_WINDOW
         holders: list[str] = []
         for key in keys:
             held = self.index.get(key)
@@ -228,22 +338,7 @@ class Grouper:
                 holders += held
             else:
                 holders += [cluster_id for cluster_id, last in held.items() if last >= since]
-        # Eligibility first: most holders are of other communities or countries, and a report
-        # rarely has more than one cluster left to rank (counting and sorting every holder
-        # first cost twice the filter). The cap applies to eligible clusters only, so one of
-        # them is never crowded out by clusters the report could not join anyway.
-        until = incident.published + TITLE_WINDOW
-        clusters, communities, country = self.clusters, c.communities, c.country
-        eligible = {cluster_id: row for cluster_id in set(holders)
-                    if (row := clusters.get(cluster_id)) is not None and row.first_published_at <= until
-                    and not (row.community_set and communities and row.community_set.isdisjoint(communities))
-                    and not (row.country and country and row.country != country)}
-        if len(eligible) < 2:
-            return list(eligible.values())
-        # Counted in C, in one call: a common word is held by every active cluster.
-        counts = Counter(holders)
-        return [eligible[cluster_id] for cluster_id in
-                _most_shared({cluster_id: counts[cluster_id] for cluster_id in eligible}, MAX_CANDIDATES)]
+        return holders
 
     def _index(self, cluster_id: str, keys: set[str], published: datetime) -> None:
         """Record the cluster's keys (a key seen again moves its time forward)."""
@@ -280,60 +375,30 @@ class Grouper:
         self.earlier.setdefault(incident.incident_id, cluster_id)
 
     def _assign(self, incident: GlobalIncident, c: Classification) -> str:
+        """Gather what :func:`decide` needs from memory, decide, apply the decision."""
         earlier = self.earlier.get(incident.incident_id)
-        if earlier:  # an updated version of a report stays in its cluster
-            self._update(earlier, incident, c, title_tokens(incident.title))
-            return earlier
-        if not _groupable(c):
-            return stable_id("clu", incident.incident_id)
-        tokens = title_tokens(incident.title)
-        keys = self._report_keys.pop((incident.incident_id, incident.content_hash), None) or _keys(tokens, c)
-        # The best score, then the larger cluster; among equals the first candidate (what
-        # ``max`` gives).
-        best: Cluster | None = None
-        best_rank = (0.0, 0)
-        for row in self._candidates(incident, c, keys):
-            score = _score(row, incident, c, tokens)
-            if score is not None and (best is None or (score, row.report_count) > best_rank):
-                best, best_rank = row, (score, row.report_count)
-        if best is not None:
-            self._update(best.cluster_id, incident, c, tokens)
-            self._index(best.cluster_id, keys, incident.published)
-            return best.cluster_id
-        # A new cluster's id derives from its first report (hashed only when one is made).
-        own_id = stable_id("clu", incident.incident_id)
-        self.clusters[own_id] = Cluster(
-            cluster_id=own_id, created_at=utcnow(), first_published_at=incident.published,
-            last_published_at=incident.published, title=incident.title,
-            communities=list(c.communities), incident_type=c.incident_type, country=c.country,
-            tokens=sorted(tokens)[:MAX_TOKENS], max_severity=c.severity, report_count=1)
-        self._new.add(own_id)
-        self._index(own_id, keys, incident.published)
-        return own_id
+        keys: set[str] = set()
+        holders: list[str] = []
+        if not earlier and _groupable(c):
+            keys = (self._report_keys.pop((incident.incident_id, incident.content_hash), set())
+                    or _keys(title_tokens(incident.title), c))
+            holders = self._holders(keys, incident.published)
+        decision = decide(incident, c, self.clusters, holders, now=utcnow(), earlier=earlier)
+        self._apply(decision, keys, incident.published)
+        return decision.cluster_id
 
-    def _update(self, cluster_id: str, incident: GlobalIncident, c: Classification,
-                tokens: frozenset[str]) -> None:
-        row = self.clusters.get(cluster_id)
-        if row is None:
-            return
-        row.first_published_at = min(row.first_published_at, incident.published)
-        row.last_published_at = max(row.last_published_at, incident.published)
-        # Most reports of a cluster repeat its words and communities: the lists stay as
-        # they are (sorted, distinct, capped) unless something is new.
-        if not (row.canonical and row.community_set.issuperset(c.communities)):
-            row.communities = sorted(row.community_set.union(c.communities))
-            row.community_set = frozenset(row.communities)
-        if not (row.canonical and tokens <= row.token_set):
-            row.tokens = sorted(row.token_set | tokens)[:MAX_TOKENS]
-            row.token_set = frozenset(row.tokens)
-        row.canonical = True
-        row.max_severity = max(row.max_severity, c.severity)
-        row.report_count += 1
-        if row.incident_type == "none":
-            row.incident_type = c.incident_type
-        row.country = row.country or c.country
-        if cluster_id not in self._new:
-            self._changed.add(cluster_id)
+    def _apply(self, decision: Decision, keys: set[str], published: datetime) -> None:
+        """Hold a decision in memory until ``flush``: the cluster's values (new or changed)
+        and, for a report grouped now, its ``keys`` (of a report published at ``published``)."""
+        cluster_id, row = decision.cluster_id, decision.cluster
+        if row is not None:
+            self.clusters[cluster_id] = row
+            if decision.new:
+                self._new.add(cluster_id)
+            elif cluster_id not in self._new:
+                self._changed.add(cluster_id)
+        if decision.index:
+            self._index(cluster_id, keys, published)
 
     async def flush(self, session: AsyncSession) -> None:
         """Write new and changed clusters and their keys: one statement each."""
