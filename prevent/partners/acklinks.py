@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from prevent.platform.config import Settings
 
@@ -32,6 +32,18 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+class _IssuedAtSigner(TimestampSigner):
+    """The signer ``serializer.make_signer()`` builds, signing with the time ``issued_at``
+    instead of the clock's."""
+
+    def __init__(self, serializer: URLSafeTimedSerializer, issued_at: datetime) -> None:
+        super().__init__(serializer.secret_keys, salt=serializer.salt, **serializer.signer_kwargs)
+        self._timestamp = int(issued_at.timestamp())
+
+    def get_timestamp(self) -> int:
+        return self._timestamp
+
+
 class AckLinks:
     def __init__(self, key: str, base_url: str, max_age: int = DEFAULT_MAX_AGE) -> None:
         self._serializer = URLSafeTimedSerializer(key, salt=SALT)
@@ -47,8 +59,7 @@ class AckLinks:
         and resend of a notice carries the same link, and it expires counting from then."""
         if issued_at is None:
             return self._serializer.dumps(notice_id)
-        signer = self._serializer.make_signer()
-        signer.get_timestamp = lambda: int(issued_at.timestamp())  # type: ignore[method-assign]
+        signer = _IssuedAtSigner(self._serializer, issued_at)
         return signer.sign(self._serializer.dump_payload(notice_id)).decode()
 
     def url(self, notice_id: str, issued_at: datetime | None = None) -> str:

@@ -178,7 +178,7 @@ async def notice_for_sms_reply(session: AsyncSession, phone: str, text: str) -> 
         return None
     contacts = (await session.execute(select(Contact.contact_id, Contact.phone)
                                       .where(Contact.phone.is_not(None)))).all()
-    ids = [cid for cid, p in contacts if normalize_phone(p) == number]
+    ids = [cid for cid, p in contacts if p is not None and normalize_phone(p) == number]
     if not ids:
         return None
     query = select(NoticeRow).where(NoticeRow.contact_id.in_(ids), NoticeRow.channel == "sms")

@@ -123,7 +123,9 @@ def yaml_diaspora_problems(text: str, places: Places, source: str) -> list[str]:
             continue
         for j, entry in _entries(raw.get("diasporas")):
             if (problem := places.normalise(entry)[1]) is not None:
-                loc: list[str | int] = ["sites", i, "diasporas"] + ([j] if j is not None else [])
+                loc: list[str | int] = ["sites", i, "diasporas"]
+                if j is not None:
+                    loc.append(j)
                 problems.append(f"{source}:{line_of(node, loc)}: site {raw.get('site_id')}: "
                                 f"diasporas: {problem}")
     return problems

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -284,7 +284,7 @@ def _blank_to_none(row: dict[str, str]) -> dict[str, str | None]:
     return {k: (v if v not in ("", None) else None) for k, v in row.items()}
 
 
-def csv_rows(reader: csv.DictReader, source: str, problems: list[str]) -> Iterator[dict[str, Any]]:
+def csv_rows(reader: csv.DictReader[str], source: str, problems: list[str]) -> Iterator[dict[str, Any]]:
     """The rows of ``reader``; a line the csv module cannot read (a field over its limit of
     131,072 characters, say) ends the rows, with a problem naming the line."""
     try:
@@ -315,9 +315,10 @@ def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines, list[str]]:
         site = _csv_model(SiteIn, site_data, "site_name", source, line, problems)
         contact = None
         if values.get("contact_id"):
-            c = {k: values.get(k) for k in CSV_CONTACT_FIELDS if values.get(k) is not None}
+            c: dict[str, str | bool | None] = {k: values.get(k) for k in CSV_CONTACT_FIELDS
+                                               if values.get(k) is not None}
             c["name"] = c.pop("contact_name", None)
-            c["consent"] = (c.get("consent") or "").lower() in ("yes", "true", "1", "y")
+            c["consent"] = (values.get("consent") or "").lower() in ("yes", "true", "1", "y")
             contact = _csv_model(ContactIn, c, "contact_name", source, line, problems)
         if site is None:
             continue
@@ -328,8 +329,11 @@ def _parse_csv(text: str, source: str) -> tuple[RegistryIn, Lines, list[str]]:
     return RegistryIn(sites=list(sites.values())), lines, problems
 
 
-def _csv_model(model: type[SiteIn] | type[ContactIn], data: dict[str, Any], name_column: str,
-               source: str, line: int, problems: list[str]) -> Any:
+_CsvModel = TypeVar("_CsvModel", SiteIn, ContactIn)
+
+
+def _csv_model(model: type[_CsvModel], data: dict[str, Any], name_column: str,
+               source: str, line: int, problems: list[str]) -> _CsvModel | None:
     """``model`` from one CSV row's columns, or None with its problems added, each naming
     the CSV column (``site_name``/``contact_name`` for the model's ``name``)."""
     try:
@@ -424,8 +428,9 @@ def own_choice(imported: dict[str, Any], choice: Any) -> dict[str, Any]:
 
 async def own_choices(session: AsyncSession, site_id: str) -> dict[str, datetime]:
     """The site's contacts who set their own preferences, and when (they override edits)."""
-    return dict((await session.execute(select(Contact.contact_id, Contact.own_choice_at).where(
-        Contact.site_id == site_id, Contact.own_choice_at.is_not(None)))).all())
+    rows = (await session.execute(select(Contact.contact_id, Contact.own_choice_at).where(
+        Contact.site_id == site_id, Contact.own_choice_at.is_not(None)))).all()
+    return {contact_id: at for contact_id, at in rows if at is not None}
 
 
 async def renew_consent(session: AsyncSession, contact_id: str, *, note: str, actor: str) -> None:
@@ -457,7 +462,9 @@ async def replace_roster(session: AsyncSession, roster: list[RosterEntryIn]) -> 
 async def roster(session: AsyncSession) -> list[RosterEntryIn]:
     rows = (await session.execute(select(RosterEntry).order_by(RosterEntry.level,
                                                                RosterEntry.position))).scalars()
-    return [RosterEntryIn(entry_id=r.entry_id, level=r.level, name=r.name, email=r.email)
+    # Validated from a dict: ``level`` is stored as a plain integer, checked here to be 1 or 2.
+    return [RosterEntryIn.model_validate({"entry_id": r.entry_id, "level": r.level, "name": r.name,
+                                          "email": r.email})
             for r in rows]
 
 
@@ -475,7 +482,10 @@ async def upsert_site(session: AsyncSession, site: SiteIn) -> None:
 async def delete_site(session: AsyncSession, site_id: str) -> bool:
     """Remove a site and, with it, its contacts' personal data."""
     await session.execute(delete(Contact).where(Contact.site_id == site_id))
-    return (await session.execute(delete(Site).where(Site.site_id == site_id))).rowcount > 0
+    result = await session.execute(delete(Site).where(Site.site_id == site_id))
+    # A DELETE's result is a CursorResult, typed by SQLAlchemy as the plain Result (no rowcount).
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted > 0
 
 
 async def upsert_zone(session: AsyncSession, zone: ZoneIn) -> None:
@@ -486,7 +496,10 @@ async def delete_zone(session: AsyncSession, zone_id: str) -> bool:
     users = (await session.execute(select(Site.site_id).where(Site.zone_id == zone_id))).scalars().all()
     if users:
         raise SourceError([f"zone {zone_id} is used by sites: {', '.join(users)}"])
-    return (await session.execute(delete(Zone).where(Zone.zone_id == zone_id))).rowcount > 0
+    result = await session.execute(delete(Zone).where(Zone.zone_id == zone_id))
+    # A DELETE's result is a CursorResult, typed by SQLAlchemy as the plain Result (no rowcount).
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted > 0
 
 
 async def export_registry(session: AsyncSession) -> RegistryIn:
@@ -503,11 +516,13 @@ async def export_registry(session: AsyncSession) -> RegistryIn:
             channels=c.channels, consent=c.consent))
     return RegistryIn(
         zones=[ZoneIn(zone_id=z.zone_id, name=z.name, dispatch_email=z.dispatch_email) for z in zones],
-        sites=[SiteIn(site_id=s.site_id, name=s.name, kind=s.kind, communities=s.communities,
-                      address=s.address, municipality=s.municipality, lat=s.lat, lon=s.lon,
-                      zone_id=s.zone_id, floor_plan_ref=s.floor_plan_ref, notes=s.notes,
-                      diasporas=s.diasporas or [], contacts=by_site.get(s.site_id, []))
-               for s in sites],
+        # Validated from a dict: ``kind`` is stored as plain text, checked here to be a SiteKind.
+        sites=[SiteIn.model_validate({
+            "site_id": s.site_id, "name": s.name, "kind": s.kind, "communities": s.communities,
+            "address": s.address, "municipality": s.municipality, "lat": s.lat, "lon": s.lon,
+            "zone_id": s.zone_id, "floor_plan_ref": s.floor_plan_ref, "notes": s.notes,
+            "diasporas": s.diasporas or [], "contacts": by_site.get(s.site_id, [])})
+            for s in sites],
         roster=await roster(session),
     )
 
