@@ -49,8 +49,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -79,6 +77,7 @@ from prevent.platform.netguard import BlockedAddress
 from prevent.platform.retrying import backoff
 from prevent.platform.storage import outbox
 from prevent.platform.storage.db import Database
+from prevent.platform.storage.dialect import insert_if_absent
 from prevent.platform.storage.tables import Contact, NoticeRow, Site
 from prevent.rules.playbooks.schema import Playbook
 
@@ -556,12 +555,10 @@ def _duration(delta: timedelta) -> str:
 
 async def _insert_notice(session: AsyncSession, values: dict[str, object], now: datetime) -> bool:
     """Insert a queued notice, due now, unless its id exists; True if this call inserted it."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    result = await session.execute(insert(NoticeRow).values(
+    return await insert_if_absent(session, NoticeRow, dict(
         **values, state=NoticeState.QUEUED.value, attempts=0, refusals=0, created_at=now,
         updated_at=now, next_attempt_at=now,
-    ).on_conflict_do_nothing(index_elements=["notice_id"]))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    ), ["notice_id"])
 
 
 

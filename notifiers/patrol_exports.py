@@ -16,11 +16,10 @@ from typing import Any
 
 from icalendar import Calendar, Event, vGeo
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.contracts import PatrolAssignment, PatrolStatus, stable_id, utcnow
+from prevent.platform.storage.dialect import insert_if_absent
 from prevent.platform.storage.tables import PatrolRow, PatrolVisitRow
 
 VISIT_MINUTES = 15  # how long a directed patrol visit is planned to take
@@ -106,13 +105,12 @@ async def record_visit(session: AsyncSession, assignment_id: str, *, visited_at:
     if await session.get(PatrolRow, assignment_id) is None:
         raise LookupError(assignment_id)
     visit_id = stable_id("vst", assignment_id, key or visited_at.isoformat())
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    result = await session.execute(insert(PatrolVisitRow).values(
-        visit_id=visit_id, assignment_id=assignment_id, visited_at=visited_at, note=note,
-        recorded_by=actor, recorded_at=utcnow()).on_conflict_do_nothing(index_elements=["visit_id"]))
+    new = await insert_if_absent(session, PatrolVisitRow, {
+        "visit_id": visit_id, "assignment_id": assignment_id, "visited_at": visited_at, "note": note,
+        "recorded_by": actor, "recorded_at": utcnow()}, ["visit_id"])
     row = await session.get(PatrolVisitRow, visit_id)
     assert row is not None  # noqa: S101 - narrows the type: inserted or already there
-    return row, result.rowcount == 1  # type: ignore[attr-defined]
+    return row, new
 
 
 async def visits(session: AsyncSession, assignment_id: str) -> list[PatrolVisitRow]:

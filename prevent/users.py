@@ -27,11 +27,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
 from prevent.contracts import utcnow
+from prevent.platform.storage.dialect import advisory_xact_lock
 from prevent.platform.storage.tables import ApiToken, AuditRow, ConsoleSessionRow, UserRow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,99}$")
@@ -251,9 +252,7 @@ async def sign_in_lock(name: str) -> AsyncIterator[None]:
 
 
 async def _lock_account(session: AsyncSession, subject: str) -> None:
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                              {"k": f"prevent.sign-in:{subject}"})
+    await advisory_xact_lock(session, f"prevent.sign-in:{subject}")  # PostgreSQL only
 
 
 async def sign_in(session: AsyncSession, name: str, password: str, code: str = "", *,

@@ -25,8 +25,6 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
@@ -37,6 +35,7 @@ from prevent.notices.templates import text_to_html
 from prevent.platform.config import get_settings
 from prevent.platform.messaging import TransientError
 from prevent.platform.storage.db import Database
+from prevent.platform.storage.dialect import insert_ignore
 from prevent.platform.storage.tables import EscalationTimer, RosterEntry
 from prevent.platform.unittime import local_text
 from prevent.rules.playbooks.schema import Playbook
@@ -69,10 +68,8 @@ def timer_rows(alert: Alert, playbook: Playbook, *, published: datetime,
 async def schedule(session: AsyncSession, alert: Alert, playbook: Playbook, *,
                    published: datetime, ttl: timedelta = DEFAULT_TTL) -> None:
     """Write the alert's escalation and expiry due times (idempotent), in one statement."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     rows = timer_rows(alert, playbook, published=published, ttl=ttl)
-    await session.execute(insert(EscalationTimer).values(rows)
-                          .on_conflict_do_nothing(index_elements=["timer_id"]))
+    await session.execute(insert_ignore(session, EscalationTimer, ["timer_id"]).values(rows))
 
 
 @dataclass

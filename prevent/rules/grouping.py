@@ -27,14 +27,13 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.classification import Classification
 from prevent.classification.matcher import fold
 from prevent.contracts import GlobalIncident, stable_id, utcnow
+from prevent.platform.storage.dialect import greatest, upsert
 from prevent.platform.storage.membership import one_of
 from prevent.platform.storage.tables import ClusterKey, ClusterRow, IncidentRow
 
@@ -418,16 +417,11 @@ class Grouper:
         keys = {pair: at for pair, at in self._keys.items()
                 if (stored := self._stored_keys.get(pair)) is None or at > stored}
         if keys:
-            postgres = session.bind.dialect.name == "postgresql"
-            insert = pg_insert if postgres else sqlite_insert
-            stmt = insert(ClusterKey)
-            later = (func.greatest if postgres else func.max)(ClusterKey.last_published_at,
-                                                              stmt.excluded.last_published_at)
-            await session.execute(
-                stmt.on_conflict_do_update(index_elements=["key", "cluster_id"],
-                                           set_={"last_published_at": later}),
-                [{"key": key, "cluster_id": cluster_id, "last_published_at": at}
-                 for (key, cluster_id), at in sorted(keys.items())])
+            stmt = upsert(session, ClusterKey, ["key", "cluster_id"], lambda excluded: {
+                "last_published_at": greatest(session, ClusterKey.last_published_at,
+                                              excluded.last_published_at)})
+            await session.execute(stmt, [{"key": key, "cluster_id": cluster_id, "last_published_at": at}
+                                         for (key, cluster_id), at in sorted(keys.items())])
         self._stored_keys.update(keys)
         self._new, self._changed, self._keys = set(), set(), {}
 

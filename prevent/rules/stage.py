@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent import audit
@@ -37,6 +37,7 @@ from prevent.contracts import (
     utcnow,
 )
 from prevent.platform.storage.db import JsonText
+from prevent.platform.storage.dialect import write_lock
 from prevent.platform.storage.membership import one_of
 from prevent.platform.storage.tables import AlertRow, EscalationTimer, IncidentRow
 from prevent.rules import grouping, suppression
@@ -124,10 +125,7 @@ async def _write_lock(session: AsyncSession) -> None:
     the same state (two clusters or alerts for one event). On SQLite a statement that writes
     nothing takes the database's write lock; on PostgreSQL a transaction advisory lock.
     Either is held until the transaction ends."""
-    if session.bind.dialect.name == "sqlite":
-        await session.execute(text("UPDATE incidents SET feed_id = feed_id WHERE 0"))
-    elif session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RULES_BATCH_LOCK})
+    await write_lock(session, RULES_BATCH_LOCK, table="incidents", column="feed_id")
 
 
 RULES_BATCH_LOCK = 0x70726576  # "prev": an arbitrary key reserved for the rules stage

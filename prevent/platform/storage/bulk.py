@@ -16,11 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from prevent.platform.storage.dialect import insert, insert_ignore, is_sqlite
 from prevent.platform.storage.tables import UtcDateTime
 
 
@@ -30,13 +29,11 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     if not rows:
         return
     dialect = session.bind.dialect
-    stmt = (pg_insert if dialect.name == "postgresql" else sqlite_insert)(table)
-    if skip_existing:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(skip_existing))
+    stmt = insert_ignore(dialect, table, skip_existing) if skip_existing else insert(dialect, table)
     names = set(rows[0])
     # Only when every row gives every column: a missing one would need the column default
     # SQLAlchemy applies and the raw statement would not.
-    if not fast or dialect.name != "sqlite" or names != set(table.columns.keys()):
+    if not fast or not is_sqlite(dialect) or names != set(table.columns.keys()):
         await session.execute(stmt, list(rows))
         return
     compiled = stmt.compile(dialect=dialect, column_keys=list(table.columns.keys()))

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from prevent.platform.storage.dialect import dialect_name, is_sqlite
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 if TYPE_CHECKING:
     from prevent.platform.config import Settings
@@ -108,14 +110,14 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, connect_args=connect_args,
                                                        json_serializer=_json_dumps,
                                                        json_deserializer=orjson.loads, **pool)
-        if self.engine.dialect.name == "sqlite":
+        if is_sqlite(self.engine):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._checkpoint: asyncio.Task[None] | None = None
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return dialect_name(self.engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -138,7 +140,7 @@ class Database:
     def checkpoint_soon(self) -> None:
         """SQLite file: copy the WAL into the database on a connection of its own, without
         blocking writers (a PASSIVE checkpoint), unless one is under way. Elsewhere nothing."""
-        if self.dialect != "sqlite" or ":memory:" in self.url:
+        if not is_sqlite(self.engine) or ":memory:" in self.url:
             return
         if self._checkpoint is None or self._checkpoint.done():
             self._checkpoint = asyncio.create_task(self.checkpoint(), name="sqlite-checkpoint")

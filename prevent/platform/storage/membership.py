@@ -14,20 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-from sqlalchemy import String, any_, bindparam, func, literal_column, select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+
+from prevent.platform.storage.dialect import in_values
 
 
 def one_of(session: AsyncSession, column: Any, values: Iterable[str]) -> ColumnElement[bool]:
     """``column`` is one of the (string) ``values``, in the session's dialect."""
     distinct = list(dict.fromkeys(values))  # in first-seen order: sorting would cost more
-    dialect = session.bind.dialect.name
-    if dialect == "sqlite":
-        listed = bindparam(None, orjson.dumps(distinct).decode(), type_=String)
-        return column.in_(select(literal_column("value")).select_from(func.json_each(listed)))
-    if dialect == "postgresql":
-        return column == any_(bindparam(None, distinct, type_=ARRAY(String)))
-    return column.in_(distinct)
+    return in_values(session, column, distinct)

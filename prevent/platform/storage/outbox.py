@@ -8,12 +8,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prevent.contracts import Contract, Topic, utcnow
 from prevent.platform.storage.db import Database
+from prevent.platform.storage.dialect import insert_ignore
 from prevent.platform.storage.tables import OutboxRow
 
 log = logging.getLogger("prevent.outbox")
@@ -28,11 +27,10 @@ async def stage(session: AsyncSession, topic: Topic, event: Contract, *, key: st
                 event_id: str, subtype: str | None = None,
                 headers: dict[str, str] | None = None) -> None:
     """Add an event to the outbox in the caller's transaction; a repeated event id is a no-op."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(OutboxRow).values(
+    stmt = insert_ignore(session, OutboxRow, ["event_id"]).values(
         event_id=event_id, topic=topic.name, key=key, subtype=subtype, headers=headers,
         payload=event.model_dump_json(), created_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=["event_id"])
+    )
     await session.execute(stmt)
 
 
