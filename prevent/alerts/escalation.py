@@ -112,7 +112,9 @@ class Escalator:
             claimed = await session.execute(
                 update(EscalationTimer).where(EscalationTimer.timer_id == timer_id, _claimable(now))
                 .values(state="firing", fired_at=now))
-            return claimed.rowcount == 1
+            # An UPDATE's result is a CursorResult, typed by SQLAlchemy as the plain Result (no rowcount).
+            updated: int = claimed.rowcount  # type: ignore[attr-defined]
+            return updated == 1
 
     async def _finish(self, timer_id: str, state: str, *, error: str | None = None,
                       entry_id: str | None = None) -> None:

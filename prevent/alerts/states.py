@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,23 @@ TRANSITIONS: dict[str, tuple[set[AlertStatus], AlertStatus]] = {
 OPEN = {S.PROPOSED, S.CONFIRMED}
 DISPOSITIONS = ("not_relevant", "duplicate", "no_local_action", "already_handled")
 MAX_LISTED_REPORTS = 100  # reports named in an alert; its cluster holds them all
+
+
+class PublishArgs(TypedDict):
+    """Keyword arguments of ``outbox.stage`` (and ``audit.Staged.stage``) for an alert."""
+    key: str
+    event_id: str
+    subtype: str
+
+
+class AuditArgs(TypedDict):
+    """Keyword arguments of ``audit.record`` (and ``audit.Staged.record``) but the actor."""
+    action: str
+    subject: str
+    before: NotRequired[dict[str, object]]
+    after: dict[str, object]
+    reason: NotRequired[str]
+    key: str
 
 
 class AlertError(Exception):
@@ -97,7 +115,7 @@ async def _publish(session: AsyncSession, alert: Alert) -> None:
     await outbox.stage(session, ALERTS, alert, **publish_args(alert))
 
 
-def created_audit(alert: Alert) -> dict[str, object]:
+def created_audit(alert: Alert) -> AuditArgs:
     """The audit entry of a new alert (keyword arguments of ``audit.record``)."""
     return {"action": f"alert.{alert.status.value}", "subject": alert.alert_id,
             "after": _summary(alert), "key": f"{alert.alert_id}:{alert.revision}"}
@@ -118,7 +136,9 @@ async def _save(session: AsyncSession, before: Alert, after: Alert) -> None:
                                AlertRow.revision == before.revision)
         .values(status=row.status, severity=row.severity, revision=row.revision,
                 updated_at=row.updated_at, decided_by=row.decided_by, payload=row.payload))
-    if result.rowcount != 1:
+    # An UPDATE's result is a CursorResult, typed by SQLAlchemy as the plain Result (no rowcount).
+    updated: int = result.rowcount  # type: ignore[attr-defined]
+    if updated != 1:
         current = await session.get(AlertRow, before.alert_id, populate_existing=True)
         raise AlertConflict(from_row(current)) if current else AlertNotFound(before.alert_id)
 
@@ -175,7 +195,7 @@ def raised(before: Alert, *, severity: int, incident_id: str) -> Alert:
     })
 
 
-def severity_raised_audit(before: Alert, after: Alert, incident_id: str) -> dict[str, object]:
+def severity_raised_audit(before: Alert, after: Alert, incident_id: str) -> AuditArgs:
     """The audit entry of a severity raise (keyword arguments of ``audit.record``)."""
     return {"action": "alert.severity_raised", "subject": before.alert_id,
             "before": _summary(before), "after": _summary(after),
@@ -183,7 +203,7 @@ def severity_raised_audit(before: Alert, after: Alert, incident_id: str) -> dict
             "key": f"{before.alert_id}:{after.revision}"}
 
 
-def publish_args(alert: Alert) -> dict[str, object]:
+def publish_args(alert: Alert) -> PublishArgs:
     """How an alert's state is staged in the outbox (keyword arguments of ``outbox.stage``)."""
     return {"key": alert.alert_id, "event_id": f"{alert.alert_id}:{alert.revision}",
             "subtype": alert.status.value}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def _compose(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
     return node, data
 
 
-def _explain(err: dict[str, Any]) -> str:
+def _explain(err: Mapping[str, Any]) -> str:
     msg = str(err.get("msg", "invalid"))
     if isinstance(err.get("input"), bool) and err.get("type") == "string_type":
         # YAML 1.1 reads NO (Norway), yes, on, off as booleans.

@@ -44,7 +44,8 @@ def parse_geojson(body: bytes, *, url: str) -> ParsedFeed:
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" \
             or not isinstance(data.get("features"), list):
         raise FeedParseError(url, "not a GeoJSON FeatureCollection")
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    metadata = data.get("metadata")
+    meta: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
     entries = [e for f in data["features"] if isinstance(f, dict) if (e := _entry(f))]
     skipped = len(data["features"]) - len(entries)
     return ParsedFeed(

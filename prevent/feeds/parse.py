@@ -87,7 +87,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     hdrs = {k.lower(): v for k, v in (headers or {}).items()}
     if kind is FeedKind.GEOJSON or (kind is None and geojson.looks_like_json(body, hdrs)):
         return geojson.parse_geojson(body, url=url)
-    if kind is not FeedKind.GEOJSON and cap.looks_like_cap(body):
+    if cap.looks_like_cap(body):  # kind is not GEOJSON here: that returned above
         return cap.parse_cap(body, url=url)
     return _parse_xml_feed(body, url=url, headers=hdrs)
 
@@ -253,17 +253,17 @@ def _parse_xml_feed(body: bytes, *, url: str, headers: dict[str, str]) -> Parsed
         # e.g. ValueError/UnicodeDecodeError from its encoding sniffing on stray NULs:
         # for the watcher that is one unreadable body, not a crash of the poll.
         raise FeedParseError(url, f"unreadable ({type(exc).__name__}: {exc})") from None
-    exc = result.get("bozo_exception") if result.get("bozo") else None
-    if isinstance(exc, feedparser.NonXMLContentType) and "content-type" not in headers:
-        exc = None  # no header at all (a file, a test): nothing to report
+    problem = result.get("bozo_exception") if result.get("bozo") else None
+    if isinstance(problem, feedparser.NonXMLContentType) and "content-type" not in headers:
+        problem = None  # no header at all (a file, a test): nothing to report
     reasons = [dtd_note] if dtd_note else []
     line = column = None
-    if exc is not None:
-        text, line, column = _describe(exc)
+    if problem is not None:
+        text, line, column = _describe(problem)
         reasons.append(text + (f" (line {line}, column {column})" if line else ""))
     if not result.entries:
-        if exc is not None and not isinstance(exc, _BENIGN):
-            raise FeedParseError(url, f"not a readable feed: {_describe(exc)[0]}",
+        if problem is not None and not isinstance(problem, _BENIGN):
+            raise FeedParseError(url, f"not a readable feed: {_describe(problem)[0]}",
                                  line=line, column=column)
         if not result.get("version"):
             raise FeedParseError(url, "not a feed (no RSS, RDF, Atom, CAP or GeoJSON root)")
@@ -494,7 +494,7 @@ def _date(e: Mapping[str, Any], name: str) -> datetime | None:
     parsed = e.get(f"{name}_parsed")
     if parsed:
         try:
-            return datetime(*parsed[:6], tzinfo=UTC)  # feedparser gives UTC struct_time
+            return datetime(*parsed[:6]).replace(tzinfo=UTC)  # feedparser gives UTC struct_time
         except (TypeError, ValueError):
             pass
     return parse_datetime(e.get(name))
