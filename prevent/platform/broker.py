@@ -199,7 +199,7 @@ async def broker_features(bootstrap: str, timeout_s: float = 10.0) -> BrokerFeat
         idempotence = False
         try:
             response = await admin._client.send(  # no public API for this probe
-                node, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000))  # type: ignore[arg-type]
+                node, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000))
             idempotence = response.error_code == 0
         except KafkaError as exc:
             log.debug("InitProducerId probe failed: %r", exc)

@@ -32,7 +32,7 @@ def backoff(retry: int, *, base: float, cap: float, floor: float = 0.0,
     """Seconds to wait before the retry numbered ``retry`` (0 first): exponential from
     ``base``, capped at ``cap``, with full jitter; ``floor`` is the share of that ceiling
     that is kept fixed (0: full jitter, 0.5: equal jitter)."""
-    ceiling = min(cap, base * 2 ** min(max(retry, 0), 30))
+    ceiling: float = min(cap, base * 2 ** min(max(retry, 0), 30))  # int ** int is typed Any
     return ceiling * floor + (rng or random).uniform(0, ceiling * (1 - floor))
 
 

@@ -21,7 +21,7 @@ from prevent.contracts import DEADLETTER, TOPICS, cloudevent_headers
 from prevent.platform.config import Settings
 from prevent.platform.messaging import make_broker, settings_for_broker
 from prevent.platform.storage.db import Database
-from prevent.platform.storage.outbox import OutboxRelay
+from prevent.platform.storage.outbox import OutboxRelay, Sender
 from prevent.platform.yamlsource import SourceError, parse_model
 from prevent.rules.playbooks import store
 from prevent.rules.playbooks.evaluate import CompiledSet
@@ -131,7 +131,7 @@ class ServiceContext:
     engine: str = "kafka"
 
 
-def outbox_sender(broker: KafkaBroker, source: str):  # returns outbox.Sender
+def outbox_sender(broker: KafkaBroker, source: str) -> Sender:
     async def send(topic: str, key: str, event_id: str, subtype: str | None, payload: str,
                    extra: dict[str, str]) -> Awaitable[object]:
         headers = cloudevent_headers(TOPICS_BY_NAME[topic], event_id, source, subtype) | extra

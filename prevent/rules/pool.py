@@ -60,7 +60,7 @@ def _widen_result_pipe(pool: ProcessPoolExecutor) -> None:
         import fcntl
 
         reader = pool._result_queue._reader  # type: ignore[attr-defined]
-        fcntl.fcntl(reader.fileno(), fcntl.F_SETPIPE_SZ, RESULT_PIPE_BYTES)  # type: ignore[attr-defined]
+        fcntl.fcntl(reader.fileno(), fcntl.F_SETPIPE_SZ, RESULT_PIPE_BYTES)
     except (ImportError, AttributeError, OSError) as exc:
         log.debug("preparation results come back through the default pipe: %s", exc)
 

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
@@ -58,7 +59,7 @@ def classify_incident(classifier: Classifier, incident: GlobalIncident,
         return c.model_copy(update={"incident_type": "threat_level_change",
                                     "severity": max(c.severity, THREAT_LEVEL_SEVERITY)})
     if incident.kind is FeedKind.PARTNER_REPORT:
-        return _partner_report(c, incident)
+        return _partner_report(c, incident.categories)
     assessed = assess(incident.categories, cap.severity if cap else None, cap.msg_type if cap else None,
                       cap.urgency if cap else None, cap.certainty if cap else None)
     if assessed is not None and c.incident_type == NATURAL_DISASTER:
@@ -66,11 +67,11 @@ def classify_incident(classifier: Classifier, incident: GlobalIncident,
     return c
 
 
-def _partner_report(c: Classification, incident: GlobalIncident) -> Classification:
+def _partner_report(c: Classification, categories: Sequence[str]) -> Classification:
     """A partner's concern at their own site always reaches the duty inspector: it carries
-    the site's communities (in its categories) and is at least a local concern."""
-    site_communities = set(incident.categories) - {"partner_report", "urgent"}
-    floor = 2 if "urgent" in incident.categories else 1
+    the site's communities (in its ``categories``) and is at least a local concern."""
+    site_communities = set(categories) - {"partner_report", "urgent"}
+    floor = 2 if "urgent" in categories else 1
     return c.model_copy(update={
         "communities": tuple(sorted(set(c.communities) | site_communities)),
         "incident_type": c.incident_type if c.incident_type != "none" else "local_concern",

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,19 +38,17 @@ from prevent.contracts import (
     utcnow,
 )
 from prevent.platform.storage.db import JsonText
-from prevent.platform.storage.dialect import write_lock
+from prevent.platform.storage.dialect import dialect_of, write_lock
 from prevent.platform.storage.membership import one_of
 from prevent.platform.storage.tables import AlertRow, EscalationTimer, IncidentRow
 from prevent.rules import grouping, suppression
 from prevent.rules.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject, subject_of_classification
-from prevent.rules.prepare import (  # noqa: F401 - the stage's names for them
-    THREAT_LEVEL_SEVERITY,
-    Prepared,
-    _partner_report,
-    classify_incident,
-    prepare,
-    prepared_with,
-)
+from prevent.rules.prepare import THREAT_LEVEL_SEVERITY as THREAT_LEVEL_SEVERITY  # the stage's names
+from prevent.rules.prepare import Prepared as Prepared
+from prevent.rules.prepare import _partner_report as _partner_report
+from prevent.rules.prepare import classify_incident as classify_incident
+from prevent.rules.prepare import prepare as prepare
+from prevent.rules.prepare import prepared_with as prepared_with
 
 log = logging.getLogger("prevent.rules.stage")
 ACTOR = "rules-consumer"
@@ -58,6 +57,11 @@ ACTOR = "rules-consumer"
 # and hands it to its preparation worker meanwhile, instead of leaving the worker idle until
 # this batch is written (two series of 6 alternating runs: 14% and 11% more incidents/s).
 YIELD_EVERY = 250
+# The tables staged or updated, as ``Table`` (a mapped class's ``__table__`` is typed as the
+# wider ``FromClause``); the same objects as ``AlertRow.__table__`` and so on.
+_ALERTS: Final = AlertRow.metadata.tables[AlertRow.__tablename__]
+_INCIDENTS: Final = IncidentRow.metadata.tables[IncidentRow.__tablename__]
+_TIMERS: Final = EscalationTimer.metadata.tables[EscalationTimer.__tablename__]
 
 
 @dataclass(frozen=True)
@@ -220,13 +224,13 @@ class _Batch:
         await grouper.flush(session)
         await self._write_changed()
         for alert_id in self.new:
-            self.staged.replace(AlertRow.__table__, alerts.row_values(self.current[alert_id]), key=alert_id)
+            self.staged.replace(_ALERTS, alerts.row_values(self.current[alert_id]), key=alert_id)
         await self.staged.flush(session)
         return [Outcome(incident.incident_id, False, c, cluster_id, tuple(raised.get(n, ())))
                 for n, (incident, c, cluster_id) in enumerate(placed)]
 
     def _store(self, incident: GlobalIncident, p: Prepared, cluster_id: str) -> None:
-        self.staged.add(IncidentRow.__table__, _incident_values(incident, p, cluster_id, self.now),
+        self.staged.add(_INCIDENTS, _incident_values(incident, p, cluster_id, self.now),
                         key=(incident.incident_id, incident.content_hash))
 
     async def _load_alerts(self, clusters: set[str]) -> None:
@@ -268,7 +272,7 @@ class _Batch:
         return alert
 
     def _publish(self, alert: Alert) -> None:
-        self.staged.stage(ALERTS, alert, **alerts.publish_args(alert))  # type: ignore[arg-type]
+        self.staged.stage(ALERTS, alert, **alerts.publish_args(alert))
 
     def _raise_or_update(self, gate: suppression.Gate, cp: CompiledPlaybook, incident: GlobalIncident,
                          c: Classification, cluster_id: str) -> Alert | None:
@@ -279,7 +283,7 @@ class _Batch:
                 existing = self._apply_attached(alert_id)  # the raised alert names them too
                 after = alerts.raised(existing, severity=c.severity, incident_id=incident.incident_id)
                 self._changed(after)
-                self.staged.record(actor=ACTOR, **alerts.severity_raised_audit(  # type: ignore[arg-type]
+                self.staged.record(actor=ACTOR, **alerts.severity_raised_audit(
                     existing, after, incident.incident_id))
                 self._publish(after)
                 return after
@@ -300,12 +304,12 @@ class _Batch:
         alert = would_be()
         self._track(alert)
         self.new.add(alert_id)
-        self.staged.add(AlertRow.__table__, {}, key=alert_id)  # its place; values at the end
-        self.staged.record(actor=ACTOR, **alerts.created_audit(alert))  # type: ignore[arg-type]
+        self.staged.add(_ALERTS, {}, key=alert_id)  # its place; values at the end
+        self.staged.record(actor=ACTOR, **alerts.created_audit(alert))
         self._publish(alert)
         if alert.status is AlertStatus.PROPOSED:
             for timer in escalation.timer_rows(alert, cp.playbook, published=incident.published):
-                self.staged.add(EscalationTimer.__table__, timer, key=timer["timer_id"],
+                self.staged.add(_TIMERS, timer, key=timer["timer_id"],
                                 skip_existing=("timer_id",))
         return alert
 
@@ -314,25 +318,27 @@ class _Batch:
         reports it attached): written only if nobody changed the alert since it was read."""
         if not self.changed:
             return
-        table = AlertRow.__table__
-        params = []
-        for alert_id in sorted(self.changed):
+        table = _ALERTS
+        changed = sorted(self.changed)
+        params: list[dict[str, object]] = []
+        for alert_id in changed:
             values = alerts.row_values(self.current[alert_id])
             params.append({"b_alert_id": alert_id, "b_revision": self.loaded[alert_id],
                            **{k: values[k] for k in ("status", "severity", "revision", "updated_at",
                                                      "decided_by", "payload")}})
         stmt = table.update().where(table.c.alert_id == bindparam("b_alert_id"),
                                     table.c.revision == bindparam("b_revision"))
-        if self.session.bind.dialect.supports_sane_multi_rowcount or len(params) == 1:
+        if dialect_of(self.session).supports_sane_multi_rowcount or len(params) == 1:
             result = await self.session.execute(stmt, params if len(params) > 1 else params[0])
+            # rowcount: a CursorResult's, which an UPDATE gives (typed as the plain Result)
             if result.rowcount == len(params):  # type: ignore[attr-defined]
                 return
-            stale = [p["b_alert_id"] for p in params]  # someone else wrote: check each
+            stale = changed  # someone else wrote: check each
         else:
             stale = []
-            for p in params:
+            for alert_id, p in zip(changed, params, strict=True):
                 if (await self.session.execute(stmt, p)).rowcount != 1:  # type: ignore[attr-defined]
-                    stale.append(p["b_alert_id"])
+                    stale.append(alert_id)
         for alert_id in stale:
             await self._reconcile(alert_id)
 
@@ -353,8 +359,8 @@ class _Batch:
             after = alerts.attached(after, incident_id)
         if after is not theirs:
             result = await self.session.execute(
-                AlertRow.__table__.update().where(AlertRow.alert_id == alert_id,
-                                                  AlertRow.revision == theirs.revision)
+                _ALERTS.update().where(AlertRow.alert_id == alert_id,
+                                       AlertRow.revision == theirs.revision)
                 .values(payload=after.model_dump(mode="json")))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 raise alerts.AlertConflict(theirs)

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select, update
@@ -37,8 +37,13 @@ from prevent.contracts import Alert, AlertStatus, stable_id, utcnow
 from prevent.platform.storage.tables import AlertRow, SilenceRow, SuppressedMatch
 from prevent.users import Principal, Role, require
 
+if TYPE_CHECKING:
+    from prevent.alerts.states import AuditArgs
+
 log = logging.getLogger("prevent.rules.suppression")
 SILENCED, INHIBITED = "silenced", "inhibited"
+# As ``Table`` (``SuppressedMatch.__table__`` is typed as the wider ``FromClause``).
+_SUPPRESSED_MATCHES: Final = SuppressedMatch.metadata.tables[SuppressedMatch.__tablename__]
 
 
 class Matchers(BaseModel):
@@ -251,7 +256,7 @@ def _audit_key(alert: Candidate, reason: str, by: str) -> str:
     return f"suppressed|{alert.alert_id}|{reason}|{by}"
 
 
-def _audit(verdict: Verdict, alert: Candidate, incident_id: str) -> dict[str, object]:
+def _audit(verdict: Verdict, alert: Candidate, incident_id: str) -> AuditArgs:
     return {"action": f"alert.{verdict.reason}", "subject": alert.alert_id,
             "after": {"incident": incident_id, "by": verdict.by}, "reason": verdict.why,
             "key": _audit_key(alert, str(verdict.reason), verdict.by)}
@@ -281,7 +286,7 @@ async def gate(session: AsyncSession, alert: Alert, *, incident_id: str, text: s
     row = SuppressedMatch(**values)
     session.add(row)
     await audit.record(session, actor="rules-consumer",
-                       **_audit(verdict, candidate, incident_id))  # type: ignore[arg-type]
+                       **_audit(verdict, candidate, incident_id))
     return row
 
 
@@ -311,13 +316,13 @@ class Gate:
             return None
         first = (alert.alert_id, verdict.by) not in self._recorded
         values = _match_values(alert, incident_id, verdict, self.now, would_be() if first else None)
-        if staged.add(SuppressedMatch.__table__, values, key=values["match_id"],
+        if staged.add(_SUPPRESSED_MATCHES, values, key=values["match_id"],
                       skip_existing=("match_id",)) and first:
             self._recorded.add((alert.alert_id, verdict.by))
             # Logged once per batch, not per report: a major event brings thousands.
             log.info("alert %s not raised: %s by %s", alert.alert_id, verdict.reason, verdict.by)
             # Keyed: a later batch's entry for the same decision is not written again.
-            staged.record(actor=actor, **_audit(verdict, alert, incident_id))  # type: ignore[arg-type]
+            staged.record(actor=actor, **_audit(verdict, alert, incident_id))
         return verdict.reason
 
 

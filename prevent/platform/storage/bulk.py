@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
-from prevent.platform.storage.dialect import insert, insert_ignore, is_sqlite
+from prevent.platform.storage.dialect import dialect_of, insert, insert_ignore, is_sqlite
 from prevent.platform.storage.tables import UtcDateTime
 
 
@@ -28,7 +29,7 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     """``INSERT`` every row (``skip_existing``: ``ON CONFLICT (those columns) DO NOTHING``)."""
     if not rows:
         return
-    dialect = session.bind.dialect
+    dialect = dialect_of(session)
     stmt = insert_ignore(dialect, table, skip_existing) if skip_existing else insert(dialect, table)
     names = set(rows[0])
     # Only when every row gives every column: a missing one would need the column default
@@ -58,7 +59,7 @@ def _column(rows: Sequence[dict[str, Any]], name: str,
     return list(map(convert, values))
 
 
-def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+def _processor(column_type: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
     if isinstance(column_type, UtcDateTime):
         return _sqlite_utc_text
     return column_type.dialect_impl(dialect).bind_processor(dialect)

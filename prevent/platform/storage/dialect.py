@@ -30,7 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as _sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, SQLCoreOperations
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -80,7 +80,9 @@ async def insert_if_absent(session: AsyncSession, table: Any, values: Mapping[st
                            keys: Sequence[str]) -> bool:
     """Insert one row unless a row with its ``keys`` exists; True if this call inserted it."""
     result = await session.execute(insert_ignore(session, table, keys).values(**values))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    # An INSERT gives a CursorResult, but Session.execute is typed as returning a Result
+    rowcount: int = result.rowcount  # type: ignore[attr-defined]
+    return rowcount == 1
 
 
 def upsert(bind: Bind, table: Any, keys: Sequence[str],
@@ -100,7 +102,8 @@ def greatest(bind: Bind, *values: Any) -> ColumnElement[Any]:
     return (func.greatest if is_postgresql(bind) else func.max)(*values)
 
 
-def in_values(bind: Bind, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+def in_values(bind: Bind, column: SQLCoreOperations[Any],
+              values: Sequence[str]) -> ColumnElement[bool]:
     """``column`` is one of the (string) ``values``, the list bound as one parameter: a JSON
     array unpacked by ``json_each`` on SQLite, an array compared with ``= ANY`` on PostgreSQL,
     an ordinary ``IN`` elsewhere. The caller removes repeats (``membership.one_of`` does)."""

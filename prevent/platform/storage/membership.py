@@ -15,12 +15,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, SQLCoreOperations
 
 from prevent.platform.storage.dialect import in_values
 
 
-def one_of(session: AsyncSession, column: Any, values: Iterable[str]) -> ColumnElement[bool]:
+def one_of(session: AsyncSession, column: SQLCoreOperations[Any],
+           values: Iterable[str]) -> ColumnElement[bool]:
     """``column`` is one of the (string) ``values``, in the session's dialect."""
     distinct = list(dict.fromkeys(values))  # in first-seen order: sorting would cost more
     return in_values(session, column, distinct)

@@ -4,7 +4,7 @@ so a redelivered message finds its effect already done instead of doing it twice
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -48,6 +49,11 @@ class UtcDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     # SQLAlchemy reads this once, when the registry is made; never mutated (RUF012)
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[str]: JSON}  # noqa: RUF012
+
+    if TYPE_CHECKING:
+        # Every mapped class here is declared on one Table, not on another FromClause (the
+        # type DeclarativeBase gives it): say so to the type checker, nothing at run time.
+        __table__: ClassVar[Table]
 
 
 class FeedState(Base):

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -60,11 +61,9 @@ def classify_item(classifier: Classifier, item: IncidentInput) -> Classification
     c = classifier.classify(item.title, item.summary, cap_severity=item.cap_severity,
                             country=item.country)
     if item.kind == "partner_report":
-        from types import SimpleNamespace
-
         from prevent.rules.stage import _partner_report  # the stage's own rule, not a copy
 
-        c = _partner_report(c, SimpleNamespace(categories=item.categories))  # type: ignore[arg-type]
+        c = _partner_report(c, item.categories)
     return c
 
 
@@ -182,7 +181,7 @@ def explain(item: IncidentInput, classifier: Classifier, playbooks: CompiledSet,
     return c, rows
 
 
-def incident_from_payload(p: dict) -> IncidentInput:
+def incident_from_payload(p: dict[str, Any]) -> IncidentInput:
     """A stored incident's JSON payload as a backtest input (the console's editor and the CLI)."""
     location = p.get("location") or {}
     cap = p.get("cap") or {}

@@ -167,7 +167,7 @@ async def get_version(session: AsyncSession, version: int) -> DiasporaVersion | 
 
 
 async def _store(session: AsyncSession, text: str, data: DiasporaFile, *, author: str, note: str,
-                 action: str, extra: dict | None = None) -> int | None:
+                 action: str, extra: dict[str, object] | None = None) -> int | None:
     """Store ``text`` as the next version (unless it is the one in force), audit it and
     announce it. Returns the new version, or None when nothing changed."""
     current = await latest(session)
@@ -190,7 +190,7 @@ async def _store(session: AsyncSession, text: str, data: DiasporaFile, *, author
     return version
 
 
-class _Anything(frozenset):
+class _Anything(set[str]):
     def __contains__(self, item: object) -> bool:  # every id is known
         return True
 
@@ -198,7 +198,7 @@ class _Anything(frozenset):
 def read_unchecked(text: str) -> DiasporaFile | None:
     """A stored version, read only to say what changed: every community id it names counts
     as known (one renamed since must not hide the change). None if it is not a map."""
-    return diaspora_errors(text, "previous", _Anything())[0]  # type: ignore[arg-type]
+    return diaspora_errors(text, "previous", _Anything())[0]
 
 
 def _note_problems(note: str) -> Problems:

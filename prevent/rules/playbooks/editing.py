@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +26,7 @@ from prevent.platform.storage.tables import IncidentRow, PlaybookVersion
 from prevent.platform.yamlsource import SourceError
 from prevent.rules.playbooks import store
 from prevent.rules.playbooks.backtest import IncidentInput, classify_item, incident_from_payload, subject_for
-from prevent.rules.playbooks.evaluate import CompiledPlaybook, CompiledSet
+from prevent.rules.playbooks.evaluate import CompiledPlaybook, CompiledSet, Subject
 from prevent.rules.playbooks.loader import PlaybookSet, parse_sources
 from prevent.rules.playbooks.schema import Playbook
 from prevent.users import Principal, Role, require
@@ -218,7 +219,7 @@ async def recent_incidents(session: AsyncSession, *, days: int = BACKTEST_DAYS,
         .where(IncidentRow.published_at >= since, IncidentRow.feed_id != EXERCISE_FEED)
         .order_by(IncidentRow.published_at.desc(), IncidentRow.received_at.desc())
         .limit(limit * 2))).all()
-    newest: dict[str, dict] = {}
+    newest: dict[str, dict[str, Any]] = {}
     for incident_id, payload in rows:
         newest.setdefault(incident_id, payload)
     items = []
@@ -297,7 +298,7 @@ def _compiled(playbook: Playbook) -> CompiledPlaybook:
     return CompiledSet(PlaybookSet((playbook,))).compiled[0]
 
 
-def _subject(item: IncidentInput, classifier: Classifier):  # (Subject, datetime)
+def _subject(item: IncidentInput, classifier: Classifier) -> tuple[Subject, datetime]:
     c = classify_item(classifier, item)
     published = item.published or utcnow()
     return subject_for(item, c, published), published

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,7 +68,7 @@ class Preview:
 
 
 @functools.lru_cache(maxsize=1)
-def _sample_sites() -> tuple[dict, ...]:
+def _sample_sites() -> tuple[dict[str, Any], ...]:
     try:
         data = yaml.safe_load(SAMPLE_PARTNERS.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
@@ -154,7 +155,7 @@ def render_preview(playbook: Playbook, version: int, site: SampleSite, templates
     return preview
 
 
-def _render(renderer: NoticeRenderer, template: str, channel: str, language: str, values: dict,
+def _render(renderer: NoticeRenderer, template: str, channel: str, language: str, values: dict[str, Any],
             sms_max_segments: int) -> RenderedNotice:
     try:
         rendered = renderer.render(template, language, values)
