@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 from faststream import AckPolicy
@@ -33,6 +34,9 @@ from prevent.platform.runtime import ServiceContext
 from prevent.rules.playbooks import diaspora_versions as diaspora
 from prevent.rules.pool import Preparation, Preparer
 from prevent.rules.stage import Outcome, Prepared, process_batch
+
+if TYPE_CHECKING:
+    from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscriber
 
 log = logging.getLogger("prevent.rules.stage")
 GROUP = "prevent-rules"
@@ -169,7 +173,7 @@ class RulesConsumer:
         for item in batch:
             (record, incident), _ = item
             try:
-                outcomes += await retry_transient(lambda i=item: self._process([i]), "rules incident")
+                outcomes += await retry_transient(partial(self._process, [item]), "rules incident")
             except Exception as exc:
                 if classify_error(exc) == "transient":
                     raise
@@ -243,13 +247,21 @@ def register(ctx: ServiceContext, classifier: Classifier, *, diaspora_version: i
     # event reaching an idle consumer could wait that long before it was even fetched.
     options["batch_timeout_ms"] = ctx.settings.kafka_fetch_max_wait_ms
 
-    @ctx.broker.subscriber(INCIDENTS.name, batch=True, max_records=BATCH_SIZE, **options)
+    # The subscribers are typed here: keyword arguments from a dict leave FastStream's overloads
+    # undecided (Any).
+    incidents: BatchSubscriber = ctx.broker.subscriber(INCIDENTS.name, batch=True,
+                                                       max_records=BATCH_SIZE, **options)
+
+    @incidents
     async def on_incidents(message: KafkaMessage) -> None:
         raw = message.raw_message
         await consumer.handle_batch(raw if isinstance(raw, tuple) else (raw,), message.consumer)
 
     # Every instance must see every playbook change: no group, start at the end.
-    @ctx.broker.subscriber(PLAYBOOKS.name, **consumer_options(ctx.settings, None))
+    playbook_changes: DefaultSubscriber = ctx.broker.subscriber(
+        PLAYBOOKS.name, **consumer_options(ctx.settings, None))
+
+    @playbook_changes
     async def on_playbooks(event: PlaybooksChanged) -> None:
         log.info("playbooks changed by %s: %s%s", event.actor, event.versions,
                  f" (diaspora map v{event.diaspora_version})" if event.diaspora_version else "")

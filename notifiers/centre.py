@@ -337,7 +337,11 @@ class CentreNotifier:
             if notice_id not in self._in_flight:
                 task = asyncio.create_task(self.deliver(notice_id), name=f"notice-{notice_id}")
                 self._in_flight[notice_id] = task
-                task.add_done_callback(lambda _t, i=notice_id: self._in_flight.pop(i, None))
+
+                def forget(_task: asyncio.Task[int], i: str = notice_id) -> None:
+                    self._in_flight.pop(i, None)
+
+                task.add_done_callback(forget)
 
     async def aclose(self, grace: float = 5.0) -> None:
         """Stop dispatching; give sends under way ``grace`` seconds, then cancel them (a
@@ -447,11 +451,13 @@ class CentreNotifier:
             if row is None:
                 return None
             resumed = row.state == NoticeState.SENDING.value
-            claimed = (await session.execute(
+            result = await session.execute(
                 update(NoticeRow).where(NoticeRow.notice_id == notice_id, self._due(at))
                 .values(state=NoticeState.SENDING.value, attempts=NoticeRow.attempts + 1,
                         updated_at=utcnow(), next_attempt_at=utcnow() + self.retry.lease)
-                .execution_options(synchronize_session=False))).rowcount
+                .execution_options(synchronize_session=False))
+            # An UPDATE's result is a CursorResult, typed by SQLAlchemy as the plain Result (no rowcount).
+            claimed: int = result.rowcount  # type: ignore[attr-defined]
             if claimed != 1:
                 return None
             if resumed:

@@ -27,7 +27,8 @@ MAX_EVENTS = 2000  # an export is for people: cap a runaway plan
 
 
 def planned_visits(a: PatrolAssignment) -> list[datetime]:
-    out, at, step = [], a.starts_at, timedelta(minutes=a.every_minutes)
+    out: list[datetime] = []
+    at, step = a.starts_at, timedelta(minutes=a.every_minutes)
     while at < a.ends_at and len(out) < MAX_EVENTS:
         out.append(at)
         at += step
@@ -67,7 +68,8 @@ def zone_ics(zone: str, assignments: list[PatrolAssignment]) -> bytes:
             ev.add("status", "CANCELLED" if a.status is PatrolStatus.CANCELLED else "CONFIRMED")
             ev.add("categories", ["exercise" if a.exercise else "patrol"])
             cal.add_component(ev)
-    return cal.to_ical()
+    ical: bytes = cal.to_ical()  # icalendar leaves to_ical() unannotated
+    return ical
 
 
 def zone_geojson(zone: str, assignments: list[PatrolAssignment],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
 
@@ -24,6 +25,8 @@ from aiolimiter import AsyncLimiter
 CHANNEL_IN_FLIGHT = {"email": 1, "sms": 8, "webhook": 32}
 HOST_IN_FLIGHT = {"email": 1, "sms": 8, "webhook": 2}
 DEFAULT_IN_FLIGHT = 4
+
+K = TypeVar("K")  # a semaphore table's key: a channel, or (channel, host)
 
 
 def limiter(rate: float) -> AsyncLimiter:
@@ -43,7 +46,7 @@ class DeliveryLimits:
         self._channels: dict[str, asyncio.Semaphore] = {}
         self._hosts: dict[tuple[str, str], asyncio.Semaphore] = {}
 
-    def _semaphore(self, table: dict, key: object, bound: int) -> asyncio.Semaphore:  # type: ignore[type-arg]
+    def _semaphore(self, table: dict[K, asyncio.Semaphore], key: K, bound: int) -> asyncio.Semaphore:
         semaphore = table.get(key)
         if semaphore is None:
             semaphore = table[key] = asyncio.Semaphore(max(1, bound))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from notifiers import patrol
 from notifiers.centre import CentreNotifier
 from prevent.contracts import ALERTS, Alert, AlertStatus
 from prevent.platform.messaging import consumer_options
 from prevent.platform.runtime import ServiceContext
+
+if TYPE_CHECKING:
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
 
 log = logging.getLogger("prevent.notifiers")
 CENTRE_GROUP = "prevent-centre-notifier"
@@ -19,7 +23,11 @@ ACTIONABLE = (AlertStatus.CONFIRMED, AlertStatus.CLOSED)
 def register_centre(ctx: ServiceContext, notifier: CentreNotifier) -> None:
     notifier.on_recorded = ctx.relay.kick  # a notice's outcome is in the outbox: publish it
 
-    @ctx.broker.subscriber(ALERTS.name, **consumer_options(ctx.settings, CENTRE_GROUP))
+    # Typed here: keyword arguments from a dict leave FastStream's overloads undecided (Any).
+    subscriber: DefaultSubscriber = ctx.broker.subscriber(
+        ALERTS.name, **consumer_options(ctx.settings, CENTRE_GROUP))
+
+    @subscriber
     async def on_alert_for_centres(alert: Alert) -> None:
         """Plans the alert's notices (committed before the offset is) and hands their sends to
         background tasks: no receiver, however slow or dead, holds the partition. What a task
@@ -33,7 +41,10 @@ def register_centre(ctx: ServiceContext, notifier: CentreNotifier) -> None:
 
 
 def register_patrol(ctx: ServiceContext) -> None:
-    @ctx.broker.subscriber(ALERTS.name, **consumer_options(ctx.settings, PATROL_GROUP))
+    subscriber: DefaultSubscriber = ctx.broker.subscriber(
+        ALERTS.name, **consumer_options(ctx.settings, PATROL_GROUP))
+
+    @subscriber
     async def on_alert_for_patrols(alert: Alert) -> None:
         if alert.status not in ACTIONABLE:
             return

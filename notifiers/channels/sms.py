@@ -10,6 +10,8 @@ message reference and ``Idempotency-Key``.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import httpx
 
 from notifiers.channels.http import result_for_status
@@ -17,6 +19,13 @@ from prevent.notices.channel import OutgoingNotice, SendResult
 from prevent.notices.sms_text import normalize_phone, sms_text
 from prevent.platform.config import Settings
 from prevent.platform.messaging import TransientError
+
+
+class _GatewayBody(TypedDict, total=False):
+    """How the body goes to ``client.post``: a Twilio-compatible form or generic JSON."""
+
+    data: dict[str, str]
+    json: dict[str, str]
 
 
 class SmsChannel:
@@ -41,7 +50,7 @@ class SmsChannel:
         to = normalize_phone(notice.address)
         headers, auth = self._auth()
         headers["Idempotency-Key"] = notice.notice_id
-        request: dict[str, object]
+        request: _GatewayBody
         receipts = s.public_base_url.rstrip("/") + "/sms/status"  # delivery receipts come back here
         if s.sms_gateway_kind == "twilio":
             request = {"data": {"To": to, "From": s.sms_sender, "Body": text, "StatusCallback": receipts}}
@@ -51,8 +60,11 @@ class SmsChannel:
         try:
             async with httpx.AsyncClient(transport=self._transport, timeout=s.http_timeout_seconds,
                                          follow_redirects=False, trust_env=False) as client:
-                response = await client.post(s.sms_gateway_url, headers=headers, auth=auth,
-                                             **request)  # type: ignore[arg-type]
+                # httpx types post()'s auth without None, which it accepts and passes on to
+                # request() (encode/httpx#3770); None does what the client's default (none) does.
+                response = await client.post(s.sms_gateway_url, headers=headers,
+                                             auth=auth,  # type: ignore[arg-type]
+                                             **request)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Our own gateway is down: the notifier waits for it, committing nothing.
             raise TransientError(f"SMS gateway unavailable: {type(exc).__name__}") from exc
