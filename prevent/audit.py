@@ -8,7 +8,7 @@ insert per table, at the end of the batch (still in the caller's transaction).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,11 +17,6 @@ from prevent.contracts import AUDIT, AuditEvent, Contract, Topic, stable_id, utc
 from prevent.platform.storage import outbox
 from prevent.platform.storage.bulk import insert_rows
 from prevent.platform.storage.tables import AuditRow, OutboxRow
-
-# The tables the batch form stages into, as ``Table`` (a mapped class's ``__table__`` is typed
-# as the wider ``FromClause``); the same objects as ``AuditRow.__table__`` and ``OutboxRow.__table__``.
-_AUDIT_TABLE: Final = AuditRow.metadata.tables[AuditRow.__tablename__]
-_OUTBOX_TABLE: Final = OutboxRow.metadata.tables[OutboxRow.__tablename__]
 
 
 def _values(*, actor: str, action: str, subject: str, before: dict[str, Any] | None,
@@ -111,14 +106,14 @@ class Staged:
         values = _values(actor=actor, action=action, subject=subject, before=before, after=after,
                          reason=reason, key=key)
         event = AuditEvent(**values)
-        if self.add(_AUDIT_TABLE, values, key=event.audit_id, skip_existing=("audit_id",)):
+        if self.add(AuditRow.__table__, values, key=event.audit_id, skip_existing=("audit_id",)):
             self.stage(AUDIT, event, key=subject, event_id=event.audit_id)
         return event
 
     def stage(self, topic: Topic, event: Contract, *, key: str, event_id: str,
               subtype: str | None = None, headers: dict[str, str] | None = None) -> None:
         """``outbox.stage`` for a batch: a repeated event id is a no-op."""
-        self.add(_OUTBOX_TABLE, {
+        self.add(OutboxRow.__table__, {
             "event_id": event_id, "topic": topic.name, "key": key, "subtype": subtype,
             "headers": headers, "payload": event.model_dump_json(), "created_at": utcnow(),
         }, key=event_id, skip_existing=("event_id",))

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,9 +126,7 @@ class Cluster:
 
 CLUSTER_COLUMNS = tuple(f.name for f in fields(Cluster) if f.init)
 _SLOTS = tuple(f.name for f in fields(Cluster))
-# The clusters table as ``Table`` (``ClusterRow.__table__`` is typed as the wider ``FromClause``).
-_CLUSTERS: Final = ClusterRow.metadata.tables[ClusterRow.__tablename__]
-COLUMNS = [_CLUSTERS.c[name] for name in CLUSTER_COLUMNS]
+COLUMNS = [ClusterRow.__table__.c[name] for name in CLUSTER_COLUMNS]
 
 
 def _score(row: Cluster, incident: GlobalIncident, c: Classification,
@@ -403,7 +401,7 @@ class Grouper:
 
     async def flush(self, session: AsyncSession) -> None:
         """Write new and changed clusters and their keys: one statement each."""
-        table = _CLUSTERS
+        table = ClusterRow.__table__
         if self._new:
             await session.execute(table.insert(), [self.clusters[i].values() for i in sorted(self._new)])
         if self._changed:

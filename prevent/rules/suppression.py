@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select, update
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prevent.rules.suppression")
 SILENCED, INHIBITED = "silenced", "inhibited"
-# As ``Table`` (``SuppressedMatch.__table__`` is typed as the wider ``FromClause``).
-_SUPPRESSED_MATCHES: Final = SuppressedMatch.metadata.tables[SuppressedMatch.__tablename__]
 
 
 class Matchers(BaseModel):
@@ -316,7 +314,7 @@ class Gate:
             return None
         first = (alert.alert_id, verdict.by) not in self._recorded
         values = _match_values(alert, incident_id, verdict, self.now, would_be() if first else None)
-        if staged.add(_SUPPRESSED_MATCHES, values, key=values["match_id"],
+        if staged.add(SuppressedMatch.__table__, values, key=values["match_id"],
                       skip_existing=("match_id",)) and first:
             self._recorded.add((alert.alert_id, verdict.by))
             # Logged once per batch, not per report: a major event brings thousands.
