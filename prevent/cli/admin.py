@@ -17,7 +17,7 @@ from prevent.partners.registry import (
 )
 from prevent.partners.registry import renew_consent as registry_renew_consent
 from prevent.platform.config import Settings
-from prevent.platform.storage.db import open_db
+from prevent.platform.storage.db import open_db as open_db  # re-exported: commands and tests use it
 
 
 async def import_file(settings: Settings, path: Path, actor: str) -> dict[str, int]:

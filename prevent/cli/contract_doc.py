@@ -49,4 +49,5 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
     spec = AsyncAPI(broker, title="prevent", version="1.0.0",
                     description="Topics and contracts of the prevent services.",
                     schema_version="3.0.0")
-    return json.loads(spec.to_specification().to_json())
+    document: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    return document

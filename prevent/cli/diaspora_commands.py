@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from prevent.classification import Classifier
 from prevent.cli.admin import open_db
 from prevent.platform.config import get_settings
+from prevent.platform.storage.tables import DiasporaVersion
 from prevent.rules.playbooks import diaspora_versions as diaspora
 from prevent.users import Principal, Role
 
@@ -175,7 +176,7 @@ def export(output: Annotated[Path, typer.Option(help="the file to write")] = Pat
            version: Annotated[int | None, typer.Option(help="a stored version (default: in force)")] = None,
            ) -> None:
     """Write the stored diaspora map (the version in force, or --version) as YAML."""
-    async def pick(session: AsyncSession):
+    async def pick(session: AsyncSession) -> DiasporaVersion | None:
         return await (diaspora.get_version(session, version) if version else diaspora.latest(session))
 
     row = _in_session(pick)

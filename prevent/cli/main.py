@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -97,7 +98,7 @@ def up(
     import uvicorn
 
     from prevent.cli.services import running_system
-    from prevent.web.app import create_app
+    from prevent.web.app import ConsoleState, create_app
 
     settings = get_settings()
     if demo is not None:
@@ -108,7 +109,7 @@ def up(
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def state(_app: object):
+    async def state(_app: object) -> AsyncIterator[ConsoleState]:
         async with running_system(settings) as system:
             yield system.console_state()
 
@@ -195,7 +196,7 @@ def console(host: str | None = None, port: int | None = None, verbose: bool = Fa
 
 
     @asynccontextmanager
-    async def state(_app: object):
+    async def state(_app: object) -> AsyncIterator[ConsoleState]:
         db = Database(settings.effective_database_url)
         await db.upgrade()
         try:

@@ -16,7 +16,7 @@ from prevent.classification import Classifier
 from prevent.contracts import utcnow
 from prevent.platform.config import Settings
 from prevent.platform.storage.db import open_db
-from prevent.platform.storage.tables import IncidentRow
+from prevent.platform.storage.tables import IncidentRow, PlaybookVersion
 from prevent.rules.playbooks import store
 from prevent.rules.playbooks.backtest import (
     IncidentInput,
@@ -144,7 +144,7 @@ def run_explain_command(settings: Settings, target: str, only: str | None, at: s
 
 
 def run_export_command(settings: Settings, output: Path) -> list[Path]:
-    async def rows() -> list:
+    async def rows() -> list[PlaybookVersion]:
         async with open_db(settings) as db, db.transaction() as session:
             return await store.latest_versions(session)
 

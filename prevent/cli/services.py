@@ -12,7 +12,7 @@ import re
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from notifiers.scanner import Scanner
 from notifiers.service import register_centre, register_patrol
 from prevent.alerts.escalation import EscalationScheduler, Escalator
 from prevent.classification import Classifier
-from prevent.contracts import INCIDENTS, GlobalIncident
+from prevent.contracts import INCIDENTS, FeedKind, GlobalIncident
 from prevent.feeds.catalog import FeedConfig, load_feeds
 from prevent.feeds.fetch import Fetcher, new_client
 from prevent.feeds.watcher import FeedWatcher
@@ -84,8 +84,8 @@ class System:
                             settings=self.ctx.settings,
                             http_outbox=(lambda: list(http_sink.received)) if http_sink else None,
                             lag=lag_metrics(self.bootstrap, lambda: [
-                                g for sub in broker.subscribers if (g := getattr(sub, "group_id", None))]))
-        state.bootstrap = self.bootstrap  # type: ignore[attr-defined] - the /deadletters page's broker
+                                g for sub in broker.subscribers if (g := getattr(sub, "group_id", None))]),
+                            bootstrap=self.bootstrap)
         return state
 
 
@@ -213,7 +213,7 @@ def register_services(ctx: ServiceContext, names: tuple[str, ...], *,
     return notifier
 
 
-def incident_publisher(ctx: ServiceContext):
+def incident_publisher(ctx: ServiceContext) -> Callable[[GlobalIncident], Awaitable[None]]:
     async def publish_incident(incident: GlobalIncident) -> None:
         await publish(ctx.broker, INCIDENTS, incident, key=incident.incident_id,
                       event_id=f"{incident.incident_id}:{incident.content_hash}", source=ctx.source)
@@ -270,7 +270,8 @@ async def start_watcher(ctx: ServiceContext, settings: Settings, feeds: list[Fee
         # Demo feeds are served on loopback; real feeds (a feeds file) stay guarded.
         settings = settings.model_copy(update={"allow_private_addresses": True})
     client = await stack.enter_async_context(new_client(settings))
-    reload = (lambda: load_feeds(settings.feeds_file)) if settings.feeds_file else None
+    feeds_file = settings.feeds_file
+    reload = (lambda: load_feeds(feeds_file)) if feeds_file else None
     watcher = FeedWatcher(feeds, ctx.db, Fetcher.from_settings(client, settings),
                           incident_publisher(ctx), settings=settings,
                           websub=WebSub(ctx.db, client, settings), reload=reload,
@@ -290,7 +291,7 @@ def _configured_feeds(settings: Settings, stack: AsyncExitStack, demo: bool) -> 
         return []
     server = DemoFeedServer().start()
     stack.callback(server.stop)
-    return [FeedConfig(id="demo-world-news", url=server.url, kind="rss", interval_seconds=30,
+    return [FeedConfig(id="demo-world-news", url=server.url, kind=FeedKind.RSS, interval_seconds=30,
                        language="en")]
 
 

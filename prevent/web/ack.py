@@ -83,7 +83,8 @@ def _nonce(request: Request, notice_id: str, form: str) -> str:
 
 def _nonce_ok(request: Request, value: object, notice_id: str, form: str) -> bool:
     try:
-        return _nonces(request).loads(str(value or ""), max_age=NONCE_MAX_AGE) == [notice_id, form]
+        signed: object = _nonces(request).loads(str(value or ""), max_age=NONCE_MAX_AGE)
+        return signed == [notice_id, form]
     except BadSignature:
         return False
 

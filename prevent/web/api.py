@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -129,9 +129,15 @@ class ConfirmIn(Body):
     scope: Scope | None = None
 
 
+# alerts.DISPOSITIONS spelled out, as a type checker needs a Literal's values written in it.
+Disposition = Literal["not_relevant", "duplicate", "no_local_action", "already_handled"]
+if get_args(Disposition) != alerts.DISPOSITIONS:  # a disposition added there must be added here
+    raise RuntimeError(f"api.Disposition differs from alerts.DISPOSITIONS {alerts.DISPOSITIONS}")
+
+
 class DismissIn(Body):
     revision: int = Field(ge=1)
-    disposition: Literal[alerts.DISPOSITIONS]  # type: ignore[valid-type]
+    disposition: Disposition
     note: str = Field(min_length=1, max_length=4000)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class ConsoleState:
     checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
     websub: Callable[[str, bytes, Any], Any] | None = None  # the in-process watcher's push receiver
     lag: Callable[[], Any] | None = None  # /metrics consumer lag text (console/kafkalag.py)
+    bootstrap: str | None = None  # the process's Kafka (embedded or configured): /deadletters reads it
 
 
 async def _not_allowed(request: Request, exc: PermissionDenied) -> Response:
@@ -95,6 +96,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     """``state_factory`` opens what the console needs (and, in `prevent up`, the whole system)
     for the lifetime of the app."""
 
+    @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with state_factory(app) as state:
             app.state.console = state
@@ -106,6 +108,7 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
                   openapi_url=None, dependencies=[Depends(security.gate)])
     app.add_middleware(security.BodyLimit)
     app.add_middleware(security.SecurityHeaders)  # outermost: on every answer, 413s included
+    # ignored: starlette types a handler as taking any Exception; it passes only the class registered
     app.add_exception_handler(PermissionDenied, _not_allowed)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     for unreadable in (RecursionError, UnicodeDecodeError, OverflowError):
@@ -133,7 +136,8 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     app.include_router(operations_routes.router)  # /silences, /deadletters (issue 22)
 
     def console(request: Request) -> ConsoleState:
-        return request.app.state.console  # type: ignore[no-any-return]
+        state: ConsoleState = request.app.state.console
+        return state
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request, status
 
 from prevent import users
 from prevent.platform.config import get_settings
+from prevent.platform.storage.db import Database
 from prevent.users import AuthError, Principal
 from prevent.web.sessions import session_principal
 
@@ -22,8 +23,9 @@ from prevent.web.sessions import session_principal
 PrincipalSource = Callable[[Request], Awaitable[Principal | None]]
 
 
-def _console_db(request: Request):  # prevent.platform.storage.db.Database
-    return request.app.state.console.db
+def _console_db(request: Request) -> Database:
+    db: Database = request.app.state.console.db
+    return db
 
 
 async def bearer_principal(request: Request) -> Principal | None:

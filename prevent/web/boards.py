@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from starlette.datastructures import UploadFile
 
 from prevent import audit
 from prevent.contracts import PatrolAssignment, PatrolStatus, utcnow
@@ -162,7 +163,7 @@ async def partners_import(request: Request, principal: Principal = Depends(gate)
     """All or nothing, as `prevent partners import`: every bad row is reported with its line."""
     require(principal, *partners.EDITORS, action="import the partner registry")
     upload = (await request.form()).get("file")
-    data = await upload.read(MAX_IMPORT_BYTES + 1) if hasattr(upload, "read") else b""
+    data = await upload.read(MAX_IMPORT_BYTES + 1) if isinstance(upload, UploadFile) else b""
     if not data or len(data) > MAX_IMPORT_BYTES:
         return await _partners_page(request, principal, status=422,
                                     problems=["choose a CSV file of at most 2 MB"])

@@ -19,7 +19,8 @@ def settings(request: Request) -> Settings:
 
 
 def db(request: Request) -> Database:
-    return state(request).db  # type: ignore[no-any-return]
+    database: Database = state(request).db
+    return database
 
 
 def kick(request: Request) -> None:

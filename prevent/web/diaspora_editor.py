@@ -27,6 +27,7 @@ from prevent.web.playbook_editor import draft_form, version_number
 from prevent.web.security import gate
 
 router = APIRouter()
+Problems = list[tuple[int | None, str]]  # (line of the text or None, message)
 
 
 def can_edit(principal: Principal) -> bool:
@@ -84,9 +85,9 @@ async def diaspora_page(request: Request, principal: Principal = Depends(gate)) 
     return await _detail(request, principal)
 
 
-async def _detail(request: Request, principal: Principal, *, flash: str = "", problems: list | None = None,
-                  rollback_note: str = "", version: int | None = None, status: int = 200
-                  ) -> HTMLResponse:
+async def _detail(request: Request, principal: Principal, *, flash: str = "",
+                  problems: Problems | None = None, rollback_note: str = "", version: int | None = None,
+                  status: int = 200) -> HTMLResponse:
     q = request.query_params
     async with deps.db(request).transaction() as session:
         versions = await diaspora.history(session)
@@ -119,7 +120,7 @@ async def _detail(request: Request, principal: Principal, *, flash: str = "", pr
 
 
 async def _editor(request: Request, principal: Principal, *, text: str | None = None, note: str = "",
-                  base_version: int | None = None, problems: list | None = None,
+                  base_version: int | None = None, problems: Problems | None = None,
                   checked: bool = False, conflict: str = "", status: int = 200) -> HTMLResponse:
     require(principal, *diaspora.EDITORS, action="edit the diaspora map")
     async with deps.db(request).transaction() as session:

@@ -49,9 +49,11 @@ async def resend(request: Request, notice_id: str, principal: Principal = Depend
         if notice is None:
             return render.message(request, "Notice not found", "no such notice", status=404)
         alert_id, reason = notice.alert_id, notice.error
-        changed = (await session.execute(update(NoticeRow).where(
+        result = await session.execute(update(NoticeRow).where(
             NoticeRow.notice_id == notice.notice_id, NoticeRow.state == "failed").values(
-            state="queued", error=None, next_attempt_at=now, refusals=0, updated_at=now))).rowcount
+            state="queued", error=None, next_attempt_at=now, refusals=0, updated_at=now))
+        # ignored: SQLAlchemy types execute() as returning Result; an UPDATE gives a CursorResult
+        changed = result.rowcount  # type: ignore[attr-defined]
         if not changed:
             return render.message(request, "Not resent",
                                   "only a failed notice can be resent; this one is "

@@ -8,12 +8,14 @@ role: a viewer who posts a confirmation anyway gets 403 from the same check the 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
 
 from notifiers import patrol
 from prevent.alerts import lifecycle
@@ -236,8 +238,9 @@ async def situation_fragment(request: Request, alert_id: str,
         "can_resend": principal.role in notices.RESENDERS})
 
 
-def _excluded(offered: list[str], kept: list[str]) -> tuple[str, ...]:
-    return tuple(x for x in offered if x not in set(kept))
+def _excluded(offered: Sequence[str | UploadFile], kept: Sequence[str | UploadFile]) -> tuple[str, ...]:
+    """The offered values not kept; a form field's value is text (a file sent in one is none)."""
+    return tuple(x for x in offered if isinstance(x, str) and x not in set(kept))
 
 
 async def _decide(request: Request, principal: Principal, alert_id: str, action: str,

@@ -73,7 +73,8 @@ def with_addresses(ics: bytes, assignments: list[PatrolAssignment], addresses: d
         if plan and address:
             event.pop("location", None)
             event.add("location", f"{plan.site_name}, {address}")
-    return calendar.to_ical()
+    text: bytes = calendar.to_ical()  # unannotated in icalendar
+    return text
 
 
 @router.get("/patrols/zones/{zone}.geojson")

@@ -27,6 +27,7 @@ from prevent.web import deps, render
 from prevent.web.security import gate
 
 router = APIRouter()
+Problems = list[tuple[int | None, str]]  # (line of the text or None, message)
 
 NEW_PLAYBOOK = """\
 id: new-playbook-id
@@ -100,7 +101,7 @@ async def backtest(request: Request, _p: Principal = Depends(gate)) -> HTMLRespo
 
 async def _editor(request: Request, principal: Principal, playbook_id: str | None, *,
                   text: str | None = None, note: str = "", base_version: int | None = None,
-                  problems: list | None = None, result: editing.Backtest | None = None,
+                  problems: Problems | None = None, result: editing.Backtest | None = None,
                   checked: bool = False, conflict: str = "", draft: Playbook | None = None,
                   status: int = 200) -> HTMLResponse:
     require(principal, *editing.EDITORS, action="edit playbooks")
@@ -143,7 +144,7 @@ async def playbook_detail(request: Request, playbook_id: str,
 
 
 async def _detail(request: Request, playbook_id: str, principal: Principal, flash: str = "", *,
-                  rollback_problems: list | None = None, rollback_note: str = "",
+                  rollback_problems: Problems | None = None, rollback_note: str = "",
                   rollback_version: int | None = None, status: int = 200) -> HTMLResponse:
     q = request.query_params
     async with deps.db(request).transaction() as session:
@@ -191,6 +192,14 @@ async def post_edit_playbook(request: Request, playbook_id: str,
     return await _submit(request, principal, playbook_id[:100])
 
 
+def _draft_id(text: str) -> str:
+    """The id of a new playbook just saved from ``text`` (which save_draft validated)."""
+    draft = editing.validate(text, "draft")[0]
+    if draft is None:
+        raise RuntimeError("a saved playbook draft no longer validates")
+    return draft.id
+
+
 async def _submit(request: Request, principal: Principal, playbook_id: str | None) -> Response:
     """One form, two buttons: "Validate and backtest" (nothing stored) and "Save"."""
     form, keep = await draft_form(request)
@@ -208,7 +217,7 @@ async def _submit(request: Request, principal: Principal, playbook_id: str | Non
             return await _editor(request, principal, playbook_id, conflict=str(exc), status=409,
                                  **keep)
         deps.kick(request)  # publish the prevent.playbooks.v1 announcement now
-        saved_id = playbook_id or editing.validate(text, "draft")[0].id  # type: ignore[union-attr]
+        saved_id = playbook_id or _draft_id(text)
         suffix = f"?saved={version}" if version else "?unchanged=1"
         return RedirectResponse(f"/playbooks/{saved_id}/saved{suffix}", status_code=303)
     require(principal, *editing.EDITORS, action="edit playbooks")

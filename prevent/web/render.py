@@ -17,7 +17,9 @@ from markupsafe import Markup
 from prevent import audit
 from prevent.partners import edits as partners
 from prevent.platform.config import get_settings
-from prevent.platform.unittime import TIME_FORMAT, as_datetime, local_text, zone  # noqa: F401 - render.zone
+from prevent.platform.unittime import TIME_FORMAT, as_datetime
+from prevent.platform.unittime import local_text as local_text  # re-exported: render.local_text
+from prevent.platform.unittime import zone as zone  # re-exported: render.zone
 from prevent.users import Principal, Role
 
 log = logging.getLogger("prevent.web")

@@ -230,7 +230,8 @@ async def _resolve(request: Request) -> Principal:
     if override is None:
         return await current_principal(request)
     result = override()
-    return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+    principal: Principal = await result if inspect.isawaitable(result) else result
+    return principal
 
 
 async def gate(request: Request) -> Principal | None:

@@ -125,7 +125,8 @@ def clear_cookie(response: Response, request: Request) -> None:
 async def signed_in(request: Request) -> SignedIn | None:
     """The request's session (resolved once per request), without the CSRF check."""
     if hasattr(request.state, "signed_in"):
-        return request.state.signed_in  # type: ignore[no-any-return]
+        resolved: SignedIn | None = request.state.signed_in
+        return resolved
     session_id = request.cookies.get(COOKIE)
     found = None
     if session_id:

@@ -35,7 +35,8 @@ STALE_FORM = "The sign-in form has expired or did not come from this site. Pleas
 
 
 def limiter(request: Request) -> SigninLimiter:
-    return request.app.state.signin_limiter  # type: ignore[no-any-return]
+    signin_limiter: SigninLimiter = request.app.state.signin_limiter
+    return signin_limiter
 
 
 def safe_next(target: str | None) -> str:

@@ -61,7 +61,7 @@ def _replays(request: Request) -> ReplayCache:
     cache = getattr(request.app.state, "sms_replays", None)
     if cache is None:
         cache = request.app.state.sms_replays = ReplayCache()
-    return cache  # type: ignore[no-any-return]
+    return cache
 
 
 def _digest(*parts: str | bytes) -> str:
