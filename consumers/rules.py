@@ -228,7 +228,8 @@ def semantic_spec(settings: Any, classifier: Classifier) -> SemanticSpec | None:
     if not settings.semantic:
         return None
     known = {c.id for c in classifier.lexicon.communities.communities}
-    return spec_for(True, settings.semantic_model, settings.playbooks_dir, known, classifier.languages)
+    return spec_for(True, settings.semantic_model, settings.playbooks_dir, known, classifier.languages,
+                    settings.semantic_threads)
 
 
 def register(ctx: ServiceContext, classifier: Classifier, *, diaspora_version: int | None = None,

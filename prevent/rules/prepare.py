@@ -46,15 +46,32 @@ def classify_incident(classifier: Classifier, incident: GlobalIncident,
                       semantic: Semantic | None = None) -> Classification:
     """The stage's classification. ``semantic``: the optional semantic layer (loaded only in
     a preparation worker or a CLI process, never on an event loop); None: the lexicon alone."""
+    return classify_incidents(classifier, [incident], semantic)[0]
+
+
+def classify_incidents(classifier: Classifier, incidents: Sequence[GlobalIncident],
+                       semantic: Semantic | None = None) -> list[Classification]:
+    """``classify_incident`` for each, the items the semantic layer reads embedded together."""
+    cs = [_lexical(classifier, incident) for incident in incidents]
+    if semantic is not None:
+        cs = semantic.refine_many(cs, [(i.title, i.summary) for i in incidents])
+    return [_with_source(c, incident) for c, incident in zip(cs, incidents, strict=True)]
+
+
+def _lexical(classifier: Classifier, incident: GlobalIncident) -> Classification:
     cap = incident.cap
-    c = classifier.classify(
+    return classifier.classify(
         incident.title, incident.summary,
         cap_severity=cap.severity if cap else None,
         country=incident.location.country if incident.location else None,
         lang=incident.language,
     )
-    if semantic is not None:
-        c = semantic.refine(c, incident.title, incident.summary)
+
+
+def _with_source(c: Classification, incident: GlobalIncident) -> Classification:
+    """``c`` with what the source itself says: a threat-level change, a partner's report, a
+    disaster's own assessment (``sources.assess``)."""
+    cap = incident.cap
     if incident.threat_level is not None:  # the watcher saw the national level change
         return c.model_copy(update={"incident_type": "threat_level_change",
                                     "severity": max(c.severity, THREAT_LEVEL_SEVERITY)})
@@ -133,9 +150,11 @@ def worker_ready() -> bool:
 def prepare_records(values: list[bytes]) -> list[Sent]:
     """A worker's part: each record's classification (as a tuple) and row columns."""
     assert _classifier is not None, "worker started without its initializer"
+    incidents = [GlobalIncident.model_validate_json(value) for value in values]
     sent: list[Sent] = []
-    for value in values:
-        p = prepare(_classifier, GlobalIncident.model_validate_json(value), _semantic)
+    for value, incident, c in zip(values, incidents, classify_incidents(_classifier, incidents, _semantic),
+                                  strict=True):
+        p = prepared_with(incident, c)
         payload = None if p.payload_json.encode() == value else p.payload_json
         sent.append((p.classification.as_tuple(), p.classification_json, payload))
     return sent
