@@ -100,6 +100,8 @@ def run(burst: int = 20_000, semantic: bool = False, workers: int | None = None)
                     asyncio.run(publish_burst(broker.bootstrap, INCIDENTS.name,
                                               incidents(burst, tag="memory")))
                     time.sleep(30)
+                # idle again after it (with the model: what its threads' buffers left behind)
+                after_total = sum(rss_mb(p) for p in tree(proc.pid)) if burst else None
                 peak = peak_rss_mb(proc.pid)
                 peak_children = sum(peak_rss_mb(c) for c in children(proc.pid))
             finally:
@@ -108,7 +110,7 @@ def run(burst: int = 20_000, semantic: bool = False, workers: int | None = None)
     return {"idle_rss_mb": idle, "idle_total_rss_mb": idle_total, "peak_rss_mb_during_burst": peak,
             "burst": burst, "semantic": semantic, "workers": workers, "idle_rss_mb_per_process": per_process,
             "children_idle_rss_mb": idle_children, "children_peak_rss_mb": peak_children,
-            "broker_idle_rss_mb": broker_idle}
+            "broker_idle_rss_mb": broker_idle, "idle_total_rss_mb_after_burst": after_total}
 
 
 if __name__ == "__main__":

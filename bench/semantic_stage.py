@@ -4,7 +4,8 @@ layer on, the rules stage keeps up with >= 50 items/s"), on incident-dense input
 The real stage, end to end: `running_system` with the rules service only (the embedded
 broker, SQLite, the real playbooks, lexicons and exemplars, 500 partner sites),
 ``PREVENT_SEMANTIC`` on, with ``PREVENT_RULES_WORKERS`` = 1 (the default), then 2: each
-worker a process with its own model on one thread. The incident-dense corpus (the shared
+worker a process with its own model, embedding on ``PREVENT_SEMANTIC_THREADS`` threads
+(default 2; the bench passes the variable through). The incident-dense corpus (the shared
 multilingual set, or the first multilingual held-out set present: ``bench.languages``) is
 published as one burst
 of incidents, each with its declared language and country, ``passes`` times over (distinct
