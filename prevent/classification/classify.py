@@ -26,8 +26,9 @@ The rules, in order (docs/CLASSIFICATION.md explains them for lexicon editors):
 Hot path: one Aho-Corasick pass per field yields ``(start, end, pattern)`` tuples; all
 lookups (emitted ids, precedence, casualty rules) are precomputed; sentences are only
 split for fields that have both a community and an incident word; the casualty regex
-runs only around harm words; Evidence models are built on first access to
-``Classification.evidence`` from plain tuples.
+runs only around harm words; the fields' offset maps and layouts (``fold_layout``) are made
+only when evidence, sentences, places or figures are read; Evidence models are built on
+first access to ``Classification.evidence`` from plain tuples.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from prevent.classification.casualties import casualty_totals, find_casualties, 
 from prevent.classification.diaspora import DiasporaMap, load_diaspora
 from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.classification.lexicon import Lexicon, load_lexicon
-from prevent.classification.matcher import Kind, Matcher, Pattern, align, fold_map, fold_term
+from prevent.classification.matcher import Kind, Matcher, Pattern, fold, fold_layout, fold_term
 from prevent.classification.places import gazetteer
 from prevent.classification.sources import Assessment
 from prevent.contracts import Evidence
@@ -112,10 +113,17 @@ def _blanked(folded: tuple[str, str], hits: Iterable[_H]) -> tuple[str, str]:
     for f in (0, 1):
         text = folded[f]
         if spans[f]:
-            chars = list(text)
-            for s, e in spans[f]:
-                chars[s:e] = " " * (e - s)
-            text = "".join(chars)
+            # Slices between the (few) spans, not a list of every character: spans may
+            # overlap or nest (a community word inside a type phrase).
+            parts: list[str] = []
+            pos = 0
+            for s, e in sorted(spans[f]):
+                if e > pos:
+                    s = max(s, pos)
+                    parts += (text[pos:s], " " * (e - s))
+                    pos = e
+            parts.append(text[pos:])
+            text = "".join(parts)
         out.append(text)
     return out[0], out[1]
 
@@ -248,24 +256,34 @@ _H = tuple[int, int, int, Pattern, int]  # + sentence number, -1 until needed
 
 @dataclass(slots=True)
 class _Item:
-    """One item being classified: its two fields as given, folded (``fold_map``), and laid
-    out as folded (``align``: sentences and capitals are read at folded offsets), with where
-    each folded offset is in the original (None: the same), and its language."""
+    """One item being classified: its two fields as given, folded (``fold``), and its
+    language. Where each folded offset is in the original (``maps``: None, the same) and the
+    fields laid out as folded (``aligned``: sentences and capitals are read at folded
+    offsets) are worked out on first use (``fold_layout``): an item without an incident
+    word (most news) needs neither, unless it names a country."""
 
     texts: tuple[str, str]
     folded: tuple[str, str]
-    maps: tuple[list[int] | None, list[int] | None]
-    aligned: tuple[str, str]
     lang: str
+    _maps: tuple[list[int] | None, list[int] | None] | None = None
+    _aligned: tuple[str, str] | None = None
 
     @classmethod
     def of(cls, title: str, summary: str, lang: str) -> _Item:
-        f0, m0 = fold_map(title)
-        f1, m1 = fold_map(summary) if summary else ("", None)
-        texts = (title, summary)
-        maps = (m0, m1)
-        aligned = (title if m0 is None else align(title), summary if m1 is None else align(summary))
-        return cls(texts, (f0, f1), maps, aligned, lang)
+        return cls((title, summary), (fold(title), fold(summary)), lang)
+
+    @property
+    def maps(self) -> tuple[list[int] | None, list[int] | None]:
+        return self._maps if self._maps is not None else self._lay_out()[0]
+
+    @property
+    def aligned(self) -> tuple[str, str]:
+        return self._aligned if self._aligned is not None else self._lay_out()[1]
+
+    def _lay_out(self) -> tuple[tuple[list[int] | None, list[int] | None], tuple[str, str]]:
+        (m0, a0), (m1, a1) = fold_layout(self.texts[0]), fold_layout(self.texts[1])
+        self._maps, self._aligned = (m0, m1), (a0, a1)
+        return self._maps, self._aligned
 
     def row(self, rule: str, f: int, s: int, e: int) -> EvidenceRow:
         """Evidence for folded offsets ``s``-``e`` of field ``f``, in the original's offsets."""
@@ -561,7 +579,7 @@ class Classifier:
                cap: int | None) -> tuple[str | None, EvidenceRow | None]:
         """Where it happened, and the evidence: the feed's own country (``hint``) wins; then a
         country word of the lexicon; then, for an incident only, the gazetteer's places."""
-        folded, aligned = item.folded, item.aligned
+        folded = item.folded
         found, country_hit = self._country(folded, hits.com, hits.other)
         country_row = item.row(country_hit[3].rule, *country_hit[:3]) if country_hit else None
         if found is None and hint is None and (hits.typ or cap is not None):
@@ -571,6 +589,7 @@ class Classifier:
             # whose name is also a word ("هزة", a tremor, is a city in China) is not a place
             # inside "هزة أرضية".
             places_text = _blanked(folded, (*hits.com, *hits.typ, *hits.harm))
+            aligned = item.aligned
             for f in (0, 1):
                 place = (gazetteer().country_of(places_text[f], aligned[f], clitics=item.lang not in _APART)
                          if folded[f] else None)

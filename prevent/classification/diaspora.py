@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -97,11 +98,18 @@ class DiasporaMap:
         # The names' automaton (built on first use) is not sent to a preparation worker.
         return {k: v for k, v in self.__dict__.items() if k != "_automaton"}
 
+    @cached_property
+    def region_countries(self) -> frozenset[str]:
+        """The countries the map has regions of."""
+        return frozenset(region.country for region, _ in self.regions)
+
     def regions_in(self, folded_texts: Iterable[str], country: str | None
                    ) -> list[tuple[RegionLink, int, int, int]]:
         """The regions (of ``country``, when known) that the folded texts name: each with
         the field it is named in and the span of the name."""
         found: list[tuple[RegionLink, int, int, int]] = []
+        if country is not None and country not in self.region_countries:
+            return found  # the map has no region there: no name to look for
         # Where each name first occurs in each field: one automaton pass per field, not a
         # search per name (hundreds of names).
         automaton = self.__dict__.get("_automaton")

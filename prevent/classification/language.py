@@ -91,6 +91,12 @@ def _guess(sample: str, k: int) -> list[tuple[str | None, float]]:
     return [(_normalise(g["lang"]), float(g["score"])) for g in guesses]
 
 
+def _with_more(sample: str, title: str, more: str) -> str:
+    """What the identifier reads when the title alone does not tell: the title and the start
+    of ``more``, ``MAX_CHARS`` in all, spacing collapsed as in ``sample`` (the title's)."""
+    return " ".join(f"{title} {more}"[:MAX_CHARS].split()) if more else sample
+
+
 def detect_language(title: str, more: str = "", declared: str | None = None,
                     default: str | None = "en") -> str | None:
     """An ISO 639-1 code (or the identifier's code) for an item. The identifier reads the
@@ -100,16 +106,21 @@ def detect_language(title: str, more: str = "", declared: str | None = None,
     fair chance (``MIN_SCORE``). ``default`` when nothing tells (too short, no letters)."""
     declared = _normalise(declared)
     sample = " ".join(title[:MAX_CHARS].split())
-    longer = " ".join(f"{title} {more}"[:MAX_CHARS].split()) if more else sample
-    script = script_of(sample if len(sample) >= 12 else longer)
+    # The title with the start of ``more`` is made only when it is read: for a title too
+    # short to tell, or one the identifier is not sure of. It starts with the title's words,
+    # so it is never shorter than ``sample``.
+    longer = _with_more(sample, title, more) if len(sample) < 12 else None
+    script = script_of(sample if longer is None else longer)
     if script in _SCRIPT_LANG:
         return _SCRIPT_LANG[script]
-    if script is None or len(longer) < 12:
+    if script is None or (longer is not None and len(longer) < 12):
         return declared or default
     k = 3 if declared else 1  # the runners-up matter only to weigh a declared language
     try:
-        ranked = _guess(sample, k) if len(sample) >= 12 else []
+        ranked = _guess(sample, k) if longer is None else []
         if not ranked or ranked[0][1] < SURE:
+            if longer is None:
+                longer = _with_more(sample, title, more)
             ranked = _guess(longer, k) if longer != sample or not ranked else ranked
     except Exception:  # noqa: BLE001 - a broken identifier must not stop classification
         return declared or default

@@ -96,18 +96,31 @@ def fold(text: str) -> str:
 def fold_map(text: str) -> tuple[str, list[int] | None]:
     """``fold(text)`` and, when its length differs character by character from ``text``,
     the offset in ``text`` of every folded character (else None: offsets are the same)."""
-    folded = fold(text)
-    if text.isascii() or _VARIABLE.search(text) is None:
-        return folded, None
+    return fold(text), fold_layout(text)[0]
+
+
+def fold_layout(text: str) -> tuple[list[int] | None, str]:
+    """The offset map of :func:`fold_map` (None when ``fold(text)`` is laid out as ``text``
+    is) and :func:`align` of ``text``, made together in one pass over its variable
+    characters (the classifier asks for them only when it writes evidence or reads
+    sentences, places and figures)."""
+    if text.isascii():
+        return None, text
     offsets: list[int] = []
+    parts: list[str] = []
     prev = 0
     for m in _VARIABLE.finditer(text):  # identity runs between the few variable characters
         i = m.start()
+        n = len(FOLD_TABLE.get(ord(text[i]), text[i]))
         offsets.extend(range(prev, i))
-        offsets.extend([i] * len(FOLD_TABLE.get(ord(text[i]), text[i])))
+        offsets.extend([i] * n)
+        parts += (text[prev:i], text[i] * n)
         prev = i + 1
+    if not parts:
+        return None, text
     offsets.extend(range(prev, len(text)))
-    return folded, offsets
+    parts.append(text[prev:])
+    return offsets, "".join(parts)
 
 
 def align(text: str) -> str:

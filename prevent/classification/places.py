@@ -539,6 +539,9 @@ class Gazetteer:
         offsets mapped back."""
         if "  " not in folded:
             return self._candidates_in(folded, clitics)
+        found = self._candidates_in(_SPACE_RUNS.sub(" ", folded), clitics)
+        if not found:
+            return found  # no offsets to map back
         breaks: list[int] = []  # collapsed offsets from which...
         shifts: list[int] = []  # ...this many characters were removed before them
         removed = 0
@@ -551,8 +554,7 @@ class Gazetteer:
             i = bisect_right(breaks, pos)
             return pos + (shifts[i - 1] if i else 0)
 
-        return [(back(s), back(e - 1) + 1, idx, cue)
-                for s, e, idx, cue in self._candidates_in(_SPACE_RUNS.sub(" ", folded), clitics)]
+        return [(back(s), back(e - 1) + 1, idx, cue) for s, e, idx, cue in found]
 
     def _candidates_in(self, folded: str, clitics: bool = True) -> list[tuple[int, int, int, bool]]:
         """:meth:`_candidates` of text without runs of spaces: the text itself and, for
