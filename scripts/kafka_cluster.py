@@ -286,6 +286,7 @@ class Cluster:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=preexec)  # noqa: PLW1509 - only prctl, if given
+        _children[proc.pid] = proc
         node.pid = proc.pid
         self.save()
 
@@ -356,7 +357,7 @@ class Cluster:
             while self._alive(node):
                 _reap(pid)
                 time.sleep(0.05)
-        _reap(pid)
+        _reap(pid, wait=5.0)
         node.pid = None
         self.save()
 
@@ -396,8 +397,26 @@ def _cluster_id() -> str:
             return cid
 
 
-def _reap(pid: int) -> None:
-    """Collect our own child's exit status (a no-op for a process another run started)."""
+# The nodes this process started, by pid, until reaped: a Popen dropped while its JVM runs is
+# a ResourceWarning ("subprocess ... is still running"), and its exit status is collected
+# through it (nodes started by another run are signalled and watched by pid alone).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reap(pid: int, wait: float = 0.0) -> None:
+    """Collect our own child's exit status (a no-op for a process another run started);
+    ``wait``: up to that long, for a node already seen gone (after SIGKILL ``/proc`` may stop
+    showing it a moment before the kernel lets its parent collect it)."""
+    proc = _children.get(pid)
+    if proc is not None:
+        if wait:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait)
+        else:
+            proc.poll()
+        if proc.returncode is not None:
+            del _children[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 

@@ -52,13 +52,17 @@ def _port_open(port: int) -> bool:
 
 @pytest.fixture
 def spawned() -> Iterator[list[subprocess.Popen[str]]]:
-    """Child Python processes of a test. Killed afterwards, even if the test failed."""
+    """Child Python processes of a test. Killed afterwards, even if the test failed; their
+    pipes closed (left to the garbage collector, each was a ResourceWarning)."""
     procs: list[subprocess.Popen[str]] = []
     yield procs
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def _python(code: str) -> subprocess.Popen[str]:

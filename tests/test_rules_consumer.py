@@ -392,14 +392,14 @@ def test_a_worker_stops_when_its_consumer_is_killed(tmp_path: Path) -> None:
         "    time.sleep(0.5)\n"
         "    print(*preparer._pool._processes, flush=True)\n"
         "    time.sleep(60)\n")
-    consumer = subprocess.Popen([sys.executable, str(script), str(PLAYBOOKS)], stdout=subprocess.PIPE,
-                                text=True)
-    try:
-        workers = [int(pid) for pid in consumer.stdout.readline().split()]  # type: ignore[union-attr]
-        assert len(workers) == 1 and _running(workers[0])
-    finally:
-        consumer.kill()
-        consumer.wait()
+    # The with block closes the pipe and reaps the consumer.
+    with subprocess.Popen([sys.executable, str(script), str(PLAYBOOKS)], stdout=subprocess.PIPE,
+                          text=True) as consumer:
+        try:
+            workers = [int(pid) for pid in consumer.stdout.readline().split()]  # type: ignore[union-attr]
+            assert len(workers) == 1 and _running(workers[0])
+        finally:
+            consumer.kill()
     deadline = time.monotonic() + 10
     while _running(workers[0]) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -491,13 +491,21 @@ def _date(e: Mapping[str, Any], name: str) -> datetime | None:
     # ``*_parsed`` is feedparser's public result of every date format it registers (RFC 822
     # and its variants, W3DTF/ISO 8601, asctime, Greek, Hungarian, Korean, Perforce, MSSQL),
     # so ``parse_datetime`` only has to add what feedparser does not know.
-    parsed = e.get(f"{name}_parsed")
+    parsed = _own(e, f"{name}_parsed")
     if parsed:
         try:
             return datetime(*parsed[:6]).replace(tzinfo=UTC)  # feedparser gives UTC struct_time
         except (TypeError, ValueError):
             pass
-    return parse_datetime(e.get(name))
+    return parse_datetime(_own(e, name))
+
+
+def _own(e: Mapping[str, Any], key: str) -> Any:
+    """The entry's own ``key``, else None. Not ``get``: feedparser answers a missing
+    ``updated``/``updated_parsed`` with ``published``'s value and a DeprecationWarning (its
+    issue 310, a fallback it will remove); its ``in`` has no fallback. ``normalize`` falls back
+    to the published date itself."""
+    return e[key] if key in e else None  # noqa: SIM401 - get() is the deprecated fallback
 
 
 # Month names feedparser does not know, by their accent-free first letters

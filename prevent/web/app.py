@@ -105,7 +105,8 @@ def create_app(state_factory: Callable[[FastAPI], AbstractAsyncContextManager[Co
     # Every route needs a session or a bearer token unless security.PUBLIC_PATHS lists it;
     # the interactive docs are off (they would be unauthenticated Starlette routes).
     app = FastAPI(title="prevent console", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None, dependencies=[Depends(security.gate)])
+                  openapi_url=None,
+                  dependencies=[Depends(security.close_form), Depends(security.gate)])
     app.add_middleware(security.BodyLimit)
     app.add_middleware(security.SecurityHeaders)  # outermost: on every answer, 413s included
     # ignored: starlette types a handler as taking any Exception; it passes only the class registered

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -192,7 +193,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                         f"request body over {limit} bytes")
             return message
 
@@ -232,6 +233,17 @@ async def _resolve(request: Request) -> Principal:
     result = override()
     principal: Principal = await result if inspect.isawaitable(result) else result
     return principal
+
+
+async def close_form(request: Request) -> AsyncIterator[None]:
+    """App-wide dependency: once the answer is sent, close the form Starlette parsed for the
+    request (by ``refuse_nul``, the CSRF check or the route; it is parsed once and cached on
+    the request), uploads' temporary files included. Starlette closes it only for ``async with
+    request.form()``; left to the garbage collector, each upload was a ResourceWarning."""
+    try:
+        yield
+    finally:
+        await request.close()
 
 
 async def gate(request: Request) -> Principal | None:

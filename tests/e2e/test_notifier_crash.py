@@ -59,8 +59,9 @@ async def wait_until(predicate, limit: float, what: str) -> None:
 
 
 def start_notifier(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(PREVENT), "centre-notifier"], env=env, cwd=log.parent,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([str(PREVENT), "centre-notifier"], env=env, cwd=log.parent,
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -71,6 +72,7 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait(10)
 
 
 async def test_sigkill_mid_fan_out_then_restart_sends_each_notice_once(tmp_path: Path,

@@ -67,6 +67,7 @@ def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         ours = tansu_pids() - before
         assert ours, "the embedded broker should be running"
     finally:
+        console.close()  # its kept-alive connection: a ResourceWarning when left to the GC
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert proc.returncode == 0, output[-3000:]

@@ -167,8 +167,9 @@ class Services:
 
     def start(self, name: str, command: str) -> subprocess.Popen[bytes]:
         log = self.log_dir / f"{name}.log"
-        proc = subprocess.Popen([str(PREVENT), command], env=self.env, cwd=self.log_dir,
-                                stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        with log.open("ab") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen([str(PREVENT), command], env=self.env, cwd=self.log_dir,
+                                    stdout=out, stderr=subprocess.STDOUT)
         self.processes[name] = proc
         return proc
 

@@ -88,8 +88,9 @@ def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 def start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     # Its own session: the cleanup reaches every process of `prevent up` and none of ours.
-    return subprocess.Popen([sys.executable, "-m", "prevent", "up"], env=env, cwd=log.parent,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "prevent", "up"], env=env, cwd=log.parent,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def group_pids(pgid: int) -> dict[int, str]:

@@ -48,8 +48,9 @@ def titles(feed: int) -> list[tuple[str, str]]:
 
 def start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     # Its own session: the SIGKILL below reaches every process of `prevent up` and none of ours.
-    return subprocess.Popen([sys.executable, "-m", "prevent", "up"], env=env, cwd=log.parent,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "prevent", "up"], env=env, cwd=log.parent,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stall_workers(parent: int) -> list[int]:
