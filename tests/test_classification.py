@@ -392,6 +392,27 @@ def test_a_speaker_followed_by_harm_is_its_victim(clf: Classifier, title: str, c
     assert community in c.communities and c.severity >= 2
 
 
+@pytest.mark.parametrize(("title", "community"), [
+    ("Rabbi attacks critics of Israel in weekly sermon", "jewish"),  # clergy, then the verb
+    ("Jewish MP attacks Labour over leadership report", "jewish"),  # people, one word between
+    ("Muslim council attacks government's counter-extremism strategy", "muslim"),
+])
+def test_a_community_that_acts_is_not_a_target(clf: Classifier, title: str, community: str) -> None:
+    c = clf.classify(title)
+    assert community not in c.communities and c.severity < 2
+    assert not any(e.rule.startswith("community:") for e in c.evidence)
+
+
+@pytest.mark.parametrize(("title", "community"), [
+    ("Anti-Muslim attacks surge after Southport stabbing", "muslim"),  # an adjective, no subject
+    ("Imam attacked outside mosque in Bradford", "muslim"),  # the participle: the victim
+    ("Jewish student attacked on campus in Montreal", "jewish"),
+])
+def test_the_same_verbs_leave_victims_named(clf: Classifier, title: str, community: str) -> None:
+    c = clf.classify(title)
+    assert community in c.communities and c.severity >= 2
+
+
 @pytest.mark.parametrize("title", [
     "Muslim leaders condemn the killing of 5 in Nigeria",  # the leaders speak
     "Dos atacantes palestinos abrieron fuego en Jerusalén y mataron a seis personas",  # who acted
@@ -399,3 +420,10 @@ def test_a_speaker_followed_by_harm_is_its_victim(clf: Classifier, title: str, c
 def test_speakers_and_attackers_stay_out_of_the_targets(clf: Classifier, title: str) -> None:
     c = clf.classify(title)
     assert "muslim" not in c.communities and "palestinian" not in c.communities
+
+
+def test_an_administrative_word_is_no_town(clf: Classifier) -> None:
+    # geonames gives "ولایت" (province) as an alternate name of a town in Iran: the country
+    # named after it is where the earthquake struck.
+    c = clf.classify("زمین‌لرزه شدید در ولایت کنر افغانستان")
+    assert c.country == "AF"

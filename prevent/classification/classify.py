@@ -518,6 +518,7 @@ class Classifier:
         com, typ, harm, other = hits.com, hits.typ, hits.harm, hits.other
         heads: dict[tuple[int, int], tuple[int, int]] = {}  # head position -> (its start, its end)
         blame: set[tuple[int, int]] = set()  # head positions that name perpetrators
+        acts: set[tuple[int, int]] = set()  # where a verb saying its subject acted starts
         folded = item.folded
         scan = matcher.scan_spans
         for f in (0, 1):
@@ -539,11 +540,13 @@ class Classifier:
                     blame.add((f, s))
                 elif kind is Kind.BLAME_BEFORE:
                     blame.add((f, -1 - _next_word(folded[f], e)))
+                elif kind is Kind.ACTS:
+                    acts.add((f, s))
                 else:
                     other.append((f, s, e, p, -1))
         hits.perpetrators = [h for h in other if h[3].kind is Kind.BLAMED]
-        if (heads or blame) and com:
-            hits.com = self._actors(item, hits, heads, blame)
+        if (heads or blame or acts) and com:
+            hits.com = self._actors(item, hits, heads, blame, acts)
         if typ and any(h[3].needs_context for h in typ) and not any(
                 h[3].kind is Kind.CONTEXT for h in other):
             hits.typ = [h for h in typ if not h[3].needs_context]
@@ -551,9 +554,10 @@ class Classifier:
 
     @staticmethod
     def _actors(item: _Item, hits: _Hits, heads: dict[tuple[int, int], tuple[int, int]],
-                blame: set[tuple[int, int]]) -> list[_H]:
+                blame: set[tuple[int, int]], acts: set[tuple[int, int]]) -> list[_H]:
         """The community words that name victims or bystanders (kept); those a blame head
-        makes perpetrators are added to ``hits.perpetrators``."""
+        makes perpetrators are added to ``hits.perpetrators``; those followed by a verb that
+        says they acted ("Rabbi attacks critics", "Jewish MP attacks Labour") are dropped."""
         folded = item.folded
         # Where a word of harm (severity 2 or more) starts: a speaker it directly follows
         # is its victim.
@@ -563,6 +567,8 @@ class Classifier:
         attacks = {(f, s) for f, s, _, _, _ in hits.typ}
         kept = []
         for h in hits.com:
+            if acts and _acted(h, folded[h[0]], acts):
+                continue
             if h[3].group not in _ACTOR_GROUPS:  # "synagogue shooter": a place never acts
                 kept.append(h)
                 continue
@@ -879,6 +885,21 @@ def _ancestors(cid: str, communities: dict[str, Any]) -> tuple[str, ...]:
 def _sentence_end(text: str, pos: int) -> tuple[int, ...]:
     ends = _sentence_ends(text, pos)
     return (ends[0] - 1,) if ends else ()
+
+
+def _acted(h: _H, folded: str, acts: set[tuple[int, int]]) -> bool:
+    """Whether community word ``h`` is the subject of a verb saying it acted: clergy directly
+    before it ("Rabbi attacks critics"), people with one word between ("Jewish MP attacks
+    Labour", "Sikh man stabs neighbour"). An adjective directly before "attacks" is not a
+    subject: "anti-Muslim attacks" are attacks on Muslims."""
+    f, group = h[0], h[3].group
+    nxt = _next_word(folded, h[2])
+    if group == "clergy":
+        return (f, nxt) in acts
+    if group not in _ACTOR_GROUPS:
+        return False
+    gap = folded.find(" ", nxt)
+    return gap > nxt and (f, _next_word(folded, gap)) in acts
 
 
 def _hurt_speaker(h: _H, head: tuple[int, int], folded: str, hurt: set[tuple[int, int]],

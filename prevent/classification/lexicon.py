@@ -92,6 +92,9 @@ class CommunitiesFile(_Strict):
     # Of those heads, the ones that name perpetrators (not speakers): "Hindu mob" puts
     # Hindus here at risk of backlash; "Muslim leaders said" does not.
     blame_heads: tuple[Term, ...] = ()
+    # Verb forms that say the people named just before them acted: "Jewish MP attacks Labour",
+    # "Rabbi slams critics" (one word between at most for people; none for clergy).
+    acting_verbs: tuple[Term, ...] = ()
     countries: dict[CountryCode, tuple[Term, ...]] = {}
     # Countries where one faith is the religion of nine in ten people or more: an attack on
     # a religious gathering there that names no faith is taken to target that faith.
@@ -222,6 +225,8 @@ class LanguageLexicon(_Strict):
     # Of those, the heads that name perpetrators rather than speakers (backlash evidence).
     blame_heads: tuple[LangTerm, ...] = ()
     blame_before: tuple[LangTerm, ...] = ()
+    # Verb forms that say the people named just before them acted ("attacca il governo").
+    acting_verbs: tuple[LangTerm, ...] = ()
     religious_gatherings: tuple[LangTerm, ...] = ()
     outsiders: tuple[LangTerm, ...] = ()
     # Number words for casualty figures ("trois": 3, "dozens"-like words at a cautious value).

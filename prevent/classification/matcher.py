@@ -155,6 +155,7 @@ class Kind:
     BLAMED = "blamed"  # a perpetrator acting in a community's name: "Islamist", "Israeli forces"
     BLAME_HEAD = "blame_head"  # a head word that makes a community word a perpetrator: "Hindu mob"
     BLAME_BEFORE = "blame_before"  # the same, before the community word: "milicianos cristianos"
+    ACTS = "acts"  # a verb form saying the people named before it acted: "Rabbi attacks critics"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,7 @@ def _community_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Itera
         heads: Iterable[str] = cf.non_target_heads
         blame_heads: Iterable[str] = cf.blame_heads
         blame_before: Iterable[str] = ()
+        acting: Iterable[str] = cf.acting_verbs
     else:
         for cid, words in lang.communities.items():
             for group, term in words.terms():
@@ -242,12 +244,15 @@ def _community_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Itera
         for head in lang.non_target_before:
             yield head, Pattern(Kind.NON_TARGET_BEFORE, "")
         blame_heads, blame_before = lang.blame_heads, lang.blame_before
+        acting = lang.acting_verbs
     for head in heads:
         yield head, Pattern(Kind.NON_TARGET, "")
     for head in blame_heads:
         yield head, Pattern(Kind.BLAME_HEAD, "")
     for head in blame_before:
         yield head, Pattern(Kind.BLAME_BEFORE, "")
+    for verb in acting:
+        yield verb, Pattern(Kind.ACTS, "")
 
 
 def _incident_patterns(lexicon: Lexicon, lang: LanguageLexicon | None) -> Iterable[tuple[str, Pattern]]:
