@@ -427,3 +427,22 @@ def test_an_administrative_word_is_no_town(clf: Classifier) -> None:
     # named after it is where the earthquake struck.
     c = clf.classify("زمین‌لرزه شدید در ولایت کنر افغانستان")
     assert c.country == "AF"
+
+
+@pytest.mark.parametrize(("title", "country"), [
+    ("زلزال قوي يضرب ميانمار ويُشعر به في تايلاند", "MM"),
+    ("Strong earthquake strikes Myanmar, felt in Bangkok", "MM"),
+    ("Forte terremoto in Myanmar, la scossa avvertita anche in Thailandia", "MM"),
+])
+def test_a_place_where_a_quake_was_only_felt_is_not_where_it_struck(
+        clf: Classifier, title: str, country: str) -> None:
+    assert clf.classify(title).country == country
+
+
+@pytest.mark.parametrize(("title", "country"), [
+    ("Erdbeben in Myanmar – auch in Thailand spürbar", "MM"),
+    ("नेपाल में भूकंप, दिल्ली तक महसूस हुए झटके", "NP"),
+])
+def test_felt_after_the_place_in_languages_that_put_it_there(
+        clf: Classifier, title: str, country: str) -> None:
+    assert clf.classify(title).country == country

@@ -49,7 +49,7 @@ from prevent.classification.diaspora import DiasporaMap, load_diaspora
 from prevent.classification.language import MAX_CHARS, detect_language
 from prevent.classification.lexicon import Lexicon, load_lexicon
 from prevent.classification.matcher import Kind, Matcher, Pattern, fold, fold_layout, fold_term
-from prevent.classification.places import gazetteer
+from prevent.classification.places import felt_at, gazetteer
 from prevent.classification.sources import Assessment
 from prevent.contracts import Evidence
 
@@ -799,7 +799,7 @@ class Classifier:
 
     @staticmethod
     def _country(folded: tuple[str, str], com: list[_H], other: list[_H]) -> tuple[str | None, _H | None]:
-        best: tuple[bool, bool, int] | None = None
+        best: tuple[bool, bool, bool, int] | None = None
         best_hit: _H | None = None
         for h in other:
             f, s, e, p, _ = h
@@ -809,8 +809,9 @@ class Classifier:
             if any(cf == f and cs <= s and e <= ce and ce - cs > e - s for cf, cs, ce, _, _ in com):
                 continue
             before = folded[f][max(0, s - 5):s]
-            # The title beats the summary; then "attacked in Amsterdam" beats "fans from Israel".
-            rank = (f != 0, not before.endswith(_PLACE_PREPOSITIONS), s)
+            # The title beats the summary; a place where a quake was only felt comes last; then
+            # "attacked in Amsterdam" beats "fans from Israel".
+            rank = (f != 0, felt_at(folded[f], s, e), not before.endswith(_PLACE_PREPOSITIONS), s)
             if best is None or rank < best:
                 best, best_hit = rank, h
         if best_hit is None:

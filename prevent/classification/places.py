@@ -97,6 +97,18 @@ _BETWEEN = frozenset("the north south east west northern southern eastern wester
                      "dem den norden suden osten westen ost city town village".split())
 # Words after a place that mean "in" (Hindi, Urdu, Punjabi).
 _POSTPOSITIONS = frozenset(fold_term(w) for w in ("में", "میں", "ਵਿੱਚ", "ਵਿਚ"))
+# "Felt" next to a place: an earthquake felt there, not where it struck ("quake strikes
+# Myanmar, felt in Thailand", "يضرب ميانمار ويشعر به في تايلاند", "दिल्ली तक महसूस"). Such a
+# place comes after every other (``Gazetteer.country_of``, and the lexicon's country words in
+# the classifier). Where the language puts the word: before the place ("felt in"), or after
+# it ("auch in Thailand spürbar", "İstanbul'da da hissedildi").
+_FELT_BEFORE = frozenset(fold_term(w) for w in (
+    "felt", "ressenti", "ressentie", "ressentis", "ressenties", "avvertito", "avvertita",
+    "avvertiti", "avvertite", "sentito", "sentita", "sentido", "sentida", "sentidos", "sentidas",
+    "percibido", "percebido", "يشعر", "ويشعر", "شعر", "وشعر", "הורגשה", "הורגש"))
+_FELT_AFTER = frozenset(fold_term(w) for w in (
+    "spürbar", "gespürt", "hissedildi", "hissedilen", "محسوس", "महसूस", "ਮਹਿਸੂਸ", "অনুভূত",
+    "உணரப்பட்டது"))
 
 # Countries whose people write a script: only there do small towns keep a name in it.
 _NATIVE = {
@@ -627,12 +639,13 @@ class Gazetteer:
            US, "Tbilisi, Georgia" GE, "London, Ontario" CA; a city name shared by several
            countries takes the one the text names elsewhere ("Hyderabad ... Pakistan"). Names
            still ambiguous are dropped.
-        2. A place marked as where it happened wins: after a place preposition ("attacked in
+        2. A place where an earthquake was only felt comes last ("felt in Thailand").
+        3. A place marked as where it happened wins: after a place preposition ("attacked in
            Amsterdam", "à Paris", "في غزة"), before "में"/"میں", after a Hebrew ב or Arabic ب,
            or a dateline ("Nigeria: ..." at the very start).
-        3. Otherwise a city or region beats a country name ("Israel strikes Gaza" is PS, "Russia
+        4. Otherwise a city or region beats a country name ("Israel strikes Gaza" is PS, "Russia
            attacks Kyiv" UA): the actor of a headline is often a country, its scene a place.
-        4. Within a tier, the earliest place wins.
+        5. Within a tier, the earliest place wins.
 
         Title against summary is the caller's choice: call this on the title first.
         """
@@ -646,7 +659,8 @@ class Gazetteer:
             if p.country is None:
                 continue
             cued = p.cued or (p.start == 0 and _dateline(original, p.end, len(folded) == len(original)))
-            tier = 0 if cued else (1 if p.kind != KIND_COUNTRY else 2)
+            felt = felt_at(folded, p.start, p.end)
+            tier = 3 if felt else 0 if cued else (1 if p.kind != KIND_COUNTRY else 2)
             rank = (tier, p.start)
             if best is None or rank < best:
                 best, best_place = rank, p
@@ -684,6 +698,13 @@ def _cued(folded: str, start: int, end: int) -> bool:
         if rest[-1] in _PREPOSITIONS or (len(rest) > 1 and f"{rest[-2]} {rest[-1]}" in _PREPOSITIONS):
             return True
     return False
+
+
+def felt_at(folded: str, start: int, end: int) -> bool:
+    """A word of ``_FELT_BEFORE`` among the three words before the place, or of
+    ``_FELT_AFTER`` among the three after it."""
+    return (not _FELT_BEFORE.isdisjoint(folded[max(0, start - 40):start].split()[-3:])
+            or not _FELT_AFTER.isdisjoint(folded[end:end + 40].split()[:3]))
 
 
 def _dateline(original: str, end: int, same: bool) -> bool:
