@@ -45,6 +45,7 @@ def main() -> None:
     results["classification"] = timed("classification",
                                       lambda: isolated("bench.classification.run", 5.0))
     results["languages"] = timed("languages", lambda: isolated("bench.languages.run", 8.0))
+    results["grouping"] = timed("grouping", lambda: isolated("bench.grouping.run"))
     results["feeds"] = timed("feed polling", lambda: isolated("bench.feeds.run", 2000))
     results["latency"] = timed("end-to-end latency", lambda: isolated("bench.latency.run", 500))
     results["throughput"] = timed("rules throughput",
@@ -310,6 +311,48 @@ def _languages(lang: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _grouping(g: dict[str, Any] | None) -> list[str]:
+    """Same-event pairs grouping joins on the labelled multilingual sets, and what the
+    semantic layer's model would cost to join the rest (``bench/grouping.py``)."""
+    if not g or not g.get("sets"):
+        return []
+    lines = ["", "## One event across languages: grouping", "",
+             "Each labelled multilingual set replayed as `prevent classify --group` replays it (lexicon "
+             "path, semantic layer off); every pair of items counted: same-event pairs (an `event` key "
+             "shared, one event reported in several languages) joined in one cluster or missed, and "
+             "pairs of different events joined. Only a missed pair with a community on both items can be "
+             "joined: grouping needs a shared community.", "",
+             "| set | same-event pairs joined | missed (with a community on both) | false joins |",
+             "|---|---|---|---|"]
+    for name, row in g["sets"].items():
+        named = ", ".join("/".join(p) for p in row.get("missed_pairs_with_community") or ())
+        lines.append(f"| {name} | {row['joined']}/{row['same_event_pairs']} | {row['missed']} "
+                     f"({row['missed_with_community']}{': ' + named if named else ''}) | "
+                     f"{row['false_joins']} |")
+    if g.get("absent"):
+        lines += ["", f"Not present on this machine: {', '.join(g['absent'])}."]
+    m = g.get("model") or {}
+    if not m.get("installed"):
+        why = "not measured in this run" if m.get("skipped") else "model not installed"
+        lines += ["", f"Title similarity with the semantic layer's model: {why}."]
+    elif m.get("rescuable"):
+        pairs = ", ".join(f"{'/'.join(x['pair'])} at {x['similarity']}" for x in m["rescuable"])
+        top = m.get("highest_different") or {}
+        lines += ["", f"With the model ({m['name']}, cosine similarity of titles): the missed pairs "
+                  f"with a community on both score {pairs}. Of the {m['different_sharing_community']:,} "
+                  f"different-event pairs sharing a community, {m['at_or_above']:,} score at or above "
+                  f"{m['threshold']} ({m['at_or_above_same_country']:,} in the same country; within "
+                  f"{m['window_hours']:g} h of each other {m['at_or_above_within_window']}, "
+                  f"{m['at_or_above_same_country_within_window']} in the same country); the highest "
+                  f"different-event pair scores {top.get('similarity', '–')}. A threshold that joins "
+                  "the missed pairs would join those too: the model is not used for grouping "
+                  "(docs/CLASSIFICATION.md, \"One event across languages\")."]
+    else:
+        lines += ["", f"With the model ({m['name']}): no missed pair with a community on both, so "
+                  "nothing for it to rescue."]
+    return lines
+
+
 def _model_on(r: dict[str, Any]) -> list[str]:
     """End-to-end latency and `prevent up` memory with the semantic layer's model loaded."""
     lines = ["", "## With the model on: latency and memory", ""]
@@ -463,6 +506,7 @@ def render(r: dict[str, Any]) -> str:
 
     lines += engines.render(r.get("engines"))
     lines += _languages(r.get("languages"))
+    lines += _grouping(r.get("grouping"))
     lines += _model_on(r)
     if r.get("throughput"):
         lines += _phases(r["throughput"])
