@@ -446,3 +446,14 @@ def test_a_place_where_a_quake_was_only_felt_is_not_where_it_struck(
 def test_felt_after_the_place_in_languages_that_put_it_there(
         clf: Classifier, title: str, country: str) -> None:
     assert clf.classify(title).country == country
+
+
+@pytest.mark.parametrize("title", [
+    "Ataque armado mata cerca de 100 pessoas em aldeia no centro da Nigéria",
+    "Gunmen kill dozens in village raid in central Nigeria",
+    "مقتل العشرات في هجوم مسلح على قرية في وسط نيجيريا",
+])
+def test_central_nigeria_is_the_middle_belt(clf: Classifier, title: str) -> None:
+    # The diaspora map's Middle Belt: attacks there that name no faith mostly hit Christians.
+    c = clf.classify(title)
+    assert "christian" in c.communities and c.severity >= 3
