@@ -178,6 +178,27 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await _drop_database(name)  # FORCE: a SIGKILLed service's connection may linger
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_argon2() -> Iterator[None]:
+    """argon2id at its lowest cost for the test process's password hashes and checks.
+
+    The product's hasher (``prevent.users._hasher``, argon2's defaults: 3 passes over 64 MiB,
+    4 lanes) costs 0.25-0.9 s of CPU per hash or check on purpose; the console fixture alone
+    hashes three passwords for each of its ~240 tests and every sign-in checks one. The code
+    path is unchanged (argon2id hashes, checked in a thread, a decoy for unknown names); only
+    the cost parameters differ, and a check reads them from the stored hash. Services the
+    tests start as subprocesses keep the product's parameters."""
+    from argon2 import PasswordHasher
+
+    from prevent import users
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        users._decoy_hash.cache_clear()  # a decoy made with the product's cost would cost it again
+        yield
+        users._decoy_hash.cache_clear()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(var_dir=tmp_path / "var", secret_key="test-secret-key-not-for-production")

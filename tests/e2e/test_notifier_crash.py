@@ -3,6 +3,8 @@ recipient ends up with exactly one notice (one distinct Message-ID each), none m
 
 The notifier runs as the real `prevent centre-notifier` process on its own embedded
 Kafka broker, and on Apache Kafka (fresh topics), and a SQLite file shared with the test.
+Before the restart the dead notifier's send leases are made to lapse at once (what 60 s of
+wall clock would do: ``notify.helpers.lapse_claims_of_the_dead``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from fixtures.broker import TEST_TOPICS
 from fixtures.kafka import engine_broker, session_timeout_ms
-from notify.helpers import PLAYBOOK_FILE, alert, contact, load_registry, registry
+from notify.helpers import PLAYBOOK_FILE, alert, contact, lapse_claims_of_the_dead, load_registry, registry
 from sqlalchemy import select
 
 from prevent.contracts import ALERTS, cloudevent_headers
@@ -121,6 +123,7 @@ async def test_sigkill_mid_fan_out_then_restart_sends_each_notice_once(tmp_path:
             processes[0].wait(10)
             before_restart = len({str(m["Message-ID"]) for m in sink.messages})
             assert before_restart < RECIPIENTS, "the kill came too late to test anything"
+            await lapse_claims_of_the_dead(db)
 
             processes.append(start_notifier(env, log))
 

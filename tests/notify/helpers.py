@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from sqlalchemy import update
 
 from notifiers.centre import CentreNotifier, RetryPolicy
 from notifiers.channels.email import EmailChannel
@@ -27,6 +28,7 @@ from prevent.partners.registry import ContactIn, RegistryIn, SiteIn, ZoneIn, app
 from prevent.platform.config import REPO_ROOT, Settings
 from prevent.platform.netutil import free_port
 from prevent.platform.storage.db import Database
+from prevent.platform.storage.tables import NoticeRow
 from prevent.platform.yamlsource import parse_model
 from prevent.rules.playbooks.schema import Playbook
 
@@ -84,6 +86,20 @@ async def settle(n: CentreNotifier, rounds: int = 30) -> int:
             return sent
         sent += await n.deliver_many(due, later)
     raise AssertionError(f"notices still due after {rounds} rounds")
+
+
+async def lapse_claims_of_the_dead(db: Database) -> int:
+    """What the database holds once a killed notifier's send leases have run out, without
+    waiting them out in wall-clock time (``RetryPolicy.lease``: 60 s, not configurable): every
+    notice left ``sending`` falls due now. Only for a moment when no notifier process runs, so
+    that every such claim is the dead one's; the notifier started next then takes them up as
+    interrupted sends ("resending notice"), exactly as it would a lease later. Returns how
+    many claims lapsed."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(NoticeRow).where(NoticeRow.state == "sending").values(next_attempt_at=utcnow())
+            .execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def notifier(db: Database, settings: Settings, *, retry: RetryPolicy | None = None,
