@@ -505,6 +505,7 @@ class Classifier:
         rows += backlash_rows
         rows += [item.row(h[3].rule, h[0], h[1], h[2]) for h in type_hits]
         rows += [item.row("casualties", f, m.start, m.end) for f, m in casualty_matches]
+        rows += self._severity_rows(item, severity, type_hits, harm, other, casualty_matches)
         if country_row:
             rows.append(country_row)
         return _result(emitted, itype, severity, casualties, country, tuple(rows), item.lang,
@@ -781,6 +782,22 @@ class Classifier:
         if aftermath or (cap is None and type_hits and _background_only(type_hits, sentences)):
             severity = min(severity, self._aftermath_cap)
         return severity
+
+    @staticmethod
+    def _severity_rows(item: _Item, severity: int, type_hits: list[_H], harm: list[_H], other: list[_H],
+                       casualty_matches: list[tuple[int, Any]]) -> list[EvidenceRow]:
+        """The words of harm or escalation that set ``severity`` above what the type's own
+        words say ("un giovane morto": 3; "devastating": 4), as evidence a duty inspector can
+        read (``harm:3``, ``escalation:4``); none when a casualty figure already shows it."""
+        if severity < 2 or any(h[3].severity >= severity for h in type_hits):
+            return []
+        figures = [(f, m.start, m.end) for f, m in casualty_matches]
+        out: list[EvidenceRow] = []
+        for f, s, e, p, _ in (*harm, *(h for h in other if h[3].kind is Kind.ESCALATION)):
+            if p.severity != severity or any(ff == f and fs <= s and e <= fe for ff, fs, fe in figures):
+                continue
+            out.append(item.row(f"{'harm' if p.kind is Kind.HARM else 'escalation'}:{severity}", f, s, e))
+        return out[:3]
 
     @staticmethod
     def _gathering_attacked(other: list[_H], typ: list[_H], harm: list[_H],
