@@ -216,3 +216,21 @@ def test_a_feeds_own_coordinates_give_the_country(lat: float, lon: float, countr
     from prevent.classification.places import country_at
 
     assert country_at(lat, lon) == country
+
+
+def test_no_look_back_stem_starts_a_place_name() -> None:
+    """An aftermath stem of a language lexicon (a look-back word such as Tamil "விருது*",
+    award) must not be the start of a place name in the gazetteer: it would match the place
+    and cap every report from there at severity 1 (Virudhunagar, Bodh Gaya as புத்தகயா)."""
+    from prevent.classification.lexicon import load_lexicon
+    from prevent.platform.config import REPO_ROOT
+
+    names = {key.strip() for key in gazetteer()._automaton}  # the built index of every name
+    assert len(names) > 10_000  # the index was read
+    lexicon = load_lexicon(REPO_ROOT / "playbooks")
+    clashes = []
+    for code, lang in lexicon.languages.items():
+        stems = {fold(term[:-1]).strip() for term in lang.aftermath if term.endswith("*")}
+        clashes += [(code, stem, name) for stem in stems if len(stem) >= 3 and " " not in stem
+                    for name in names if name != stem and name.startswith(stem)]
+    assert not clashes, clashes[:10]
