@@ -73,6 +73,10 @@ def test_golden_cases_cover_every_required_language() -> None:
     ("پشاور میں سکھ تاجر فائرنگ سے جاں بحق", "ur"),
     ("ਗੁਰਦੁਆਰੇ ਵਿੱਚ ਬੇਅਦਬੀ", "pa"),
     ("מחבל פתח באש ליד בית כנסת בירושלים", "he"),
+    # scripts no lexicon reads still get their language (the semantic layer reads those items)
+    ("Теракт в синагоге в Дербенте: погибли семь человек", "ru"),
+    ("巴基斯坦清真寺爆炸 至少50人死亡", "zh"),
+    ("Ελλάδα: σεισμός 6 Ρίχτερ στην Κρήτη", "el"),
 ])
 def test_language_of_an_item(text: str, lang: str) -> None:
     assert detect_language(text) == lang

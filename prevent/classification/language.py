@@ -63,6 +63,12 @@ def script_of(text: str) -> str | None:
     return script if len(_SCRIPT_RX[script].findall(sample)) >= len(_LATIN.findall(sample)) else "LATIN"
 
 
+def _has_letters(text: str) -> bool:
+    """Letters of any script (Cyrillic, Greek, Han, Sinhala, ...): the identifier knows 176
+    languages, so a script none of our lexicons reads still gets its language."""
+    return any(ch.isalpha() for ch in text)
+
+
 _lock = threading.Lock()
 
 
@@ -113,7 +119,7 @@ def detect_language(title: str, more: str = "", declared: str | None = None,
     script = script_of(sample if longer is None else longer)
     if script in _SCRIPT_LANG:
         return _SCRIPT_LANG[script]
-    if script is None or (longer is not None and len(longer) < 12):
+    if (longer is not None and len(longer) < 12) or (script is None and not _has_letters(sample)):
         return declared or default
     k = 3 if declared else 1  # the runners-up matter only to weigh a declared language
     try:
