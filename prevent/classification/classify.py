@@ -461,8 +461,8 @@ class Classifier:
         # to be: at least severity 2, where the attack word alone says 1.
         people_hit = itype in _ASSAULT_TYPES and bool(targets) and any(
             h[3].group in _HIT_GROUPS and (h[0], h[4]) in {(t[0], t[4]) for t in type_hits} for h in targets)
-        severity = self._severity(itype, type_hits, harm, other, casualties, cap, sentences,
-                                  floor=2 if people_hit else 1)
+        severity, capped_by = self._severity(itype, type_hits, harm, other, casualties, cap, sentences,
+                                             floor=2 if people_hit else 1)
 
         if itype == NATURAL_DISASTER:
             targets = []
@@ -506,6 +506,8 @@ class Classifier:
         rows += [item.row(h[3].rule, h[0], h[1], h[2]) for h in type_hits]
         rows += [item.row("casualties", f, m.start, m.end) for f, m in casualty_matches]
         rows += self._severity_rows(item, severity, type_hits, harm, other, casualty_matches)
+        if capped_by is not None:  # "sentenced", "documentary": a look-back, capped
+            rows.append(item.row(f"aftermath:{severity}", capped_by[0], capped_by[1], capped_by[2]))
         if country_row:
             rows.append(country_row)
         return _result(emitted, itype, severity, casualties, country, tuple(rows), item.lang,
@@ -765,23 +767,26 @@ class Classifier:
 
     def _severity(self, itype: str, type_hits: list[_H], harm: list[_H], other: list[_H],
                   casualties: dict[str, int | None], cap: int | None, sentences: _Sentences,
-                  floor: int = 1) -> int:
+                  floor: int = 1) -> tuple[int, _H | None]:
+        """The severity, and the title's look-back word that capped it (None when none did)."""
         if itype == "none":
-            return 0
+            return 0, None
         severity = max(floor, cap or 0, *(h[3].severity for h in type_hits), *(h[3].severity for h in harm))
-        aftermath = False
-        for f, _, _, p, _ in other:
+        aftermath: _H | None = None
+        for h in other:
+            p = h[3]
             if p.kind is Kind.ESCALATION:
                 severity = max(severity, p.severity)
-            elif p.kind is Kind.AFTERMATH and f == 0:
-                aftermath = True
+            elif p.kind is Kind.AFTERMATH and h[0] == 0 and aftermath is None:
+                aftermath = h
         killed, injured = casualties["killed"] or 0, casualties["injured"] or 0
         for k, i, level in self._casualty_rules:
             if level > severity and ((k and killed >= k) or (i and injured >= i)):
                 severity = level
         if aftermath or (cap is None and type_hits and _background_only(type_hits, sentences)):
-            severity = min(severity, self._aftermath_cap)
-        return severity
+            capped = min(severity, self._aftermath_cap)
+            return capped, (aftermath if capped < severity else None)
+        return severity, None
 
     @staticmethod
     def _severity_rows(item: _Item, severity: int, type_hits: list[_H], harm: list[_H], other: list[_H],
