@@ -107,3 +107,36 @@ def test_source_assessment(categories: list[str], cap: dict, severity: int) -> N
 def test_no_assessment_without_one() -> None:
     assert assess(["earthquake"]) is None
     assert assess([], cap_severity="Unknown") is None
+
+
+def test_cap_area_codes_win_over_a_city_the_text_names(tmp_path: Path) -> None:
+    """NWS CAP-in-Atom names counties ("Jefferson") and says "Birmingham", a larger city in
+    England; the entry's UGC zones say it is in the US. A MeteoAlarm Atom cancel (its
+    ``cap:message_type``) of an orange warning fires nothing."""
+    entries = (
+        "<entry><id>urn:nws1</id><updated>2026-05-01T00:00:00Z</updated>"
+        "<title>Flash Flood Warning issued May 1 by NWS</title>"
+        "<summary>Flash flooding is ongoing in Birmingham. 3 people killed.</summary>"
+        "<cap:event>Flash Flood Warning</cap:event><cap:status>Actual</cap:status>"
+        "<cap:msgType>Alert</cap:msgType><cap:urgency>Immediate</cap:urgency>"
+        "<cap:severity>Severe</cap:severity><cap:certainty>Observed</cap:certainty>"
+        "<cap:areaDesc>Jefferson</cap:areaDesc>"
+        "<cap:geocode><valueName>FIPS6</valueName><value>001073</value>"
+        "<valueName>UGC</valueName><value>ALC073</value></cap:geocode></entry>"
+        "<entry><id>urn:ma1</id><updated>2026-05-01T00:00:00Z</updated>"
+        "<title>Orange Flood Warning - Example Province</title>"
+        "<summary>Severe flooding expected in the Philippines province.</summary>"
+        "<cap:geocode><valueName>EMMA_ID</valueName><value>DE140</value></cap:geocode>"
+        "<cap:areaDesc>Example Province</cap:areaDesc><cap:event>flooding</cap:event>"
+        "<cap:severity>Severe</cap:severity><cap:certainty>Likely</cap:certainty>"
+        "<cap:urgency>Immediate</cap:urgency><cap:status>Actual</cap:status>"
+        "<cap:message_type>Cancel</cap:message_type></entry>")
+    path = tmp_path / "cap_atom.xml"
+    path.write_text('<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+                    'xmlns:cap="urn:oasis:names:tc:emergency:cap:1.1"><title>Alerts</title>'
+                    f"<id>urn:x</id><updated>2026-05-01T00:00:00Z</updated>{entries}</feed>")
+    (_, nws), (_, cancel) = _verdicts(path)
+    assert nws["classification"]["country"] == "US"
+    assert "diaspora-disaster-welfare" not in nws["playbooks"]
+    assert cancel["classification"]["country"] == "DE"
+    assert cancel["classification"]["severity"] <= 1 and not cancel["playbooks"]

@@ -13,6 +13,14 @@ of the bulletin ("magnitude 6.1", "drought") never do.
 | GDACS, slow onset (DR) | Orange or Red on a current episode at that level | 3 / 4, else 1 |
 | CAP | severity Minor / Moderate / Severe / Extreme | 1 / 2 / 3 / 4 |
 | CAP | msgType Cancel, urgency Past, certainty Unlikely | at most 1 |
+| CAP | certainty Possible (a watch: conditions allow it) | at most 2 |
+| CAP | a routine weather warning (below), Moderate or Severe | at most 1 (Extreme stays 4) |
+
+A routine weather warning: CAP category ``Met``, or an event of wind, thunderstorm, rain,
+snow, ice, fog, heat or cold. Weather services issue yellow and orange warnings for them every
+day somewhere in Europe and North America: that is no disaster in a diaspora's homeland
+calling for welfare outreach, and no alarm; their Extreme (red) warnings are. Tropical
+cyclones, floods, tornadoes and tsunamis are never routine.
 
 Pure: it reads the incident's CAP block and the categories the feed parsers attach
 (``pager:<colour>``, ``usgs:sig:<n>``, ``gdacs:<field>:<value>``).
@@ -20,6 +28,7 @@ Pure: it reads the incident's CAP block and the categories the feed parsers atta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -28,6 +37,12 @@ _GDACS = {"green": 1, "orange": 3, "red": 4}
 _CAP = {"minor": 1, "moderate": 2, "severe": 3, "extreme": 4}
 SLOW_ONSET = frozenset({"DR"})
 SIG_FELT_WIDELY = 600
+POSSIBLE_CEILING = 2
+ROUTINE_WEATHER_CEILING = 1
+_WEATHER_EVENT = re.compile(r"\b(?:wind|gust|thunder|lightning|rain|snow|ice|icing|freez|fog|heat|"
+                            r"high.temperature|low.temperature|cold|frost|hail|dust)", re.IGNORECASE)
+_NEVER_ROUTINE = re.compile(r"hurricane|typhoon|cyclone|tropical|tsunami|flood|avalanche|"
+                            r"tornado|fire|volcan", re.IGNORECASE)
 
 
 class Assessment(NamedTuple):
@@ -48,9 +63,20 @@ def _fields(categories: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _routine_weather(categories: list[str], event: str | None) -> bool:
+    """A CAP weather warning of the everyday kind (wind, thunderstorms, heat), not a
+    tropical cyclone, flood or tsunami."""
+    named = " ".join(filter(None, (event, *categories)))
+    if _NEVER_ROUTINE.search(named):
+        return False
+    return any(c.strip().lower() == "met" for c in categories) or bool(event and _WEATHER_EVENT.search(event))
+
+
 def assess(categories: Iterable[str], cap_severity: str | None = None, cap_msg_type: str | None = None,
-           cap_urgency: str | None = None, cap_certainty: str | None = None) -> Assessment | None:
+           cap_urgency: str | None = None, cap_certainty: str | None = None,
+           cap_event: str | None = None) -> Assessment | None:
     """The source's own assessment of an incident's severity, or None when it gives none."""
+    categories = list(categories)
     f = _fields(categories)
     if "pager" in f or "usgs:sig" in f:
         colour = f.get("pager")
@@ -82,9 +108,16 @@ def assess(categories: Iterable[str], cap_severity: str | None = None, cap_msg_t
             ceiling, reasons = 1, [*reasons, "msgType Cancel"]
         if (cap_urgency or "").strip().lower() == "past":
             ceiling, reasons = 1, [*reasons, "urgency Past"]
-        if (cap_certainty or "").strip().lower() == "unlikely":
+        certainty = (cap_certainty or "").strip().lower()
+        if certainty == "unlikely":
             ceiling, reasons = 1, [*reasons, "certainty Unlikely"]
-        if cap_level is None and ceiling == 4:
+        elif certainty == "possible" and ceiling > POSSIBLE_CEILING:
+            # An NWS "Tornado Watch" is Extreme but only Possible: not the Warning (Observed).
+            ceiling, reasons = POSSIBLE_CEILING, [*reasons, "certainty Possible"]
+        if cap_level in (_CAP["moderate"], _CAP["severe"]) and ceiling > ROUTINE_WEATHER_CEILING \
+                and _routine_weather(categories, cap_event):
+            ceiling, reasons = ROUTINE_WEATHER_CEILING, [*reasons, "a routine weather warning"]
+        if cap_level is None and ceiling > 1:  # no severity, nothing that ends the alert
             return None
         return Assessment(min(cap_level or ceiling, ceiling), "source:cap", ", ".join(reasons))
     return None

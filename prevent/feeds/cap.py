@@ -20,9 +20,10 @@ from prevent.feeds.parse import (
     FeedEntry,
     FeedParseError,
     ParsedFeed,
+    cap_points,
     parse_datetime,
 )
-from prevent.feeds.text import country_from_place
+from prevent.feeds.text import country_from_geocodes, country_from_place
 
 CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:"
 
@@ -61,7 +62,9 @@ def parse_cap(body: bytes, *, url: str,
         raise FeedParseError(url, f"refused CAP document: {exc}") from None
     except ParseError as exc:
         line, column = getattr(exc, "position", (None, None))
-        raise FeedParseError(url, f"malformed CAP: {exc}", line=line, column=column) from None
+        # ElementTree ends its message with the position FeedParseError adds itself.
+        reason = re.sub(r": line \d+, column \d+$", "", str(exc))
+        raise FeedParseError(url, f"malformed CAP: {reason}", line=line, column=column) from None
     if _local(root.tag) != "alert":
         raise FeedParseError(url, f"not a CAP alert (root <{_local(root.tag)}>)")
     entry = _alert_entry(root, preferred_languages)
@@ -147,22 +150,13 @@ def _location(info: Element, areas: list[Element], descs: list[str]) -> Location
     lat, lon = _area_point(areas)
     if lat is None:
         lat, lon = _event_latlon(info)
-    country = country_from_place(" ; ".join(descs)) if descs else None
+    geocodes = [(_text(g, "valueName") or "", _text(g, "value") or "")
+                for a in areas for g in _children(a, "geocode")]
+    country = country_from_geocodes(geocodes) or (country_from_place(" ; ".join(descs)) if descs else None)
     place = descs[0][:200] if descs else None
     if lat is None and country is None and place is None:
         return None
     return Location(country=country, place=place, lat=lat, lon=lon)
-
-
-def _pairs(text: str) -> list[tuple[float, float]]:
-    out = []
-    for token in text.split():
-        lat, _, lon = token.partition(",")
-        try:
-            out.append((float(lat), float(lon)))
-        except ValueError:
-            continue
-    return out
 
 
 def _area_point(areas: list[Element]) -> tuple[float | None, float | None]:
@@ -170,11 +164,11 @@ def _area_point(areas: list[Element]) -> tuple[float | None, float | None]:
     for area in areas:
         for circle in _children(area, "circle"):
             # "lat,lon radius"
-            points = _pairs((circle.text or "").split(" ")[0])
+            points = cap_points((circle.text or "").split(" ")[0])
             if points:
                 return _valid(*points[0])
         for polygon in _children(area, "polygon"):
-            points = _pairs(polygon.text or "")
+            points = cap_points(polygon.text or "")
             if points:
                 return _valid(sum(p[0] for p in points) / len(points),
                               sum(p[1] for p in points) / len(points))
@@ -185,7 +179,7 @@ def _event_latlon(info: Element) -> tuple[float | None, float | None]:
     # NWS tsunami messages give the epicentre as parameter EventLatLon "51.800,-171.400 0.000".
     for param in _children(info, "parameter"):
         if _text(param, "valueName") == "EventLatLon":
-            points = _pairs((_text(param, "value") or "").split(" ")[0])
+            points = cap_points((_text(param, "value") or "").split(" ")[0])
             if points:
                 return _valid(*points[0])
     return None, None

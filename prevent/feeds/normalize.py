@@ -59,12 +59,18 @@ def _location(entry: FeedEntry, feed: FeedConfig) -> Location | None:
     return loc
 
 
+_EPISODE_FIELDS = ("gdacs:episodealertlevel:", "gdacs:iscurrent:")
+
+
 def content_hash(title: str, summary: str, url: str | None, entry: FeedEntry) -> str:
     parts = [title, summary, url or ""]
     if entry.cap is not None:
         # A CAP update may change only severity or urgency; that is new content too.
         cap = entry.cap
         parts += [cap.msg_type or "", cap.severity or "", cap.urgency or "", cap.certainty or ""]
+    # A GDACS episode that escalates (a drought's episode Green -> Orange under an event
+    # already Orange) or ends changes nothing else the hash reads, and must be seen again.
+    parts += [c for c in entry.categories if c.startswith(_EPISODE_FIELDS)]
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
     return f"sha256:{digest[:32]}"
 

@@ -17,10 +17,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import defusedxml.ElementTree as SafeET
 import feedparser
+from defusedxml import DefusedXmlException
 
 from prevent.contracts import CapInfo, FeedKind, Location
-from prevent.feeds.text import html_to_text, iso3_to_alpha2, normalize_country
+from prevent.feeds.text import (
+    country_from_geocodes,
+    country_from_place,
+    html_to_text,
+    iso3_to_alpha2,
+    normalize_country,
+)
 
 
 class FeedParseError(ValueError):
@@ -69,8 +77,9 @@ class ParsedFeed:
     format: str = ""  # feedparser version ("rss20", "atom10", ...), "cap" or "geojson"
 
 
-# CAP status values that are never a real-world event.
-NOT_REAL_STATUS = frozenset({"exercise", "test", "draft"})
+# CAP status values that are never a real-world event ("System": a network's own
+# messages, such as IPAWS heartbeats).
+NOT_REAL_STATUS = frozenset({"exercise", "test", "draft", "system"})
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -273,7 +282,9 @@ def _parse_xml_feed(body: bytes, *, url: str, headers: dict[str, str]) -> Parsed
     namespaces = result.get("namespaces") or {}
     cap_prefixes = _prefixes(namespaces, "urn:oasis:names:tc:emergency:cap")
     gdacs_prefixes = _prefixes(namespaces, "http://www.gdacs.org")
-    entries = [_entry(e, feed_lang, cap_prefixes, gdacs_prefixes) for e in result.entries]
+    geocodes = _cap_geocodes(body, len(result.entries)) if cap_prefixes else []
+    entries = [_entry(e, feed_lang, cap_prefixes, gdacs_prefixes, geocodes[i] if geocodes else [])
+               for i, e in enumerate(result.entries)]
     links = feed.get("links") or []
     return ParsedFeed(
         entries=entries,
@@ -324,6 +335,11 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def language_tag(value: Any) -> str | None:
+    """A BCP 47 tag as feeds declare it ("en_us" -> "en-US"), else None."""
+    return _language(value)
+
+
 def _language(value: Any) -> str | None:
     if not value or not isinstance(value, str):
         return None
@@ -338,12 +354,14 @@ def _language(value: Any) -> str | None:
 
 
 def _entry(e: Mapping[str, Any], feed_lang: str | None, cap_prefixes: tuple[str, ...],
-           gdacs_prefixes: tuple[str, ...]) -> FeedEntry:
+           gdacs_prefixes: tuple[str, ...], geocodes: list[tuple[str, str]]) -> FeedEntry:
     cap_info, status = _cap_fields(e, cap_prefixes)
     gdacs = _ns_fields(e, gdacs_prefixes)
     location = _location(e, gdacs)
+    if cap_info is not None:
+        location = _with_cap_area(location, _ns_fields(e, cap_prefixes), geocodes)
     if cap_info is None and gdacs:
-        cap_info = _gdacs_cap(gdacs)
+        cap_info = gdacs_cap(gdacs)
     summary = e.get("summary")
     if not summary and e.get("content"):
         summary = e["content"][0].get("value")
@@ -360,7 +378,7 @@ def _entry(e: Mapping[str, Any], feed_lang: str | None, cap_prefixes: tuple[str,
         published=_date(e, "published") or _cap_date(e, cap_prefixes),
         updated=_date(e, "updated"),
         language=lang,
-        categories=_categories(e) + _gdacs_categories(gdacs),
+        categories=_categories(e) + gdacs_categories(gdacs),
         location=location,
         cap=cap_info,
         exercise=status.lower() in NOT_REAL_STATUS,
@@ -390,10 +408,81 @@ def _cap_fields(e: Mapping[str, Any], prefixes: tuple[str, ...]) -> tuple[CapInf
     f = _ns_fields(e, prefixes)
     if not any(k in f for k in ("severity", "urgency", "certainty", "event")):
         return None, f.get("status", "")
-    info = CapInfo(identifier=f.get("identifier"), msg_type=f.get("msgtype"),
+    # MeteoAlarm's Atom feeds name it cap:message_type.
+    info = CapInfo(identifier=f.get("identifier"), msg_type=f.get("msgtype") or f.get("message_type"),
                    event=f.get("event"), severity=f.get("severity"), urgency=f.get("urgency"),
                    certainty=f.get("certainty"), area=f.get("areadesc"))
     return info, f.get("status", "")
+
+
+def cap_points(text: str) -> list[tuple[float, float]]:
+    """The "lat,lon" pairs of a CAP polygon or circle centre."""
+    out = []
+    for token in text.split():
+        lat, _, lon = token.partition(",")
+        try:
+            out.append((float(lat), float(lon)))
+        except ValueError:
+            continue
+    return out
+
+
+def _with_cap_area(location: Location | None, f: Mapping[str, str],
+                   geocodes: list[tuple[str, str]]) -> Location | None:
+    """``location`` completed with the entry's CAP area (NWS CAP-in-Atom): the country its
+    geocodes or its areaDesc name (they win over the text, where "Birmingham" is in
+    England), the mean of its polygon or the centre of its circle."""
+    area = f.get("areadesc")
+    points = cap_points(f.get("polygon", "")) or cap_points(f.get("circle", "").split(" ")[0])
+    lat = lon = None
+    if points:
+        lat = round(sum(p[0] for p in points) / len(points), 6)
+        lon = round(sum(p[1] for p in points) / len(points), 6)
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            lat = lon = None
+    country = country_from_geocodes(geocodes) or country_from_place(area)
+    if location is None:
+        if lat is None and country is None and area is None:
+            return None
+        return Location(country=country, place=area[:200] if area else None, lat=lat, lon=lon)
+    return Location(country=country or location.country,
+                    place=location.place or (area[:200] if area else None),
+                    lat=location.lat if location.lat is not None else lat,
+                    lon=location.lon if location.lon is not None else lon)
+
+
+def _local(tag: object) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _cap_geocodes(body: bytes, count: int) -> list[list[tuple[str, str]]]:
+    """Each entry's CAP ``<geocode>`` (valueName, value) pairs, in document order.
+
+    feedparser keeps only the last ``<value>`` of an entry, and NWS puts every zone of an
+    alert in one ``<cap:geocode>``. [] when the document is not well-formed or its entries
+    do not line up with feedparser's (then the areaDesc alone places them)."""
+    try:
+        root = SafeET.fromstring(body)
+    except (SafeET.ParseError, DefusedXmlException, ValueError):
+        return []
+    items = [el for el in root.iter() if _local(el.tag) in ("entry", "item")]
+    if len(items) != count:
+        return []
+    out: list[list[tuple[str, str]]] = []
+    for item in items:
+        pairs: list[tuple[str, str]] = []
+        for geocode in item.iter():
+            if _local(geocode.tag) != "geocode" or "emergency:cap" not in str(geocode.tag):
+                continue
+            name = ""
+            for child in geocode:
+                text = (child.text or "").strip()
+                if _local(child.tag) == "valueName":
+                    name = text
+                elif _local(child.tag) == "value" and name and text:
+                    pairs.append((name, text))
+        out.append(pairs)
+    return out
 
 
 def _cap_date(e: Mapping[str, Any], prefixes: tuple[str, ...]) -> datetime | None:
@@ -413,7 +502,7 @@ _GDACS_EVENTS = {"EQ": "Earthquake", "TC": "Tropical cyclone", "FL": "Flood", "V
 _GDACS_ASSESSMENT = ("eventtype", "alertlevel", "episodealertlevel", "iscurrent")
 
 
-def _gdacs_categories(g: Mapping[str, str]) -> list[str]:
+def gdacs_categories(g: Mapping[str, str]) -> list[str]:
     """GDACS's own assessment, as ``gdacs:<field>:<value>`` categories that
     ``prevent.classification.sources`` reads (alert level, episode level, current or not)."""
     if not g.get("alertlevel"):
@@ -421,7 +510,7 @@ def _gdacs_categories(g: Mapping[str, str]) -> list[str]:
     return [f"gdacs:{k}:{g[k].strip()}" for k in _GDACS_ASSESSMENT if g.get(k, "").strip()]
 
 
-def _gdacs_cap(g: Mapping[str, str]) -> CapInfo | None:
+def gdacs_cap(g: Mapping[str, str]) -> CapInfo | None:
     level = g.get("alertlevel", "").lower()
     if not level:
         return None
@@ -435,15 +524,19 @@ def _gdacs_cap(g: Mapping[str, str]) -> CapInfo | None:
     )
 
 
+def gdacs_country(g: Mapping[str, str]) -> str | None:
+    """The country of a GDACS event: its ``iso3`` (the first known of a list), else its
+    ``country`` when that names one country."""
+    for code in re.split(r"[\s,;]+", g.get("iso3", "")):
+        if country := iso3_to_alpha2(code):
+            return country
+    return normalize_country(g["country"]) if g.get("country") else None
+
+
 def _location(e: Mapping[str, Any], gdacs: Mapping[str, str]) -> Location | None:
     lat, lon = _coordinates(e)
-    country = None
-    for code in re.split(r"[\s,;]+", gdacs.get("iso3", "")):
-        if country := iso3_to_alpha2(code):
-            break
+    country = gdacs_country(gdacs)
     place = gdacs.get("country")
-    if country is None and place:
-        country = normalize_country(place)
     if lat is None and country is None and place is None:
         return None
     return Location(country=country, place=place, lat=lat, lon=lon)

@@ -6,6 +6,7 @@ Everything here is pure and cheap: it runs once per entry for thousands of feeds
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from html import unescape
 from html.parser import HTMLParser
@@ -266,3 +267,38 @@ def country_from_place(place: str | None) -> str | None:
         return found
     hits = {_tables()[1][m.group(1)] for m in _tables()[3].finditer(place.lower())}
     return hits.pop() if len(hits) == 1 else None
+
+
+# CAP geocodes whose codes say the country. NWS: UGC zones ("ALC129", "GMZ554": state or
+# marine area, C or Z, three digits) and FIPS6 counties (state number first); Canada's
+# CAP-CP location codes; MeteoAlarm's EMMA_ID and NUTS codes start with the country.
+_UGC = re.compile(r"([A-Z]{2})[CZ]\d{3}")
+_US_TERRITORIES = {"PR": "PR", "GU": "GU", "VI": "VI", "AS": "AS", "MP": "MP"}
+_FIPS_TERRITORIES = {"72": "PR", "66": "GU", "78": "VI", "60": "AS", "69": "MP"}
+_EU_CODES = {"EL": "GR", "UK": "GB"}  # Eurostat's own codes for Greece and the UK
+
+
+def country_from_geocode(name: str | None, value: str | None) -> str | None:
+    """The country a CAP ``<geocode>`` (valueName, value) places an alert in, else None."""
+    name = (name or "").strip().upper()
+    value = (value or "").strip().upper()
+    if not value:
+        return None
+    if name == "UGC" and (m := _UGC.fullmatch(value)):
+        return _US_TERRITORIES.get(m.group(1), "US")
+    if name == "FIPS6" and value.isdigit() and len(value) == 6:
+        return _FIPS_TERRITORIES.get(value[1:3], "US")
+    if name.startswith("PROFILE:CAP-CP:LOCATION"):
+        return "CA"
+    if name.startswith(("EMMA_ID", "NUTS")) and value[:2].isalpha():
+        code = _EU_CODES.get(value[:2], value[:2])
+        return code if code in _tables()[2] else None
+    return None
+
+
+def country_from_geocodes(pairs: Iterable[tuple[str, str]]) -> str | None:
+    """The one country all of an alert's geocodes that name one agree on, else None. A value
+    may hold several codes apart by spaces (NWS CAP-in-Atom: "009001 009007")."""
+    found = {c for name, values in pairs for value in values.split()
+             if (c := country_from_geocode(name, value))}
+    return found.pop() if len(found) == 1 else None

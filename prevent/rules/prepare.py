@@ -78,7 +78,8 @@ def _with_source(c: Classification, incident: GlobalIncident) -> Classification:
     if incident.kind is FeedKind.PARTNER_REPORT:
         return _partner_report(c, incident.categories)
     assessed = assess(incident.categories, cap.severity if cap else None, cap.msg_type if cap else None,
-                      cap.urgency if cap else None, cap.certainty if cap else None)
+                      cap.urgency if cap else None, cap.certainty if cap else None,
+                      cap.event if cap else None)
     if assessed is not None and c.incident_type == NATURAL_DISASTER:
         return with_assessment(c, assessed)
     return c

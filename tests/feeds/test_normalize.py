@@ -163,3 +163,16 @@ def test_html_to_text_edge_cases() -> None:
     assert html_to_text("line\n\n\tbreaks   here") == "line breaks here"
     # html.parser asserts on this declaration; the fallback still yields text
     assert html_to_text("Bomb <b>hoax</b> <![x1[ more") == "Bomb hoax"
+
+
+def test_an_escalated_gdacs_episode_is_new_content() -> None:
+    def drought(episode: str, current: str = "true") -> FeedEntry:
+        return FeedEntry(guid="DR1001", title="Orange drought alert in Kenya", summary="Drought.",
+                         link="https://e.com/dr", cap=CapInfo(severity="Severe"),
+                         categories=["gdacs:eventtype:DR", "gdacs:alertlevel:Orange",
+                                     f"gdacs:episodealertlevel:{episode}", f"gdacs:iscurrent:{current}"])
+    green, orange = norm(drought("Green")), norm(drought("Orange"))
+    assert green.incident_id == orange.incident_id and green.content_hash != orange.content_hash
+    assert norm(drought("Orange", "false")).content_hash != orange.content_hash
+    plain = FeedEntry(guid="g", title="t", summary="s", categories=["weather"])
+    assert norm(plain).content_hash == norm(FeedEntry(guid="g", title="t", summary="s")).content_hash
