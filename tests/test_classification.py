@@ -457,3 +457,28 @@ def test_central_nigeria_is_the_middle_belt(clf: Classifier, title: str) -> None
     # The diaspora map's Middle Belt: attacks there that name no faith mostly hit Christians.
     c = clf.classify(title)
     assert "christian" in c.communities and c.severity >= 3
+
+
+@pytest.mark.parametrize(("title", "killed"), [
+    ("مقتل ثلاثة عشر شخصا في هجوم على مسجد", 13),  # not 3 ("ثلاثة") nor 10 ("عشر")
+    ("مقتل أحد عشر مصليا في هجوم على كنيسة", 11),
+    ("مقتل ثلاثة أشخاص في هجوم على مسجد", 3),
+])
+def test_two_word_number_words_are_one_figure(clf: Classifier, title: str, killed: int) -> None:
+    assert clf.classify(title).casualties["killed"] == killed
+
+
+@pytest.mark.parametrize(("title", "capped"), [
+    # a look-back word inside a cause clause names what set the event off: no cap
+    ("Mosque pelted with bricks as violence erupts after vigil in Southport", False),
+    ("Clashes erupt after anniversary march near mosque, 12 injured", False),
+    # the same word outside it is a look-back: capped
+    ("Candlelight vigil held after mosque attack in Southport", True),
+    # a reaction is no look-back: it is often a feed's first report of an attack
+    ("King Charles deeply saddened by Manchester synagogue attack that killed two", False),
+])
+def test_look_back_words_cap_only_outside_cause_clauses(clf: Classifier, title: str, capped: bool) -> None:
+    c = clf.classify(title)
+    rows = [e["rule"] for e in c.to_json()["evidence"]]
+    assert ("aftermath:1" in rows) is capped, rows
+    assert (c.severity <= 1) is capped

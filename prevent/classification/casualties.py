@@ -168,6 +168,25 @@ def _decimal(original: str | None, start: int, end: int) -> bool:
     return fraction or (whole and not original[end + 1:end + 4].isdigit())
 
 
+def _number_words(folded: str, lo: int, hi: int, numbers: dict[str, int]) -> list[tuple[int, int, int]]:
+    """Number words of the lexicon between ``lo`` and ``hi``: a two-word entry before its
+    words alone ("ثلاثة عشر" is 13, not 3 and 10); none followed by a unit of time or age
+    ("שלוש שנים")."""
+    tokens = list(_TOKEN.finditer(folded, lo, hi))
+    out: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(tokens):
+        m = tokens[i]
+        start, end, word = m.start(), m.end(), m.group()
+        if i + 1 < len(tokens) and (pair := f"{word} {tokens[i + 1].group()}") in numbers:
+            end, word = tokens[i + 1].end(), pair
+            i += 1
+        i += 1
+        if word in numbers and not _NOT_COUNT_AFTER.match(folded, end):
+            out.append((start, end, numbers[word]))
+    return out
+
+
 def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
                 numbers: dict[str, int], original: str | None = None,
                 order: str = "before") -> list[CasualtyMatch]:
@@ -191,9 +210,7 @@ def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
                     or _decimal(original, m.start(), m.end())):
                 figures.append((m.start(), m.end(), n))
         if numbers:
-            figures += [(lo + m.start(), lo + m.end(), numbers[m.group()])
-                        for m in _TOKEN.finditer(folded[lo:hi]) if m.group() in numbers
-                        and not _NOT_COUNT_AFTER.match(folded, lo + m.end())]  # "שלוש שנים"
+            figures += _number_words(folded, lo, hi, numbers)
         before = [(start - fe, fs, fe, n) for fs, fe, n in figures
                   if fe <= start and _clear(folded, original, fe, start)]
         after = [(fs - end, fs, fe, n) for fs, fe, n in figures

@@ -462,7 +462,7 @@ class Classifier:
         people_hit = itype in _ASSAULT_TYPES and bool(targets) and any(
             h[3].group in _HIT_GROUPS and (h[0], h[4]) in {(t[0], t[4]) for t in type_hits} for h in targets)
         severity, capped_by = self._severity(itype, type_hits, harm, other, casualties, cap, sentences,
-                                             floor=2 if people_hit else 1)
+                                             causes, floor=2 if people_hit else 1)
 
         if itype == NATURAL_DISASTER:
             targets = []
@@ -767,8 +767,10 @@ class Classifier:
 
     def _severity(self, itype: str, type_hits: list[_H], harm: list[_H], other: list[_H],
                   casualties: dict[str, int | None], cap: int | None, sentences: _Sentences,
-                  floor: int = 1) -> tuple[int, _H | None]:
-        """The severity, and the title's look-back word that capped it (None when none did)."""
+                  causes: Any = (), floor: int = 1) -> tuple[int, _H | None]:
+        """The severity, and the title's look-back word that capped it (None when none did).
+        A look-back word inside a cause clause names what set off the reported event, not a
+        retelling of it ("violence erupts after vigil"): it caps nothing."""
         if itype == "none":
             return 0, None
         severity = max(floor, cap or 0, *(h[3].severity for h in type_hits), *(h[3].severity for h in harm))
@@ -777,7 +779,8 @@ class Classifier:
             p = h[3]
             if p.kind is Kind.ESCALATION:
                 severity = max(severity, p.severity)
-            elif p.kind is Kind.AFTERMATH and h[0] == 0 and aftermath is None:
+            elif p.kind is Kind.AFTERMATH and h[0] == 0 and aftermath is None and not any(
+                    cf == 0 and cs < h[1] < ce for cf, cs, ce in causes):
                 aftermath = h
         killed, injured = casualties["killed"] or 0, casualties["injured"] or 0
         for k, i, level in self._casualty_rules:
