@@ -139,7 +139,7 @@ def _rate(clf: Any, items: list[dict[str, Any]], seconds: float, warm: bool = Tr
     return _timed(clf, pairs, seconds)
 
 
-def throughput(clf: Any, corpora: dict[str, list[dict[str, Any]]], rounds: int = 5,
+def throughput(clf: Any, corpora: dict[str, list[dict[str, Any]]], rounds: int = 15,
                seconds: float = 1.0) -> dict[str, Any]:
     """The lexicon path's items per second per core on each corpus, in ``rounds`` rounds of
     about ``seconds`` each, the corpora alternating (A B, B A, A B, ...) so a slow spell of
@@ -224,7 +224,7 @@ def semantic(clf: Classifier, sets: dict[str, list[dict[str, Any]]], seconds: fl
     return out
 
 
-def run(seconds: float = 4.0, with_semantic: bool = True, rounds: int = 5,
+def run(seconds: float = 4.0, with_semantic: bool = True, rounds: int = 15,
         round_seconds: float = 1.0) -> dict[str, Any]:
     if hasattr(os, "sched_setaffinity"):
         try:
