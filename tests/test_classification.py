@@ -482,3 +482,15 @@ def test_look_back_words_cap_only_outside_cause_clauses(clf: Classifier, title: 
     rows = [e["rule"] for e in c.to_json()["evidence"]]
     assert ("aftermath:1" in rows) is capped, rows
     assert (c.severity <= 1) is capped
+
+
+@pytest.mark.parametrize(("title", "killed", "injured"), [
+    # a share is no count: folding drops the sign, the original keeps it
+    ("Aggressioni razziste, le vittime sono aumentate del 20% nel 2025", None, None),
+    ("Müslümanlara saldırılar %40 arttı, camide 2 kişi öldürüldü", 2, None),
+    ("Les actes antisémites en hausse de 30 % : 3 blessés à Lyon", None, 3),
+])
+def test_a_percentage_is_no_casualty_figure(clf: Classifier, title: str, killed: int | None,
+                                           injured: int | None) -> None:
+    c = clf.classify(title)
+    assert (c.casualties["killed"], c.casualties["injured"]) == (killed, injured)

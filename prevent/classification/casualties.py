@@ -168,6 +168,17 @@ def _decimal(original: str | None, start: int, end: int) -> bool:
     return fraction or (whole and not original[end + 1:end + 4].isdigit())
 
 
+_PERCENT = "%٪"
+
+
+def _percent(original: str | None, start: int, end: int) -> bool:
+    """A share, not a count: "20%", "20 %", Turkish "%20" (folding drops the sign)."""
+    if original is None:
+        return False
+    after = original[end:end + 2].lstrip()
+    return bool(after[:1] and after[0] in _PERCENT) or (start > 0 and original[start - 1] in _PERCENT)
+
+
 def _number_words(folded: str, lo: int, hi: int, numbers: dict[str, int]) -> list[tuple[int, int, int]]:
     """Number words of the lexicon between ``lo`` and ``hi``: a two-word entry before its
     words alone ("ثلاثة عشر" is 13, not 3 and 10); none followed by a unit of time or age
@@ -207,7 +218,7 @@ def find_counts(folded: str, anchors: list[tuple[int, int]], killed: list[bool],
             raw = m.group(1)
             n = int(raw.replace(" ", ""))
             if not (_is_year(raw, n) or _NOT_COUNT_AFTER.match(folded, m.end())
-                    or _decimal(original, m.start(), m.end())):
+                    or _decimal(original, m.start(), m.end()) or _percent(original, m.start(), m.end())):
                 figures.append((m.start(), m.end(), n))
         if numbers:
             figures += _number_words(folded, lo, hi, numbers)
