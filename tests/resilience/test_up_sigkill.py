@@ -27,6 +27,7 @@ import pytest
 from feeds.server import FeedServer, rss
 from fixtures.kafka import Engine
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from prevent.platform.netutil import free_port
 from prevent.platform.storage.db import Database
@@ -88,10 +89,12 @@ async def counts(db: Database) -> tuple[int, int, int]:
 async def test_up_sigkilled_mid_burst_then_restarted_stores_every_item_once(
         tmp_path: Path, database_url: str, system_engine: Engine) -> None:
     server = FeedServer()
+    # The feeds stay empty until the rules stage is held (below): the burst flows only then.
+    flowing: list[bool] = []
     for f in range(FEEDS):
-        body = rss(*titles(f), title=f"Wire {f}")
-        server.routes[f"/feed/{f}.xml"] = lambda _req, body=body: (
-            200, {"Content-Type": "application/rss+xml"}, body)
+        body, empty = rss(*titles(f), title=f"Wire {f}"), rss(title=f"Wire {f}")
+        server.routes[f"/feed/{f}.xml"] = lambda _req, body=body, empty=empty: (
+            200, {"Content-Type": "application/rss+xml"}, body if flowing else empty)
     server.start()
     feeds_file = tmp_path / "feeds.yaml"
     feeds_file.write_text("feeds:\n" + "".join(
@@ -111,6 +114,7 @@ async def test_up_sigkilled_mid_burst_then_restarted_stores_every_item_once(
     log = tmp_path / "up.log"
     first = start_up(env, log)
     second: subprocess.Popen[bytes] | None = None
+    blocker: AsyncConnection | None = None
     try:
         def alive() -> None:
             assert first.poll() is None, f"prevent up exited: {log.read_text(errors='replace')[-3000:]}"
@@ -118,21 +122,32 @@ async def test_up_sigkilled_mid_burst_then_restarted_stores_every_item_once(
         # The window in which a record exists only in the broker: seen (acknowledged) but not
         # stored. Kill there, as soon as it opens. On a quick machine the rules stage can store
         # every record before the watcher marks it seen (nothing is then at risk, and the test
-        # proves nothing), so the rules stage's preparation worker is stopped (SIGSTOP) as soon
-        # as `prevent up` is running: the stage stalls as it would on a busy core, and the window opens.
+        # proves nothing), so once `prevent up` is running the rules stage is held, and only then
+        # do the feeds fill: the stage stalls as it would on a busy core, and the window opens.
+        # Held how: its preparation worker is stopped (SIGSTOP); on PostgreSQL, where that alone
+        # does not hold it (the stage prepares in place the parts no worker has started), the
+        # test also takes the incidents table in EXCLUSIVE mode (reads go on, inserts wait).
         at_kill: tuple[int, int, int] = (0, 0, 0)
         stalled: list[int] = []
 
         async def window_open() -> bool:
-            nonlocal at_kill
-            if not stalled and "prevent is running" in log.read_text(errors="replace"):
+            nonlocal at_kill, blocker
+            if not flowing and "prevent is running" in log.read_text(errors="replace"):
                 stalled.extend(stall_workers(first.pid))  # after start-up, which waits for it
+                if db.dialect == "postgresql":  # the schema exists: `prevent up` migrated it
+                    blocker = await db.engine.connect()
+                    await blocker.begin()
+                    await blocker.exec_driver_sql("LOCK TABLE incidents IN EXCLUSIVE MODE")
+                flowing.append(True)
             at_kill = await counts(db)
-            return (bool(stalled) and at_kill[0] > at_kill[1]) or at_kill[1] >= TOTAL
+            return (bool(flowing) and at_kill[0] > at_kill[1]) or at_kill[1] >= TOTAL
 
         await wait(window_open, 240, "entries marked seen but not yet stored", alive)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
+        if blocker is not None:
+            await blocker.close()  # rolls back: the table is free for the restart
+            blocker = None
         after_kill = await counts(db)
         print(f"{system_engine.name}: preparation worker(s) {stalled} stopped; "
               f"SIGKILL with {at_kill[0]} of {TOTAL} items marked seen and "
@@ -154,6 +169,8 @@ async def test_up_sigkilled_mid_burst_then_restarted_stores_every_item_once(
         second.send_signal(signal.SIGINT)
         second.wait(30)
     finally:
+        if blocker is not None:
+            await blocker.close()
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
