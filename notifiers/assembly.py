@@ -4,8 +4,9 @@ and the demo's local stand-ins for the SMS gateway and partner webhooks."""
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
-from notifiers.centre import CentreNotifier
+from notifiers.centre import CentreNotifier, RetryPolicy
 from notifiers.channels.email import EmailChannel
 from notifiers.channels.sms import SmsChannel
 from notifiers.channels.webhook import WebhookChannel
@@ -34,7 +35,10 @@ def build_centre_notifier(settings: Settings, db: Database) -> CentreNotifier:
     return CentreNotifier(
         db, NoticeRenderer(settings.playbooks_dir / "templates", settings.time_zone),
         channels_for(settings),
-        AckLinks.from_settings(settings), limits=buckets(settings.channel_rate_per_second),
+        AckLinks.from_settings(settings),
+        RetryPolicy(outage_max_delay=settings.notice_outage_retry_max_seconds,
+                    lease=timedelta(seconds=settings.notice_send_lease_seconds)),
+        limits=buckets(settings.channel_rate_per_second),
         cap_sender=settings.mail_from, officer_email=settings.engagement_officer_email)
 
 

@@ -27,6 +27,10 @@ DB_PARAMS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The end-to-end and fault tests (services as processes, brokers, outages) first: each takes
+    # from several seconds to over a minute, mostly waiting, so with pytest-xdist (`make test`)
+    # they start early and the quick tests fill the workers around them instead of trailing them.
+    items.sort(key=lambda item: "e2e" not in item.keywords)  # stable: the order within each stays
     if PG_URL:
         return
     skip = pytest.mark.skip(reason="PostgreSQL tests need PREVENT_TEST_DATABASE_URL")

@@ -722,8 +722,8 @@ class Classifier:
             else:
                 continue
             # "... weeks after the Easter bombings": the target of an earlier incident.
-            if causes and any(cf == f and cs < s < ce and any(
-                    h[0] == f and cs < h[1] < ce for h in typ) for cf, cs, ce in causes):
+            if causes and any(_inside(span, f, s) and any(_inside(span, h[0], h[1]) for h in typ)
+                              for span in causes):
                 continue
             out.append((f, s, e, p, n))
         return out
@@ -738,7 +738,7 @@ class Classifier:
                 weight *= TITLE_WEIGHT
             if linked and (f, n) in linked:
                 weight *= LINK_WEIGHT
-            if causes and any(cf == f and cs < s < ce for cf, cs, ce in causes):
+            if causes and any(_inside(span, f, s) for span in causes):
                 weight *= cause_weight
             scores[p.key] = scores.get(p.key, 0.0) + weight
         if len(scores) == 1:
@@ -780,7 +780,7 @@ class Classifier:
             if p.kind is Kind.ESCALATION:
                 severity = max(severity, p.severity)
             elif p.kind is Kind.AFTERMATH and h[0] == 0 and aftermath is None and not any(
-                    cf == 0 and cs < h[1] < ce for cf, cs, ce in causes):
+                    _inside(span, 0, h[1]) for span in causes):
                 aftermath = h
         killed, injured = casualties["killed"] or 0, casualties["injured"] or 0
         for k, i, level in self._casualty_rules:
@@ -880,6 +880,12 @@ class _Sentences:
     def span(self, f: int, n: int) -> tuple[int, int]:
         ends = self._ends(f)
         return (ends[n - 1] if n else 0), (ends[n] if n < len(ends) else len(self.texts[f]))
+
+
+def _inside(span: tuple[int, int, int], f: int, s: int) -> bool:
+    """Position ``s`` of field ``f`` lies inside the cause clause ``span`` (field, start, end):
+    "... weeks after the Easter bombings" reports what set the item off, not the item."""
+    return span[0] == f and span[1] < s < span[2]
 
 
 def _background_only(type_hits: list[_H], sentences: _Sentences) -> bool:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     webhook_signing_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key for the Prevent-Signature header on webhooks")
     http_timeout_seconds: float = Field(default=10.0, gt=0, description="SMS gateway and webhooks")
+    notice_outage_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="the longest wait between tries while our own SMTP relay or SMS "
+                                        "gateway is unreachable (an outage uses up no notice's tries)")
+    notice_send_lease_seconds: float = Field(
+        default=60.0, gt=0, description="a notice claimed for sending this long ago was interrupted (its "
+                                        "process died) and is sent again; at least three times the longer "
+                                        "of the SMTP and HTTP timeouts, so no send still under way is")
     channel_rate_per_second: dict[str, float] = Field(
         default={"email": 20.0, "sms": 5.0, "webhook": 10.0},
         description="sends per second per channel (aiolimiter; a burst of up to one second's worth)")
@@ -206,6 +213,17 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings,
                 TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # A send connects, maybe upgrades to TLS, and exchanges the message, each within its
+        # timeout: a lease shorter than that could hand a send still under way to another sender.
+        longest = max(self.smtp_timeout_seconds, self.http_timeout_seconds)
+        if self.notice_send_lease_seconds < 3 * longest:
+            raise ValueError(
+                f"notice_send_lease_seconds ({self.notice_send_lease_seconds:g}) must be at least three "
+                f"times the longer of smtp_timeout_seconds and http_timeout_seconds ({longest:g})")
+        return self
 
     @property
     def effective_database_url(self) -> str:

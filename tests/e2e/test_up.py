@@ -19,22 +19,38 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tansu_pids() -> set[int]:
-    pids = set()
+def _tansu(pid: int) -> bool:
+    try:
+        return b"tansu" in (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+
+
+def tansu_pids(ancestor: int) -> set[int]:
+    """The embedded brokers among ``ancestor``'s descendants: only this test's, when other
+    tests (pytest-xdist workers) run brokers of their own at the same time."""
+    parent: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
+            try:  # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+                parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if b"tansu" in cmdline.split(b"\0")[0]:
-                pids.add(int(proc.name))
-    return pids
+
+    def descends(pid: int) -> bool:
+        for _ in range(64):
+            pid = parent.get(pid, 0)
+            if pid == ancestor:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return {pid for pid in parent if descends(pid) and _tansu(pid)}
 
 
 def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
-    before = tansu_pids()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREVENT_")}
     env |= {"PREVENT_VAR_DIR": str(tmp_path / "var"), "PREVENT_HTTP_PORT": str(port)}
     # The console needs a signed-in user: add one the way an operator would.
@@ -64,7 +80,7 @@ def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         assert "Demo outbox" in page and "Message-ID" in page, "no demo notice within 30 s"
         assert "Riverside Islamic Centre" in page or "mosque" in page
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
-        ours = tansu_pids() - before
+        ours = tansu_pids(proc.pid)
         assert ours, "the embedded broker should be running"
     finally:
         console.close()  # its kept-alive connection: a ResourceWarning when left to the GC
@@ -72,6 +88,6 @@ def test_up_shows_the_demo_notice_and_stops_cleanly_on_ctrl_c(tmp_path: Path) ->
         output = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert proc.returncode == 0, output[-3000:]
     deadline = time.monotonic() + 10
-    while tansu_pids() & ours and time.monotonic() < deadline:
+    while any(_tansu(pid) for pid in ours) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not (tansu_pids() & ours), "Ctrl-C left the embedded broker running"
+    assert not any(_tansu(pid) for pid in ours), "Ctrl-C left the embedded broker running"

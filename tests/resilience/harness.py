@@ -206,7 +206,16 @@ def service_env(bootstrap: str, db_url: str, smtp_port: int, var_dir: Path, *,
             "PREVENT_SECRET_KEY": "resilience-test-secret", "PREVENT_VAR_DIR": str(var_dir),
             "PREVENT_DEMO": "false", "PREVENT_KAFKA_SESSION_TIMEOUT_MS": str(session_timeout_ms),
             "PREVENT_CHANNEL_RATE_PER_SECOND": '{"email": 200, "sms": 5, "webhook": 10}',
-            "PREVENT_CONFIG_FILE": str(var_dir / "none.toml")}
+            # A killed notifier's claims lapse in 15 s, not 60 (every send here is over loopback
+            # within a 5 s timeout), a survivor looks for lapsed claims every 5 s, not 60, and a
+            # notifier tries a relay that was down at least every 3 s, not 60: the same faults,
+            # without waiting out production's margins.
+            **SHORT_WAITS, "PREVENT_CONFIG_FILE": str(var_dir / "none.toml")}
+
+
+SHORT_WAITS = {"PREVENT_SMTP_TIMEOUT_SECONDS": "5", "PREVENT_HTTP_TIMEOUT_SECONDS": "5",
+               "PREVENT_NOTICE_SEND_LEASE_SECONDS": "15", "PREVENT_SCANNER_INTERVAL_SECONDS": "5",
+               "PREVENT_NOTICE_OUTAGE_RETRY_MAX_SECONDS": "3"}
 
 
 async def produce(bootstrap: str, items: Sequence[GlobalIncident], *, chunk: int = 25,
