@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/prevent up
 
 ## test: lint, then the whole suite (PostgreSQL tests run when PREVENT_TEST_DATABASE_URL is set) in
-## PYTEST_WORKERS processes: most of the suite's wall time is waiting (brokers, services, timeouts), so
-## more workers than this machine's 2 cores; PYTEST_WORKERS=0 runs it in one process
+## PYTEST_WORKERS processes (pytest-xdist): the end-to-end and fault tests in two of them, a group each
+## (tests/conftest.py), the quick ones in the others; PYTEST_WORKERS=0 runs it in one process
 PYTEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/prevent playbooks check
 	$(BIN)/prevent playbooks test
-	@started=$$(date +%s); $(BIN)/pytest -q -rs -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); \
+	@started=$$(date +%s); $(BIN)/pytest -q -rs -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); \
 	  status=$$?; echo "make test: pytest took $$(( $$(date +%s) - started )) s"; exit $$status
 
 lint: $(STAMP)

@@ -26,11 +26,25 @@ SHARED = REPO.parent / "shared"
 DB_PARAMS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
+HEAVY_GROUPS = ("e2e-a", "e2e-b")
+
+
+def _heavy(item: pytest.Item) -> bool:
+    """An end-to-end or fault test (marked e2e), or one that drives Chromium (a browser each)."""
+    return "e2e" in item.keywords or item.path.name.endswith("_browser.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The end-to-end and fault tests (services as processes, brokers, outages) first: each takes
-    # from several seconds to over a minute, mostly waiting, so with pytest-xdist (`make test`)
-    # they start early and the quick tests fill the workers around them instead of trailing them.
-    items.sort(key=lambda item: "e2e" not in item.keywords)  # stable: the order within each stays
+    # The end-to-end and fault tests (services as processes, brokers, outages; marked e2e) and the
+    # browser tests take from seconds to over a minute each and load the machine, so under
+    # pytest-xdist (`make test`, --dist loadgroup) they run in two groups, each on one worker, and
+    # start first; the other workers run the quick tests meanwhile. Four of them at once on
+    # 2 cores once made timing-sensitive tests fail (a load average of 11).
+    items.sort(key=lambda item: not _heavy(item))  # stable: the order within each stays
+    heavy = [item for item in items if _heavy(item)]
+    for n, item in enumerate(heavy):
+        item.add_marker(pytest.mark.xdist_group(HEAVY_GROUPS[n % len(HEAVY_GROUPS)]))
     if PG_URL:
         return
     skip = pytest.mark.skip(reason="PostgreSQL tests need PREVENT_TEST_DATABASE_URL")

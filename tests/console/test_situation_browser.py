@@ -97,7 +97,21 @@ async def sign_in(page, base: str, name: str) -> None:
 
 
 async def fits(page) -> int:
-    return await page.evaluate("document.documentElement.scrollWidth")
+    """The page's width once its layout has settled: after the fonts and two animation frames,
+    and the same in two readings 100 ms apart (a form's results laid out under a loaded
+    machine once read 570 px at 375 and 375 px a moment later; a real overflow stays)."""
+    settled = """async () => {
+        await document.fonts.ready;
+        await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+        return document.documentElement.scrollWidth; }"""
+    width = await page.evaluate(settled)
+    for _ in range(30):
+        await page.wait_for_timeout(100)
+        again = await page.evaluate(settled)
+        if again == width:
+            return width
+        width = again
+    return width
 
 
 async def test_the_open_alert_page_follows_what_happens(console: Console) -> None:
